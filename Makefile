@@ -1,0 +1,66 @@
+# eoq-core: `make setup` then `make test`.  See README.md.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+TARGET ?= sim
+ARCH ?= mlp
+EPOCHS ?= 10
+BATCH ?= 16
+SEED ?= 0
+CONFIG ?= default
+METRICS ?= build/metrics-$(TARGET)-$(ARCH)-b$(BATCH)-s$(SEED).json
+BENCH_OUT ?= build/bench.json
+BOARD ?= ulx3s
+DEVICE ?= 85F
+SIM ?= verilator
+JOBS ?= 2
+
+.PHONY: setup test test-slow sim train bench rtl lint bitstream program clean help
+
+help:
+	@echo "make setup      install simulators (apt) and the Python environment (.venv)"
+	@echo "make test       quick suite (what CI runs)"
+	@echo "make test-slow  long tests (accuracy over seeds, long simulations)"
+	@echo "make sim        full cocotb + Verilator regression with a pass/fail table"
+	@echo "make train      train the digits network (TARGET=sim|golden|fp32|serial:PORT)"
+	@echo "make bench      benchmarks -> BENCH_OUT=$(BENCH_OUT)"
+	@echo "make rtl        Verilog for CONFIG=$(CONFIG) into build/rtl/"
+	@echo "make bitstream BOARD=ulx3s DEVICE=85F"
+
+setup: $(VENV)/.setup-stamp
+
+$(VENV)/.setup-stamp: pyproject.toml scripts/setup.sh
+	bash scripts/setup.sh $(VENV)
+	touch $@
+
+test: setup
+	$(PY) -m pytest -q -n $(JOBS) -m "not slow"
+
+test-slow: setup
+	$(PY) -m pytest -q -n $(JOBS) -m slow
+
+sim: setup
+	$(PY) -m sim_tests.regress --sim $(SIM)
+
+train: setup
+	$(PY) -m host.train --target $(TARGET) --arch $(ARCH) --epochs $(EPOCHS) --batch $(BATCH) --seed $(SEED) --config $(CONFIG) --metrics $(METRICS)
+
+bench: setup
+	$(PY) -m bench --out $(BENCH_OUT)
+
+rtl: setup
+	$(PY) -m rtl_gen --config $(CONFIG) -o build/rtl/
+
+lint: rtl
+	verilator --lint-only -Wall build/rtl/eoq_core.v
+
+bitstream: setup
+	$(PY) -m fpga.build --board $(BOARD) --device $(DEVICE) --config $(CONFIG)
+
+program: setup
+	$(PY) -m fpga.program --board $(BOARD)
+
+clean:
+	rm -rf build sim_build .pytest_cache

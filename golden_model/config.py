@@ -1,0 +1,132 @@
+"""The one configuration object of the project.
+
+The golden model, rtl_gen, the cocotb testbenches and the host driver all read
+a :class:`CoreConfig`; no width, depth or rounding choice is written anywhere
+else.  Named configurations are in :data:`CONFIGS`; ``default`` is the 8x8 core.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+
+ROUNDING_MODES = ("nearest", "stochastic")
+
+
+@dataclass(frozen=True)
+class CoreConfig:
+    """Hardware and arithmetic parameters of one EOQ training core.
+
+    Arithmetic (see docs/eoq_arithmetic.md):
+      data_bits       width of every stored tensor (W, A, E, G, U): 8.
+      acc_bits        width of the MAC accumulators: 32.
+      max_shift       right shifts larger than this flush the result to zero.
+      act_rounding    rounding of activations when requantized (SQ).
+      err_rounding    rounding of back-propagated errors (SQ).
+      grad_rounding   rounding of weight gradients (SQ).
+      update_rounding rounding of the weight update lr * G into weight units.
+      seed            base seed of the stochastic-rounding generator.
+
+    Hardware:
+      array_rows, array_cols   MAC array shape (R x C processing elements).
+      max_features    largest layer width (in or out) the buffers hold.
+      max_batch       largest batch the activation buffers hold.
+      weight_depth    int8 words of weight buffer.
+      act_depth       int8 words of activation/error buffer.
+      acc_depth       int32 words of accumulator buffer.
+    """
+
+    name: str = "default"
+    data_bits: int = 8
+    acc_bits: int = 32
+    max_shift: int = 31
+    act_rounding: str = "nearest"
+    err_rounding: str = "nearest"
+    grad_rounding: str = "stochastic"
+    update_rounding: str = "stochastic"
+    seed: int = 0x2105_1389
+    array_rows: int = 8
+    array_cols: int = 8
+    max_features: int = 64
+    max_batch: int = 16
+    weight_depth: int = 16384
+    act_depth: int = 8192
+    acc_depth: int = 1024
+
+    def __post_init__(self):
+        if self.data_bits != 8:
+            raise ValueError(f"data_bits must be 8 (EOQ is an 8-bit scheme), got {self.data_bits}")
+        if self.acc_bits not in (24, 32):
+            raise ValueError(f"acc_bits must be 24 or 32, got {self.acc_bits}")
+        for field in ("act_rounding", "err_rounding", "grad_rounding", "update_rounding"):
+            mode = getattr(self, field)
+            if mode not in ROUNDING_MODES:
+                raise ValueError(f"{field} must be one of {ROUNDING_MODES}, got {mode!r}")
+        if not 0 <= self.seed < 2**32:
+            raise ValueError(f"seed must be a 32-bit unsigned integer, got {self.seed}")
+        for field in ("array_rows", "array_cols", "max_features", "max_batch"):
+            if getattr(self, field) < 1:
+                raise ValueError(f"{field} must be positive, got {getattr(self, field)}")
+        # Worst case |acc| of one dot product of length K: K * 128 * 128 = K * 2^14.
+        longest = max(self.max_features, self.max_batch * self.max_features)
+        if longest * 2**14 >= 2 ** (self.acc_bits - 1):
+            raise ValueError(
+                f"a dot product of length {longest} can overflow {self.acc_bits}-bit accumulators; "
+                f"lower max_features/max_batch or widen acc_bits")
+        if self.max_features * self.max_features > self.weight_depth:
+            raise ValueError(
+                f"weight_depth {self.weight_depth} cannot hold one {self.max_features}x{self.max_features} layer")
+
+    @property
+    def qmax(self) -> int:
+        """Largest stored magnitude: the range is symmetric, [-qmax, qmax] = [-127, 127]."""
+        return 2 ** (self.data_bits - 1) - 1
+
+    @property
+    def qmin(self) -> int:
+        return -self.qmax
+
+    @property
+    def acc_min(self) -> int:
+        return -(2 ** (self.acc_bits - 1))
+
+    @property
+    def acc_max(self) -> int:
+        return 2 ** (self.acc_bits - 1) - 1
+
+    @property
+    def num_pes(self) -> int:
+        return self.array_rows * self.array_cols
+
+    def replace(self, **changes) -> "CoreConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "CoreConfig":
+        unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown configuration keys {sorted(unknown)}")
+        return cls(**data)
+
+
+CONFIGS: dict[str, CoreConfig] = {
+    "small4x4": CoreConfig(name="small4x4", array_rows=4, array_cols=4),
+    "default": CoreConfig(name="default"),
+    "wide8x16": CoreConfig(name="wide8x16", array_rows=8, array_cols=16),
+    "default_nearest": CoreConfig(name="default_nearest", grad_rounding="nearest", update_rounding="nearest"),
+}
+
+
+def get_config(name: str) -> CoreConfig:
+    """Return the named configuration, or raise ValueError listing the known names."""
+    try:
+        return CONFIGS[name]
+    except KeyError:
+        raise ValueError(f"unknown configuration {name!r}; known: {', '.join(sorted(CONFIGS))}") from None

@@ -1,0 +1,51 @@
+"""The pseudo-random generator behind stochastic rounding.
+
+Counter-based, so that hardware with any number of lanes reproduces it:
+
+    r[i] = xs32(xs32(key + i * PHI mod 2^32))
+
+where ``i`` is the element's flat (row-major) index in the tensor being
+rounded, ``PHI = 0x9E3779B9`` (a Weyl increment), and ``xs32`` is Marsaglia's
+xorshift32 step ``x ^= x << 13; x ^= x >> 17; x ^= x << 5`` on 32 bits.  A
+hardware lane handling elements ``l, l + L, l + 2L, ...`` keeps a 32-bit
+counter starting at ``key + l * PHI`` and adds ``L * PHI`` per element: one
+adder and two XOR networks, no multiplier.
+
+The per-tensor ``key`` is computed on the host by :func:`tensor_key` and
+travels in the instruction that asks for stochastic rounding.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+MASK32 = 0xFFFF_FFFF
+PHI = 0x9E37_79B9
+STEP_MIX = 0x85EB_CA6B
+
+
+def xs32(x):
+    """One xorshift32 step (13, 17, 5) on uint32 scalars or arrays."""
+    x = np.asarray(x, dtype=np.uint32)
+    x = x ^ (x << np.uint32(13))
+    x = x ^ (x >> np.uint32(17))
+    x = x ^ (x << np.uint32(5))
+    return x
+
+
+def random_words(key: int, count: int, start: int = 0) -> np.ndarray:
+    """The uint32 random words for flat element indices start .. start+count-1."""
+    if not 0 <= key <= MASK32:
+        raise ValueError(f"key must be a 32-bit unsigned integer, got {key}")
+    index = np.arange(start, start + count, dtype=np.uint64)
+    counter = ((np.uint64(key) + index * np.uint64(PHI)) & np.uint64(MASK32)).astype(np.uint32)
+    return xs32(xs32(counter))
+
+
+def tensor_key(seed: int, step: int, tensor_id: int) -> int:
+    """Key of the random stream for one tensor at one training step (host side)."""
+    if step < 0 or tensor_id < 0:
+        raise ValueError(f"step and tensor_id must be non-negative, got {step}, {tensor_id}")
+    mixed = (seed + (step + 1) * PHI) & MASK32
+    mixed = int(xs32(mixed)) ^ ((tensor_id * STEP_MIX) & MASK32)
+    return int(xs32(mixed))

@@ -1,0 +1,1 @@
+"""Amaranth HDL of the EOQ int8 training core."""

@@ -27,6 +27,8 @@ class CoreConfig:
       grad_rounding   rounding of weight gradients (SQ).
       update_rounding rounding of the weight update lr * G into weight units.
       seed            base seed of the stochastic-rounding generator.
+      loss_fixed_exp  grid 2**loss_fixed_exp on which the host writes the
+                      float softmax error before the integer SQ (host side).
 
     Hardware:
       array_rows, array_cols   MAC array shape (R x C processing elements).
@@ -46,6 +48,7 @@ class CoreConfig:
     grad_rounding: str = "stochastic"
     update_rounding: str = "stochastic"
     seed: int = 0x2105_1389
+    loss_fixed_exp: int = -24
     array_rows: int = 8
     array_cols: int = 8
     max_features: int = 64

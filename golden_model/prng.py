@@ -22,6 +22,8 @@ import numpy as np
 MASK32 = 0xFFFF_FFFF
 PHI = 0x9E37_79B9
 STEP_MIX = 0x85EB_CA6B
+#: The (left, right, left) shift triple of :func:`xs32`, for hardware generators (hw/prng.py).
+XS32_SHIFTS = (13, 17, 5)
 
 
 def xs32(x):

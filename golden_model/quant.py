@@ -152,3 +152,27 @@ def fixed_point(x, exp: int) -> np.ndarray:
 def direct_quantize(x, exp: int, cfg: CoreConfig) -> QTensor:
     """Q(x): floats to int8 on the fixed grid 2**exp, saturating to [-127, 127]."""
     return QTensor(saturate(fixed_point(x, exp), cfg), exp)
+
+
+def update_weights(w: QTensor, g: QTensor, lr_shift: int, mode: str, cfg: CoreConfig,
+                   key: int | None = None) -> QTensor:
+    """The 8-bit integer weight update, in the weight's own fixed scale:
+
+        U = round(g * 2**(g.exp - lr_shift - w.exp))   (lr = 2**-lr_shift)
+        W <- saturate(W - U)
+
+    U is rounded by ``mode`` (stochastic by default, so updates below one
+    weight LSB still happen with the right probability) and saturated to
+    int8 like every stored tensor; W saturates at +-127 and never wraps.
+    """
+    if w.q.shape != g.q.shape:
+        raise ValueError(f"gradient shape {g.q.shape} does not match weight shape {w.q.shape}")
+    if lr_shift < 0:
+        raise ValueError(f"learning rate must be 2**-lr_shift with lr_shift >= 0, got lr_shift={lr_shift}")
+    shift = w.exp + lr_shift - g.exp
+    if shift >= 0:
+        update = round_shift(g.q, shift, mode, cfg, key)
+    else:
+        update = g.q.astype(np.int64) << min(-shift, cfg.data_bits + 1)
+    update = saturate(update, cfg).astype(np.int64)
+    return QTensor(saturate(w.q.astype(np.int64) - update, cfg), w.exp)

@@ -1,0 +1,156 @@
+"""Training loop on the digits data, for any model with ``train_step`` and ``predict``.
+
+Both the EOQ int8 golden model and the float32 reference are driven through
+the same loop (same split, same shuffling from the same seed), so their
+accuracies compare like for like.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from .config import CoreConfig
+from .data import Digits, batches, load_digits_split
+from .float_ref import FloatResMLP
+from .network import ResMLP, quantize_input
+
+DEFAULT_LR_SHIFT = {1: 7, 16: 4}
+
+
+def scheduled_lr_shift(base: int, epoch: int, epochs: int) -> int:
+    """Step decay in powers of two: lr halves after 50% and again after 75% of the epochs."""
+    return base + int(epoch > epochs // 2) + int(epoch > (3 * epochs) // 4)
+
+
+def default_lr_shift(batch: int) -> int:
+    """Learning rate 2**-lr_shift tuned for the batch (errors are batch means)."""
+    if batch in DEFAULT_LR_SHIFT:
+        return DEFAULT_LR_SHIFT[batch]
+    return 4 if batch >= 8 else 6
+
+
+class Trainable(Protocol):
+    macs_per_step: int
+
+    def step(self, pixels: np.ndarray, labels: np.ndarray) -> float: ...
+
+    def predict(self, pixels: np.ndarray) -> np.ndarray: ...
+
+
+class GoldenTarget:
+    """The EOQ int8 golden model behind the Trainable interface."""
+
+    name = "golden"
+
+    def __init__(self, cfg: CoreConfig, seed: int, lr_shift: int, arch: str = "mlp"):
+        if arch != "mlp":
+            from .cnn import ResCNN
+            self.model = ResCNN(cfg, seed, lr_shift)
+        else:
+            self.model = ResMLP(cfg, seed, lr_shift)
+        self.cfg = cfg
+
+    def step(self, pixels, labels):
+        return self.model.train_step(quantize_input(pixels, self.cfg), labels)
+
+    def predict(self, pixels):
+        return self.model.predict(quantize_input(pixels, self.cfg))
+
+    @property
+    def macs(self):
+        return self.model.macs
+
+    @property
+    def lr_shift(self) -> int:
+        return self.model.lr_shift
+
+    @lr_shift.setter
+    def lr_shift(self, value: int) -> None:
+        self.model.lr_shift = value
+
+
+class FloatTarget:
+    """The float32 reference behind the Trainable interface."""
+
+    name = "fp32"
+
+    def __init__(self, seed: int, lr_shift: int, arch: str = "mlp"):
+        if arch != "mlp":
+            from .cnn import FloatResCNN
+            self.model = FloatResCNN(seed, lr_shift)
+        else:
+            self.model = FloatResMLP(seed, lr_shift)
+
+    def step(self, pixels, labels):
+        return self.model.train_step(FloatResMLP.input(pixels), labels)
+
+    def predict(self, pixels):
+        return self.model.predict(FloatResMLP.input(pixels))
+
+    @property
+    def macs(self):
+        return self.model.macs
+
+    @property
+    def lr_shift(self) -> int:
+        return self.model.lr_shift
+
+    @lr_shift.setter
+    def lr_shift(self, value: int) -> None:
+        self.model.lr_shift = value
+
+
+@dataclass
+class EpochRecord:
+    epoch: int
+    loss: float
+    train_accuracy: float
+    test_accuracy: float
+
+
+def accuracy(target, pixels: np.ndarray, labels: np.ndarray) -> float:
+    return float(np.mean(target.predict(pixels) == labels))
+
+
+def run_training(target, epochs: int, batch: int, seed: int, data: Digits | None = None,
+                 progress: bool = True, log=print) -> tuple[list[EpochRecord], float]:
+    """Train for ``epochs``; returns per-epoch records and the training wall time (s)."""
+    if epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    data = data or load_digits_split()
+    rng = np.random.default_rng(seed)
+    history = []
+    seconds = 0.0
+    steps_per_epoch = -(-len(data.train_y) // batch)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=epochs * steps_per_epoch, unit="step", desc=f"{target.name}", leave=False)
+    base_lr_shift = target.lr_shift
+    for epoch in range(1, epochs + 1):
+        target.lr_shift = scheduled_lr_shift(base_lr_shift, epoch, epochs)
+        losses = []
+        start = time.perf_counter()
+        for idx in batches(len(data.train_y), batch, rng):
+            losses.append(target.step(data.train_x[idx], data.train_y[idx]))
+            if bar is not None:
+                bar.update(1)
+        seconds += time.perf_counter() - start
+        record = EpochRecord(epoch, float(np.mean(losses)),
+                             accuracy(target, data.train_x, data.train_y),
+                             accuracy(target, data.test_x, data.test_y))
+        history.append(record)
+        if log is not None:
+            message = (f"epoch {epoch:3d}  loss {record.loss:.4f}  train acc {record.train_accuracy:.4f}  "
+                       f"test acc {record.test_accuracy:.4f}")
+            if bar is not None:
+                bar.write(message)
+            else:
+                log(message)
+    if bar is not None:
+        bar.close()
+    return history, seconds

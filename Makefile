@@ -4,9 +4,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-TARGET ?= sim
+TARGET ?= golden
 ARCH ?= mlp
-EPOCHS ?= 10
+EPOCHS ?= 20
 BATCH ?= 16
 SEED ?= 0
 CONFIG ?= default

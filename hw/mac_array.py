@@ -1,0 +1,91 @@
+"""Output-stationary int8 MAC array."""
+
+from amaranth import Array, Module, Mux, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from golden_model.config import CoreConfig
+
+from .rounding import acc_shape, data_shape
+
+
+class MacArray(wiring.Component):
+    """R x C output-stationary array (R = cfg.array_rows, C = cfg.array_cols).
+
+    Each accepted beat on ``i`` carries int8 vectors ``a[0..R-1]`` and
+    ``b[0..C-1]`` and every PE does ``acc[r][c] += a[r] * b[c]`` (an outer
+    product; accumulators are ``cfg.acc_bits`` signed): one MAC per PE per
+    cycle while fed.  After K beats ``acc[r][c] = sum_k a_k[r] * b_k[c]``.
+
+    Why output-stationary: each PE keeps its wide partial sum in place for
+    the whole reduction, so per cycle only R + C int8 operands move in
+    (instead of R*C 32-bit partial sums moving between PEs or buffers), the
+    reduction length K is unbounded by the array size, and the 32-bit results
+    leave once per tile, amortised over K cycles.  Because the array only
+    computes sums of outer products, forward W.X, backward W^T.E and
+    gradient E.X^T differ only in the order the sequencer reads the int8
+    buffers; no transposition hardware is needed.
+
+    Controls:
+      ``clear``  strobe: start a new tile.  All accumulators restart from 0;
+                 a beat accepted in the same cycle is the first term of the
+                 new sum (no bubble between tiles).
+      ``drain``  strobe: stream the accumulators out on ``o``, one row of C
+                 per beat, rows 0..R-1, ``last`` on row R-1.  While draining
+                 ``i.ready`` is low and ``clear`` is ignored; readout does not
+                 modify the accumulators.  Beats accepted up to and including
+                 the ``drain`` cycle are included.
+    """
+
+    def __init__(self, cfg: CoreConfig):
+        self.cfg = cfg
+        rows, cols = cfg.array_rows, cfg.array_cols
+        super().__init__({
+            "clear": In(1),
+            "drain": In(1),
+            "i": In(stream.Signature(data.StructLayout({
+                "a": data.ArrayLayout(data_shape(cfg), rows),
+                "b": data.ArrayLayout(data_shape(cfg), cols),
+            }))),
+            "o": Out(stream.Signature(data.StructLayout({
+                "row": data.ArrayLayout(acc_shape(cfg), cols),
+                "last": 1,
+            }))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.cfg
+        rows, cols = cfg.array_rows, cfg.array_cols
+        acc = [[Signal(acc_shape(cfg), name=f"acc_{r}_{c}") for c in range(cols)] for r in range(rows)]
+
+        draining = Signal()
+        row = Signal(range(rows))
+        fire = self.i.valid & self.i.ready
+        m.d.comb += self.i.ready.eq(~draining)
+
+        clear = self.clear & ~draining
+        for r in range(rows):
+            for c in range(cols):
+                product = self.i.payload.a[r] * self.i.payload.b[c]
+                kept = Mux(clear, 0, acc[r][c])
+                with m.If(fire):
+                    m.d.sync += acc[r][c].eq(kept + product)
+                with m.Elif(clear):
+                    m.d.sync += acc[r][c].eq(0)
+
+        selected = Array(Array(acc_row) for acc_row in acc)[row]
+        for c in range(cols):
+            m.d.comb += self.o.payload.row[c].eq(selected[c])
+        m.d.comb += [
+            self.o.valid.eq(draining),
+            self.o.payload.last.eq(row == rows - 1),
+        ]
+        with m.If(draining):
+            with m.If(self.o.ready):
+                m.d.sync += row.eq(row + 1)
+                with m.If(row == rows - 1):
+                    m.d.sync += [draining.eq(0), row.eq(0)]
+        with m.Elif(self.drain):
+            m.d.sync += [draining.eq(1), row.eq(0)]
+        return m

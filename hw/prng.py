@@ -1,0 +1,51 @@
+"""Hardware lanes of the counter-based generator of :mod:`golden_model.prng`."""
+
+from amaranth import Module, Signal
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from golden_model.prng import MASK32, PHI, XS32_SHIFTS
+
+from .rounding import WORD_BITS
+
+
+def xs32(x):
+    """One xorshift32 step on a 32-bit value (combinational XOR network)."""
+    left1, right, left2 = XS32_SHIFTS
+    x = (x ^ (x << left1))[:WORD_BITS]
+    x = x ^ (x >> right)
+    return (x ^ (x << left2))[:WORD_BITS]
+
+
+class RandomLanes(wiring.Component):
+    """``lanes`` parallel lanes of ``r[i] = xs32(xs32(key + i*PHI))``.
+
+    Lane l holds a counter ``key + (base + l)*PHI`` (mod 2**32) and drives
+    ``words[l]`` = the golden ``random_words(key, ...)`` word of element index
+    ``base + l``.  ``load`` sets base = 0 for ``key`` (and wins over
+    ``advance``); ``advance`` adds ``lanes`` to base, i.e. adds the constant
+    ``lanes*PHI`` to every counter.  Words are combinational from the counters.
+    """
+
+    def __init__(self, lanes: int):
+        if lanes < 1:
+            raise ValueError(f"lanes must be positive, got {lanes}")
+        self.lanes = lanes
+        super().__init__({
+            "key": In(WORD_BITS),
+            "load": In(1),
+            "advance": In(1),
+            "words": Out(data.ArrayLayout(WORD_BITS, lanes)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        step = (self.lanes * PHI) & MASK32
+        for lane in range(self.lanes):
+            counter = Signal(WORD_BITS, name=f"counter{lane}")
+            with m.If(self.load):
+                m.d.sync += counter.eq(self.key + ((lane * PHI) & MASK32))
+            with m.Elif(self.advance):
+                m.d.sync += counter.eq(counter + step)
+            m.d.comb += self.words[lane].eq(xs32(xs32(counter)))
+        return m

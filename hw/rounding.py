@@ -1,0 +1,91 @@
+"""Shared combinational datapath: golden ``saturate(round_shift(x, s, mode))``.
+
+Used by :class:`hw.shift_quantizer.ShiftQuantizer` and
+:class:`hw.update_unit.UpdateUnit`, so both units round bit-exactly alike.
+"""
+
+from amaranth import Cat, Module, Mux, Signal, Value, signed, unsigned
+
+from golden_model.config import CoreConfig
+from golden_model.prng import MASK32
+
+#: Width of one generator word (and of the stochastic-rounding random input).
+WORD_BITS = MASK32.bit_length()
+
+
+def shift_bits(cfg: CoreConfig) -> int:
+    """Bits of an unsigned right-shift amount: enough for ``max_shift + 1`` (= flush)."""
+    return (cfg.max_shift + 1).bit_length()
+
+
+def shift_shape(cfg: CoreConfig):
+    """Unsigned shape of a right-shift amount (0 .. 2**shift_bits - 1; above max_shift flushes)."""
+    return unsigned(shift_bits(cfg))
+
+
+def signed_shift_shape(cfg: CoreConfig):
+    """Signed shape of an update shift (left shifts are negative)."""
+    return signed(shift_bits(cfg) + 1)
+
+
+def data_shape(cfg: CoreConfig):
+    """Signed shape of one stored tensor element (int8)."""
+    return signed(cfg.data_bits)
+
+
+def acc_shape(cfg: CoreConfig):
+    """Signed shape of one accumulator."""
+    return signed(cfg.acc_bits)
+
+
+def saturate(x: Value, cfg: CoreConfig) -> Value:
+    """Clamp to [cfg.qmin, cfg.qmax] (golden ``saturate``); result is data_shape(cfg)."""
+    clamped = Mux(x > cfg.qmax, cfg.qmax, Mux(x < cfg.qmin, cfg.qmin, x))
+    return clamped.as_signed()[:cfg.data_bits].as_signed()
+
+
+class ShiftDecode:
+    """Lane-independent decode of a right-shift amount, shared by all lanes of a unit.
+
+    ``mask`` = 2**s - 1 and ``half`` = 2**(s-1) (0 for s = 0) are built per
+    bit (bit j of mask set iff j < s), so no wide variable shifter is needed;
+    ``flush`` = s > cfg.max_shift.
+    """
+
+    def __init__(self, m: Module, shift: Value, cfg: CoreConfig, name: str = "rshift"):
+        n = cfg.max_shift
+        self.cfg = cfg
+        self.shift = shift
+        self.mask = Signal(n, name=f"{name}_mask")
+        self.half = Signal(n, name=f"{name}_half")
+        self.nonzero = Signal(name=f"{name}_nonzero")
+        self.flush = Signal(name=f"{name}_flush")
+        m.d.comb += [
+            self.mask.eq(Cat(*(shift > j for j in range(n)))),
+            self.half.eq(Cat(*(shift == j + 1 for j in range(n)))),
+            self.nonzero.eq(shift != 0),
+            self.flush.eq(shift > n),
+        ]
+
+
+def round_shift(x: Value, dec: ShiftDecode, stochastic: Value, r: Value) -> Value:
+    """Golden ``round_shift(x, s, mode)`` for one element as a signed expression.
+
+    x: signed integer, dec: the decoded shift s, stochastic: 1 selects
+    stochastic rounding, r: this element's generator word.  nearest adds
+    ``2**(s-1) - [x<0]``, stochastic adds ``r & (2**s - 1)``; s = 0 adds
+    nothing; s > cfg.max_shift flushes to 0.
+    """
+    nearest_off = dec.half - ((x < 0) & dec.nonzero)              # signed: unsigned - unsigned
+    stochastic_off = r[:dec.cfg.max_shift] & dec.mask             # unsigned, zero-extended by Mux
+    total = x + Mux(stochastic, stochastic_off, nearest_off)
+    return Mux(dec.flush, 0, total >> dec.shift)
+
+
+def round_shift_saturate(x: Value, dec: ShiftDecode, stochastic: Value, r: Value) -> Value:
+    """``saturate(round_shift(x, s, mode))``: the requantizer of every unit."""
+    return saturate(round_shift(x, dec, stochastic, r), dec.cfg)
+
+
+__all__ = ["WORD_BITS", "shift_bits", "shift_shape", "signed_shift_shape", "data_shape", "acc_shape",
+           "saturate", "ShiftDecode", "round_shift", "round_shift_saturate"]

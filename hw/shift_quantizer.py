@@ -1,0 +1,129 @@
+"""Shift quantizer (SQ): int32 accumulators to int8, golden ``shift_quantize``."""
+
+from amaranth import Module, Mux, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from golden_model.config import CoreConfig
+
+from .prng import RandomLanes
+from .rounding import WORD_BITS, ShiftDecode, acc_shape, data_shape, round_shift_saturate, shift_shape
+
+
+def command_layout(cfg: CoreConfig) -> data.StructLayout:
+    """Per-tensor command of :class:`ShiftQuantizer`."""
+    return data.StructLayout({
+        "relu": 1,                  # zero negative values first
+        "stochastic": 1,            # 0: round to nearest, 1: stochastic (generator ``key``)
+        "explicit": 1,              # 1: use ``shift`` below, skip the max pass
+        "shift": shift_shape(cfg),  # explicit shift; values > cfg.max_shift flush to 0
+        "key": WORD_BITS,
+    })
+
+
+class ShiftQuantizer(wiring.Component):
+    """Requantizes a stream of signed accumulators to int8, ``lanes`` per beat.
+
+    Element i of a tensor is lane ``i % lanes`` of beat ``i // lanes``; the
+    beat holding the final element has ``last`` set and unused lanes of that
+    beat must be 0 (they are output as 0 and do not change the shift).
+
+    Per tensor: accept one ``cmd``, then
+      pass 1 (unless ``cmd.explicit``): the tensor streams in on ``i``; the unit
+        ORs the magnitudes |x| (after ReLU) -- bit_length(OR) equals
+        bit_length(max|x|), so no comparator is needed -- and one cycle after
+        ``last`` sets shift = max(0, bit_length - (data_bits-1)) (golden ``sq_shift``);
+      pass 2: the same tensor streams in again on ``i`` and ``o`` carries
+        ``q = saturate(round_shift(relu(x), shift, mode))`` per lane, with
+        ``o.payload.shift`` = the shift (the exponent increase) on every beat.
+    With ``cmd.explicit`` only pass 2 runs, with ``cmd.shift``: the plain
+    round-shift-saturate requantizer.  Stochastic rounding uses generator
+    word ``i`` of ``cmd.key`` for element i.  ``o`` has one register stage.
+    """
+
+    def __init__(self, cfg: CoreConfig, lanes: int):
+        if lanes < 1:
+            raise ValueError(f"lanes must be positive, got {lanes}")
+        self.cfg = cfg
+        self.lanes = lanes
+        super().__init__({
+            "cmd": In(stream.Signature(command_layout(cfg))),
+            "i": In(stream.Signature(data.StructLayout({
+                "data": data.ArrayLayout(acc_shape(cfg), lanes),
+                "last": 1,
+            }))),
+            "o": Out(stream.Signature(data.StructLayout({
+                "data": data.ArrayLayout(data_shape(cfg), lanes),
+                "last": 1,
+                "shift": shift_shape(cfg),
+            }))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.cfg
+        m.submodules.prng = prng = RandomLanes(self.lanes)
+
+        relu = Signal()
+        stochastic = Signal()
+        shift = Signal(shift_shape(cfg))
+        magnitudes = Signal(cfg.acc_bits)    # OR of |x| over the tensor
+        emit = Signal()                      # a pass-2 beat enters the output register
+        decoded = ShiftDecode(m, shift, cfg)
+
+        values = [Mux(relu & (x < 0), 0, x) for x in self.i.payload.data]
+        m.d.comb += prng.key.eq(self.cmd.payload.key)
+
+        # Leading-one detector: bit_length of the OR of magnitudes.
+        bit_length = 0
+        for j in range(cfg.acc_bits):
+            bit_length = Mux(magnitudes[j], j + 1, bit_length)
+        excess = bit_length - (cfg.data_bits - 1)
+
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += self.cmd.ready.eq(1)
+                with m.If(self.cmd.valid):
+                    m.d.comb += prng.load.eq(1)
+                    m.d.sync += [
+                        relu.eq(self.cmd.payload.relu),
+                        stochastic.eq(self.cmd.payload.stochastic),
+                        shift.eq(self.cmd.payload.shift),
+                        magnitudes.eq(0),
+                    ]
+                    with m.If(self.cmd.payload.explicit):
+                        m.next = "QUANTIZE"
+                    with m.Else():
+                        m.next = "MAXIMUM"
+            with m.State("MAXIMUM"):
+                m.d.comb += self.i.ready.eq(1)
+                with m.If(self.i.valid):
+                    seen = magnitudes
+                    for v in values:
+                        seen = seen | Mux(v < 0, -v, v)[:cfg.acc_bits]
+                    m.d.sync += magnitudes.eq(seen)
+                    with m.If(self.i.payload.last):
+                        m.next = "SHIFT"
+            with m.State("SHIFT"):
+                m.d.sync += shift.eq(Mux(excess > 0, excess, 0))
+                m.next = "QUANTIZE"
+            with m.State("QUANTIZE"):
+                m.d.comb += self.i.ready.eq(~self.o.valid | self.o.ready)
+                with m.If(self.i.valid & self.i.ready):
+                    m.d.comb += [emit.eq(1), prng.advance.eq(1)]
+                    m.d.sync += [
+                        self.o.payload.last.eq(self.i.payload.last),
+                        self.o.payload.shift.eq(shift),
+                    ]
+                    for lane, x in enumerate(values):
+                        m.d.sync += self.o.payload.data[lane].eq(
+                            round_shift_saturate(x, decoded, stochastic, prng.words[lane]))
+                    with m.If(self.i.payload.last):
+                        m.next = "IDLE"
+
+        # Output register valid flag.
+        with m.If(emit):
+            m.d.sync += self.o.valid.eq(1)
+        with m.Elif(self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
+        return m

@@ -1,0 +1,96 @@
+"""Weight update unit: golden ``update_weights`` on a stream of (w, g) pairs."""
+
+from amaranth import Module, Mux, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from golden_model.config import CoreConfig
+
+from .prng import RandomLanes
+from .rounding import (WORD_BITS, ShiftDecode, data_shape, round_shift_saturate, saturate, shift_bits,
+                       signed_shift_shape)
+
+
+def command_layout(cfg: CoreConfig) -> data.StructLayout:
+    """Per-tensor command of :class:`UpdateUnit`."""
+    return data.StructLayout({
+        # w_exp + lr_shift - g_exp.  The issuer clamps it to the field's range;
+        # that is exact, as all shifts > max_shift flush and all shifts
+        # < -(data_bits + 1) saturate alike.
+        "shift": signed_shift_shape(cfg),
+        "stochastic": 1,
+        "key": WORD_BITS,
+    })
+
+
+class UpdateUnit(wiring.Component):
+    """``w' = saturate(w - saturate(u))`` per element, ``lanes`` pairs per beat.
+
+    ``u = round_shift(g, shift, mode)`` for shift >= 0 and
+    ``u = g << min(-shift, data_bits + 1)`` for shift < 0, exactly golden
+    ``update_weights``.  Per tensor: accept one ``cmd``, then stream the
+    (w, g) beats on ``i`` (element i in lane ``i % lanes`` of beat
+    ``i // lanes``, ``last`` on the final beat; unused lanes are don't-care);
+    ``o`` carries the new weights through one register stage.  Stochastic
+    rounding uses generator word ``i`` of ``cmd.key`` for element i.
+    """
+
+    def __init__(self, cfg: CoreConfig, lanes: int):
+        if lanes < 1:
+            raise ValueError(f"lanes must be positive, got {lanes}")
+        self.cfg = cfg
+        self.lanes = lanes
+        super().__init__({
+            "cmd": In(stream.Signature(command_layout(cfg))),
+            "i": In(stream.Signature(data.StructLayout({
+                "w": data.ArrayLayout(data_shape(cfg), lanes),
+                "g": data.ArrayLayout(data_shape(cfg), lanes),
+                "last": 1,
+            }))),
+            "o": Out(stream.Signature(data.StructLayout({
+                "w": data.ArrayLayout(data_shape(cfg), lanes),
+                "last": 1,
+            }))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.cfg
+        m.submodules.prng = prng = RandomLanes(self.lanes)
+
+        shift = Signal(signed_shift_shape(cfg))
+        stochastic = Signal()
+        emit = Signal()
+        m.d.comb += prng.key.eq(self.cmd.payload.key)
+
+        decoded = ShiftDecode(m, shift[:shift_bits(cfg)], cfg)  # the amount when shift >= 0
+        max_left = cfg.data_bits + 1
+        left = Signal(range(max_left + 1))                      # the amount when shift < 0
+        m.d.comb += left.eq(Mux(-shift > max_left, max_left, -shift))
+
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += self.cmd.ready.eq(1)
+                with m.If(self.cmd.valid):
+                    m.d.comb += prng.load.eq(1)
+                    m.d.sync += [shift.eq(self.cmd.payload.shift), stochastic.eq(self.cmd.payload.stochastic)]
+                    m.next = "UPDATE"
+            with m.State("UPDATE"):
+                m.d.comb += self.i.ready.eq(~self.o.valid | self.o.ready)
+                with m.If(self.i.valid & self.i.ready):
+                    m.d.comb += [emit.eq(1), prng.advance.eq(1)]
+                    m.d.sync += self.o.payload.last.eq(self.i.payload.last)
+                    for lane in range(self.lanes):
+                        w, g = self.i.payload.w[lane], self.i.payload.g[lane]
+                        down = round_shift_saturate(g, decoded, stochastic, prng.words[lane])
+                        up = saturate(g << left, cfg)
+                        update = Mux(shift < 0, up, down)
+                        m.d.sync += self.o.payload.w[lane].eq(saturate(w - update, cfg))
+                    with m.If(self.i.payload.last):
+                        m.next = "IDLE"
+
+        with m.If(emit):
+            m.d.sync += self.o.valid.eq(1)
+        with m.Elif(self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
+        return m

@@ -34,9 +34,12 @@ class CoreConfig:
       array_rows, array_cols   MAC array shape (R x C processing elements).
       max_features    largest layer width (in or out) the buffers hold.
       max_batch       largest batch the activation buffers hold.
-      weight_depth    int8 words of weight buffer.
-      act_depth       int8 words of activation/error buffer.
-      acc_depth       int32 words of accumulator buffer.
+      tmem_bytes      tensor memory (weights, activations, errors, gradients),
+                      int8, organized as words of ``lanes`` bytes.
+      acc_elements    accumulator memory: int32 elements (the ACC tensor).
+      tensor_slots    entries of the tensor table (docs/isa.md).
+      program_depth   64-bit instructions the program memory holds.
+      exp_bits        width of the signed per-tensor exponents.
     """
 
     name: str = "default"
@@ -53,9 +56,11 @@ class CoreConfig:
     array_cols: int = 8
     max_features: int = 64
     max_batch: int = 16
-    weight_depth: int = 16384
-    act_depth: int = 8192
-    acc_depth: int = 1024
+    tmem_bytes: int = 32768
+    acc_elements: int = 4096
+    tensor_slots: int = 32
+    program_depth: int = 256
+    exp_bits: int = 16
 
     def __post_init__(self):
         if self.data_bits != 8:
@@ -77,9 +82,14 @@ class CoreConfig:
             raise ValueError(
                 f"a dot product of length {longest} can overflow {self.acc_bits}-bit accumulators; "
                 f"lower max_features/max_batch or widen acc_bits")
-        if self.max_features * self.max_features > self.weight_depth:
+        if self.max_features * self.max_features > self.acc_elements:
             raise ValueError(
-                f"weight_depth {self.weight_depth} cannot hold one {self.max_features}x{self.max_features} layer")
+                f"acc_elements {self.acc_elements} cannot hold one {self.max_features}x{self.max_features} gradient")
+        if self.max_features * self.max_features > self.tmem_bytes:
+            raise ValueError(
+                f"tmem_bytes {self.tmem_bytes} cannot hold one {self.max_features}x{self.max_features} layer")
+        if self.tmem_bytes % self.lanes or self.acc_elements % self.lanes:
+            raise ValueError(f"tmem_bytes and acc_elements must be multiples of lanes ({self.lanes})")
 
     @property
     def qmax(self) -> int:
@@ -97,6 +107,19 @@ class CoreConfig:
     @property
     def acc_max(self) -> int:
         return 2 ** (self.acc_bits - 1) - 1
+
+    @property
+    def lanes(self) -> int:
+        """Elements per memory word: max(array_rows, array_cols)."""
+        return max(self.array_rows, self.array_cols)
+
+    @property
+    def tmem_words(self) -> int:
+        return self.tmem_bytes // self.lanes
+
+    @property
+    def acc_words(self) -> int:
+        return self.acc_elements // self.lanes
 
     @property
     def num_pes(self) -> int:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .config import CoreConfig
+from .config import ROUNDING_MODES, CoreConfig
 from .prng import random_words
 
 
@@ -81,7 +81,11 @@ def round_shift(x, shift: int, mode: str, cfg: CoreConfig, key: int | None = Non
                 u uniform in [0, 1): unbiased.
     Shifts above cfg.max_shift flush to zero.
     """
-    x = np.asarray(x, dtype=np.int64)
+    x = _as_int64("round_shift input", x)
+    if mode not in ROUNDING_MODES:
+        raise ValueError(f"rounding mode must be 'nearest' or 'stochastic', got {mode!r}")
+    if mode == "stochastic" and key is None:
+        raise ValueError("stochastic rounding needs a generator key")
     if shift < 0:
         raise ValueError(f"round_shift takes a non-negative shift, got {shift}")
     if shift == 0:
@@ -90,22 +94,26 @@ def round_shift(x, shift: int, mode: str, cfg: CoreConfig, key: int | None = Non
         return np.zeros_like(x)
     if mode == "nearest":
         return (x + (1 << (shift - 1)) - (x < 0)) >> shift
-    if mode == "stochastic":
-        if key is None:
-            raise ValueError("stochastic rounding needs a generator key")
-        r = random_words(key, x.size).astype(np.int64).reshape(x.shape)
-        return (x + (r & ((1 << shift) - 1))) >> shift
-    raise ValueError(f"rounding mode must be 'nearest' or 'stochastic', got {mode!r}")
+    r = random_words(key, x.size).astype(np.int64).reshape(x.shape)
+    return (x + (r & ((1 << shift) - 1))) >> shift
+
+
+def _as_int64(name: str, x) -> np.ndarray:
+    """x as an int64 array; integer tensors only (no silent truncation of floats)."""
+    arr = np.asarray(x)
+    if arr.dtype.kind not in "iub":
+        raise ValueError(f"{name} must hold integers, got dtype {arr.dtype}")
+    return arr.astype(np.int64)
 
 
 def saturate(x, cfg: CoreConfig) -> np.ndarray:
     """Clamp to the symmetric int8 range [-127, 127] (never wraps)."""
-    return np.clip(np.asarray(x, dtype=np.int64), cfg.qmin, cfg.qmax).astype(np.int8)
+    return np.asarray(np.clip(_as_int64("saturate input", x), cfg.qmin, cfg.qmax).astype(np.int8))
 
 
 def sq_shift(acc: np.ndarray, cfg: CoreConfig) -> int:
     """Shift that brings max|acc| below 2**7: bit_length(max|acc|) - 7, at least 0."""
-    acc = np.asarray(acc, dtype=np.int64)
+    acc = _as_int64("sq_shift input", acc)
     peak = int(np.abs(acc).max()) if acc.size else 0
     return max(0, bit_length(peak) - (cfg.data_bits - 1))
 
@@ -119,7 +127,7 @@ def shift_quantize(acc, exp: int, mode: str, cfg: CoreConfig, key: int | None = 
     rounded and saturated (rounding 127.5 up gives 128, which saturates).
     With relu=True negative values are zeroed first.
     """
-    acc = np.asarray(acc, dtype=np.int64)
+    acc = _as_int64("shift_quantize input", acc)
     if relu:
         acc = np.maximum(acc, 0)
     shift = sq_shift(acc, cfg)
@@ -143,10 +151,22 @@ def align_add(a: QTensor, b: QTensor, cfg: CoreConfig, relu: bool = False) -> QT
 
 
 def fixed_point(x, exp: int) -> np.ndarray:
-    """Direct quantization of floats onto the grid 2**exp, round half away from zero (int64, unclipped)."""
+    """Direct quantization of floats onto the grid 2**exp, round half away from zero.
+
+    int64 result; magnitudes beyond 2**62 clamp there (every caller saturates
+    further to int8); NaN or infinity raises ValueError.
+    """
     x = np.asarray(x, dtype=np.float64)
-    scaled = x * 2.0 ** (-exp)
-    return (np.sign(scaled) * np.floor(np.abs(scaled) + 0.5)).astype(np.int64)
+    if not np.all(np.isfinite(x)):
+        raise ValueError("fixed_point input holds NaN or infinity")
+    scaled = np.clip(x * 2.0 ** (-exp), -FIXED_POINT_LIMIT, FIXED_POINT_LIMIT)
+    magnitude = np.abs(scaled)
+    whole = np.floor(magnitude)
+    rounded = whole + (magnitude - whole >= 0.5)
+    return (np.sign(scaled) * rounded).astype(np.int64)
+
+
+FIXED_POINT_LIMIT = 2.0 ** 62
 
 
 def direct_quantize(x, exp: int, cfg: CoreConfig) -> QTensor:
@@ -167,7 +187,9 @@ def update_weights(w: QTensor, g: QTensor, lr_shift: int, mode: str, cfg: CoreCo
     """
     if w.q.shape != g.q.shape:
         raise ValueError(f"gradient shape {g.q.shape} does not match weight shape {w.q.shape}")
-    if lr_shift < 0:
+    if mode not in ROUNDING_MODES:
+        raise ValueError(f"rounding mode must be 'nearest' or 'stochastic', got {mode!r}")
+    if not isinstance(lr_shift, (int, np.integer)) or lr_shift < 0:
         raise ValueError(f"learning rate must be 2**-lr_shift with lr_shift >= 0, got lr_shift={lr_shift}")
     shift = w.exp + lr_shift - g.exp
     if shift >= 0:

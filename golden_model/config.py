@@ -22,8 +22,8 @@ class CoreConfig:
       data_bits       width of every stored tensor (W, A, E, G, U): 8.
       acc_bits        width of the MAC accumulators: 32.
       max_shift       right shifts larger than this flush the result to zero.
-      act_rounding    rounding of activations when requantized (SQ).
-      err_rounding    rounding of back-propagated errors (SQ).
+      act_rounding    rounding of activations when requantized (SQ): nearest.
+      err_rounding    rounding of back-propagated errors (SQ): nearest.
       grad_rounding   rounding of weight gradients (SQ).
       update_rounding rounding of the weight update lr * G into weight units.
       seed            base seed of the stochastic-rounding generator.
@@ -71,6 +71,10 @@ class CoreConfig:
             mode = getattr(self, field)
             if mode not in ROUNDING_MODES:
                 raise ValueError(f"{field} must be one of {ROUNDING_MODES}, got {mode!r}")
+        for field in ("act_rounding", "err_rounding"):
+            if getattr(self, field) != "nearest":
+                raise ValueError(f"{field} must be 'nearest': stochastic rounding is for gradients and "
+                                 f"updates only (docs/eoq_arithmetic.md)")
         if not 0 <= self.seed < 2**32:
             raise ValueError(f"seed must be a 32-bit unsigned integer, got {self.seed}")
         for field in ("array_rows", "array_cols", "max_features", "max_batch"):

@@ -1,0 +1,148 @@
+"""Layouts and Signatures shared by the core's sequencer, engines and memories.
+
+The sequencer decodes an instruction, reads the tensor table, checks shapes
+and exponents, and hands one :func:`command_layout` beat to the engine that
+executes it.  Engines see the memories only through the port Signatures
+below; the core connects the active engine's ports to the memories.
+
+Memory organization (docs/architecture.md):
+  TMEM  cfg.tmem_words words of cfg.lanes signed int8 lanes.  Tensor element
+        (r, c) of a tensor at ``base`` with ``cols`` columns is lane c % lanes
+        of word base + r * ceil(cols / lanes) + c // lanes; pad lanes are 0.
+  AMEM  cfg.acc_words words of cfg.lanes signed acc_bits lanes: the ACC tensor,
+        laid out the same way from word 0.  Lanes past ACC's columns are
+        don't-care: readers mask them by column index.
+Both memories have synchronous read ports: data is valid the cycle after
+``en`` with ``addr``.
+"""
+
+from __future__ import annotations
+
+from amaranth import signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from golden_model.config import CoreConfig
+
+from .rounding import WORD_BITS, acc_shape, data_shape
+
+
+def dim_shape(cfg: CoreConfig):
+    """Unsigned shape of a tensor dimension (rows or cols)."""
+    return unsigned(max(cfg.max_features, cfg.max_batch).bit_length())
+
+
+def tmem_addr_shape(cfg: CoreConfig):
+    return unsigned(max(cfg.tmem_words - 1, 1).bit_length())
+
+
+def amem_addr_shape(cfg: CoreConfig):
+    return unsigned(max(cfg.acc_words - 1, 1).bit_length())
+
+
+def exp_shape(cfg: CoreConfig):
+    return signed(cfg.exp_bits)
+
+
+def tmem_word_layout(cfg: CoreConfig) -> data.ArrayLayout:
+    return data.ArrayLayout(data_shape(cfg), cfg.lanes)
+
+
+def amem_word_layout(cfg: CoreConfig) -> data.ArrayLayout:
+    return data.ArrayLayout(acc_shape(cfg), cfg.lanes)
+
+
+def tensor_layout(cfg: CoreConfig) -> data.StructLayout:
+    """One operand as the sequencer resolved it from the tensor table."""
+    return data.StructLayout({
+        "base": tmem_addr_shape(cfg),
+        "rows": dim_shape(cfg),
+        "cols": dim_shape(cfg),
+        "stride": dim_shape(cfg),     # words per row = ceil(cols / lanes)
+    })
+
+
+def command_layout(cfg: CoreConfig) -> data.StructLayout:
+    """What an engine needs to execute one instruction (shapes already checked).
+
+    op/f0/f1/lr/key are the instruction's fields.  a, b, dst are the resolved
+    operands.  acc_rows/acc_cols/acc_stride give the ACC tensor's shape: for a
+    producer (MATMUL, SCALE, ADD, SUM, DOT) the shape it must write, for QUANT
+    the shape it reads.  shift_a/shift_b are the ADD alignment shifts
+    (e - e_a, e - e_b >= 0).  shift is UPDATE's signed shift
+    e_w + lr - e_g.  maxabs/maxpos are the ACC maxima QUANT takes its shift
+    from (max |x| and max(x, 0) over the valid elements).
+    """
+    return data.StructLayout({
+        "op": 4,
+        "f0": 1,
+        "f1": 1,
+        "lr": 5,
+        "key": WORD_BITS,
+        "a": tensor_layout(cfg),
+        "b": tensor_layout(cfg),
+        "dst": tensor_layout(cfg),
+        "acc_rows": dim_shape(cfg),
+        "acc_cols": dim_shape(cfg),
+        "acc_stride": dim_shape(cfg),
+        "shift_a": unsigned(cfg.exp_bits + 1),
+        "shift_b": unsigned(cfg.exp_bits + 1),
+        "shift": signed(cfg.exp_bits + 2),
+        "maxabs": unsigned(cfg.acc_bits),
+        "maxpos": unsigned(cfg.acc_bits),
+    })
+
+
+def result_layout(cfg: CoreConfig) -> data.StructLayout:
+    """What an engine reports when done: ACC maxima (producers) or the SQ shift (QUANT)."""
+    return data.StructLayout({
+        "maxabs": unsigned(cfg.acc_bits),
+        "maxpos": unsigned(cfg.acc_bits),
+        "shift": unsigned(cfg.exp_bits),
+    })
+
+
+class ReadPortSignature(wiring.Signature):
+    """Synchronous read port, engine side: data valid the cycle after en."""
+
+    def __init__(self, addr_shape, word_layout):
+        super().__init__({
+            "addr": Out(addr_shape),
+            "en": Out(1),
+            "data": In(word_layout),
+        })
+
+
+class WritePortSignature(wiring.Signature):
+    """Write port, engine side: the word is written at the clock edge when en."""
+
+    def __init__(self, addr_shape, word_layout):
+        super().__init__({
+            "addr": Out(addr_shape),
+            "en": Out(1),
+            "data": Out(word_layout),
+        })
+
+
+class EngineSignature(wiring.Signature):
+    """An execution engine as the sequencer and memories see it.
+
+    ``cmd`` is a stream: one beat starts one instruction; the engine drops
+    ``cmd.ready`` while busy.  When finished it pulses ``done`` for one cycle
+    with ``result`` valid in that cycle.  An engine that does not use a port
+    keeps its ``en`` low.
+    """
+
+    def __init__(self, cfg: CoreConfig):
+        tword, aword = tmem_word_layout(cfg), amem_word_layout(cfg)
+        taddr, aaddr = tmem_addr_shape(cfg), amem_addr_shape(cfg)
+        super().__init__({
+            "cmd": In(stream.Signature(command_layout(cfg))),
+            "done": Out(1),
+            "result": Out(result_layout(cfg)),
+            "tmem_a": Out(ReadPortSignature(taddr, tword)),
+            "tmem_b": Out(ReadPortSignature(taddr, tword)),
+            "tmem_w": Out(WritePortSignature(taddr, tword)),
+            "amem_r": Out(ReadPortSignature(aaddr, aword)),
+            "amem_w": Out(WritePortSignature(aaddr, aword)),
+        })

@@ -1,0 +1,106 @@
+"""The core's data memories, and a harness that runs one engine against them.
+
+:class:`DataMemories` holds TMEM (int8 words) and AMEM (int32 words) as
+amaranth.lib.memory.Memory instances (block RAM on ECP5) with two TMEM read
+ports, one TMEM write port, one AMEM read and one AMEM write port: the
+:class:`~hw.interfaces.EngineSignature` port set.  A third TMEM read port
+and a mux on the write port serve the host.
+
+:class:`EngineHarness` puts one engine on DataMemories and exposes its
+command stream plus host (backdoor) ports: the unit-level testbench of every
+engine (sim_tests/tb_engines.py).
+"""
+
+from __future__ import annotations
+
+from amaranth import Module
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out, flipped
+
+from golden_model.config import CoreConfig
+
+from .interfaces import (ReadPortSignature, WritePortSignature, amem_addr_shape,
+                         amem_word_layout, command_layout, result_layout, tmem_addr_shape, tmem_word_layout)
+
+
+def host_ports(cfg: CoreConfig) -> dict:
+    """Backdoor ports of the memories, host side (reads are synchronous)."""
+    return {
+        "host_tmem_r": In(ReadPortSignature(tmem_addr_shape(cfg), tmem_word_layout(cfg))),
+        "host_tmem_w": In(WritePortSignature(tmem_addr_shape(cfg), tmem_word_layout(cfg))),
+        "host_amem_r": In(ReadPortSignature(amem_addr_shape(cfg), amem_word_layout(cfg))),
+    }
+
+
+class DataMemories(wiring.Component):
+    """TMEM and AMEM with the engine port set (``engine``) and host ports.
+
+    The host write port wins over the engine's when both write in one cycle;
+    the core only lets the host write while no instruction runs.
+    """
+
+    def __init__(self, cfg: CoreConfig):
+        self.cfg = cfg
+        super().__init__({
+            "tmem_a": In(ReadPortSignature(tmem_addr_shape(cfg), tmem_word_layout(cfg))),
+            "tmem_b": In(ReadPortSignature(tmem_addr_shape(cfg), tmem_word_layout(cfg))),
+            "tmem_w": In(WritePortSignature(tmem_addr_shape(cfg), tmem_word_layout(cfg))),
+            "amem_r": In(ReadPortSignature(amem_addr_shape(cfg), amem_word_layout(cfg))),
+            "amem_w": In(WritePortSignature(amem_addr_shape(cfg), amem_word_layout(cfg))),
+            **host_ports(cfg),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.cfg
+        m.submodules.tmem = tmem = Memory(shape=tmem_word_layout(cfg), depth=cfg.tmem_words, init=[])
+        m.submodules.amem = amem = Memory(shape=amem_word_layout(cfg), depth=cfg.acc_words, init=[])
+        for port, mem in ((self.tmem_a, tmem), (self.tmem_b, tmem), (self.host_tmem_r, tmem),
+                          (self.amem_r, amem), (self.host_amem_r, amem)):
+            read = mem.read_port()
+            m.d.comb += [read.addr.eq(port.addr), read.en.eq(port.en), port.data.eq(read.data)]
+        twrite = tmem.write_port()
+        with m.If(self.host_tmem_w.en):
+            m.d.comb += [twrite.addr.eq(self.host_tmem_w.addr), twrite.data.eq(self.host_tmem_w.data),
+                         twrite.en.eq(1)]
+        with m.Else():
+            m.d.comb += [twrite.addr.eq(self.tmem_w.addr), twrite.data.eq(self.tmem_w.data),
+                         twrite.en.eq(self.tmem_w.en)]
+        awrite = amem.write_port()
+        m.d.comb += [awrite.addr.eq(self.amem_w.addr), awrite.data.eq(self.amem_w.data),
+                     awrite.en.eq(self.amem_w.en)]
+        return m
+
+
+class EngineHarness(wiring.Component):
+    """One engine wired to DataMemories, for unit testbenches."""
+
+    def __init__(self, cfg: CoreConfig, engine: wiring.Component):
+        self.cfg = cfg
+        self.engine = engine
+        super().__init__({
+            "cmd_valid": In(1),
+            "cmd_ready": Out(1),
+            "cmd_payload": In(command_layout(cfg).size),
+            "done": Out(1),
+            "result": Out(result_layout(cfg)),
+            **host_ports(cfg),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.engine = engine = self.engine
+        m.submodules.mem = mem = DataMemories(self.cfg)
+        for name in ("tmem_a", "tmem_b", "tmem_w", "amem_r", "amem_w"):
+            wiring.connect(m, getattr(engine, name), getattr(mem, name))
+        for name in ("host_tmem_r", "host_tmem_w", "host_amem_r"):
+            wiring.connect(m, flipped(getattr(self, name)), getattr(mem, name))
+        m.d.comb += [
+            engine.cmd.valid.eq(self.cmd_valid),
+            engine.cmd.payload.eq(self.cmd_payload),
+            self.cmd_ready.eq(engine.cmd.ready),
+            self.done.eq(engine.done),
+            self.result.eq(engine.result),
+        ]
+        return m

@@ -24,8 +24,9 @@ def shift_shape(cfg: CoreConfig):
 
 
 def signed_shift_shape(cfg: CoreConfig):
-    """Signed shape of an update shift (left shifts are negative)."""
-    return signed(shift_bits(cfg) + 1)
+    """Signed shape of an update shift w_exp + lr_shift - g_exp (left shifts are negative):
+    wide enough for any difference of two cfg.exp_bits exponents plus a learning-rate shift."""
+    return signed(cfg.exp_bits + 2)
 
 
 def data_shape(cfg: CoreConfig):

@@ -7,16 +7,15 @@ from amaranth.lib.wiring import In, Out
 from golden_model.config import CoreConfig
 
 from .prng import RandomLanes
-from .rounding import (WORD_BITS, ShiftDecode, data_shape, round_shift_saturate, saturate, shift_bits,
+from .rounding import (WORD_BITS, ShiftDecode, data_shape, round_shift_saturate, saturate, shift_shape,
                        signed_shift_shape)
 
 
 def command_layout(cfg: CoreConfig) -> data.StructLayout:
     """Per-tensor command of :class:`UpdateUnit`."""
     return data.StructLayout({
-        # w_exp + lr_shift - g_exp.  The issuer clamps it to the field's range;
-        # that is exact, as all shifts > max_shift flush and all shifts
-        # < -(data_bits + 1) saturate alike.
+        # w_exp + lr_shift - g_exp (any value: > max_shift flushes,
+        # < -(data_bits + 1) shifts left by data_bits + 1, as in the golden model).
         "shift": signed_shift_shape(cfg),
         "stochastic": 1,
         "key": WORD_BITS,
@@ -63,7 +62,9 @@ class UpdateUnit(wiring.Component):
         emit = Signal()
         m.d.comb += prng.key.eq(self.cmd.payload.key)
 
-        decoded = ShiftDecode(m, shift[:shift_bits(cfg)], cfg)  # the amount when shift >= 0
+        right = Signal(shift_shape(cfg))                        # the amount when shift >= 0
+        m.d.comb += right.eq(Mux(shift > cfg.max_shift, cfg.max_shift + 1, shift))
+        decoded = ShiftDecode(m, right, cfg)
         max_left = cfg.data_bits + 1
         left = Signal(range(max_left + 1))                      # the amount when shift < 0
         m.d.comb += left.eq(Mux(-shift > max_left, max_left, -shift))

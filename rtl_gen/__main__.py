@@ -18,7 +18,7 @@ def main(argv=None) -> int:
     parser.add_argument("--unit", action="append", choices=sorted(UNITS),
                         help="unit to emit (repeatable; default: all)")
     parser.add_argument("--lanes", type=int, default=None,
-                        help="override the lane count of laned units (default: cfg.array_cols)")
+                        help="override the lane count of laned units (default: cfg.lanes)")
     args = parser.parse_args(argv)
 
     cfg = get_config(args.config)

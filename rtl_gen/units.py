@@ -23,7 +23,7 @@ class Unit:
     """A generatable unit: ``make(cfg, lanes)`` returns the Amaranth component.
 
     ``lanes`` is None for units without a lane count; for units with one,
-    None means the core's choice, ``cfg.array_cols`` (one beat per array row).
+    None means the core's choice, ``cfg.lanes`` (elements per memory word).
     """
 
     name: str
@@ -33,7 +33,7 @@ class Unit:
     def build(self, cfg: CoreConfig, lanes: int | None = None):
         if lanes is not None and not self.has_lanes:
             raise ValueError(f"unit {self.name} has no lanes parameter")
-        return self.make(cfg, lanes if lanes is not None else (cfg.array_cols if self.has_lanes else None))
+        return self.make(cfg, lanes if lanes is not None else (cfg.lanes if self.has_lanes else None))
 
 
 UNITS: dict[str, Unit] = {}

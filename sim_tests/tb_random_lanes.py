@@ -11,7 +11,7 @@ from sim_tests.common import decode, read_unsigned, settings, start
 class Bench:
     def __init__(self, dut, s):
         self.dut, self.s = dut, s
-        self.lanes = s.lanes or s.cfg.array_cols
+        self.lanes = s.lanes or s.cfg.lanes
         self.layout = RandomLanes(self.lanes).words.shape()
 
     async def words(self):

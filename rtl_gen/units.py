@@ -66,10 +66,25 @@ def _update_unit(cfg, lanes):
     return UpdateUnit(cfg, lanes)
 
 
+def _engine(module: str, cls: str):
+    """An execution engine inside hw.memories.EngineHarness (its unit bench wrapper)."""
+    def make(cfg, lanes):
+        import importlib
+
+        from hw.memories import EngineHarness
+        engine = getattr(importlib.import_module(f"hw.{module}"), cls)(cfg)
+        return EngineHarness(cfg, engine)
+    return make
+
+
 register(Unit("random_lanes", _random_lanes, has_lanes=True))
 register(Unit("mac_array", _mac_array))
 register(Unit("shift_quantizer", _shift_quantizer, has_lanes=True))
 register(Unit("update_unit", _update_unit, has_lanes=True))
+register(Unit("matmul_engine", _engine("matmul_engine", "MatmulEngine")))
+register(Unit("quant_engine", _engine("quant_engine", "QuantEngine")))
+register(Unit("update_engine", _engine("update_engine", "UpdateEngine")))
+register(Unit("vector_engine", _engine("vector_engine", "VectorEngine")))
 
 
 def get_unit(name: str) -> Unit:

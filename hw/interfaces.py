@@ -146,3 +146,56 @@ class EngineSignature(wiring.Signature):
             "amem_r": Out(ReadPortSignature(aaddr, aword)),
             "amem_w": Out(WritePortSignature(aaddr, aword)),
         })
+
+
+def table_entry_layout(cfg: CoreConfig) -> data.StructLayout:
+    """A tensor-table entry as the host writes it (16-bit fields; the sequencer range-checks them)."""
+    return data.StructLayout({
+        "base": unsigned(16),
+        "rows": unsigned(16),
+        "cols": unsigned(16),
+        "exp": exp_shape(cfg),
+    })
+
+
+def slot_shape(cfg: CoreConfig):
+    return unsigned(max(cfg.tensor_slots - 1, 1).bit_length())
+
+
+def pc_shape(cfg: CoreConfig):
+    return unsigned(max(cfg.program_depth - 1, 1).bit_length())
+
+
+def status_layout(cfg: CoreConfig) -> data.StructLayout:
+    """Run state the host reads: busy, golden_model.isa.Status code, pc, cycles of the last run."""
+    return data.StructLayout({
+        "busy": 1,
+        "code": 4,
+        "pc": pc_shape(cfg),
+        "cycles": 32,
+    })
+
+
+class CoreControlSignature(wiring.Signature):
+    """What the host link drives on the core (host-link side; the core takes it flipped).
+
+    tmem_r/tmem_w   TMEM words (sync read); writes only while not busy.
+    table_w         write one tensor-table entry when en.
+    table_r_slot    slot whose entry table_r shows (combinationally).
+    prog_w          write one 64-bit instruction when en.
+    run             start pulse with the pc to start from.
+    status          busy / status code / pc / cycle count of the current or last run.
+    """
+
+    def __init__(self, cfg: CoreConfig):
+        super().__init__({
+            "tmem_r": Out(ReadPortSignature(tmem_addr_shape(cfg), tmem_word_layout(cfg))),
+            "tmem_w": Out(WritePortSignature(tmem_addr_shape(cfg), tmem_word_layout(cfg))),
+            "table_w": Out(wiring.Signature({"en": Out(1), "slot": Out(slot_shape(cfg)),
+                                             "entry": Out(table_entry_layout(cfg))})),
+            "table_r_slot": Out(slot_shape(cfg)),
+            "table_r": In(table_entry_layout(cfg)),
+            "prog_w": Out(wiring.Signature({"en": Out(1), "addr": Out(pc_shape(cfg)), "data": Out(64)})),
+            "run": Out(wiring.Signature({"start": Out(1), "pc": Out(pc_shape(cfg))})),
+            "status": In(status_layout(cfg)),
+        })

@@ -3,8 +3,8 @@
 :class:`DataMemories` holds TMEM (int8 words) and AMEM (int32 words) as
 amaranth.lib.memory.Memory instances (block RAM on ECP5) with two TMEM read
 ports, one TMEM write port, one AMEM read and one AMEM write port: the
-:class:`~hw.interfaces.EngineSignature` port set.  A third TMEM read port
-and a mux on the write port serve the host.
+:class:`~hw.interfaces.EngineSignature` port set.  A third TMEM read port, a
+second AMEM read port and muxes on both write ports serve the host.
 
 :class:`EngineHarness` puts one engine on DataMemories and exposes its
 command stream plus host (backdoor) ports: the unit-level testbench of every
@@ -30,13 +30,14 @@ def host_ports(cfg: CoreConfig) -> dict:
         "host_tmem_r": In(ReadPortSignature(tmem_addr_shape(cfg), tmem_word_layout(cfg))),
         "host_tmem_w": In(WritePortSignature(tmem_addr_shape(cfg), tmem_word_layout(cfg))),
         "host_amem_r": In(ReadPortSignature(amem_addr_shape(cfg), amem_word_layout(cfg))),
+        "host_amem_w": In(WritePortSignature(amem_addr_shape(cfg), amem_word_layout(cfg))),
     }
 
 
 class DataMemories(wiring.Component):
     """TMEM and AMEM with the engine port set (``engine``) and host ports.
 
-    The host write port wins over the engine's when both write in one cycle;
+    A host write port wins over the engine's when both write in one cycle;
     the core only lets the host write while no instruction runs.
     """
 
@@ -68,8 +69,12 @@ class DataMemories(wiring.Component):
             m.d.comb += [twrite.addr.eq(self.tmem_w.addr), twrite.data.eq(self.tmem_w.data),
                          twrite.en.eq(self.tmem_w.en)]
         awrite = amem.write_port()
-        m.d.comb += [awrite.addr.eq(self.amem_w.addr), awrite.data.eq(self.amem_w.data),
-                     awrite.en.eq(self.amem_w.en)]
+        with m.If(self.host_amem_w.en):
+            m.d.comb += [awrite.addr.eq(self.host_amem_w.addr), awrite.data.eq(self.host_amem_w.data),
+                         awrite.en.eq(1)]
+        with m.Else():
+            m.d.comb += [awrite.addr.eq(self.amem_w.addr), awrite.data.eq(self.amem_w.data),
+                         awrite.en.eq(self.amem_w.en)]
         return m
 
 
@@ -94,7 +99,7 @@ class EngineHarness(wiring.Component):
         m.submodules.mem = mem = DataMemories(self.cfg)
         for name in ("tmem_a", "tmem_b", "tmem_w", "amem_r", "amem_w"):
             wiring.connect(m, getattr(engine, name), getattr(mem, name))
-        for name in ("host_tmem_r", "host_tmem_w", "host_amem_r"):
+        for name in ("host_tmem_r", "host_tmem_w", "host_amem_r", "host_amem_w"):
             wiring.connect(m, flipped(getattr(self, name)), getattr(mem, name))
         m.d.comb += [
             engine.cmd.valid.eq(self.cmd_valid),

@@ -53,6 +53,7 @@ class EngineBench:
         dut.host_tmem_w__en.value = 0
         dut.host_tmem_r__en.value = 0
         dut.host_amem_r__en.value = 0
+        dut.host_amem_w__en.value = 0
 
     async def start(self):
         await start(self.dut)
@@ -64,6 +65,23 @@ class EngineBench:
         dut.host_tmem_w__en.value = 1
         await FallingEdge(dut.clk)
         dut.host_tmem_w__en.value = 0
+
+    async def write_amem(self, addr: int, lanes) -> None:
+        dut = self.dut
+        dut.host_amem_w__addr.value = addr
+        dut.host_amem_w__data.value = encode(self.aword, [int(v) for v in lanes])
+        dut.host_amem_w__en.value = 1
+        await FallingEdge(dut.clk)
+        dut.host_amem_w__en.value = 0
+
+    async def load_acc(self, machine: Machine, pad=0) -> None:
+        """Copy the machine's ACC tensor into the DUT's AMEM (row-major padded words from 0; pad lanes = ``pad``)."""
+        rows, cols = machine.acc.shape
+        stride = words_per_row(cols, self.cfg.lanes)
+        words = np.full((rows, stride * self.cfg.lanes), pad, dtype=np.int64)
+        words[:, :cols] = machine.acc
+        for addr, word in enumerate(words.reshape(-1, self.cfg.lanes)):
+            await self.write_amem(addr, word)
 
     async def _read(self, prefix: str, layout, addr: int) -> list[int]:
         dut = self.dut

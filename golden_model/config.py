@@ -80,8 +80,8 @@ class CoreConfig:
         for field in ("array_rows", "array_cols", "max_features", "max_batch"):
             if getattr(self, field) < 1:
                 raise ValueError(f"{field} must be positive, got {getattr(self, field)}")
-        # Worst case |acc| of one dot product of length K: K * 128 * 128 = K * 2^14.
-        longest = max(self.max_features, self.max_batch * self.max_features)
+        # Worst case |acc|: a DOT over a whole max_dim x max_dim tensor, 128 * 128 per term.
+        longest = self.max_dim * self.max_dim
         if longest * 2**14 >= 2 ** (self.acc_bits - 1):
             raise ValueError(
                 f"a dot product of length {longest} can overflow {self.acc_bits}-bit accumulators; "
@@ -111,6 +111,11 @@ class CoreConfig:
     @property
     def acc_max(self) -> int:
         return 2 ** (self.acc_bits - 1) - 1
+
+    @property
+    def max_dim(self) -> int:
+        """Largest tensor dimension (rows or cols) the core handles: max(max_features, max_batch)."""
+        return max(self.max_features, self.max_batch)
 
     @property
     def lanes(self) -> int:

@@ -125,7 +125,16 @@ class Machine:
         self.status = status
         raise MachineError(status, self.pc, detail)
 
+    def _check_dims(self, slot: int) -> None:
+        """Every tensor an instruction touches has 1..max_dim rows and columns."""
+        entry = self.table[slot]
+        limit = self.cfg.max_dim
+        if not (1 <= entry.rows <= limit and 1 <= entry.cols <= limit):
+            self._fail(Status.SHAPE_MISMATCH,
+                       f"slot {slot} is {entry.rows}x{entry.cols}; the core handles 1..{limit} rows and columns")
+
     def _operand(self, slot: int) -> tuple[TensorEntry, np.ndarray]:
+        self._check_dims(slot)
         entry = self.table[slot]
         if not self._in_range(entry):
             self._fail(Status.TMEM_RANGE, f"slot {slot} ({entry.rows}x{entry.cols} at word {entry.base}) exceeds TMEM")
@@ -150,12 +159,12 @@ class Machine:
             eb, b = self._operand(inst.b)
             a = a.T if inst.f0 else a
             b = b.T if inst.f1 else b
-            longest = max(cfg.max_features, cfg.max_batch * cfg.max_features)
-            if a.shape[1] != b.shape[1] or a.shape[1] > longest:
+            if a.shape[1] != b.shape[1]:
                 self._fail(Status.SHAPE_MISMATCH, f"MATMUL inner dimensions {a.shape} . {b.shape}^T")
             self._set_acc(a @ b.T, ea.exp + eb.exp)
             self.useful_macs += a.shape[0] * b.shape[0] * a.shape[1]
         elif op == Op.QUANT:
+            self._check_dims(inst.dst)
             dst = self.table[inst.dst]
             if (dst.rows, dst.cols) != self.acc.shape:
                 self._fail(Status.SHAPE_MISMATCH, f"QUANT into {dst.rows}x{dst.cols} from ACC {self.acc.shape}")
@@ -197,6 +206,7 @@ class Machine:
         elif op == Op.MASK:
             ea, a = self._operand(inst.a)
             _, b = self._operand(inst.b)
+            self._check_dims(inst.dst)
             dst = self.table[inst.dst]
             if a.shape != b.shape or (dst.rows, dst.cols) != a.shape:
                 self._fail(Status.SHAPE_MISMATCH, f"MASK of {a.shape} by {b.shape} into {dst.rows}x{dst.cols}")

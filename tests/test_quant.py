@@ -499,13 +499,13 @@ def test_config_bad_rounding_name(field, mode):
 
 
 def test_config_accumulator_overflow_boundary():
-    # longest dot product = max_batch * max_features; needs K * 2**14 < 2**31, i.e. K < 2**17
-    CoreConfig(max_batch=2047, max_features=64)  # 131008: fits
+    # longest sum = a DOT over a max_dim x max_dim tensor; needs max_dim**2 * 2**14 < 2**31
+    CoreConfig(max_batch=362, max_features=64)  # 362**2 = 131044 < 2**17: fits
     with pytest.raises(ValueError, match="overflow"):
-        CoreConfig(max_batch=2048, max_features=64)  # 131072 = 2**17
-    CoreConfig(acc_bits=24, max_batch=7, max_features=64)  # 448 < 512
+        CoreConfig(max_batch=363, max_features=64)  # 363**2 = 131769
+    CoreConfig(acc_bits=24, max_batch=22, max_features=22)  # 484 < 2**9
     with pytest.raises(ValueError, match="overflow"):
-        CoreConfig(acc_bits=24, max_batch=8, max_features=64)
+        CoreConfig(acc_bits=24, max_batch=23, max_features=22)
 
 
 @pytest.mark.parametrize(

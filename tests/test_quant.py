@@ -463,7 +463,7 @@ def test_check_acc():
     with pytest.raises(OverflowError, match="32-bit"):
         check_acc("acc", np.array([INT32_MAX + 1]), CFG)
     with pytest.raises(OverflowError, match="24-bit"):
-        check_acc("acc", np.array([-(2**23) - 1]), CFG.replace(acc_bits=24, max_batch=1))
+        check_acc("acc", np.array([-(2**23) - 1]), CFG.replace(acc_bits=24, max_batch=16, max_features=16))
 
 
 def test_qtensor_to_float_exact():

@@ -92,6 +92,8 @@ class CoreConfig:
         if self.max_features * self.max_features > self.tmem_bytes:
             raise ValueError(
                 f"tmem_bytes {self.tmem_bytes} cannot hold one {self.max_features}x{self.max_features} layer")
+        if self.lanes & (self.lanes - 1):
+            raise ValueError(f"lanes = max(array_rows, array_cols) must be a power of two, got {self.lanes}")
         if self.tmem_bytes % self.lanes or self.acc_elements % self.lanes:
             raise ValueError(f"tmem_bytes and acc_elements must be multiples of lanes ({self.lanes})")
 

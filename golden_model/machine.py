@@ -141,8 +141,10 @@ class Machine:
         return entry, self._load(entry).astype(np.int64)
 
     def _set_acc(self, values: np.ndarray, exp: int) -> None:
-        if values.size > self.cfg.acc_elements:
-            self._fail(Status.ACC_RANGE, f"result {values.shape} exceeds {self.cfg.acc_elements} accumulators")
+        rows, cols = values.shape
+        if rows * words_per_row(cols, self.cfg.lanes) > self.cfg.acc_words:
+            self._fail(Status.ACC_RANGE, f"result {values.shape} needs more than the {self.cfg.acc_words} "
+                                         f"accumulator words")
         self.acc, self.acc_exp = values, exp
 
     def _set_exp(self, entry: TensorEntry, exp: int) -> None:

@@ -1,6 +1,6 @@
 """Hardware lanes of the counter-based generator of :mod:`golden_model.prng`."""
 
-from amaranth import Module, Signal
+from amaranth import Array, Const, Module, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -25,22 +25,34 @@ class RandomLanes(wiring.Component):
     ``base + l``.  ``load`` sets base = 0 for ``key`` (and wins over
     ``advance``); ``advance`` adds ``lanes`` to base, i.e. adds the constant
     ``lanes*PHI`` to every counter.  Words are combinational from the counters.
+
+    With ``counted=True`` an extra input ``count`` (0..lanes) sets how far
+    ``advance`` moves base: the number of valid elements in the current beat,
+    so that beats of padded rows keep the flat element index.  n*PHI comes
+    from a constant table (no multiplier).
     """
 
-    def __init__(self, lanes: int):
+    def __init__(self, lanes: int, counted: bool = False):
         if lanes < 1:
             raise ValueError(f"lanes must be positive, got {lanes}")
         self.lanes = lanes
+        self.counted = counted
         super().__init__({
             "key": In(WORD_BITS),
             "load": In(1),
             "advance": In(1),
+            **({"count": In(range(lanes + 1))} if counted else {}),
             "words": Out(data.ArrayLayout(WORD_BITS, lanes)),
         })
 
     def elaborate(self, platform):
         m = Module()
-        step = (self.lanes * PHI) & MASK32
+        if self.counted:
+            steps = Array(Const((n * PHI) & MASK32, WORD_BITS) for n in range(self.lanes + 1))
+            step = Signal(WORD_BITS)
+            m.d.comb += step.eq(steps[self.count])
+        else:
+            step = (self.lanes * PHI) & MASK32
         for lane in range(self.lanes):
             counter = Signal(WORD_BITS, name=f"counter{lane}")
             with m.If(self.load):

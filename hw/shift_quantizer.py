@@ -39,18 +39,24 @@ class ShiftQuantizer(wiring.Component):
     With ``cmd.explicit`` only pass 2 runs, with ``cmd.shift``: the plain
     round-shift-saturate requantizer.  Stochastic rounding uses generator
     word ``i`` of ``cmd.key`` for element i.  ``o`` has one register stage.
+    With ``counted=True`` beats carry ``count``, their number of valid
+    elements (the generator advances by it, for padded rows; invalid lanes
+    must still be 0).
     """
 
-    def __init__(self, cfg: CoreConfig, lanes: int):
+    def __init__(self, cfg: CoreConfig, lanes: int, counted: bool = False):
         if lanes < 1:
             raise ValueError(f"lanes must be positive, got {lanes}")
         self.cfg = cfg
         self.lanes = lanes
+        self.counted = counted
+        count = {"count": range(lanes + 1)} if counted else {}
         super().__init__({
             "cmd": In(stream.Signature(command_layout(cfg))),
             "i": In(stream.Signature(data.StructLayout({
                 "data": data.ArrayLayout(acc_shape(cfg), lanes),
                 "last": 1,
+                **count,
             }))),
             "o": Out(stream.Signature(data.StructLayout({
                 "data": data.ArrayLayout(data_shape(cfg), lanes),
@@ -62,7 +68,9 @@ class ShiftQuantizer(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg = self.cfg
-        m.submodules.prng = prng = RandomLanes(self.lanes)
+        m.submodules.prng = prng = RandomLanes(self.lanes, self.counted)
+        if self.counted:
+            m.d.comb += prng.count.eq(self.i.payload.count)
 
         relu = Signal()
         stochastic = Signal()

@@ -31,20 +31,25 @@ class UpdateUnit(wiring.Component):
     (w, g) beats on ``i`` (element i in lane ``i % lanes`` of beat
     ``i // lanes``, ``last`` on the final beat; unused lanes are don't-care);
     ``o`` carries the new weights through one register stage.  Stochastic
-    rounding uses generator word ``i`` of ``cmd.key`` for element i.
+    rounding uses generator word ``i`` of ``cmd.key`` for element i; with
+    ``counted=True`` beats carry ``count``, their number of valid elements
+    (the generator advances by it, for padded rows).
     """
 
-    def __init__(self, cfg: CoreConfig, lanes: int):
+    def __init__(self, cfg: CoreConfig, lanes: int, counted: bool = False):
         if lanes < 1:
             raise ValueError(f"lanes must be positive, got {lanes}")
         self.cfg = cfg
         self.lanes = lanes
+        self.counted = counted
+        count = {"count": range(lanes + 1)} if counted else {}
         super().__init__({
             "cmd": In(stream.Signature(command_layout(cfg))),
             "i": In(stream.Signature(data.StructLayout({
                 "w": data.ArrayLayout(data_shape(cfg), lanes),
                 "g": data.ArrayLayout(data_shape(cfg), lanes),
                 "last": 1,
+                **count,
             }))),
             "o": Out(stream.Signature(data.StructLayout({
                 "w": data.ArrayLayout(data_shape(cfg), lanes),
@@ -55,7 +60,9 @@ class UpdateUnit(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg = self.cfg
-        m.submodules.prng = prng = RandomLanes(self.lanes)
+        m.submodules.prng = prng = RandomLanes(self.lanes, self.counted)
+        if self.counted:
+            m.d.comb += prng.count.eq(self.i.payload.count)
 
         shift = Signal(signed_shift_shape(cfg))
         stochastic = Signal()

@@ -94,6 +94,10 @@ class CoreConfig:
                 f"tmem_bytes {self.tmem_bytes} cannot hold one {self.max_features}x{self.max_features} layer")
         if self.lanes & (self.lanes - 1):
             raise ValueError(f"lanes = max(array_rows, array_cols) must be a power of two, got {self.lanes}")
+        if self.array_cols % self.array_rows:
+            raise ValueError(
+                f"array_cols ({self.array_cols}) must be a multiple of array_rows ({self.array_rows}): the MATMUL "
+                f"engine maps one array row to one accumulator word and needs array_rows to divide the lanes")
         if self.tmem_bytes % self.lanes or self.acc_elements % self.lanes:
             raise ValueError(f"tmem_bytes and acc_elements must be multiples of lanes ({self.lanes})")
 

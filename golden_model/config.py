@@ -40,6 +40,11 @@ class CoreConfig:
       tensor_slots    entries of the tensor table (docs/isa.md).
       program_depth   64-bit instructions the program memory holds.
       exp_bits        width of the signed per-tensor exponents.
+
+    Host link (docs/protocol.md):
+      max_payload     largest frame payload in bytes (the device's frame buffer).
+      frame_timeout_cycles  a request frame stalled mid-way for this many clock
+                      cycles is discarded and answered with TIMEOUT.
     """
 
     name: str = "default"
@@ -61,6 +66,8 @@ class CoreConfig:
     tensor_slots: int = 32
     program_depth: int = 256
     exp_bits: int = 16
+    max_payload: int = 1024
+    frame_timeout_cycles: int = 1 << 20
 
     def __post_init__(self):
         if self.data_bits != 8:
@@ -100,6 +107,11 @@ class CoreConfig:
                 f"engine maps one array row to one accumulator word and needs array_rows to divide the lanes")
         if self.tmem_bytes % self.lanes or self.acc_elements % self.lanes:
             raise ValueError(f"tmem_bytes and acc_elements must be multiples of lanes ({self.lanes})")
+        if not 2 + max(self.lanes, 8) <= self.max_payload <= 0xFFFF:
+            raise ValueError(f"max_payload must hold an address and one TMEM word or instruction "
+                             f"({2 + max(self.lanes, 8)} bytes) and fit 16 bits, got {self.max_payload}")
+        if not 1 <= self.frame_timeout_cycles < 2**32:
+            raise ValueError(f"frame_timeout_cycles must be in [1, 2**32), got {self.frame_timeout_cycles}")
 
     @property
     def qmax(self) -> int:

@@ -40,6 +40,7 @@ BENCHES = {
     "mac_array": ((None,), None),
     "shift_quantizer": (MODES, "nearest"),
     "update_unit": (MODES, "stochastic"),
+    "vector_engine": ((None,), None),
 }
 
 

@@ -41,6 +41,8 @@ BENCHES = {
     "shift_quantizer": (MODES, "nearest"),
     "update_unit": (MODES, "stochastic"),
     "vector_engine": ((None,), None),
+    "quant_engine": (MODES, "nearest"),
+    "update_engine": (MODES, "stochastic"),
 }
 
 

@@ -163,7 +163,8 @@ def slot_shape(cfg: CoreConfig):
 
 
 def pc_shape(cfg: CoreConfig):
-    return unsigned(max(cfg.program_depth - 1, 1).bit_length())
+    """Program counter: holds 0 .. program_depth (one past the end is the PC_RANGE error's pc)."""
+    return unsigned(cfg.program_depth.bit_length())
 
 
 def status_layout(cfg: CoreConfig) -> data.StructLayout:

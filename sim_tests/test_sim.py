@@ -43,6 +43,7 @@ BENCHES = {
     "vector_engine": ((None,), None),
     "quant_engine": (MODES, "nearest"),
     "update_engine": (MODES, "stochastic"),
+    "matmul_engine": ((None,), None),
 }
 
 

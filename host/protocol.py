@@ -1,0 +1,518 @@
+"""Host side of the byte-stream host protocol (docs/protocol.md).
+
+Frames, CRC-16/CCITT-FALSE, the command and link-status codes shared with
+hw/host_link.py and host/link_model.py, and :class:`LinkClient`: a driver
+over any ``transport`` with ``write(bytes)`` and ``read(n, timeout) -> bytes``
+(``b""`` means nothing arrived within ``timeout`` seconds).  LinkClient also
+offers the device API golden_model.program.ProgramTrainer uses (set_tensor,
+write_tensor, read_tensor, load_program, run), so the training flow runs
+unchanged over a serial line.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from golden_model.config import CoreConfig
+from golden_model.isa import STATUS_HELP, Status
+from golden_model.machine import TensorEntry, words_per_row
+from golden_model.quant import QTensor
+
+REQUEST_SYNC = 0xA5
+RESPONSE_SYNC = 0x5A
+MAGIC = b"EOQ1"
+REQUEST_OVERHEAD = 7    # sync, cmd, seq, len(2), crc(2)
+RESPONSE_OVERHEAD = 8   # sync, cmd, seq, link status, len(2), crc(2)
+PING_PAYLOAD_BYTES = 17
+STATUS_PAYLOAD_BYTES = 9
+RUN_PAYLOAD_BYTES = 7
+TENSOR_ENTRY_BYTES = 8
+
+
+class Cmd(enum.IntEnum):
+    PING = 0x01
+    WRITE_TMEM = 0x02
+    READ_TMEM = 0x03
+    WRITE_TENSOR = 0x04
+    READ_TENSOR = 0x05
+    WRITE_PROGRAM = 0x06
+    RUN = 0x07
+    STATUS = 0x08
+
+
+class LinkStatus(enum.IntEnum):
+    OK = 0
+    BAD_CRC = 1
+    BAD_COMMAND = 2
+    BAD_LENGTH = 3
+    ADDR_RANGE = 4
+    BUSY = 5
+    TIMEOUT = 6
+
+
+LINK_STATUS_HELP = {
+    LinkStatus.BAD_CRC: "the request frame arrived corrupted (CRC mismatch); nothing was changed",
+    LinkStatus.BAD_COMMAND: "unknown command byte; host and bitstream speak different protocol versions?",
+    LinkStatus.BAD_LENGTH: "payload length beyond max_payload or not what the command takes",
+    LinkStatus.ADDR_RANGE: "TMEM address, program address, tensor slot, pc or exponent out of range "
+                           "for the bitstream's configuration",
+    LinkStatus.BUSY: "a run is active; only STATUS and PING are served until it ends",
+    LinkStatus.TIMEOUT: "the request frame stalled mid-way and was discarded (bytes lost on the line?)",
+}
+
+
+# ---- CRC and frames ---------------------------------------------------------------------------
+
+def crc16_update(crc: int, byte: int) -> int:
+    """One byte of CRC-16/CCITT-FALSE (poly 0x1021, MSB first, no reflection)."""
+    crc ^= byte << 8
+    for _ in range(8):
+        crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else (crc << 1)
+    return crc & 0xFFFF
+
+
+def crc16(data: bytes, crc: int = 0xFFFF) -> int:
+    """CRC-16/CCITT-FALSE: init 0xFFFF, no final XOR; crc16(b"123456789") == 0x29B1."""
+    for byte in data:
+        crc = crc16_update(crc, byte)
+    return crc
+
+
+def encode_request(cmd: int, seq: int, payload: bytes = b"") -> bytes:
+    body = struct.pack("<BBH", cmd, seq, len(payload)) + bytes(payload)
+    return bytes([REQUEST_SYNC]) + body + struct.pack("<H", crc16(body))
+
+
+def encode_response(cmd: int, seq: int, status: int, payload: bytes = b"") -> bytes:
+    body = struct.pack("<BBBH", cmd, seq, status, len(payload)) + bytes(payload)
+    return bytes([RESPONSE_SYNC]) + body + struct.pack("<H", crc16(body))
+
+
+@dataclass(frozen=True)
+class Request:
+    cmd: int
+    seq: int
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class Response:
+    cmd: int
+    seq: int
+    status: int
+    payload: bytes
+
+
+class FrameError(ValueError):
+    """A byte string that is not one well-formed frame."""
+
+
+def decode_request(frame: bytes) -> Request:
+    if len(frame) < REQUEST_OVERHEAD or frame[0] != REQUEST_SYNC:
+        raise FrameError("not a request frame")
+    cmd, seq, length = struct.unpack_from("<BBH", frame, 1)
+    if len(frame) != REQUEST_OVERHEAD + length:
+        raise FrameError(f"request frame of {len(frame)} bytes, header says payload {length}")
+    if crc16(frame[1:-2]) != struct.unpack_from("<H", frame, len(frame) - 2)[0]:
+        raise FrameError("request CRC mismatch")
+    return Request(cmd, seq, bytes(frame[5:-2]))
+
+
+def decode_response(frame: bytes) -> Response:
+    if len(frame) < RESPONSE_OVERHEAD or frame[0] != RESPONSE_SYNC:
+        raise FrameError("not a response frame")
+    cmd, seq, status, length = struct.unpack_from("<BBBH", frame, 1)
+    if len(frame) != RESPONSE_OVERHEAD + length:
+        raise FrameError(f"response frame of {len(frame)} bytes, header says payload {length}")
+    if crc16(frame[1:-2]) != struct.unpack_from("<H", frame, len(frame) - 2)[0]:
+        raise FrameError("response CRC mismatch")
+    return Response(cmd, seq, status, bytes(frame[6:-2]))
+
+
+# ---- payloads shared by device models and host ---------------------------------------------------
+
+def check_protocol_fit(cfg: CoreConfig) -> None:
+    """Raise ValueError when a configuration does not fit the protocol's field widths."""
+    limits = {"lanes": (cfg.lanes, 0xFF), "array_rows": (cfg.array_rows, 0xFF),
+              "array_cols": (cfg.array_cols, 0xFF), "tensor_slots": (cfg.tensor_slots, 0xFF),
+              "tmem_words": (cfg.tmem_words, 0xFFFF), "acc_words": (cfg.acc_words, 0xFFFF),
+              "program_depth": (cfg.program_depth, 0xFFFF), "exp_bits": (cfg.exp_bits, 16)}
+    for name, (value, limit) in limits.items():
+        if not 1 <= value <= limit:
+            raise ValueError(f"{name}={value} does not fit the host protocol (at most {limit})")
+
+
+def ping_payload(cfg: CoreConfig) -> bytes:
+    """What PING answers: magic and the configuration the bitstream was built for."""
+    check_protocol_fit(cfg)
+    return MAGIC + struct.pack("<BBBHHBHBH", cfg.lanes, cfg.array_rows, cfg.array_cols, cfg.tmem_words,
+                               cfg.acc_words, cfg.tensor_slots, cfg.program_depth, cfg.exp_bits,
+                               cfg.max_payload)
+
+
+PING_FIELDS = ("lanes", "array_rows", "array_cols", "tmem_words", "acc_words", "tensor_slots",
+               "program_depth", "exp_bits", "max_payload")
+
+
+def parse_ping(payload: bytes) -> dict:
+    if len(payload) != PING_PAYLOAD_BYTES or payload[:4] != MAGIC:
+        raise FrameError(f"PING answer {payload!r} lacks magic {MAGIC!r}: not an EOQ core (or another protocol version)")
+    return dict(zip(PING_FIELDS, struct.unpack("<BBBHHBHBH", payload[4:])))
+
+
+def pc_mask(cfg: CoreConfig) -> int:
+    """The status pc is as wide as hw.interfaces.pc_shape: the pc field of every reply is masked to it."""
+    return (1 << max(cfg.program_depth - 1, 1).bit_length()) - 1
+
+
+@dataclass(frozen=True)
+class DeviceStatus:
+    busy: bool
+    code: Status
+    pc: int
+    cycles: int
+    run_seq: int
+
+
+def status_payload(busy: bool, code: int, pc: int, cycles: int, run_seq: int) -> bytes:
+    return struct.pack("<BBHIB", int(busy), int(code), pc, cycles, run_seq)
+
+
+def parse_status(payload: bytes) -> DeviceStatus:
+    busy, code, pc, cycles, run_seq = struct.unpack("<BBHIB", payload)
+    return DeviceStatus(bool(busy), _status(code), pc, cycles, run_seq)
+
+
+def run_payload(code: int, pc: int, cycles: int) -> bytes:
+    return struct.pack("<BHI", int(code), pc, cycles)
+
+
+def tensor_entry_payload(entry: TensorEntry) -> bytes:
+    return struct.pack("<HHHh", entry.base, entry.rows, entry.cols, entry.exp)
+
+
+def _status(code: int):
+    try:
+        return Status(code)
+    except ValueError:
+        return code
+
+
+# ---- errors -------------------------------------------------------------------------------------
+
+class LinkError(Exception):
+    """The link failed: the device refused a request (``status``) or no valid answer came (``status`` None)."""
+
+    def __init__(self, message: str, cmd: int | None = None, status: LinkStatus | None = None):
+        super().__init__(message)
+        self.cmd, self.status = cmd, status
+
+
+class DeviceError(Exception):
+    """A run ended with a non-OK golden_model.isa.Status."""
+
+    def __init__(self, status, pc: int, cycles: int):
+        help_text = STATUS_HELP.get(status, "unknown status code") if isinstance(status, Status) else \
+            "unknown status code"
+        name = status.name if isinstance(status, Status) else f"code {status}"
+        super().__init__(f"run stopped with {name} at pc {pc} after {cycles} cycles: {help_text}")
+        self.status, self.pc, self.cycles = status, pc, cycles
+
+
+class ConfigMismatch(LinkError):
+    """PING answered a configuration other than the host's."""
+
+
+class _NoResponse(Exception):
+    pass
+
+
+class _Corrupt(Exception):
+    pass
+
+
+def _cmd_name(cmd: int) -> str:
+    return Cmd(cmd).name if cmd in Cmd._value2member_map_ else f"command {cmd:#04x}"
+
+
+# ---- transports ---------------------------------------------------------------------------------
+
+class SerialTransport:
+    """pyserial port as a transport (``port`` e.g. /dev/ttyUSB0)."""
+
+    def __init__(self, port: str, baud: int = 115200):
+        import serial
+        self.serial = serial.Serial(port, baud, timeout=0)
+
+    def write(self, data: bytes) -> None:
+        self.serial.write(data)
+        self.serial.flush()
+
+    def read(self, n: int, timeout: float) -> bytes:
+        self.serial.timeout = max(timeout, 0)
+        first = self.serial.read(1)
+        if not first:
+            return b""
+        self.serial.timeout = 0
+        return first + self.serial.read(max(n - 1, 0))
+
+    def close(self) -> None:
+        self.serial.close()
+
+
+# ---- client -------------------------------------------------------------------------------------
+
+@dataclass
+class LinkStats:
+    frames: int = 0          # request frames sent (retries included)
+    retries: int = 0
+    bytes_out: int = 0
+    bytes_in: int = 0
+    stale: int = 0           # well-formed responses dropped (other seq: duplicates, late answers)
+    corrupt: int = 0         # responses with a bad CRC or malformed header
+
+
+class LinkClient:
+    """Request/response driver of the host protocol over ``transport``.
+
+    timeout      seconds to wait for an answer before resending
+    retries      resends after BAD_CRC / TIMEOUT answers, corrupted answers or silence
+    run_timeout  seconds a run may take before run() gives up
+    Sequence numbers run 1..255 (0 is the device's "no run yet"); answers with
+    another seq are stale (duplicates, late answers) and dropped.
+    """
+
+    def __init__(self, transport, cfg: CoreConfig, timeout: float = 1.0, retries: int = 4,
+                 run_timeout: float = 60.0, drain_timeout: float = 0.02):
+        check_protocol_fit(cfg)
+        self.transport, self.cfg = transport, cfg
+        self.timeout, self.retries, self.run_timeout, self.drain_timeout = timeout, retries, run_timeout, drain_timeout
+        self.stats = LinkStats()
+        self._seq = 0
+        self._rx = bytearray()
+        self._table: dict[int, TensorEntry] = {}
+        self._last_run_seq: int | None = None
+
+    # -- framing --
+    def _next_seq(self, avoid: int | None = None) -> int:
+        while True:
+            self._seq = self._seq % 255 + 1
+            if self._seq != avoid:
+                return self._seq
+
+    def _fill(self, n: int, deadline: float) -> None:
+        while len(self._rx) < n:
+            data = self.transport.read(n - len(self._rx), max(deadline - time.monotonic(), 0.0))
+            if not data:
+                raise _NoResponse()
+            self.stats.bytes_in += len(data)
+            self._rx += data
+
+    def _drain(self) -> None:
+        """Drop what is buffered and whatever arrives until the line is quiet."""
+        self._rx.clear()
+        while True:
+            data = self.transport.read(4096, self.drain_timeout)
+            if not data:
+                return
+            self.stats.bytes_in += len(data)
+
+    def _await(self, cmd: int, seq: int, timeout: float) -> Response:
+        """The next well-formed answer to (cmd, seq); raises _NoResponse or _Corrupt."""
+        deadline = time.monotonic() + timeout
+        limit = max(self.cfg.max_payload, PING_PAYLOAD_BYTES)
+        while True:
+            start = self._rx.find(RESPONSE_SYNC)
+            if start < 0:
+                self._rx.clear()
+                self._fill(1, deadline)
+                continue
+            del self._rx[:start]
+            self._fill(6, deadline)
+            r_cmd, r_seq, r_status, length = struct.unpack_from("<BBBH", self._rx, 1)
+            if length > limit or r_status not in LinkStatus._value2member_map_:
+                del self._rx[:1]       # not a response header: resynchronize on the next 0x5A
+                continue
+            self._fill(RESPONSE_OVERHEAD + length, deadline)
+            frame = bytes(self._rx[:RESPONSE_OVERHEAD + length])
+            try:
+                response = decode_response(frame)
+            except FrameError as error:
+                self.stats.corrupt += 1
+                raise _Corrupt(str(error)) from None
+            del self._rx[:len(frame)]
+            if r_seq == seq and (r_cmd == cmd or r_status in (LinkStatus.BAD_CRC, LinkStatus.TIMEOUT)):
+                return response
+            self.stats.stale += 1
+
+    def _send(self, frame: bytes) -> None:
+        self.stats.frames += 1
+        self.stats.bytes_out += len(frame)
+        self.transport.write(frame)
+
+    def request(self, cmd: int, payload: bytes = b"", seq: int | None = None) -> bytes:
+        """One transaction with resends; returns the OK answer's payload or raises LinkError."""
+        seq = self._next_seq() if seq is None else seq
+        frame = encode_request(cmd, seq, payload)
+        problem = ""
+        for attempt in range(self.retries + 1):
+            if attempt:
+                self.stats.retries += 1
+            self._send(frame)
+            try:
+                response = self._await(cmd, seq, self.timeout)
+            except _NoResponse:
+                problem = f"no answer within {self.timeout} s"
+                continue
+            except _Corrupt as error:
+                problem = f"corrupted answer ({error})"
+                self._drain()
+                continue
+            status = LinkStatus(response.status)
+            if status in (LinkStatus.BAD_CRC, LinkStatus.TIMEOUT):
+                problem = f"device answered {status.name}: {LINK_STATUS_HELP[status]}"
+                continue
+            if status != LinkStatus.OK:
+                raise LinkError(f"{_cmd_name(cmd)} refused with {status.name}: {LINK_STATUS_HELP[status]}",
+                                cmd, status)
+            return response.payload
+        raise LinkError(f"{_cmd_name(cmd)} failed after {self.retries + 1} attempts: {problem}", cmd)
+
+    # -- commands --
+    def ping(self) -> dict:
+        """Read the bitstream's configuration and raise ConfigMismatch when it differs from the host's."""
+        info = parse_ping(self.request(Cmd.PING))
+        want = parse_ping(ping_payload(self.cfg))
+        diff = {k: (info[k], want[k]) for k in PING_FIELDS if info[k] != want[k]}
+        if diff:
+            built = ", ".join(f"{k}={v[0]}" for k, v in diff.items())
+            host = ", ".join(f"{k}={v[1]}" for k, v in diff.items())
+            raise ConfigMismatch(f"bitstream built for {built}; host configured for {host} "
+                                 f"(configuration {self.cfg.name!r}): rebuild the bitstream or pick the "
+                                 f"matching --config", Cmd.PING)
+        return info
+
+    def status(self) -> DeviceStatus:
+        st = parse_status(self.request(Cmd.STATUS))
+        self._last_run_seq = st.run_seq
+        return st
+
+    def write_tmem(self, addr: int, words) -> None:
+        """Write int8 words (array-like of shape (n, lanes)) from word ``addr`` on."""
+        words = np.asarray(words).astype(np.int8).reshape(-1, self.cfg.lanes)
+        per_frame = (self.cfg.max_payload - 2) // self.cfg.lanes
+        for i in range(0, len(words), per_frame):
+            self.request(Cmd.WRITE_TMEM, struct.pack("<H", addr + i) + words[i:i + per_frame].tobytes())
+
+    def read_tmem(self, addr: int, count: int) -> np.ndarray:
+        """``count`` words from ``addr`` as an int8 array (count, lanes)."""
+        lanes = self.cfg.lanes
+        per_frame = self.cfg.max_payload // lanes
+        chunks = []
+        for i in range(0, count, per_frame):
+            n = min(per_frame, count - i)
+            data = self.request(Cmd.READ_TMEM, struct.pack("<HH", addr + i, n))
+            if len(data) != n * lanes:
+                raise LinkError(f"READ_TMEM answered {len(data)} bytes for {n} words", Cmd.READ_TMEM)
+            chunks.append(np.frombuffer(data, dtype=np.int8).reshape(n, lanes))
+        return np.concatenate(chunks) if chunks else np.zeros((0, lanes), dtype=np.int8)
+
+    def write_entry(self, slot: int, entry: TensorEntry) -> None:
+        self.request(Cmd.WRITE_TENSOR, struct.pack("<BHHHh", slot, entry.base, entry.rows, entry.cols, entry.exp))
+        self._table[slot] = TensorEntry(entry.base, entry.rows, entry.cols, entry.exp)
+
+    def read_entry(self, slot: int) -> TensorEntry:
+        data = self.request(Cmd.READ_TENSOR, bytes([slot & 0xFF]))
+        entry = TensorEntry(*struct.unpack("<HHHh", data))
+        self._table[slot] = entry
+        return entry
+
+    def write_program(self, addr: int, words) -> None:
+        per_frame = (self.cfg.max_payload - 2) // 8
+        words = [int(w) for w in words]
+        for i in range(0, len(words), per_frame):
+            chunk = words[i:i + per_frame]
+            self.request(Cmd.WRITE_PROGRAM, struct.pack(f"<H{len(chunk)}Q", addr + i, *chunk))
+
+    def run(self, pc: int = 0) -> int:
+        """Run from ``pc`` until HALT; return the cycle count or raise DeviceError.
+
+        Resending RUN with the same seq is safe: the device answers a repeated
+        RUN with the result of the run it already made (docs/protocol.md)."""
+        if self._last_run_seq is None:
+            self.status()
+        seq = self._next_seq(avoid=self._last_run_seq)
+        frame = encode_request(Cmd.RUN, seq, struct.pack("<H", pc))
+        deadline = time.monotonic() + self.run_timeout
+        attempts, problem = 0, ""
+        send = True
+        while True:
+            if send:
+                attempts += 1
+                if attempts > self.retries + 1:
+                    raise LinkError(f"RUN failed after {self.retries + 1} attempts: {problem}", Cmd.RUN)
+                if attempts > 1:
+                    self.stats.retries += 1
+                self._send(frame)
+            send = True
+            try:
+                response = self._await(Cmd.RUN, seq, self.timeout)
+            except _NoResponse:
+                problem = f"no answer within {self.timeout} s"
+            except _Corrupt as error:
+                problem = f"corrupted answer ({error})"
+                self._drain()
+            else:
+                status = LinkStatus(response.status)
+                if status == LinkStatus.OK:
+                    self._last_run_seq = seq
+                    code, end_pc, cycles = struct.unpack("<BHI", response.payload)
+                    if code != Status.OK:
+                        raise DeviceError(_status(code), end_pc, cycles)
+                    return cycles
+                if status not in (LinkStatus.BAD_CRC, LinkStatus.TIMEOUT):
+                    raise LinkError(f"RUN refused with {status.name}: {LINK_STATUS_HELP[status]}", Cmd.RUN, status)
+                problem = f"device answered {status.name}"
+                continue
+            # No usable answer: did the device start this run?
+            st = self.status()
+            if st.run_seq == seq:            # the run started: its answer was lost or is still to come
+                if not st.busy:
+                    pass                     # a resend with this seq only repeats the result
+                elif time.monotonic() > deadline:
+                    raise LinkError(f"run from pc {pc} still busy after {self.run_timeout} s "
+                                    f"(pc {st.pc}, {st.cycles} cycles)", Cmd.RUN)
+                else:
+                    send = False             # the answer comes when the run ends
+
+    # -- the Machine-like device API (golden_model.program.ProgramTrainer) --
+    def set_tensor(self, slot: int, base: int, rows: int, cols: int, exp: int) -> None:
+        self.write_entry(slot, TensorEntry(base, rows, cols, exp))
+
+    def _entry(self, slot: int) -> TensorEntry:
+        return self._table[slot] if slot in self._table else self.read_entry(slot)
+
+    def write_tensor(self, slot: int, t: QTensor) -> None:
+        entry = self._entry(slot)
+        if t.q.shape != (entry.rows, entry.cols):
+            raise ValueError(f"tensor slot {slot} holds {entry.rows}x{entry.cols}, got shape {t.q.shape}")
+        stride = words_per_row(entry.cols, self.cfg.lanes)
+        padded = np.zeros((entry.rows, stride * self.cfg.lanes), dtype=np.int8)
+        padded[:, :entry.cols] = t.q
+        self.write_tmem(entry.base, padded.reshape(-1, self.cfg.lanes))
+        self.write_entry(slot, TensorEntry(entry.base, entry.rows, entry.cols, int(t.exp)))
+
+    def read_tensor(self, slot: int) -> QTensor:
+        entry = self.read_entry(slot)       # the exponent changes on the device: always read it
+        stride = words_per_row(entry.cols, self.cfg.lanes)
+        words = self.read_tmem(entry.base, entry.rows * stride)
+        q = words.reshape(entry.rows, stride * self.cfg.lanes)[:, :entry.cols].copy()
+        return QTensor(q, entry.exp)
+
+    def load_program(self, words, start: int = 0) -> None:
+        self.write_program(start, words)

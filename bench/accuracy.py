@@ -1,0 +1,79 @@
+"""Accuracy table: EOQ int8 golden model vs the float32 reference on digits.
+
+    python -m bench.accuracy [--seeds 0 1 2] [--out build/accuracy.json]
+
+For batch 16 (20 epochs) and batch 1 (8 epochs, online training) trains both
+targets with each seed and prints the mean test accuracy, the gap in points,
+and whether the README targets hold (int8 >= 95% and within 1.5 points).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from golden_model.config import get_config
+from golden_model.data import load_digits_split
+from golden_model.train import FloatTarget, GoldenTarget, default_lr_shift, run_training
+
+SETTINGS = ((16, 20), (1, 8))  # (batch, epochs)
+TARGET_ACCURACY = 0.95
+MAX_GAP = 0.015
+
+
+def measure(seeds, settings=SETTINGS, config: str = "default") -> dict:
+    data = load_digits_split()
+    cfg = get_config(config)
+    rows = []
+    for batch, epochs in settings:
+        lr_shift = default_lr_shift(batch)
+        accuracies = {"golden": [], "fp32": []}
+        seconds = {"golden": 0.0, "fp32": 0.0}
+        for seed in seeds:
+            for name in accuracies:
+                target = GoldenTarget(cfg, seed, lr_shift) if name == "golden" else FloatTarget(seed, lr_shift)
+                start = time.perf_counter()
+                history, _ = run_training(target, epochs, batch, seed, data, progress=False, log=None)
+                seconds[name] += time.perf_counter() - start
+                accuracies[name].append(history[-1].test_accuracy)
+        golden, fp32 = float(np.mean(accuracies["golden"])), float(np.mean(accuracies["fp32"]))
+        rows.append({
+            "batch": batch, "epochs": epochs, "lr_shift": lr_shift, "seeds": list(seeds),
+            "int8_accuracy": accuracies["golden"], "fp32_accuracy": accuracies["fp32"],
+            "int8_mean": golden, "fp32_mean": fp32, "gap_points": round(100 * (fp32 - golden), 2),
+            "meets_target": golden >= TARGET_ACCURACY and fp32 - golden <= MAX_GAP,
+            "seconds": {k: round(v, 1) for k, v in seconds.items()},
+        })
+    return {"config": config, "rows": rows}
+
+
+def table(result: dict) -> str:
+    lines = ["| batch | epochs | lr | EOQ int8 (mean of seeds) | FP32 | gap (points) | target met |",
+             "|---|---|---|---|---|---|---|"]
+    for row in result["rows"]:
+        lines.append(f"| {row['batch']} | {row['epochs']} | 2^-{row['lr_shift']} | {100 * row['int8_mean']:.2f}% | "
+                     f"{100 * row['fp32_mean']:.2f}% | {row['gap_points']:+.2f} | "
+                     f"{'yes' if row['meets_target'] else 'NO'} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.accuracy", description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--out", default="build/accuracy.json")
+    args = parser.parse_args(argv)
+    result = measure(args.seeds)
+    print(table(result))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out}")
+    return 0 if all(row["meets_target"] for row in result["rows"]) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -35,10 +35,19 @@ class MacArray(wiring.Component):
                  ``i.ready`` is low and ``clear`` is ignored; readout does not
                  modify the accumulators.  Beats accepted up to and including
                  the ``drain`` cycle are included.
+
+    With ``overlap=True`` the drain copies the sums (including a beat
+    accepted in the drain cycle) into a holding bank of R x C registers and
+    the readout streams from that copy, so the next tile's beats (and its
+    ``clear``) are accepted while the previous tile leaves: no bubble per
+    tile when K >= R.  ``i.ready`` then drops only while ``drain`` is
+    requested before the previous readout has finished; the beat, the drain
+    and a clear with it wait together.  Costs R*C*acc_bits more registers.
     """
 
-    def __init__(self, cfg: CoreConfig):
+    def __init__(self, cfg: CoreConfig, overlap: bool = False):
         self.cfg = cfg
+        self.overlap = overlap
         rows, cols = cfg.array_rows, cfg.array_cols
         super().__init__({
             "clear": In(1),
@@ -62,9 +71,16 @@ class MacArray(wiring.Component):
         draining = Signal()
         row = Signal(range(rows))
         fire = self.i.valid & self.i.ready
-        m.d.comb += self.i.ready.eq(~draining)
+        take = self.drain & ~draining
+        if self.overlap:
+            m.d.comb += self.i.ready.eq(~(draining & self.drain))
+            clear = self.clear
+            held = [[Signal(acc_shape(cfg), name=f"held_{r}_{c}") for c in range(cols)] for r in range(rows)]
+        else:
+            m.d.comb += self.i.ready.eq(~draining)
+            clear = self.clear & ~draining
+            held = acc
 
-        clear = self.clear & ~draining
         for r in range(rows):
             for c in range(cols):
                 product = self.i.payload.a[r] * self.i.payload.b[c]
@@ -73,8 +89,11 @@ class MacArray(wiring.Component):
                     m.d.sync += acc[r][c].eq(kept + product)
                 with m.Elif(clear):
                     m.d.sync += acc[r][c].eq(0)
+                if self.overlap:
+                    with m.If(take):
+                        m.d.sync += held[r][c].eq(Mux(fire, kept + product, kept))
 
-        selected = Array(Array(acc_row) for acc_row in acc)[row]
+        selected = Array(Array(held_row) for held_row in held)[row]
         for c in range(cols):
             m.d.comb += self.o.payload.row[c].eq(selected[c])
         m.d.comb += [
@@ -86,6 +105,6 @@ class MacArray(wiring.Component):
                 m.d.sync += row.eq(row + 1)
                 with m.If(row == rows - 1):
                     m.d.sync += [draining.eq(0), row.eq(0)]
-        with m.Elif(self.drain):
+        with m.Elif(take):
             m.d.sync += [draining.eq(1), row.eq(0)]
         return m

@@ -82,6 +82,13 @@ async def random_tensors(dut):
         machine = b.machine(shape)
         await b.eb.load(machine)
         await b.all_ops(machine, "random")
+    for shape in ((16, 10), (2, b.cfg.lanes + 1)):
+        for scalar in (-128, 127):   # |bias| above every |A + bias|: pad lanes must not raise the maxima
+            machine = b.machine(shape, low=1, high=3) if scalar < 0 else b.machine(shape, low=-3, high=-1)
+            machine.write_tensor(M, QTensor(np.full((1, 1), scalar, np.int8), machine.table[A].exp))
+            await b.eb.load(machine)
+            await b.run(machine, isa.add(A, M), f"dominant bias {scalar}")
+            await b.run(machine, isa.scale(A, M), f"scale {scalar}")
     b.log_cycles(dut)
 
 
@@ -91,9 +98,10 @@ async def edge_values(dut):
     b = await setup(dut)
     cfg = b.cfg
     extremes = (-128, 127, 0)
+    combos = ((-128, -128, -128), (127, 127, 127), (0, 0, 0), (-128, 127, -128), (127, -128, 127), (-128, 0, 127))
     for shape in ((1, 1), (16, 10), (cfg.max_batch, cfg.max_features), (cfg.max_features, cfg.max_features)):
-        for va, vb, vm in ((-128, -128, -128), (127, 127, 127), (0, 0, 0), (-128, 127, -128), (127, -128, 127),
-                           (-128, 0, 127)):
+        largest = shape == (cfg.max_features, cfg.max_features)
+        for va, vb, vm in combos[:2] if largest else combos:   # the largest sums and products
             machine = b.machine(shape)
             for slot, value in ((A, va), (B, vb), (M, vm)):
                 entry = machine.table[slot]

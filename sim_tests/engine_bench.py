@@ -130,6 +130,9 @@ class EngineBench:
             await ReadOnly()
             if read_unsigned(dut.done):
                 result = decode(self.result_layout, read_unsigned(dut.result))
+                # Writes issued in the done cycle land at its closing edge: return
+                # in the next cycle, so host reads see them (reads are not transparent).
+                await FallingEdge(dut.clk)
                 await FallingEdge(dut.clk)
                 break
             await RisingEdge(dut.clk)

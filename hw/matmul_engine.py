@@ -51,10 +51,15 @@ class OperandFeeder(wiring.Component):
     (0) for transposed ones.  Parameters are sampled continuously: hold them
     from ``start`` until the last vector has left.
 
-    Two banks of W words buffer the data: the loader fills one (W reads of a
-    word column for a plain operand, one read per k for a transposed one,
-    whose lanes are put in lane 0 of the W words) while ``o`` empties the
-    other by shifting its words one lane per beat.
+    Two banks of W words buffer the data: the loader fills one (the W words
+    of a word column for a plain operand, stopping after the last valid row
+    and zeroing the rest; one word per k for a transposed one, whose W lanes
+    go to lane 0 of the W words) while ``o`` emits lane ``beat`` of the
+    other's words.  Reading leaves a bank intact and each bank is tagged
+    with the (row0, k0) it holds, so when a tile repeats a block whose
+    whole K fits in the two banks (K <= 2L plain, K <= 2 transposed) the
+    loader re-arms the bank without reading: e.g. the A operand of
+    E(16x10).W (one load per M tile instead of one per tile).
     """
 
     def __init__(self, cfg: CoreConfig, width: int, outer_step: int, rep_step: int):
@@ -90,14 +95,17 @@ class OperandFeeder(wiring.Component):
         full = [Signal(name=f"full{b}") for b in range(2)]
         steps = [Signal(range(lanes), name=f"steps{b}") for b in range(2)]   # beats in the bank - 1
         bank = [[Signal(lanes * bits, name=f"bank{b}_{i}") for i in range(width)] for b in range(2)]
+        tag_ok = [Signal(name=f"tag_ok{b}") for b in range(2)]
+        tag_row = [Signal(dim, name=f"tag_row{b}") for b in range(2)]
+        tag_k = [Signal(dim, name=f"tag_k{b}") for b in range(2)]
 
         outer0, row0, rep0, k0 = Signal(dim), Signal(dim), Signal(dim), Signal(dim)
-        word = Signal(range(width))          # plain: word of the block being read
-        row_i = Signal(dim.width + 1)              # plain: row0 + word
-        segment = Signal(range(max(segments, 2)))   # transposed: row0 / W modulo segments
-        blk_addr = Signal(taddr)             # plain: row0 * stride + base; transposed: row0 / L + base
-        col_addr = Signal(taddr)             # plain: blk_addr + k0 / L
-        addr = Signal(taddr)                 # next read
+        word = Signal(range(width))                   # plain: word of the block being read
+        row_i = Signal(dim.width + 1)                 # plain: row0 + word
+        segment = Signal(range(max(segments, 2)))     # transposed: row0 / W modulo segments
+        blk_addr = Signal(taddr)                      # plain: base + row0 * stride; transposed: base + row0 / L
+        col_addr = Signal(taddr)                      # plain: blk_addr + k0 / L
+        addr = Signal(taddr)                          # next read
 
         # consumer side (declared here: the loader may refill the bank being freed this cycle)
         beat = Signal(range(lanes))
@@ -105,21 +113,22 @@ class OperandFeeder(wiring.Component):
         freeing = pop & (beat == Array(steps)[rsel])
         writable = ~Array(full)[wsel] | (freeing & (rsel == wsel))
         issue = active & writable
+        hit = ((word == 0) & Array(tag_ok)[wsel] & (Array(tag_row)[wsel] == row0) &
+               (Array(tag_k)[wsel] == k0))
+        read = issue & ~hit
 
-        row_ok = row_i < self.rows
-        last_word = tr | (word == width - 1)
+        last_word = tr | hit | (word == width - 1) | (row_i + 1 >= self.rows)
         last_k = Mux(tr, k0 + 1 >= self.depth, k0 + lanes >= self.depth)
         remaining = self.depth - k0
         m.d.comb += [
             self.mem.addr.eq(addr),
-            self.mem.en.eq(issue & (tr | row_ok)),
+            self.mem.en.eq(read),
         ]
 
-        d_valid, d_bank, d_word, d_zero, d_last = Signal(), Signal(), Signal(range(width)), Signal(), Signal()
+        d_valid, d_bank, d_word, d_last = Signal(), Signal(), Signal(range(width)), Signal()
         d_steps, d_segment = Signal(range(lanes)), Signal.like(segment)
         m.d.sync += [
-            d_valid.eq(issue), d_bank.eq(wsel), d_word.eq(word), d_zero.eq(~tr & ~row_ok),
-            d_last.eq(last_word), d_segment.eq(segment),
+            d_valid.eq(read), d_bank.eq(wsel), d_word.eq(word), d_last.eq(last_word), d_segment.eq(segment),
             d_steps.eq(Mux(tr | (remaining >= lanes), Mux(tr, 0, lanes - 1), remaining - 1)),
         ]
 
@@ -132,7 +141,12 @@ class OperandFeeder(wiring.Component):
             m.d.sync += [active.eq(1), wsel.eq(0), outer0.eq(0), row0.eq(0), rep0.eq(0), k0.eq(0),
                          word.eq(0), row_i.eq(0), segment.eq(0),
                          blk_addr.eq(self.base), col_addr.eq(self.base), addr.eq(self.base)]
+            m.d.sync += [t.eq(0) for t in tag_ok]
         with m.Elif(issue):
+            with m.If(read & (word == 0)):
+                for b in range(2):
+                    with m.If(wsel == b):
+                        m.d.sync += [tag_ok[b].eq(1), tag_row[b].eq(row0), tag_k[b].eq(k0)]
             with m.If(~last_word):
                 m.d.sync += [word.eq(word + 1), row_i.eq(row_i + 1), addr.eq(addr + self.stride)]
             with m.Else():
@@ -170,26 +184,22 @@ class OperandFeeder(wiring.Component):
         with m.If(d_valid):
             for b in range(2):
                 with m.If(d_bank == b):
-                    with m.If(tr):
-                        for i in range(width):
+                    for i in range(width):
+                        with m.If(tr):
                             m.d.sync += bank[b][i][:bits].eq(chosen[i * bits:(i + 1) * bits])
-                    with m.Else():
-                        with m.Switch(d_word):
-                            for i in range(width):
-                                with m.Case(i):
-                                    m.d.sync += bank[b][i].eq(Mux(d_zero, 0, raw))
+                        with m.Elif(d_word == i):
+                            m.d.sync += bank[b][i].eq(raw)
+                        if i:
+                            with m.Elif(d_last & (d_word < i)):
+                                m.d.sync += bank[b][i].eq(0)
                     with m.If(d_last):
                         m.d.sync += [full[b].eq(1), steps[b].eq(d_steps)]
 
-        # --- emit lane 0 of the W words of bank rsel, shifting one lane per beat ----------
+        # --- emit lane ``beat`` of the W words of bank rsel ---------------------------------
         m.d.comb += self.o.valid.eq(Array(full)[rsel])
         for i in range(width):
-            m.d.comb += self.o.payload[i].eq(Mux(rsel, bank[1][i][:bits], bank[0][i][:bits]))
+            m.d.comb += self.o.payload[i].eq(Mux(rsel, bank[1][i], bank[0][i]).word_select(beat, bits))
         with m.If(pop):
-            for b in range(2):
-                with m.If(rsel == b):
-                    for i in range(width):
-                        m.d.sync += bank[b][i].eq(Cat(bank[b][i][bits:], Const(0, bits)))
             with m.If(freeing):
                 m.d.sync += [beat.eq(0), rsel.eq(~rsel)]
                 for b in range(2):
@@ -197,6 +207,11 @@ class OperandFeeder(wiring.Component):
                         m.d.sync += full[b].eq(0)
             with m.Else():
                 m.d.sync += beat.eq(beat + 1)
+        # a tag hit re-arms the bank at once (after the clear above when it is freed this cycle)
+        with m.If(issue & hit & ~self.start):
+            for b in range(2):
+                with m.If(wsel == b):
+                    m.d.sync += full[b].eq(1)
         with m.If(self.start):
             m.d.sync += [rsel.eq(0), beat.eq(0)] + [f.eq(0) for f in full]
         return m

@@ -166,8 +166,8 @@ def parse_ping(payload: bytes) -> dict:
 
 
 def pc_mask(cfg: CoreConfig) -> int:
-    """The status pc is as wide as hw.interfaces.pc_shape: the pc field of every reply is masked to it."""
-    return (1 << max(cfg.program_depth - 1, 1).bit_length()) - 1
+    """The status pc is as wide as hw.interfaces.pc_shape (0 .. program_depth): replies mask it to that."""
+    return (1 << cfg.program_depth.bit_length()) - 1
 
 
 @dataclass(frozen=True)

@@ -66,6 +66,11 @@ def _update_unit(cfg, lanes):
     return UpdateUnit(cfg, lanes)
 
 
+def _host_link(cfg, lanes):
+    from hw.host_link import HostLink
+    return HostLink(cfg)
+
+
 def _engine(module: str, cls: str):
     """An execution engine inside hw.memories.EngineHarness (its unit bench wrapper)."""
     def make(cfg, lanes):
@@ -81,6 +86,7 @@ register(Unit("random_lanes", _random_lanes, has_lanes=True))
 register(Unit("mac_array", _mac_array))
 register(Unit("shift_quantizer", _shift_quantizer, has_lanes=True))
 register(Unit("update_unit", _update_unit, has_lanes=True))
+register(Unit("host_link", _host_link))
 register(Unit("matmul_engine", _engine("matmul_engine", "MatmulEngine")))
 register(Unit("quant_engine", _engine("quant_engine", "QuantEngine")))
 register(Unit("update_engine", _engine("update_engine", "UpdateEngine")))

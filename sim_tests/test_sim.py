@@ -44,6 +44,7 @@ BENCHES = {
     "quant_engine": (MODES, "nearest"),
     "update_engine": (MODES, "stochastic"),
     "matmul_engine": ((None,), None),
+    "host_link": ((None,), None),
 }
 
 

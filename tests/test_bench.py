@@ -1,0 +1,61 @@
+"""Tests of the benchmark driver (bench/__main__.py) and, slow, of the golden section."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+
+import pytest
+
+import bench.__main__ as bench_main
+
+
+@pytest.fixture
+def fake_sections(monkeypatch):
+    for name, value in (("one", {"a": 1, "sub": {"t_seconds": 0.5}}), ("two", {"b": 2.0})):
+        module = types.ModuleType(f"bench_fake_{name}")
+        module.run = (lambda v: lambda quick=False: dict(v))(value)
+        monkeypatch.setitem(sys.modules, module.__name__, module)
+    monkeypatch.setattr(bench_main, "SECTIONS", [("one", "bench_fake_one"), ("two", "bench_fake_two")])
+
+
+def test_sections_merge_into_json(fake_sections, tmp_path, capsys):
+    out = tmp_path / "b" / "bench.json"
+    assert bench_main.main(["--out", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["one"]["a"] == 1 and data["one"]["sub"]["t_seconds"] == 0.5 and data["two"]["b"] == 2.0
+    assert data["meta"]["sections"] == ["one", "two"]
+    text = capsys.readouterr().out
+    assert "one.sub.t_seconds" in text and "two.b" in text
+
+
+def test_only_selects_a_section(fake_sections, tmp_path):
+    out = tmp_path / "bench.json"
+    bench_main.main(["--out", str(out), "--only", "two"])
+    data = json.loads(out.read_text())
+    assert "two" in data and "one" not in data
+
+
+def test_only_unknown_section_is_an_error(fake_sections, capsys):
+    with pytest.raises(SystemExit) as info:
+        bench_main.main(["--only", "nope"])
+    assert info.value.code != 0
+    assert "unknown section(s) nope" in capsys.readouterr().err
+
+
+def test_golden_is_registered():
+    assert "golden" in bench_main.section_names()
+
+
+@pytest.mark.slow
+def test_golden_section_quick(tmp_path):
+    out = tmp_path / "bench.json"
+    bench_main.main(["--out", str(out), "--only", "golden", "--quick"])
+    golden = json.loads(out.read_text())["golden"]
+    for batch, macs in (("batch16", 558080), ("batch1", 34880)):
+        section = golden[batch]
+        assert section["int_macs_per_step"] == macs
+        assert section["step_seconds"] > 0 and section["epoch_seconds"] > section["step_seconds"]
+        assert section["fp32_epoch_seconds"] > 0 and section["int8_over_fp32_time_ratio"] > 0
+    assert golden["int8_over_fp32_time_ratio"] == golden["batch16"]["int8_over_fp32_time_ratio"]

@@ -25,7 +25,7 @@ ARCHS = ("mlp", "cnn")
 def count_int_macs(arch: str, batch: int, cfg, seed: int = 0) -> int:
     """int8 MACs of one full-batch training step, counted by running one golden step."""
     data = load_digits_split()
-    target = GoldenTarget(cfg.replace(max_batch=max(cfg.max_batch, batch)), seed, default_lr_shift(batch), arch)
+    target = GoldenTarget(cfg.replace(max_batch=max(cfg.max_batch, batch)), seed, default_lr_shift(batch, arch), arch)
     target.step(data.train_x[:batch], data.train_y[:batch])
     return target.macs.total
 
@@ -89,7 +89,7 @@ def main(argv=None) -> int:
         raise SystemExit(f"eoq-train: {error}")
     if args.batch > cfg.max_batch:
         cfg = cfg.replace(max_batch=args.batch) if args.target in ("golden", "fp32") else cfg
-    lr_shift = default_lr_shift(args.batch) if args.lr_shift is None else args.lr_shift
+    lr_shift = default_lr_shift(args.batch, args.arch) if args.lr_shift is None else args.lr_shift
     target = make_target(args.target, args.arch, cfg, args.seed, lr_shift)
     print(f"eoq-train: target={args.target} arch={args.arch} epochs={args.epochs} batch={args.batch} "
           f"seed={args.seed} lr=2^-{lr_shift} config={cfg.name}", flush=True)

@@ -71,6 +71,11 @@ def _host_link(cfg, lanes):
     return HostLink(cfg)
 
 
+def _eoq_core(cfg, lanes):
+    from hw.core import EoqCore
+    return EoqCore(cfg)
+
+
 def _engine(module: str, cls: str):
     """An execution engine inside hw.memories.EngineHarness (its unit bench wrapper)."""
     def make(cfg, lanes):
@@ -87,6 +92,7 @@ register(Unit("mac_array", _mac_array))
 register(Unit("shift_quantizer", _shift_quantizer, has_lanes=True))
 register(Unit("update_unit", _update_unit, has_lanes=True))
 register(Unit("host_link", _host_link))
+register(Unit("eoq_core", _eoq_core))
 register(Unit("matmul_engine", _engine("matmul_engine", "MatmulEngine")))
 register(Unit("quant_engine", _engine("quant_engine", "QuantEngine")))
 register(Unit("update_engine", _engine("update_engine", "UpdateEngine")))

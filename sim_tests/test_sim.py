@@ -45,6 +45,7 @@ BENCHES = {
     "update_engine": (MODES, "stochastic"),
     "matmul_engine": ((None,), None),
     "host_link": ((None,), None),
+    "eoq_core": (("quick", "full"), "quick"),  # full adds the 50-step training run
 }
 
 

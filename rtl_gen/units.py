@@ -76,6 +76,11 @@ def _eoq_core(cfg, lanes):
     return EoqCore(cfg)
 
 
+def _eoq_system(cfg, lanes):
+    from hw.system import EoqSystem
+    return EoqSystem(cfg)
+
+
 def _engine(module: str, cls: str):
     """An execution engine inside hw.memories.EngineHarness (its unit bench wrapper)."""
     def make(cfg, lanes):
@@ -93,6 +98,7 @@ register(Unit("shift_quantizer", _shift_quantizer, has_lanes=True))
 register(Unit("update_unit", _update_unit, has_lanes=True))
 register(Unit("host_link", _host_link))
 register(Unit("eoq_core", _eoq_core))
+register(Unit("eoq_system", _eoq_system))
 register(Unit("matmul_engine", _engine("matmul_engine", "MatmulEngine")))
 register(Unit("quant_engine", _engine("quant_engine", "QuantEngine")))
 register(Unit("update_engine", _engine("update_engine", "UpdateEngine")))

@@ -208,6 +208,7 @@ class ResCNN:
     def train_step(self, x: QTensor, labels, trace: Trace | None = None) -> float:
         """One SGD step on a batch x (B, 64); returns the batch's mean cross-entropy."""
         t = self.forward(x, trace)
+        self.last_logits = t["y"].q       # the step's logits (running train accuracy)
         e_y, loss = output_error(t["y"], labels, self.cfg)
         if trace is not None:
             trace.add("host_output_error", {"y": t["y"]}, {"e": e_y})
@@ -287,6 +288,7 @@ class FloatResCNN:
     def loss_and_grads(self, x: np.ndarray, labels) -> tuple[float, dict[str, np.ndarray]]:
         p = self.params
         t = self.forward(x)
+        self.last_logits = t["y"]         # the step's logits (running train accuracy)
         batch, k = x.shape[0], self.pool
         labels = check_labels(labels, batch, t["y"].shape[1])
         probs = softmax(t["y"].astype(np.float64))

@@ -40,6 +40,7 @@ class FloatResMLP:
     def loss_and_grads(self, x: np.ndarray, labels) -> tuple[float, dict[str, np.ndarray]]:
         p = self.params
         t = self.forward(x)
+        self.last_logits = t["y"]         # the step's logits (running train accuracy)
         batch = x.shape[0]
         labels = check_labels(labels, batch, t["y"].shape[1])
         probs = softmax(t["y"].astype(np.float64))

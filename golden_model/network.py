@@ -196,6 +196,7 @@ class ResMLP:
     def train_step(self, x: QTensor, labels, trace: Trace | None = None) -> float:
         """One SGD step on a batch; returns the batch's mean cross-entropy."""
         t = self.forward(x, trace)
+        self.last_logits = t["y"].q       # the step's logits (running train accuracy)
         e_y, loss = output_error(t["y"], labels, self.cfg)
         if trace is not None:
             trace.add("host_output_error", {"y": t["y"]}, {"e": e_y})

@@ -181,6 +181,7 @@ class ProgramTrainer:
 
     def train_step(self, x: QTensor, labels) -> float:
         logits = self.forward(x)
+        self.last_logits = logits.q       # the step's logits (running train accuracy)
         error, loss = output_error(logits, labels, self.cfg)
         self.device.write_tensor(self.layout.slot("e_y"), error)
         program = backward_program(self.cfg, step_keys(self.stream_seed, self.step), self.lr_shift)

@@ -91,15 +91,22 @@ def build(unit: str, config: str, lanes: int | None):
             args = [str(WAIVERS)] + (["--trace-fst", "--trace-structs"] if waves() else [])
             sources = [source]
         else:
-            args, sources = [], [source]
+            # The generated Verilog has no `timescale; give Icarus the cocotb clock's units.
+            timescale = directory / "iverilog_cmds.f"
+            timescale.write_text("+timescale+1ns/1ps\n")
+            # Icarus does not run `always @*` at time 0, so Yosys' combinational blocks
+            # stay X until an input changes; `always_comb` (SystemVerilog) does run at 0.
+            icarus_source = directory / "rtl" / f"{unit}.icarus.v"
+            icarus_source.write_text(source.read_text().replace("always @* begin", "always_comb begin"))
+            args, sources = ["-c", str(timescale)], [icarus_source]
             if waves():
                 dump = directory / "iverilog_dump.v"
                 dump.write_text(
                     f"module iverilog_dump();\ninitial begin\n  $dumpfile(\"{unit}.fst\");\n"
                     f"  $dumpvars(0, {unit});\nend\nendmodule\n")
                 sources.append(dump)
-                args = ["-s", unit, "-s", "iverilog_dump"]
-        digest = hashlib.sha256(source.read_bytes() + repr((sim, args)).encode()).hexdigest()
+                args += ["-s", unit, "-s", "iverilog_dump"]
+        digest = hashlib.sha256(b"".join(Path(f).read_bytes() for f in sources) + repr((sim, args)).encode()).hexdigest()
         stamp = directory / f".built-{sim}"
         if not (stamp.exists() and stamp.read_text() == digest):
             stamp.unlink(missing_ok=True)

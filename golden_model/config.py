@@ -173,6 +173,7 @@ CONFIGS: dict[str, CoreConfig] = {
     "small4x4": CoreConfig(name="small4x4", array_rows=4, array_cols=4),
     "default": CoreConfig(name="default"),
     "wide8x16": CoreConfig(name="wide8x16", array_rows=8, array_cols=16),
+    "big16x16": CoreConfig(name="big16x16", array_rows=16, array_cols=16),      # FPGA size exploration (docs/fpga.md)
     "default_nearest": CoreConfig(name="default_nearest", grad_rounding="nearest", update_rounding="nearest"),
 }
 

@@ -1,6 +1,6 @@
 """CRC-16/CCITT-FALSE over one byte per cycle (the host link's frame check, docs/protocol.md)."""
 
-from amaranth import Module, Mux, Signal
+from amaranth import Cat, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -8,13 +8,33 @@ POLY = 0x1021
 INIT = 0xFFFF
 
 
-def crc16_byte(crc, byte):
-    """Combinational CRC update by one byte (MSB first, no reflection); Amaranth values in and out."""
-    value = crc ^ (byte << 8)
+def _step(crc: int, byte: int) -> int:
+    crc ^= byte << 8
     for _ in range(8):
-        shifted = (value << 1)[:16]
-        value = Mux(value[15], shifted ^ POLY, shifted)
-    return value[:16]
+        crc = ((crc << 1) ^ POLY) if crc & 0x8000 else (crc << 1)
+    return crc & 0xFFFF
+
+
+def _taps() -> list[tuple[list[int], list[int]]]:
+    """The CRC step is linear over GF(2): for each next-state bit, the crc and data bits it XORs."""
+    taps = []
+    for out in range(16):
+        crc_bits = [i for i in range(16) if _step(1 << i, 0) >> out & 1]
+        data_bits = [j for j in range(8) if _step(0, 1 << j) >> out & 1]
+        taps.append((crc_bits, data_bits))
+    return taps
+
+
+def crc16_byte(crc, byte):
+    """Combinational CRC update by one byte (MSB first, no reflection) as 16 XOR trees."""
+    bits = []
+    for crc_bits, data_bits in _taps():
+        terms = [crc[i] for i in crc_bits] + [byte[j] for j in data_bits]
+        value = terms[0]
+        for term in terms[1:]:
+            value = value ^ term
+        bits.append(value)
+    return Cat(*bits)
 
 
 class Crc16(wiring.Component):

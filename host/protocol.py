@@ -324,6 +324,17 @@ class LinkClient:
 
     def _await(self, cmd: int, seq: int, timeout: float) -> Response:
         """The next well-formed answer to (cmd, seq); raises _NoResponse or _Corrupt."""
+        try:
+            return self._await_frame(cmd, seq, timeout)
+        except _NoResponse:
+            # A partial frame still buffered (a corrupted length field, a truncated answer) would
+            # swallow every later answer while waiting for bytes that never come: drop its sync
+            # byte so the next attempt rescans what followed it.
+            if self._rx:
+                del self._rx[:1]
+            raise
+
+    def _await_frame(self, cmd: int, seq: int, timeout: float) -> Response:
         deadline = time.monotonic() + timeout
         limit = max(self.cfg.max_payload, PING_PAYLOAD_BYTES)
         while True:

@@ -68,6 +68,10 @@ class GoldenTarget:
         return self.model.predict(quantize_input(pixels, self.cfg))
 
     @property
+    def last_logits(self):
+        return self.model.last_logits
+
+    @property
     def macs(self):
         return self.model.macs
 
@@ -99,6 +103,10 @@ class FloatTarget:
         return self.model.predict(FloatResMLP.input(pixels))
 
     @property
+    def last_logits(self):
+        return self.model.last_logits
+
+    @property
     def macs(self):
         return self.model.macs
 
@@ -123,16 +131,35 @@ def accuracy(target, pixels: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(target.predict(pixels) == labels))
 
 
+TRAIN_ACCURACY_MODES = ("full", "running")
+
+
 def run_training(target, epochs: int, batch: int, seed: int, data: Digits | None = None,
-                 progress: bool = True, log=print) -> tuple[list[EpochRecord], float]:
-    """Train for ``epochs``; returns per-epoch records and the training wall time (s)."""
+                 progress: bool = True, log=print, train_accuracy: str = "full",
+                 max_steps: int | None = None) -> tuple[list[EpochRecord], float]:
+    """Train for ``epochs``; returns per-epoch records and the training wall time (s).
+
+    train_accuracy  "full": after each epoch, predict the whole training set;
+                    "running": the accuracy of the logits each step already
+                    computed, over the epoch's batches (weights change during
+                    the epoch; needs ``target.last_logits``).  The test set is
+                    evaluated once per epoch either way.
+    max_steps       stop each epoch after this many batches (smoke tests); the
+                    shuffling is the same as a full epoch's.
+    """
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
+    if train_accuracy not in TRAIN_ACCURACY_MODES:
+        raise ValueError(f"train_accuracy must be one of {TRAIN_ACCURACY_MODES}, got {train_accuracy!r}")
+    if max_steps is not None and max_steps < 1:
+        raise ValueError(f"max_steps must be >= 1, got {max_steps}")
     data = data or load_digits_split()
     rng = np.random.default_rng(seed)
     history = []
     seconds = 0.0
     steps_per_epoch = -(-len(data.train_y) // batch)
+    if max_steps is not None:
+        steps_per_epoch = min(steps_per_epoch, max_steps)
     bar = None
     if progress:
         from tqdm import tqdm
@@ -141,14 +168,20 @@ def run_training(target, epochs: int, batch: int, seed: int, data: Digits | None
     for epoch in range(1, epochs + 1):
         target.lr_shift = scheduled_lr_shift(base_lr_shift, epoch, epochs)
         losses = []
+        correct = seen = 0
         start = time.perf_counter()
-        for idx in batches(len(data.train_y), batch, rng):
+        for step, idx in enumerate(batches(len(data.train_y), batch, rng)):
+            if step == steps_per_epoch:
+                break
             losses.append(target.step(data.train_x[idx], data.train_y[idx]))
+            if train_accuracy == "running":
+                correct += int(np.sum(np.argmax(target.last_logits, axis=1) == data.train_y[idx]))
+                seen += len(idx)
             if bar is not None:
                 bar.update(1)
         seconds += time.perf_counter() - start
-        record = EpochRecord(epoch, float(np.mean(losses)),
-                             accuracy(target, data.train_x, data.train_y),
+        train_acc = correct / seen if train_accuracy == "running" else accuracy(target, data.train_x, data.train_y)
+        record = EpochRecord(epoch, float(np.mean(losses)), float(train_acc),
                              accuracy(target, data.test_x, data.test_y))
         history.append(record)
         if log is not None:

@@ -113,7 +113,10 @@ def test_cli_fp32(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--target", "bogus"], "unknown target 'bogus'"),
-    (["--target", "sim"], "not built yet"),
+    (["--target", "serial:/dev/ttyEOQ-missing"], "no board found on /dev/ttyEOQ-missing"),
+    (["--target", "sim", "--arch", "cnn"], "no core programs yet"),
+    (["--target", "sim", "--batch", "32"], "exceeds max_batch 16"),
+    (["--steps", "0"], "--steps must be >= 1"),
     (["--epochs", "0"], "--epochs must be >= 1"),
     (["--epochs", "-3"], "--epochs must be >= 1"),
     (["--epochs", "two"], "invalid int value"),

@@ -1,0 +1,1 @@
+"""The simulated board: eoq_system.v under Verilator behind a byte pipe (README.md)."""

@@ -35,6 +35,7 @@ from .crc import Crc16
 from .interfaces import CoreControlSignature
 
 ARG_BYTES = 9        # WRITE_TENSOR's arguments, the longest
+BENCH_TIMEOUT_CYCLES = 2048   # frame timeout of the stand-alone unit (rtl_gen unit "host_link", its bench)
 SMALL_BYTES = PING_PAYLOAD_BYTES
 
 
@@ -42,10 +43,20 @@ def _bits(n: int) -> int:
     return max(n - 1, 1).bit_length()
 
 
+def bench_timeout_cycles(cfg: CoreConfig) -> int:
+    """Frame timeout of the stand-alone unit: the configured one, capped so that the bench stays fast."""
+    return min(cfg.frame_timeout_cycles, BENCH_TIMEOUT_CYCLES)
+
+
 class HostLink(wiring.Component):
-    def __init__(self, cfg: CoreConfig):
+    """``timeout_cycles`` overrides cfg.frame_timeout_cycles (the unit bench uses a short one)."""
+
+    def __init__(self, cfg: CoreConfig, timeout_cycles: int | None = None):
         check_protocol_fit(cfg)
         self.cfg = cfg
+        self.timeout_cycles = cfg.frame_timeout_cycles if timeout_cycles is None else timeout_cycles
+        if self.timeout_cycles < 1:
+            raise ValueError(f"timeout_cycles must be positive, got {self.timeout_cycles}")
         super().__init__({
             "rx": In(stream.Signature(8)),
             "tx": Out(stream.Signature(8)),
@@ -76,7 +87,7 @@ class HostLink(wiring.Component):
         unit_bytes = max(lanes, 8)
         sub = Signal(range(unit_bytes))          # bytes after the address modulo the unit (word / instruction)
         units = Signal(16)                       # whole units after the address
-        timer = Signal(range(cfg.frame_timeout_cycles + 1))
+        timer = Signal(range(self.timeout_cycles + 1))
 
         # ---- run state ----
         running = Signal()
@@ -153,7 +164,7 @@ class HostLink(wiring.Component):
         def timed_wait():
             with m.If(rx.valid):
                 m.d.sync += timer.eq(0)
-            with m.Elif(timer == cfg.frame_timeout_cycles - 1):
+            with m.Elif(timer == self.timeout_cycles - 1):
                 answer(LinkStatus.TIMEOUT)
             with m.Else():
                 m.d.sync += timer.eq(timer + 1)

@@ -67,8 +67,9 @@ def _update_unit(cfg, lanes):
 
 
 def _host_link(cfg, lanes):
-    from hw.host_link import HostLink
-    return HostLink(cfg)
+    """The link alone, with the short frame timeout of its bench (the core top uses cfg's)."""
+    from hw.host_link import HostLink, bench_timeout_cycles
+    return HostLink(cfg, bench_timeout_cycles(cfg))
 
 
 def _eoq_core(cfg, lanes):

@@ -19,6 +19,7 @@ from golden_model.isa import Status
 from golden_model.machine import Machine, TensorEntry
 from host.link_model import LinkDevice, run_machine
 from host.protocol import Cmd, LinkStatus, decode_response, encode_request, pc_mask
+from hw.host_link import bench_timeout_cycles
 from hw.interfaces import status_layout, table_entry_layout, tmem_word_layout
 from sim_tests.common import CLOCK_NS, StreamSink, StreamSource, decode, encode, read_unsigned, settings, start
 
@@ -265,7 +266,8 @@ async def corrupted_garbage_duplicated_oversize(dut):
     b = await setup(dut, gap=0.1, stall=0.2)
     cfg, rng = b.cfg, b.s.rng
     frame = encode_request(Cmd.WRITE_TMEM, 77, struct.pack("<H", 9) + random_words(rng, 4, cfg.lanes))
-    for position in (1, 2, 4, 8, len(frame) - 1):      # cmd, seq, len, payload, CRC byte
+    for position in (1, 2, 8, len(frame) - 2, len(frame) - 1):   # cmd, seq, payload, CRC bytes
+        # (a corrupted len makes the device wait for more bytes: truncated_frame_times_out covers it)
         bad = bytearray(frame)
         bad[position] ^= 1 << rng.randrange(8)
         await b.exchange(bytes(bad), f"corrupted byte {position}")
@@ -314,10 +316,10 @@ async def truncated_frame_times_out(dut):
     """A frame stalled mid-way is discarded after frame_timeout_cycles with a TIMEOUT answer."""
     b = await setup(dut, stall=0.2)
     cfg, rng = b.cfg, b.s.rng
-    timeout = cfg.frame_timeout_cycles
-    for cut in (1, 3, 9):                       # after sync, in the header, in the payload
+    timeout = bench_timeout_cycles(cfg)          # the unit is generated with this (rtl_gen/units.py)
+    for cut in (1, 3, 9, None):                 # after sync, in the header, in the payload; a longer len field
         frame = encode_request(Cmd.WRITE_TMEM, b.next_seq(), struct.pack("<H", 1) + random_words(rng, 2, cfg.lanes))
-        part = frame[:cut]
+        part = frame[:cut] if cut else frame[:3] + bytes([frame[3] + 5]) + frame[4:]
         assert b.ref.feed(part) == b""
         await b.src.send(list(part))
         expected = b.ref.stall()

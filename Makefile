@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-TARGET ?= golden
+TARGET ?= sim
 ARCH ?= mlp
 EPOCHS ?= 20
 BATCH ?= 16

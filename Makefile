@@ -53,8 +53,9 @@ bench: setup
 rtl: setup
 	$(PY) -m rtl_gen --config $(CONFIG) -o build/rtl/
 
-lint: rtl
-	verilator --lint-only -Wall build/rtl/eoq_core.v
+lint: setup
+	$(PY) -m rtl_gen --config $(CONFIG) -o build/rtl/ --unit eoq_system
+	verilator --lint-only -Wall sim_tests/verilator_waivers.vlt build/rtl/eoq_system.v
 
 bitstream: setup
 	$(PY) -m fpga.build --board $(BOARD) --device $(DEVICE) --config $(CONFIG)

@@ -22,6 +22,7 @@ from pathlib import Path
 #: (name, module) of every benchmark section, run in this order.
 SECTIONS: list[tuple[str, str]] = [
     ("golden", "bench.golden"),
+    ("host_link", "bench.host_link"),
     ("core", "bench.core"),
 ]
 

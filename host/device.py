@@ -137,6 +137,9 @@ class LinkDevice(Device):
     def read_tensor(self, slot):
         return self.client.read_tensor(slot)
 
+    def read_exponent(self, slot):
+        return self.client.read_entry(slot).exp
+
     def load_program(self, words, start=0):
         self.client.load_program(words, start)
 

@@ -89,6 +89,13 @@ def build(cfg: CoreConfig | str = "default", log=print, jobs: int | None = None)
     check_tools()
     out = build_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
+    import fcntl
+    with open(out / ".lock", "w") as lock:          # parallel test workers build once, the others wait
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _build_locked(cfg, out, log, jobs)
+
+
+def _build_locked(cfg: CoreConfig, out: Path, log, jobs: int | None) -> Path:
     verilog = generate_verilog(cfg, out, log)
     exe = out / "harness"
     stamp = out / "build.stamp"

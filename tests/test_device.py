@@ -336,3 +336,26 @@ def test_cli_missing_serial_port(tmp_path):
                    "--no-progress", timeout=120)
     assert proc.returncode != 0 and "no board found on /dev/ttyEOQ-missing" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_bit_exact_failure_is_loud(tmp_path, monkeypatch, capsys):
+    """A device whose weights drift from the golden model's: exit code 1 naming the first differing tensor."""
+    import host.train as train
+    from golden_model.program import MlpLayout
+
+    class DriftingDevice(GoldenDevice):
+        def _run(self, pc):
+            cycles = super()._run(pc)
+            if pc != 0 and self._runs == 5:         # after the third backward run
+                base = self.machine.table[MlpLayout(CFG, 16, ResMLP(CFG, 0, 4).sizes).slot("fc3")].base
+                self.machine.tmem[base, 3] ^= 1
+            return cycles
+
+    monkeypatch.setattr(train, "open_device", lambda target, cfg: DriftingDevice(cfg))
+    metrics = tmp_path / "m.json"
+    code = train.main(["--target", "golden", "--epochs", "1", "--steps", "5", "--metrics", str(metrics),
+                       "--no-progress"])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "BIT-EXACT CHECK FAILED" in captured.err and "fc3:" in captured.err
+    assert json.loads(metrics.read_text())["bit_exact"] is False

@@ -26,7 +26,8 @@ def summarize(raw: dict) -> dict:
     pes = raw["pes"]
     macs = raw["macs"]
     forward, backward = raw["forward_cycles"], raw["backward_cycles"]
-    update = raw["backward_ops"]["UPDATE"]
+    # the weight updates; QUPDATE also quantizes the gradient (fused, one pass)
+    update = raw["backward_ops"].get("UPDATE", 0) + raw["backward_ops"].get("QUPDATE", 0)
     step = forward + backward
     useful = sum(macs.values())
     phases = {

@@ -8,9 +8,11 @@ An instruction is 64 bits:
     [13:9]  a       first source slot
     [18:14] b       second source slot
     [19]    f0      MATMUL: transpose A     QUANT: ReLU before quantizing
-    [20]    f1      MATMUL: transpose B     QUANT/UPDATE: stochastic rounding
-    [25:21] lr      UPDATE: learning rate 2**-lr
-    [31:26] reserved, must be 0
+                    QUPDATE: stochastic gradient rounding
+    [20]    f1      MATMUL: transpose B     QUANT/UPDATE/QUPDATE: stochastic (update) rounding
+    [25:21] lr      UPDATE/QUPDATE: learning rate 2**-lr
+    [26]    f2      QUANT: mask the result by slot b > 0 (ReLU derivative); 0 for other opcodes
+    [31:27] reserved, must be 0
     [63:32] key     generator key for stochastic rounding
 
 Tensors live in the tensor memory (TMEM), described by the tensor table:
@@ -37,6 +39,7 @@ class Op(enum.IntEnum):
     DOT = 6
     MASK = 7
     UPDATE = 8
+    QUPDATE = 9
 
 
 class Status(enum.IntEnum):
@@ -68,7 +71,8 @@ FIELDS = {  # name: (low bit, width)
     "f0": (19, 1),
     "f1": (20, 1),
     "lr": (21, 5),
-    "reserved": (26, 6),
+    "f2": (26, 1),
+    "reserved": (27, 5),
     "key": (32, 32),
 }
 
@@ -83,6 +87,7 @@ class Instruction:
     f1: int = 0
     lr: int = 0
     key: int = 0
+    f2: int = 0
     reserved: int = 0
 
     def encode(self) -> int:
@@ -115,9 +120,15 @@ def matmul(a: int, b: int, transpose_a: bool = False, transpose_b: bool = False)
     return Instruction(Op.MATMUL, a=a, b=b, f0=int(transpose_a), f1=int(transpose_b))
 
 
-def quant(dst: int, relu: bool = False, stochastic: bool = False, key: int = 0) -> Instruction:
-    """dst = SQ(ACC) with optional ReLU; nearest or stochastic rounding."""
-    return Instruction(Op.QUANT, dst=dst, f0=int(relu), f1=int(stochastic), key=key)
+def quant(dst: int, relu: bool = False, stochastic: bool = False, key: int = 0,
+          mask: int | None = None) -> Instruction:
+    """dst = SQ(ACC) with optional ReLU; nearest or stochastic rounding.
+
+    With ``mask=slot``: dst = where(B > 0, SQ(ACC), 0), B = that slot (ACC's
+    shape); the shift still comes from the whole ACC (QUANT then MASK, fused).
+    """
+    return Instruction(Op.QUANT, dst=dst, b=0 if mask is None else mask, f0=int(relu), f1=int(stochastic),
+                       key=key, f2=int(mask is not None))
 
 
 def scale(a: int, m: int) -> Instruction:
@@ -148,3 +159,10 @@ def mask(dst: int, a: int, b: int) -> Instruction:
 def update(w: int, g: int, lr_shift: int, stochastic: bool = True, key: int = 0) -> Instruction:
     """W = saturate(W - round(G * 2**(eG - lr_shift - eW)))."""
     return Instruction(Op.UPDATE, dst=w, a=g, lr=lr_shift, f1=int(stochastic), key=key)
+
+
+def qupdate(w: int, lr_shift: int, stochastic_grad: bool = True, stochastic_update: bool = True,
+            key: int = 0) -> Instruction:
+    """Fused gradient quantization and update: g = SQ(ACC) (rounding f0, ``key``), then
+    W = saturate(W - round(g * 2**(eg - lr_shift - eW))) (rounding f1, prng.update_key(key))."""
+    return Instruction(Op.QUPDATE, dst=w, lr=lr_shift, f0=int(stochastic_grad), f1=int(stochastic_update), key=key)

@@ -15,6 +15,7 @@ import numpy as np
 
 from .config import CoreConfig
 from .isa import Instruction, Op, Status
+from .prng import update_key
 from .quant import QTensor, bit_length, round_shift, saturate, update_weights
 
 
@@ -115,6 +116,8 @@ class Machine:
                 self._fail(Status.ILLEGAL_INSTRUCTION, str(error))
             if inst.reserved:
                 self._fail(Status.ILLEGAL_INSTRUCTION, f"reserved bits {inst.reserved:#x} set")
+            if inst.f2 and inst.op != Op.QUANT:
+                self._fail(Status.ILLEGAL_INSTRUCTION, f"flag f2 is defined for QUANT only, set on {inst.op.name}")
             if inst.op == Op.HALT:
                 return executed
             self.execute(inst)
@@ -153,6 +156,14 @@ class Machine:
             self._fail(Status.EXP_RANGE, f"exponent {exp} does not fit {self.cfg.exp_bits} bits")
         entry.exp = exp
 
+    def _sq(self, acc: np.ndarray, stochastic: int, key: int) -> tuple[np.ndarray, int]:
+        """SQ of an ACC tensor: int8 mantissas and the shift (from its own max |x|)."""
+        cfg = self.cfg
+        peak = int(np.abs(acc).max()) if acc.size else 0
+        shift = max(0, bit_length(peak) - (cfg.data_bits - 1))
+        mode = "stochastic" if stochastic else "nearest"
+        return saturate(round_shift(acc, shift, mode, cfg, key), cfg), shift
+
     def execute(self, inst: Instruction) -> None:
         cfg = self.cfg
         op = inst.op
@@ -172,11 +183,13 @@ class Machine:
                 self._fail(Status.SHAPE_MISMATCH, f"QUANT into {dst.rows}x{dst.cols} from ACC {self.acc.shape}")
             if not self._in_range(dst):
                 self._fail(Status.TMEM_RANGE, f"slot {inst.dst} exceeds TMEM")
-            acc = np.maximum(self.acc, 0) if inst.f0 else self.acc
-            peak = int(np.abs(acc).max()) if acc.size else 0
-            shift = max(0, bit_length(peak) - (cfg.data_bits - 1))
-            mode = "stochastic" if inst.f1 else "nearest"
-            q = saturate(round_shift(acc, shift, mode, cfg, inst.key), cfg)
+            if inst.f2:
+                _, b = self._operand(inst.b)
+                if b.shape != self.acc.shape:
+                    self._fail(Status.SHAPE_MISMATCH, f"QUANT mask {b.shape} for ACC {self.acc.shape}")
+            q, shift = self._sq(np.maximum(self.acc, 0) if inst.f0 else self.acc, inst.f1, inst.key)
+            if inst.f2:
+                q = np.where(b > 0, q, 0).astype(np.int8)
             self._set_exp(dst, self.acc_exp + shift)
             self._store(dst, q)
         elif op == Op.SCALE:
@@ -225,6 +238,15 @@ class Machine:
             mode = "stochastic" if inst.f1 else "nearest"
             new = update_weights(QTensor(w.astype(np.int8), ew.exp), QTensor(g.astype(np.int8), eg.exp),
                                  inst.lr, mode, cfg, inst.key)
+            self._store(ew, new.q)
+        elif op == Op.QUPDATE:
+            ew, w = self._operand(inst.dst)
+            if w.shape != self.acc.shape:
+                self._fail(Status.SHAPE_MISMATCH, f"QUPDATE of {w.shape} by the ACC gradient {self.acc.shape}")
+            g, shift = self._sq(self.acc, inst.f0, inst.key)
+            mode = "stochastic" if inst.f1 else "nearest"
+            new = update_weights(QTensor(w.astype(np.int8), ew.exp), QTensor(g, self.acc_exp + shift),
+                                 inst.lr, mode, cfg, update_key(inst.key))
             self._store(ew, new.q)
         else:
             self._fail(Status.ILLEGAL_INSTRUCTION, f"opcode {op} not executable")

@@ -25,12 +25,11 @@ import numpy as np
 from . import ops
 from .config import CoreConfig
 from .loss import output_error
-from .prng import tensor_key
+from .prng import tensor_key, update_key
 from .quant import QTensor, direct_quantize, update_weights
 
 INPUT_EXP = -7
 PARAM_IDS = {"fc1": 1, "fc2": 2, "fc3": 3, "scale": 4, "bias": 5, "fc_out": 6}
-UPDATE_ID_OFFSET = 16
 
 
 def weight_exponent(fan_in: int, data_bits: int = 8) -> int:
@@ -125,8 +124,10 @@ class ResMLP:
         return {"scale": -6, "bias": -7}[name]
 
     def key(self, name: str, update: bool = False) -> int:
-        tensor_id = PARAM_IDS[name] + (UPDATE_ID_OFFSET if update else 0)
-        return tensor_key(self.stream_seed, self.step, tensor_id)
+        """Key of a parameter's gradient rounding this step; with update=True the key of its
+        weight update, update_key(gradient key) (what the fused QUPDATE derives in hardware)."""
+        key = tensor_key(self.stream_seed, self.step, PARAM_IDS[name])
+        return update_key(key) if update else key
 
     def forward(self, x: QTensor, trace: Trace | None = None) -> dict[str, QTensor]:
         cfg, p, macs = self.cfg, self.params, self.macs

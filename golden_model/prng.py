@@ -12,7 +12,8 @@ counter starting at ``key + l * PHI`` and adds ``L * PHI`` per element: one
 adder and two XOR networks, no multiplier.
 
 The per-tensor ``key`` is computed on the host by :func:`tensor_key` and
-travels in the instruction that asks for stochastic rounding.
+travels in the instruction that asks for stochastic rounding; a weight
+update rounds with :func:`update_key` of its gradient's key.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ import numpy as np
 MASK32 = 0xFFFF_FFFF
 PHI = 0x9E37_79B9
 STEP_MIX = 0x85EB_CA6B
+#: XORed into a gradient's key to give the key of the weight update that consumes it
+#: (:func:`update_key`); the fused QUPDATE instruction derives it in hardware.
+UPDATE_KEY_SALT = 0x5BD1_E995
 #: The (left, right, left) shift triple of :func:`xs32`, for hardware generators (hw/prng.py).
 XS32_SHIFTS = (13, 17, 5)
 
@@ -51,3 +55,14 @@ def tensor_key(seed: int, step: int, tensor_id: int) -> int:
     mixed = (seed + (step + 1) * PHI) & MASK32
     mixed = int(xs32(mixed)) ^ ((tensor_id * STEP_MIX) & MASK32)
     return int(xs32(mixed))
+
+
+def update_key(key: int) -> int:
+    """Key of a weight update's random stream from its gradient's key: ``key ^ UPDATE_KEY_SALT``.
+
+    One instruction key then serves both roundings of QUPDATE (gradient and
+    update); the two streams differ in every element.
+    """
+    if not 0 <= key <= MASK32:
+        raise ValueError(f"key must be a 32-bit unsigned integer, got {key}")
+    return key ^ UPDATE_KEY_SALT

@@ -18,17 +18,14 @@ from . import isa
 from .config import CoreConfig
 from .loss import output_error
 from .machine import words_per_row
-from .network import PARAM_IDS, UPDATE_ID_OFFSET, ResMLP
-from .prng import tensor_key
+from .network import PARAM_IDS, ResMLP
+from .prng import tensor_key, update_key
 from .quant import QTensor
 
 PARAMS = ("fc1", "fc2", "fc3", "scale", "bias", "fc_out")
 ACTIVATIONS = ("x", "a1", "z", "r", "sm", "s", "a2", "y")
-ERRORS = ("e_y", "e_a2", "e_join", "e_r", "e_z", "e_branch", "e_a1", "tmp")
-GRADIENTS = ("g_fc", "g_fc_out", "g_scale", "g_bias")
-SLOTS = {name: slot for slot, name in enumerate(PARAMS + ACTIVATIONS + ERRORS + GRADIENTS)}
-GRADIENT_SLOT = {"fc1": "g_fc", "fc2": "g_fc", "fc3": "g_fc", "fc_out": "g_fc_out",
-                 "scale": "g_scale", "bias": "g_bias"}
+ERRORS = ("e_y", "e_join", "e_r", "e_z", "e_branch", "e_a1")
+SLOTS = {name: slot for slot, name in enumerate(PARAMS + ACTIVATIONS + ERRORS)}
 
 
 @dataclass(frozen=True)
@@ -49,8 +46,7 @@ class MlpLayout:
         classes = sizes["fc_out"][0]
         shapes = {"fc1": sizes["fc1"], "fc2": sizes["fc2"], "fc3": sizes["fc3"], "fc_out": sizes["fc_out"],
                   "scale": (1, 1), "bias": (1, 1), "x": (batch, inputs), "y": (batch, classes),
-                  "e_y": (batch, classes), "g_fc": sizes["fc2"], "g_fc_out": sizes["fc_out"],
-                  "g_scale": (1, 1), "g_bias": (1, 1)}
+                  "e_y": (batch, classes)}
         for name in ACTIVATIONS + ERRORS:
             shapes.setdefault(name, (batch, hidden))
         self.cfg, self.batch, self.shapes = cfg, batch, shapes
@@ -58,11 +54,8 @@ class MlpLayout:
         base = 0
         for name, slot in SLOTS.items():
             rows, cols = shapes[name]
-            if name == "g_fc_out":
-                place_base = self.places["g_fc"].base  # gradients are consumed at once: share words
-            else:
-                place_base, base = base, base + rows * words_per_row(cols, cfg.lanes)
-            self.places[name] = TensorPlace(slot, place_base, rows, cols)
+            self.places[name] = TensorPlace(slot, base, rows, cols)
+            base += rows * words_per_row(cols, cfg.lanes)
         if base > cfg.tmem_words:
             raise ValueError(f"the network needs {base} TMEM words at batch {batch}; "
                              f"configuration {cfg.name} has {cfg.tmem_words}")
@@ -90,50 +83,52 @@ def forward_program(cfg: CoreConfig) -> list[isa.Instruction]:
 
 
 def step_keys(stream_seed: int, step: int) -> dict[str, tuple[int, int]]:
-    """(gradient key, update key) per parameter, as ResMLP.key computes them."""
-    return {name: (tensor_key(stream_seed, step, PARAM_IDS[name]),
-                   tensor_key(stream_seed, step, PARAM_IDS[name] + UPDATE_ID_OFFSET)) for name in PARAMS}
+    """(gradient key, update key) per parameter, as ResMLP.key computes them.
+
+    Only the gradient key travels in the program (QUPDATE's key); the update
+    key is prng.update_key of it, derived by the core.
+    """
+    keys = {name: tensor_key(stream_seed, step, PARAM_IDS[name]) for name in PARAMS}
+    return {name: (key, update_key(key)) for name, key in keys.items()}
 
 
 def backward_program(cfg: CoreConfig, keys: dict[str, tuple[int, int]], lr_shift: int) -> list[isa.Instruction]:
-    """Backward pass and in-place updates, from the host-written output error e_y."""
+    """Backward pass and in-place updates, from the host-written output error e_y.
+
+    Per layer: the error product with the old weights, its QUANT (masked by
+    the ReLU derivative where one follows), the gradient product, then QUPDATE
+    (gradient SQ and weight update in one pass over ACC and W).
+    """
     s = SLOTS
     grad_sr = cfg.grad_rounding == "stochastic"
     upd_sr = cfg.update_rounding == "stochastic"
 
-    def gradient_then_update(name: str, product: list[isa.Instruction]) -> list[isa.Instruction]:
-        g = s[GRADIENT_SLOT[name]]
-        return product + [isa.quant(g, stochastic=grad_sr, key=keys[name][0]),
-                          isa.update(s[name], g, lr_shift, stochastic=upd_sr, key=keys[name][1])]
+    def qupdate(name: str) -> isa.Instruction:
+        return isa.qupdate(s[name], lr_shift, stochastic_grad=grad_sr, stochastic_update=upd_sr, key=keys[name][0])
+
+    def gradient(e: str, x: str) -> isa.Instruction:
+        return isa.matmul(s[e], s[x], transpose_a=True, transpose_b=True)
+
+    def error(e: str, w: str) -> isa.Instruction:
+        return isa.matmul(s[e], s[w], transpose_b=True)
 
     return [
-        # output layer: gradient first, error with the old weights, then the update
-        isa.matmul(s["e_y"], s["a2"], transpose_a=True, transpose_b=True),
-        isa.quant(s["g_fc_out"], stochastic=grad_sr, key=keys["fc_out"][0]),
-        isa.matmul(s["e_y"], s["fc_out"], transpose_b=True), isa.quant(s["e_a2"]),
-        isa.update(s["fc_out"], s["g_fc_out"], lr_shift, stochastic=upd_sr, key=keys["fc_out"][1]),
-        isa.mask(s["e_join"], s["e_a2"], s["a2"]),
+        # output layer; e_join = relu'(a2) * SQ(e_y . W_out)
+        error("e_y", "fc_out"), isa.quant(s["e_join"], mask=s["a2"]),
+        gradient("e_y", "a2"), qupdate("fc_out"),
         # Fixup scalar bias and multiplier
-        *gradient_then_update("bias", [isa.total(s["e_join"])]),
-        isa.dot(s["e_join"], s["r"]),
-        isa.quant(s["g_scale"], stochastic=grad_sr, key=keys["scale"][0]),
+        isa.total(s["e_join"]), qupdate("bias"),
         isa.scale(s["e_join"], s["scale"]), isa.quant(s["e_r"]),
-        isa.update(s["scale"], s["g_scale"], lr_shift, stochastic=upd_sr, key=keys["scale"][1]),
-        # branch end fc3
-        isa.matmul(s["e_r"], s["z"], transpose_a=True, transpose_b=True),
-        isa.quant(s["g_fc"], stochastic=grad_sr, key=keys["fc3"][0]),
-        isa.matmul(s["e_r"], s["fc3"], transpose_b=True), isa.quant(s["tmp"]),
-        isa.update(s["fc3"], s["g_fc"], lr_shift, stochastic=upd_sr, key=keys["fc3"][1]),
-        isa.mask(s["e_z"], s["tmp"], s["z"]),
+        isa.dot(s["e_join"], s["r"]), qupdate("scale"),
+        # branch end fc3; e_z = relu'(z) * SQ(e_r . W3)
+        error("e_r", "fc3"), isa.quant(s["e_z"], mask=s["z"]),
+        gradient("e_r", "z"), qupdate("fc3"),
         # branch start fc2
-        isa.matmul(s["e_z"], s["a1"], transpose_a=True, transpose_b=True),
-        isa.quant(s["g_fc"], stochastic=grad_sr, key=keys["fc2"][0]),
-        isa.matmul(s["e_z"], s["fc2"], transpose_b=True), isa.quant(s["e_branch"]),
-        isa.update(s["fc2"], s["g_fc"], lr_shift, stochastic=upd_sr, key=keys["fc2"][1]),
-        # residual join and fc1
-        isa.add(s["e_join"], s["e_branch"]), isa.quant(s["tmp"]),
-        isa.mask(s["e_a1"], s["tmp"], s["a1"]),
-        *gradient_then_update("fc1", [isa.matmul(s["e_a1"], s["x"], transpose_a=True, transpose_b=True)]),
+        error("e_z", "fc2"), isa.quant(s["e_branch"]),
+        gradient("e_z", "a1"), qupdate("fc2"),
+        # residual join and fc1; e_a1 = relu'(a1) * SQ(e_join + e_branch)
+        isa.add(s["e_join"], s["e_branch"]), isa.quant(s["e_a1"], mask=s["a1"]),
+        gradient("e_a1", "x"), qupdate("fc1"),
         isa.halt(),
     ]
 

@@ -12,6 +12,7 @@ import numpy as np
 
 from golden_model.isa import Instruction, Op
 from golden_model.machine import Machine, words_per_row
+from golden_model.quant import sq_shift
 
 from .interfaces import command_layout
 
@@ -45,10 +46,10 @@ def resolve(machine: Machine, inst: Instruction) -> dict:
     """The engine command for ``inst`` in the machine's current state."""
     cfg = machine.cfg
     table = machine.table
-    fields = {"op": int(inst.op), "f0": inst.f0, "f1": inst.f1, "lr": inst.lr, "key": inst.key,
+    fields = {"op": int(inst.op), "f0": inst.f0, "f1": inst.f1, "f2": inst.f2, "lr": inst.lr, "key": inst.key,
               "a": _tensor(machine, inst.a), "b": _tensor(machine, inst.b), "dst": _tensor(machine, inst.dst),
               "shift_a": 0, "shift_b": 0, "shift": 0, "maxabs": 0, "maxpos": 0}
-    if inst.op == Op.QUANT:
+    if inst.op in (Op.QUANT, Op.QUPDATE):
         rows, cols = machine.acc.shape
         fields["maxabs"], fields["maxpos"] = acc_maxima(machine.acc)
     elif inst.op in (Op.MATMUL, Op.SCALE, Op.ADD, Op.SUM, Op.DOT):
@@ -62,6 +63,9 @@ def resolve(machine: Machine, inst: Instruction) -> dict:
         fields["shift_b"] = exp - table[inst.b].exp
     if inst.op == Op.UPDATE:
         fields["shift"] = table[inst.dst].exp + inst.lr - table[inst.a].exp
+    if inst.op == Op.QUPDATE:
+        gradient_exp = machine.acc_exp + sq_shift(machine.acc, cfg)
+        fields["shift"] = table[inst.dst].exp + inst.lr - gradient_exp
     return fields
 
 

@@ -65,18 +65,20 @@ def tensor_layout(cfg: CoreConfig) -> data.StructLayout:
 def command_layout(cfg: CoreConfig) -> data.StructLayout:
     """What an engine needs to execute one instruction (shapes already checked).
 
-    op/f0/f1/lr/key are the instruction's fields.  a, b, dst are the resolved
+    op/f0/f1/f2/lr/key are the instruction's fields.  a, b, dst are the resolved
     operands.  acc_rows/acc_cols/acc_stride give the ACC tensor's shape: for a
     producer (MATMUL, SCALE, ADD, SUM, DOT) the shape it must write, for QUANT
-    the shape it reads.  shift_a/shift_b are the ADD alignment shifts
-    (e - e_a, e - e_b >= 0).  shift is UPDATE's signed shift
-    e_w + lr - e_g.  maxabs/maxpos are the ACC maxima QUANT takes its shift
-    from (max |x| and max(x, 0) over the valid elements).
+    the shape it reads (also QUPDATE).  shift_a/shift_b are the ADD alignment
+    shifts (e - e_a, e - e_b >= 0).  shift is UPDATE's signed shift
+    e_w + lr - e_g (QUPDATE: e_w + lr - (e_acc + SQ shift)).  maxabs/maxpos
+    are the ACC maxima QUANT and QUPDATE take the SQ shift from (max |x| and
+    max(x, 0) over the valid elements).
     """
     return data.StructLayout({
         "op": 4,
         "f0": 1,
         "f1": 1,
+        "f2": 1,
         "lr": 5,
         "key": WORD_BITS,
         "a": tensor_layout(cfg),

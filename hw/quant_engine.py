@@ -65,7 +65,7 @@ def bit_length(m: Module, x, name: str) -> Signal:
 
 
 class QuantEngine(wiring.Component):
-    """Executes QUANT: dst = saturate(round_shift(relu?(ACC), shift, mode)).
+    """Executes QUANT: dst = saturate(round_shift(relu?(ACC), shift, mode)), masked by B > 0 with f2.
 
     The shift comes from the ACC maxima in the command (``maxpos`` with ReLU,
     else ``maxabs``): max(0, bit_length - (data_bits - 1)), so no max pass
@@ -98,7 +98,9 @@ class QuantEngine(wiring.Component):
         excess = bit_length(m, peak, "peak_bits") - (cfg.data_bits - 1)
         m.d.comb += shift.eq(Mux(excess > 0, excess, 0))
 
+        masked = Signal()
         read_addr = Signal(amem_addr_shape(cfg))
+        mask_addr = Signal(tmem_addr_shape(cfg))
         write_addr = Signal(tmem_addr_shape(cfg))
         # The word read this cycle reaches the quantizer next cycle (sync read).
         pending = Signal()
@@ -114,6 +116,7 @@ class QuantEngine(wiring.Component):
             sq.cmd.payload.shift.eq(shift),
             sq.cmd.payload.key.eq(key),
             self.amem_r.addr.eq(read_addr),
+            self.tmem_a.addr.eq(mask_addr),
             sq.i.valid.eq(pending),
             sq.i.payload.count.eq(pending_count),
             sq.i.payload.last.eq(pending_last),
@@ -125,14 +128,15 @@ class QuantEngine(wiring.Component):
             self.result.shift.eq(shift),
         ]
         for lane in range(cfg.lanes):
-            m.d.comb += sq.i.payload.data[lane].eq(Mux(lane < pending_count, self.amem_r.data[lane], 0))
+            keep = (lane < pending_count) & (~masked | (self.tmem_a.data[lane] > 0))
+            m.d.comb += sq.i.payload.data[lane].eq(Mux(keep, self.amem_r.data[lane], 0))
         with m.If(sq.o.valid):
             m.d.sync += write_addr.eq(write_addr + 1)
 
         def issue_read():
             """Read the walker's current word; move on, or stop after the last one."""
-            m.d.comb += [self.amem_r.en.eq(1), walk.step.eq(1)]
-            m.d.sync += [read_addr.eq(read_addr + 1), pending.eq(1),
+            m.d.comb += [self.amem_r.en.eq(1), self.tmem_a.en.eq(masked), walk.step.eq(1)]
+            m.d.sync += [read_addr.eq(read_addr + 1), mask_addr.eq(mask_addr + 1), pending.eq(1),
                          pending_count.eq(walk.count), pending_last.eq(walk.last)]
             with m.If(walk.last):
                 m.next = "DRAIN"
@@ -148,7 +152,9 @@ class QuantEngine(wiring.Component):
                         stochastic.eq(cmd.f1),
                         key.eq(cmd.key),
                         peak.eq(Mux(cmd.f0, cmd.maxpos, cmd.maxabs)),
+                        masked.eq(cmd.f2),
                         read_addr.eq(0),
+                        mask_addr.eq(cmd.b.base),
                         write_addr.eq(cmd.dst.base),
                     ]
                     m.next = "START"

@@ -26,7 +26,7 @@ from .tensor_table import ExpWriteSignature, TableReadSignature
 
 ENGINES = ("matmul", "quant", "vector", "update")
 ENGINE_OF_OP = {Op.MATMUL: 0, Op.QUANT: 1, Op.SCALE: 2, Op.ADD: 2, Op.SUM: 2, Op.DOT: 2, Op.MASK: 2,
-                Op.UPDATE: 3}
+                Op.UPDATE: 3, Op.QUPDATE: 3}
 
 
 def instruction_layout() -> data.StructLayout:
@@ -109,6 +109,9 @@ class Sequencer(wiring.Component):
         def same_shape(x, y):
             return (x.rows == y.rows) & (x.cols == y.cols)
 
+        def acc_shape(entry):
+            return (entry.rows == acc_rows) & (entry.cols == acc_cols)
+
         def scalar(entry):
             return (entry.rows == 1) & (entry.cols == 1)
 
@@ -119,8 +122,9 @@ class Sequencer(wiring.Component):
         mat_n = Mux(f1, b.cols, b.rows)
         mat_kb = Mux(f1, b.rows, b.cols)
 
-        # QUANT shift: bit_length of the relevant maximum, minus 7
-        peak = Mux(f0, acc_maxpos, acc_maxabs)
+        # SQ shift of QUANT / QUPDATE: bit_length of the relevant maximum, minus 7
+        # (QUPDATE's f0 is its gradient rounding, not ReLU)
+        peak = Mux(f0 & (opcode == Op.QUANT), acc_maxpos, acc_maxabs)
         bitlen = Signal(range(cfg.acc_bits + 1))
         for bit in range(cfg.acc_bits):
             with m.If(peak[bit]):
@@ -139,8 +143,11 @@ class Sequencer(wiring.Component):
             Op.MATMUL: operand(a) + operand(b) + [(mat_ka != mat_kb, Status.SHAPE_MISMATCH),
                                                  (acc_words_bad(mat_m, mat_n), Status.ACC_RANGE)],
             Op.QUANT: [(dims_bad(dst), Status.SHAPE_MISMATCH),
-                       ((dst.rows != acc_rows) | (dst.cols != acc_cols), Status.SHAPE_MISMATCH),
+                       (~acc_shape(dst), Status.SHAPE_MISMATCH),
                        (range_bad(dst), Status.TMEM_RANGE),
+                       (inst.f2 & dims_bad(b), Status.SHAPE_MISMATCH),     # the mask operand
+                       (inst.f2 & range_bad(b), Status.TMEM_RANGE),
+                       (inst.f2 & ~acc_shape(b), Status.SHAPE_MISMATCH),
                        (quant_exp_bad, Status.EXP_RANGE)],
             Op.SCALE: operand(a) + operand(b) + [(~scalar(b), Status.SHAPE_MISMATCH),
                                                 (acc_words_bad(a.rows, a.cols), Status.ACC_RANGE)],
@@ -152,6 +159,7 @@ class Sequencer(wiring.Component):
                                                (~same_shape(a, b) | ~same_shape(dst, a), Status.SHAPE_MISMATCH),
                                                (range_bad(dst), Status.TMEM_RANGE)],
             Op.UPDATE: operand(dst) + operand(a) + [(~same_shape(dst, a), Status.SHAPE_MISMATCH)],
+            Op.QUPDATE: operand(dst) + [(~acc_shape(dst), Status.SHAPE_MISMATCH)],
         }
         error = Signal(4)
         with m.Switch(opcode):
@@ -164,7 +172,7 @@ class Sequencer(wiring.Component):
                 pass
             with m.Default():
                 m.d.comb += error.eq(Status.ILLEGAL_INSTRUCTION)
-        with m.If(inst.reserved != 0):
+        with m.If((inst.reserved != 0) | (inst.f2 & (opcode != Op.QUANT))):
             m.d.comb += error.eq(Status.ILLEGAL_INSTRUCTION)
 
         # the command for the engine
@@ -194,12 +202,13 @@ class Sequencer(wiring.Component):
         cmd_rows = Mux(is_producer, producer_rows, acc_rows)
         cmd_cols = Mux(is_producer, producer_cols, acc_cols)
         m.d.comb += [
-            cmd.op.eq(opcode), cmd.f0.eq(f0), cmd.f1.eq(f1), cmd.lr.eq(inst.lr), cmd.key.eq(inst.key),
+            cmd.op.eq(opcode), cmd.f0.eq(f0), cmd.f1.eq(f1), cmd.f2.eq(inst.f2), cmd.lr.eq(inst.lr),
+            cmd.key.eq(inst.key),
             *resolved(cmd.a, a), *resolved(cmd.b, b), *resolved(cmd.dst, dst),
             cmd.acc_rows.eq(cmd_rows), cmd.acc_cols.eq(cmd_cols),
             cmd.acc_stride.eq((cmd_cols + (cfg.lanes - 1)) >> lanes_log2),
             cmd.shift_a.eq(exp_max - a.exp), cmd.shift_b.eq(exp_max - b.exp),
-            cmd.shift.eq(dst.exp + inst.lr - a.exp),
+            cmd.shift.eq(dst.exp + inst.lr - Mux(opcode == Op.QUPDATE, quant_exp, a.exp)),
             cmd.maxabs.eq(acc_maxabs), cmd.maxpos.eq(acc_maxpos),
         ]
         engine = Signal(range(len(ENGINES)))

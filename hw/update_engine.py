@@ -1,27 +1,42 @@
-"""UPDATE engine: W -= lr * G in TMEM, golden ``Machine.execute(Op.UPDATE)`` (``quant.update_weights``)."""
+"""UPDATE and QUPDATE engine: W -= lr * G in TMEM, golden ``Machine.execute(Op.UPDATE / Op.QUPDATE)``
+(``quant.update_weights``, for QUPDATE after ``shift_quantize`` of the ACC gradient)."""
 
 from amaranth import Module, Mux, Signal
 from amaranth.lib import wiring
 
 from golden_model.config import CoreConfig
+from golden_model.isa import Op
+from golden_model.prng import UPDATE_KEY_SALT
 
-from .interfaces import EngineSignature, tmem_addr_shape
-from .quant_engine import TensorWalker
+from .interfaces import EngineSignature, amem_addr_shape, tmem_addr_shape
+from .quant_engine import TensorWalker, bit_length
+from .rounding import shift_shape
+from .shift_quantizer import ShiftQuantizer
 from .update_unit import UpdateUnit
 
 
 class UpdateEngine(wiring.Component):
-    """Executes UPDATE in place: W (dst) and G (a, same shape) word by word.
+    """Executes UPDATE and the fused QUPDATE in place on W (dst), word by word.
 
-    Each cycle reads word k of W on ``tmem_a`` and of G on ``tmem_b``; the
-    pair goes through an :class:`UpdateUnit` (command ``shift`` = e_w + lr -
-    e_g from the sequencer, rounding ``f1``, ``key``) and the new W word is
-    written back two cycles after its read, so a word is always read before
-    it is rewritten.  Pad lanes are masked to 0 on the way in, so they stay
-    0; the unit's generator advances by each word's valid lanes, giving the
-    flat element index r * cols + c.
-    The last W word is written in the done cycle (it lands at that cycle's
-    closing edge).  Latency: rows * stride + 2 cycles from command to done.
+    UPDATE: each cycle reads word k of W on ``tmem_a`` and of G (a, same
+    shape) on ``tmem_b``; the pair goes through an :class:`UpdateUnit`
+    (command ``shift`` = e_w + lr - e_g from the sequencer, rounding ``f1``,
+    ``key``) and the new W word is written back two cycles after its read.
+    Latency: rows * stride + 2 cycles from command to done.
+
+    QUPDATE: the gradient is the ACC tensor (W's shape).  Each cycle reads
+    ACC word k on ``amem_r``; it goes through a :class:`ShiftQuantizer` in
+    explicit-shift mode (the SQ shift from the command's max |ACC|, as
+    QUANT; rounding ``f0`` with ``key``), whose registered int8 output meets
+    W word k, read on ``tmem_a`` one cycle after the ACC word, in the
+    :class:`UpdateUnit` (command ``shift`` = e_w + lr - (e_acc + SQ shift),
+    rounding ``f1`` with ``key ^ UPDATE_KEY_SALT`` = golden
+    ``prng.update_key``).  Latency: rows * stride + 3 cycles.
+
+    In both, a W word is read before it is rewritten; pad lanes are masked to
+    0 on the way in, so they stay 0; both generators advance by each word's
+    valid lanes, giving the flat element index r * cols + c.  The last W word
+    is written in the done cycle (it lands at that cycle's closing edge).
     """
 
     def __init__(self, cfg: CoreConfig):
@@ -34,47 +49,91 @@ class UpdateEngine(wiring.Component):
         cmd = self.cmd.payload
         m.submodules.walk = walk = TensorWalker(cfg)
         m.submodules.unit = unit = UpdateUnit(cfg, cfg.lanes, counted=True)
+        m.submodules.sq = sq = ShiftQuantizer(cfg, cfg.lanes, counted=True)
 
+        fused = Signal()                                # QUPDATE
         shift = Signal.like(cmd.shift)
+        grad_stochastic = Signal()
         stochastic = Signal()
         key = Signal.like(cmd.key)
+        peak = Signal(cfg.acc_bits)                     # max |ACC| (QUPDATE)
+        grad_shift = Signal(shift_shape(cfg))
+        excess = bit_length(m, peak, "peak_bits") - (cfg.data_bits - 1)
+        m.d.comb += grad_shift.eq(Mux(excess > 0, excess, 0))
+
         w_addr = Signal(tmem_addr_shape(cfg))
         g_addr = Signal(tmem_addr_shape(cfg))
+        acc_addr = Signal(amem_addr_shape(cfg))
         write_addr = Signal(tmem_addr_shape(cfg))
-        # The words read this cycle reach the unit next cycle (sync read).
+        # The words read this cycle arrive next cycle (sync read).
         pending = Signal()
         pending_count = Signal.like(walk.count)
         pending_last = Signal()
+        # QUPDATE: the quantized gradient word leaves the quantizer's register one cycle later.
+        quantized_count = Signal.like(walk.count)
 
         m.d.comb += [
             walk.rows.eq(cmd.dst.rows),
             walk.cols.eq(cmd.dst.cols),
+            sq.cmd.payload.relu.eq(0),
+            sq.cmd.payload.stochastic.eq(grad_stochastic),
+            sq.cmd.payload.explicit.eq(1),
+            sq.cmd.payload.shift.eq(grad_shift),
+            sq.cmd.payload.key.eq(key),
+            sq.o.ready.eq(1),
             unit.cmd.payload.shift.eq(shift),
             unit.cmd.payload.stochastic.eq(stochastic),
-            unit.cmd.payload.key.eq(key),
+            unit.cmd.payload.key.eq(Mux(fused, key ^ UPDATE_KEY_SALT, key)),
             self.tmem_a.addr.eq(w_addr),
             self.tmem_b.addr.eq(g_addr),
-            unit.i.valid.eq(pending),
-            unit.i.payload.count.eq(pending_count),
-            unit.i.payload.last.eq(pending_last),
+            self.amem_r.addr.eq(acc_addr),
             unit.o.ready.eq(1),
             self.tmem_w.en.eq(unit.o.valid),
             self.tmem_w.addr.eq(write_addr),
             self.tmem_w.data.eq(unit.o.payload.w),
             self.done.eq(unit.o.valid & unit.o.payload.last),
         ]
-        for lane in range(cfg.lanes):
-            valid = lane < pending_count
-            m.d.comb += [unit.i.payload.w[lane].eq(Mux(valid, self.tmem_a.data[lane], 0)),
-                         unit.i.payload.g[lane].eq(Mux(valid, self.tmem_b.data[lane], 0))]
+        with m.If(fused):
+            m.d.comb += [
+                sq.i.valid.eq(pending),
+                sq.i.payload.count.eq(pending_count),
+                sq.i.payload.last.eq(pending_last),
+                self.tmem_a.en.eq(pending),             # W word k, one cycle after ACC word k
+                unit.i.valid.eq(sq.o.valid),
+                unit.i.payload.count.eq(quantized_count),
+                unit.i.payload.last.eq(sq.o.payload.last),
+            ]
+            with m.If(pending):
+                m.d.sync += [w_addr.eq(w_addr + 1), quantized_count.eq(pending_count)]
+            for lane in range(cfg.lanes):
+                m.d.comb += [
+                    sq.i.payload.data[lane].eq(Mux(lane < pending_count, self.amem_r.data[lane], 0)),
+                    unit.i.payload.w[lane].eq(Mux(lane < quantized_count, self.tmem_a.data[lane], 0)),
+                    unit.i.payload.g[lane].eq(sq.o.payload.data[lane]),
+                ]
+        with m.Else():
+            m.d.comb += [
+                unit.i.valid.eq(pending),
+                unit.i.payload.count.eq(pending_count),
+                unit.i.payload.last.eq(pending_last),
+            ]
+            for lane in range(cfg.lanes):
+                valid = lane < pending_count
+                m.d.comb += [unit.i.payload.w[lane].eq(Mux(valid, self.tmem_a.data[lane], 0)),
+                             unit.i.payload.g[lane].eq(Mux(valid, self.tmem_b.data[lane], 0))]
         with m.If(unit.o.valid):
             m.d.sync += write_addr.eq(write_addr + 1)
 
         def issue_read():
-            """Read the walker's current W and G words; move on, or stop after the last pair."""
-            m.d.comb += [self.tmem_a.en.eq(1), self.tmem_b.en.eq(1), walk.step.eq(1)]
-            m.d.sync += [w_addr.eq(w_addr + 1), g_addr.eq(g_addr + 1), pending.eq(1),
-                         pending_count.eq(walk.count), pending_last.eq(walk.last)]
+            """Read the walker's current words (W and G, or ACC); move on, or stop after the last."""
+            m.d.comb += walk.step.eq(1)
+            with m.If(fused):
+                m.d.comb += self.amem_r.en.eq(1)
+                m.d.sync += acc_addr.eq(acc_addr + 1)
+            with m.Else():
+                m.d.comb += [self.tmem_a.en.eq(1), self.tmem_b.en.eq(1)]
+                m.d.sync += [w_addr.eq(w_addr + 1), g_addr.eq(g_addr + 1)]
+            m.d.sync += [pending.eq(1), pending_count.eq(walk.count), pending_last.eq(walk.last)]
             with m.If(walk.last):
                 m.next = "DRAIN"
 
@@ -85,16 +144,21 @@ class UpdateEngine(wiring.Component):
                 with m.If(self.cmd.valid):
                     m.d.comb += walk.start.eq(1)
                     m.d.sync += [
+                        fused.eq(cmd.op == Op.QUPDATE),
                         shift.eq(cmd.shift),
+                        grad_stochastic.eq(cmd.f0),
                         stochastic.eq(cmd.f1),
                         key.eq(cmd.key),
+                        peak.eq(cmd.maxabs),
                         w_addr.eq(cmd.dst.base),
                         g_addr.eq(cmd.a.base),
+                        acc_addr.eq(0),
                         write_addr.eq(cmd.dst.base),
                     ]
                     m.next = "START"
             with m.State("START"):
-                m.d.comb += unit.cmd.valid.eq(1)     # the unit is idle: accepted now
+                m.d.comb += [unit.cmd.valid.eq(1),     # the units are idle: accepted now
+                             sq.cmd.valid.eq(fused)]
                 m.next = "READ"
                 issue_read()
             with m.State("READ"):

@@ -2,8 +2,9 @@
 
 The golden machine's ACC is set directly and copied into the DUT's AMEM
 (pad lanes filled with large junk, which the engine must ignore); TMEM
-around the dst tensor holds random words that must survive.  EOQ_MODE
-selects nearest or stochastic rounding.
+around the dst tensor holds random words that must survive.  Masked QUANTs
+(f2) read the mask B from slot 4, placed after dst, or from dst itself (in
+place).  EOQ_MODE selects nearest or stochastic rounding.
 """
 
 import cocotb
@@ -12,6 +13,7 @@ import numpy as np
 from golden_model import isa
 from golden_model.machine import Machine, words_per_row
 from golden_model.prng import MASK32
+from golden_model.quant import QTensor
 from sim_tests.common import settings
 from sim_tests.engine_bench import EngineBench
 
@@ -44,21 +46,37 @@ class Bench:
         acc = self.rng.integers(-(2 ** bits), 2 ** bits, size=(rows, cols), dtype=np.int64)
         return np.clip(acc, cfg.acc_min, cfg.acc_max)
 
-    async def check(self, acc, relu=False, what="tensor"):
-        """QUANT ``acc`` into the dst slot on DUT and machine; compare dst words, guards and shift."""
+    def add_mask(self, machine, end, rows, cols, mask):
+        """Mask operand of a masked QUANT: slot 4 after ``end`` ("other"), or dst itself ("same")."""
+        if mask == "same":
+            return 3, end
+        words = rows * words_per_row(cols, self.cfg.lanes)
+        machine.set_tensor(4, end, rows, cols, 0)
+        values = self.rng.integers(-128, 128, size=(rows, cols), dtype=np.int64)
+        values[self.rng.random((rows, cols)) < 0.3] = 0
+        machine.write_tensor(4, QTensor(values.astype(np.int8), 0))
+        return 4, end + words
+
+    async def check(self, acc, relu=False, what="tensor", mask=None):
+        """QUANT ``acc`` into the dst slot on DUT and machine; compare dst words, guards and shift.
+
+        mask: None, "other" (slot 4) or "same" (dst's old words) for the masked QUANT."""
         cfg = self.cfg
         acc = np.asarray(acc, dtype=np.int64)
         rows, cols = acc.shape
         machine, end = self.machine(rows, cols)
+        mask_slot = None
+        if mask is not None:
+            mask_slot, end = self.add_mask(machine, end, rows, cols, mask)
         machine.acc = acc.copy()
         machine.acc_exp = int(self.rng.integers(-40, 20))
         await self.engine.load(machine, end)
         await self.engine.load_acc(machine, pad=int(self.rng.choice([cfg.acc_min, cfg.acc_max, 12345])))
         key = int(self.rng.integers(0, MASK32 + 1))
-        inst = isa.quant(3, relu=relu, stochastic=self.mode == "stochastic", key=key)
+        inst = isa.quant(3, relu=relu, stochastic=self.mode == "stochastic", key=key, mask=mask_slot)
         exp_before = machine.acc_exp
         result, cycles = await self.engine.execute(machine, inst)
-        what = f"{what} ({rows}x{cols}, relu={relu}, key={key:#x})"
+        what = f"{what} ({rows}x{cols}, relu={relu}, mask={mask}, key={key:#x})"
         want_shift = machine.table[3].exp - exp_before
         assert result["shift"] == want_shift, f"{what}: shift {result['shift']} != golden {want_shift}"
         got = np.array([await self.engine.read_tmem(addr) for addr in range(end)], dtype=np.int64)
@@ -68,7 +86,8 @@ class Bench:
             raise AssertionError(f"{what}: TMEM word {word} lane {lane}: DUT {got[word, lane]} "
                                  f"golden {want[word, lane]} (dst at {machine.table[3].base})\n DUT word {got[word].tolist()}\n"
                                  f" golden word {want[word].tolist()}\n acc {acc.tolist()}")
-        self.cycles.setdefault((rows, cols), cycles)
+        if mask is None:
+            self.cycles.setdefault((rows, cols), cycles)
         return cycles
 
 
@@ -150,3 +169,27 @@ async def back_to_back(dut):
         rows = int(b.rng.integers(1, 9))
         cols = int(b.rng.integers(1, 3 * b.cfg.lanes + 2))
         await b.check(b.random_acc(rows, cols), relu=bool(n % 2), what=f"b2b {n}")
+
+
+@cocotb.test()
+async def masked(dut):
+    """QUANT with the f2 mask (B > 0): random and reference shapes, ReLU, in place, extremes, all masked."""
+    b = await setup(dut)
+    cfg = b.cfg
+    for rows, cols in REFERENCE_SHAPES:
+        await b.check(b.random_acc(rows, cols), mask="other", what="masked reference shape")
+    for n in range(10):
+        rows = int(b.rng.integers(1, cfg.max_batch + 1))
+        cols = int(b.rng.integers(1, cfg.max_features + 1))
+        await b.check(b.random_acc(rows, cols), relu=bool(n % 2), mask="other", what=f"masked random {n}")
+    for n in range(3):
+        await b.check(b.random_acc(int(b.rng.integers(1, 6)), int(b.rng.integers(1, 3 * cfg.lanes + 2))),
+                      mask="same", what=f"masked in place {n}")
+    lo, hi = cfg.acc_min, cfg.acc_max
+    await b.check(np.full((3, 9), lo), mask="other", what="masked all acc_min")
+    await b.check(np.array([[hi, lo, 1, -1, 0] * 3]), relu=True, mask="other", what="masked extremes relu")
+    half = 1 << 6
+    await b.check(np.array([[(2 * 127 + 1) * half, -(2 * 127 + 1) * half, half, -half] * 3]), mask="other",
+                  what="masked ties and saturation")
+    await b.check(b.random_acc(cfg.max_features, cfg.max_features, bits=cfg.acc_bits - 1), mask="other",
+                  what="masked largest")

@@ -8,7 +8,9 @@ from golden_model.config import CONFIGS, get_config
 from golden_model.data import load_digits_split
 from golden_model.machine import Machine, MachineError
 from golden_model.network import ResMLP, quantize_input
-from golden_model.program import PARAMS, MlpLayout, ProgramTrainer
+from golden_model.prng import UPDATE_KEY_SALT, update_key
+from golden_model.program import PARAMS, MlpLayout, ProgramTrainer, backward_program, step_keys
+from golden_model.quant import QTensor, shift_quantize, update_weights
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +45,59 @@ def test_instruction_roundtrip():
         isa.update(3, 4, lr_shift=32).encode()
     with pytest.raises(ValueError, match="unknown opcode 15"):
         isa.Instruction.decode(15)
+    for inst in (isa.quant(3, relu=True, mask=7, key=5), isa.qupdate(2, 4, stochastic_grad=False, key=9)):
+        assert isa.Instruction.decode(inst.encode()) == inst
+    assert isa.quant(3, mask=7).encode() >> 26 & 1 == 1 and isa.quant(3).encode() >> 26 & 1 == 0
+    assert isa.qupdate(2, 4).encode() & 0xF == 9
+
+
+def test_update_key():
+    assert update_key(0) == UPDATE_KEY_SALT and update_key(UPDATE_KEY_SALT) == 0
+    keys = step_keys(123, 4)
+    assert all(upd == grad ^ UPDATE_KEY_SALT for grad, upd in keys.values())
+    model = ResMLP(CONFIGS["default"], 3, 4)
+    assert model.key("fc2", update=True) == update_key(model.key("fc2"))
+
+
+def test_backward_program_is_fused():
+    """No separate gradient QUANTs, UPDATEs or MASKs: every parameter has one QUPDATE."""
+    program = backward_program(CONFIGS["default"], step_keys(0, 0), 4)
+    ops = [inst.op for inst in program]
+    assert ops.count(isa.Op.QUPDATE) == len(PARAMS)
+    assert isa.Op.UPDATE not in ops and isa.Op.MASK not in ops
+    assert sum(inst.f2 for inst in program) == 3
+    assert len(program) == 23
+
+
+def test_masked_quant_is_quant_then_mask():
+    cfg = CONFIGS["default"]
+    rng = np.random.default_rng(1)
+    for relu, stochastic in ((False, False), (True, True)):
+        fused, plain = _machine_with(cfg, [(5, 11), (5, 11), (5, 11)]), _machine_with(cfg, [(5, 11)] * 3)
+        acc = rng.integers(-2**20, 2**20, size=(5, 11))
+        mask = rng.integers(-3, 3, size=(5, 11)).astype(np.int8)
+        for machine in (fused, plain):
+            machine.write_tensor(1, QTensor(mask, 0))
+            machine.acc, machine.acc_exp = acc.copy(), -9
+        fused.execute(isa.quant(0, relu=relu, stochastic=stochastic, key=11, mask=1))
+        plain.execute(isa.quant(2, relu=relu, stochastic=stochastic, key=11))
+        plain.execute(isa.mask(0, 2, 1))
+        assert np.array_equal(fused.read_tensor(0).q, plain.read_tensor(0).q)
+        assert fused.read_tensor(0).exp == plain.read_tensor(0).exp
+
+
+def test_qupdate_is_sq_then_update():
+    cfg = CONFIGS["default"]
+    rng = np.random.default_rng(2)
+    for f0, f1 in ((0, 0), (1, 1), (0, 1), (1, 0)):
+        machine = _machine_with(cfg, [(6, 9)])
+        w = QTensor(rng.integers(-127, 128, size=(6, 9)).astype(np.int8), -7)
+        machine.write_tensor(0, w)
+        machine.acc, machine.acc_exp = rng.integers(-2**18, 2**18, size=(6, 9)), -14
+        machine.execute(isa.qupdate(0, 3, stochastic_grad=bool(f0), stochastic_update=bool(f1), key=0x1234))
+        g = shift_quantize(machine.acc, -14, "stochastic" if f0 else "nearest", cfg, key=0x1234)
+        want = update_weights(w, g, 3, "stochastic" if f1 else "nearest", cfg, update_key(0x1234))
+        assert np.array_equal(machine.read_tensor(0).q, want.q) and machine.read_tensor(0).exp == -7
 
 
 def _machine_with(cfg, shapes):
@@ -61,10 +116,21 @@ def _machine_with(cfg, shapes):
     ([isa.matmul(0, 0, transpose_b=True).encode(), isa.quant(1).encode(), isa.halt().encode()],
      isa.Status.SHAPE_MISMATCH),
     ([isa.scale(0, 1).encode(), isa.halt().encode()], isa.Status.SHAPE_MISMATCH),
+    ([isa.Instruction(isa.Op.SUM, a=2, f2=1).encode(), isa.halt().encode()], isa.Status.ILLEGAL_INSTRUCTION),
+    ([isa.Instruction(isa.Op.HALT, reserved=16).encode()], isa.Status.ILLEGAL_INSTRUCTION),
+    ([isa.total(2).encode(), isa.quant(2, mask=0).encode(), isa.halt().encode()], isa.Status.SHAPE_MISMATCH),
+    ([isa.total(2).encode(), isa.quant(2, mask=3).encode(), isa.halt().encode()], isa.Status.TMEM_RANGE),
+    ([isa.total(2).encode(), isa.quant(2, mask=4).encode(), isa.halt().encode()], isa.Status.SHAPE_MISMATCH),
+    ([isa.total(2).encode(), isa.quant(3, mask=4).encode(), isa.halt().encode()], isa.Status.TMEM_RANGE),
+    ([isa.total(2).encode(), isa.qupdate(0, 2).encode(), isa.halt().encode()], isa.Status.SHAPE_MISMATCH),
+    ([isa.total(2).encode(), isa.qupdate(3, 2).encode(), isa.halt().encode()], isa.Status.TMEM_RANGE),
+    ([isa.qupdate(2, 2).encode(), isa.halt().encode()], isa.Status.SHAPE_MISMATCH),
 ])
 def test_errors_stop_with_status(program, status):
     cfg = CONFIGS["default"]
-    machine = _machine_with(cfg, [(4, 8), (3, 5)])
+    machine = _machine_with(cfg, [(4, 8), (3, 5), (1, 1)])
+    machine.set_tensor(3, cfg.tmem_words, 1, 1, 0)          # past TMEM, 1x1
+    machine.set_tensor(4, 0, 0, 1, 0)                       # no rows
     machine.load_program(program)
     with pytest.raises(MachineError) as error:
         machine.run()

@@ -55,7 +55,7 @@ class Status(enum.IntEnum):
 
 
 STATUS_HELP = {
-    Status.ILLEGAL_INSTRUCTION: "unknown opcode or reserved bits set; re-encode the program with golden_model.isa",
+    Status.ILLEGAL_INSTRUCTION: "unknown opcode, reserved bits set or f2 outside QUANT; re-encode the program with golden_model.isa",
     Status.SHAPE_MISMATCH: "operand shapes do not fit the instruction; check the tensor table entries",
     Status.TMEM_RANGE: "a tensor extends past the tensor memory; place it lower or use a larger configuration",
     Status.ACC_RANGE: "the result does not fit the accumulator memory; split the layer or raise acc_elements",

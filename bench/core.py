@@ -21,34 +21,46 @@ def utilization(macs: int, pes: int, cycles: int) -> float:
     return round(macs / (pes * cycles), 4) if cycles else 0.0
 
 
-def summarize(raw: dict) -> dict:
-    """Turn the cocotb module's counters into per-phase figures."""
+def summarize(raw: dict, link_bytes_per_step: int | None = None) -> dict:
+    """Turn the cocotb module's counters into per-phase figures.
+
+    The counters are cycles with an instruction of each opcode in flight; two
+    instructions may be in flight at once, so they add up to more than the
+    run.  ``HALT`` counts the cycles with none in flight (fetch, checks,
+    waits).  ``overlapped_cycles`` is how many cycles two ran side by side.
+    """
     pes = raw["pes"]
     macs = raw["macs"]
     forward, backward = raw["forward_cycles"], raw["backward_cycles"]
-    # the weight updates; QUPDATE also quantizes the gradient (fused, one pass)
-    update = raw["backward_ops"].get("UPDATE", 0) + raw["backward_ops"].get("QUPDATE", 0)
     step = forward + backward
     useful = sum(macs.values())
+    ops = {name: raw["forward_ops"][name] + raw["backward_ops"][name] for name in raw["forward_ops"]}
+    idle = ops.pop("HALT")
     phases = {
         "forward": {"cycles": forward, "macs": macs.get("forward", 0)},
-        "backward": {"cycles": backward - update, "macs": macs.get("backward", 0) + macs.get("gradient", 0)},
-        "update": {"cycles": update, "macs": 0},
+        "backward_and_update": {"cycles": backward, "macs": macs.get("backward", 0) + macs.get("gradient", 0)},
     }
     for phase in phases.values():
         phase["mac_utilization"] = utilization(phase["macs"], pes, phase["cycles"])
-    ops = {name: raw["forward_ops"][name] + raw["backward_ops"][name] for name in raw["forward_ops"]}
-    matmul = ops["MATMUL"]
-    return {
+    result = {
         "config": raw["config"], "batch": raw["batch"], "pes": pes,
         "cycles_per_step": step, "useful_macs_per_step": useful,
         "mac_utilization": utilization(useful, pes, step),
         "phases": phases,
-        "cycles_by_opcode": ops,
-        "matmul_utilization": utilization(macs.get("forward", 0) + macs.get("backward", 0) + macs.get("gradient", 0)
-                                          - _elementwise_macs(raw), pes, matmul),
+        "update_engine_cycles": ops.get("UPDATE", 0) + ops.get("QUPDATE", 0),
+        "overlapped_cycles": sum(ops.values()) + idle - step,
+        "sequencer_idle_cycles": idle,
+        "cycles_in_flight_by_opcode": ops,
+        "matmul_utilization": utilization(useful - _elementwise_macs(raw), pes, ops["MATMUL"]),
         "cocotb_cycles_per_wall_second": round(raw["total_cycles"] / raw["wall_seconds"], 1),
     }
+    if link_bytes_per_step:
+        result["transfers"] = {
+            "link_bytes_per_step": link_bytes_per_step,
+            "cycles_at_one_byte_per_cycle": link_bytes_per_step,
+            "mac_utilization_with_transfers": utilization(useful, pes, step + link_bytes_per_step),
+        }
+    return result
 
 
 def _elementwise_macs(raw: dict) -> int:
@@ -68,4 +80,23 @@ def run(quick: bool = False, config: str = "default") -> dict:
                     build_dir=directory, test_dir=directory, extra_env=env, results_xml="bench-results.xml")
         with open(out) as handle:
             raw = json.load(handle)
-    return summarize(raw)
+    return summarize(raw, link_bytes_per_step())
+
+
+def link_bytes_per_step(config: str = "default") -> int:
+    """Host-link bytes (both directions) of one batch training step, counted on the golden device."""
+    from golden_model.config import get_config
+    from golden_model.data import load_digits_split
+    from golden_model.network import ResMLP, quantize_input
+    from golden_model.program import ProgramTrainer
+    from host.link_model import LinkDevice, LoopbackTransport
+    from host.protocol import LinkClient
+    cfg = get_config(config)
+    data = load_digits_split()
+    client = LinkClient(LoopbackTransport(LinkDevice(cfg)), cfg)
+    trainer = ProgramTrainer(client, ResMLP(cfg, 0, lr_shift=4), cfg.max_batch)
+    x, y = quantize_input(data.train_x[:cfg.max_batch], cfg), data.train_y[:cfg.max_batch]
+    trainer.train_step(x, y)
+    before = client.stats.bytes_out + client.stats.bytes_in
+    trainer.train_step(x, y)
+    return client.stats.bytes_out + client.stats.bytes_in - before

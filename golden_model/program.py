@@ -97,7 +97,9 @@ def backward_program(cfg: CoreConfig, keys: dict[str, tuple[int, int]], lr_shift
 
     Per layer: the error product with the old weights, its QUANT (masked by
     the ReLU derivative where one follows), the gradient product, then QUPDATE
-    (gradient SQ and weight update in one pass over ACC and W).
+    (gradient SQ and weight update in one pass over ACC and W).  The order
+    lets the core run each QUANT beside the next gradient product and each
+    QUPDATE beside the next product (docs/architecture.md).
     """
     s = SLOTS
     grad_sr = cfg.grad_rounding == "stochastic"
@@ -123,11 +125,11 @@ def backward_program(cfg: CoreConfig, keys: dict[str, tuple[int, int]], lr_shift
         # branch end fc3; e_z = relu'(z) * SQ(e_r . W3)
         error("e_r", "fc3"), isa.quant(s["e_z"], mask=s["z"]),
         gradient("e_r", "z"), qupdate("fc3"),
-        # branch start fc2
+        # branch start fc2, then the residual join: e_a1 = relu'(a1) * SQ(e_join + e_branch)
         error("e_z", "fc2"), isa.quant(s["e_branch"]),
-        gradient("e_z", "a1"), qupdate("fc2"),
-        # residual join and fc1; e_a1 = relu'(a1) * SQ(e_join + e_branch)
         isa.add(s["e_join"], s["e_branch"]), isa.quant(s["e_a1"], mask=s["a1"]),
+        # gradients of fc2 and fc1: each QUPDATE runs beside the next product
+        gradient("e_z", "a1"), qupdate("fc2"),
         gradient("e_a1", "x"), qupdate("fc1"),
         isa.halt(),
     ]

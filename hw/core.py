@@ -1,18 +1,21 @@
 """EoqCore: sequencer, tensor table, memories and the four execution engines.
 
     control (host link) --> TensorTable, program memory, run/status, TMEM host ports
-    Sequencer --cmd--> one of: MatmulEngine | QuantEngine | VectorEngine | UpdateEngine
-    the active engine's ports --> DataMemories (TMEM, AMEM)
+    Sequencer --cmd--> MatmulEngine | QuantEngine | VectorEngine | UpdateEngine
+    engine ports --> DataMemories (TMEM, two AMEM banks)
 
-Only one engine runs at a time (the sequencer waits for done), so the memory
-ports are simply switched to the engine the sequencer selected.  The host
-may write TMEM, the tensor table and the program only while the core is not
+Up to two engines run at once (hw/sequencer.py issues an instruction beside
+the one in flight when they share no memory port, ACC bank or TMEM words).
+Every engine port maps to one physical memory port (:data:`PORT_MAP`); the
+sequencer never lets two running engines use the same physical port, so each
+port is the OR of its engines' requests gated by their enables.  The host may
+write TMEM, the tensor table and the program only while the core is not
 busy; the host link refuses with BUSY, and the core ignores such writes.
 """
 
 from __future__ import annotations
 
-from amaranth import Module
+from amaranth import Cat, Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, flipped
 
@@ -20,10 +23,8 @@ from golden_model.config import CoreConfig
 
 from .interfaces import CoreControlSignature
 from .memories import DataMemories
-from .sequencer import ENGINES, Sequencer
+from .sequencer import ENGINES, PORT_MAP, Sequencer
 from .tensor_table import TensorTable
-
-ENGINE_PORTS = ("tmem_a", "tmem_b", "tmem_w", "amem_r", "amem_w")
 
 
 def default_engines(cfg: CoreConfig) -> list[wiring.Component]:
@@ -48,7 +49,7 @@ class EoqCore(wiring.Component):
         m = Module()
         cfg = self.cfg
         control = self.control
-        m.submodules.memories = mem = DataMemories(cfg)
+        m.submodules.memories = mem = DataMemories(cfg, banks=2)
         m.submodules.table = table = TensorTable(cfg)
         m.submodules.sequencer = seq = Sequencer(cfg)
         for name, engine in zip(ENGINES, self.engines):
@@ -73,19 +74,26 @@ class EoqCore(wiring.Component):
         wiring.connect(m, seq.rd_a, table.rd_a)
         wiring.connect(m, seq.rd_b, table.rd_b)
         wiring.connect(m, seq.exp_w, table.exp_w)
+        m.d.comb += seq.done.eq(Cat(*(engine.done for engine in self.engines)))
         for index, engine in enumerate(self.engines):
-            selected = seq.engine == index
             m.d.comb += [engine.cmd.payload.eq(seq.cmd.payload),
-                         engine.cmd.valid.eq(seq.cmd.valid & selected)]
-            with m.If(selected):
-                m.d.comb += [seq.cmd.ready.eq(engine.cmd.ready), seq.done.eq(engine.done),
-                             seq.result.eq(engine.result)]
-                for port in ENGINE_PORTS:
-                    source, sink = getattr(engine, port), getattr(mem, port)
-                    m.d.comb += [sink.addr.eq(source.addr), sink.en.eq(source.en)]
-                    if port.endswith("_w"):
+                         engine.cmd.valid.eq(seq.cmd.valid & (seq.engine == index)),
+                         seq.result[index].eq(engine.result)]
+            with m.If(seq.engine == index):
+                m.d.comb += seq.cmd.ready.eq(engine.cmd.ready)
+        # memory ports: each physical port ORs the requests of the engines mapped to it
+        for physical in ("tmem_a", "tmem_b", "tmem_c", "tmem_w", "amem_r", "amem_w"):
+            sink = getattr(mem, physical)
+            users = [(index, getattr(engine, port)) for index, (name, engine) in enumerate(zip(ENGINES, self.engines))
+                     for port in ("tmem_a", "tmem_b", "tmem_w", "amem_r", "amem_w")
+                     if PORT_MAP.get((name, port)) == physical]
+            for index, source in users:
+                bank = seq.bank[index] if physical.startswith("amem") else None
+                addr = Cat(source.addr, bank) if bank is not None else source.addr
+                with m.If(source.en):
+                    m.d.comb += [sink.en.eq(1), sink.addr.eq(addr)]
+                    if physical.endswith("_w"):
                         m.d.comb += sink.data.eq(source.data)
-            for port in ENGINE_PORTS:
-                if not port.endswith("_w"):
-                    m.d.comb += getattr(engine, port).data.eq(getattr(mem, port).data)
+                if not physical.endswith("_w"):
+                    m.d.comb += source.data.eq(sink.data)
         return m

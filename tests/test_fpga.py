@@ -1,0 +1,196 @@
+"""fpga/: PLL parameters, report parsing, board/device errors, programming without a board; one slow real build."""
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from fpga import build as fb
+from fpga import program as fp
+from fpga.pll import pll_params
+from fpga.top import UlxTop
+from golden_model.config import get_config
+
+DATA = Path(__file__).parent / "data"
+
+
+# ---------------------------------------------------------------- PLL
+
+# (fout MHz) -> (CLKI_DIV, CLKFB_DIV, CLKOP_DIV) as Project Trellis' ecppll -i 25 -o fout chooses them
+ECPPLL = {50: (1, 2, 12), 60: (5, 12, 10), 40: (5, 8, 15), 75: (1, 3, 8), 100: (1, 4, 6), 125: (1, 5, 5),
+          33.3333: (3, 4, 18)}
+
+
+@pytest.mark.parametrize("fout", sorted(ECPPLL))
+def test_pll_matches_ecppll(fout):
+    p = pll_params(25_000_000, fout * 1e6)
+    assert (p.clki_div, p.clkfb_div, p.clkop_div) == ECPPLL[fout]
+    assert 400e6 <= p.fvco <= 800e6
+    assert 3.125e6 <= 25e6 / p.clki_div
+    assert abs(float(p.fout) - fout * 1e6) / (fout * 1e6) < 1e-3
+
+
+def test_pll_instance_params():
+    params = pll_params(25_000_000, 50e6).instance_params()
+    assert params["p_CLKI_DIV"] == 1 and params["p_CLKFB_DIV"] == 2 and params["p_CLKOP_DIV"] == 12
+    assert params["p_FEEDBK_PATH"] == "CLKOP"
+    assert params["a_FREQUENCY_PIN_CLKOP"] == "50"
+
+
+@pytest.mark.parametrize("fout, match", [(48e6, "nearest: 46.875 MHz"), (5e6, "unsupported"), (500e6, "unsupported")])
+def test_pll_unsupported(fout, match):
+    with pytest.raises(ValueError, match=match):
+        pll_params(25_000_000, fout)
+
+
+def test_top_refuses_bad_baud_for_clock():
+    with pytest.raises(ValueError, match="off"):
+        UlxTop(get_config("small4x4"), freq=40e6, baud=3_000_000)
+    top = UlxTop(get_config("small4x4"), freq=60e6, baud=3_000_000)
+    assert top.divisor == 20
+
+
+# ---------------------------------------------------------------- report parsing
+
+def test_parse_report_json():
+    parsed = fb.parse_nextpnr_report(json.loads((DATA / "nextpnr_report.json").read_text()))
+    res = parsed["resources"]
+    assert set(res) == {"LUT4", "TRELLIS_FF", "MULT18X18D", "DP16KD"}
+    assert res["LUT4"]["available"] == 83640 and res["DP16KD"]["available"] == 208
+    assert res["MULT18X18D"]["available"] == 156
+    for entry in res.values():
+        assert 0 <= entry["used"] <= entry["available"]
+    assert parsed["clocks"] and all(c["achieved_mhz"] > 0 for c in parsed["clocks"])
+
+
+def test_parse_log_agrees_with_report():
+    from_log = fb.parse_nextpnr_log((DATA / "nextpnr.log").read_text())
+    from_json = fb.parse_nextpnr_report(json.loads((DATA / "nextpnr_report.json").read_text()))
+    assert from_log["resources"] == from_json["resources"]
+    # the log keeps the post-route Fmax (its last mention), which is what the report holds
+    assert {c["net"]: c["achieved_mhz"] for c in from_log["clocks"]} == \
+           {c["net"]: c["achieved_mhz"] for c in from_json["clocks"]}
+
+
+def test_parse_yosys_stats():
+    cells = fb.parse_yosys_stats((DATA / "yosys_stats.txt").read_text())
+    assert cells["LUT4"] > 1000 and cells["TRELLIS_FF"] > 1000 and cells["MULT18X18D"] > 0
+    assert fb.parse_yosys_stats("no statistics here") == {}
+
+
+def test_parse_log_lines():
+    text = ("Info: Device utilisation:\n"
+            "Info:          TRELLIS_COMB:  1200/83640     1%\n"
+            "Info:            TRELLIS_FF:   800/83640     0%\n"
+            "Info:            MULT18X18D:    16/  156    10%\n"
+            "Info:                DP16KD:    20/  208     9%\n"
+            "Info: Max frequency for clock 'sync_clk': 40.00 MHz (FAIL at 50.00 MHz)\n"
+            "Info: Max frequency for clock 'sync_clk': 55.10 MHz (PASS at 50.00 MHz)\n")
+    parsed = fb.parse_nextpnr_log(text)
+    assert parsed["resources"]["MULT18X18D"] == {"used": 16, "available": 156}
+    assert parsed["clocks"] == [{"net": "sync_clk", "achieved_mhz": 55.1, "constraint_mhz": 50.0, "met": True}]
+
+
+def _report(clocks, used=10):
+    return {"board": "ulx3s", "device": "85F", "config": "x", "array": "4x4", "freq_mhz": 50, "baud": 3_000_000,
+            "resources": {"LUT4": {"used": used, "available": 100}}, "clocks": clocks}
+
+
+def test_check_report_timing():
+    ok = fb._clock("sync_clk", 61.0, 50.0)
+    bad = fb._clock("sync_clk", 41.0, 50.0)
+    fb.check_report(_report([ok]))
+    with pytest.raises(fb.BuildError, match="timing not met: sync_clk reaches 41.00 MHz < 50.00 MHz"):
+        fb.check_report(_report([bad]))
+    with pytest.raises(fb.BuildError, match="does not fit"):
+        fb.check_report(_report([ok], used=101))
+    assert "FAILED" in fb.format_table(_report([bad]))
+
+
+# ---------------------------------------------------------------- boards, devices, tools
+
+def test_unknown_board():
+    with pytest.raises(fb.BuildError, match="unknown board 'de10'; known boards: ulx3s"):
+        fb.get_platform("de10", "85F")
+    assert fb.main(["--board", "de10"]) == 1
+
+
+@pytest.mark.parametrize("device", ["85F", "85f", "85", "LFE5U-85F", "12F", "25F", "45F"])
+def test_devices(device):
+    cls = fb.get_platform("ulx3s", device)
+    assert cls.device == "LFE5U-" + fb.normalize_device(device)
+    assert "openFPGALoader" not in cls().required_tools
+
+
+def test_unknown_device():
+    with pytest.raises(fb.BuildError, match="unknown device '100F'; known: 12F, 25F, 45F, 85F"):
+        fb.get_platform("ulx3s", "100F")
+
+
+def test_unknown_config(capsys):
+    assert fb.main(["--config", "nope"]) == 1
+    assert "unknown configuration 'nope'" in capsys.readouterr().err
+
+
+def test_missing_tools(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(fb.BuildError, match="run make setup"):
+        fb.find_tools(tmp_path)
+
+
+def test_tools_from_venv():
+    env = fb.find_tools()
+    assert set(env) == {"YOSYS", "NEXTPNR_ECP5", "ECPPACK"}
+    assert all(Path(p).name.startswith("yowasp-") for p in env.values())
+
+
+# ---------------------------------------------------------------- program
+
+def _fake_loader(tmp_path, detect_output, detect_rc=0):
+    tool = tmp_path / "openFPGALoader"
+    tool.write_text(f"#!/bin/sh\necho \"$@\" >> {tmp_path}/calls\n"
+                    f"case \"$*\" in *--detect*) echo '{detect_output}'; exit {detect_rc};; esac\nexit 0\n")
+    tool.chmod(tool.stat().st_mode | stat.S_IEXEC)
+    return tool
+
+
+def test_program_no_board(tmp_path, monkeypatch, capsys):
+    tool = _fake_loader(tmp_path, "unable to open ftdi device: -3 (device not found)", detect_rc=1)
+    monkeypatch.setenv("OPENFPGALOADER", str(tool))
+    bit = tmp_path / "top.bit"
+    bit.write_bytes(b"\0")
+    assert fp.main(["--board", "ulx3s", "--bit", str(bit)]) == 1
+    assert "no ULX3S found on USB" in capsys.readouterr().err
+
+
+def test_program_with_board(tmp_path, monkeypatch):
+    tool = _fake_loader(tmp_path, "index 0:\n\tidcode 0x41113043\n\tmanufacturer lattice\n\tfamily ECP5")
+    monkeypatch.setenv("OPENFPGALOADER", str(tool))
+    bit = tmp_path / "top.bit"
+    bit.write_bytes(b"\0")
+    assert fp.main(["--board", "ulx3s", "--bit", str(bit)]) == 0
+    assert (tmp_path / "calls").read_text().splitlines()[-1] == f"-b ulx3s -m {bit}"
+
+
+def test_program_unknown_board(capsys):
+    assert fp.main(["--board", "de10", "--bit", os.devnull]) == 1
+    assert "unknown board 'de10'" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- real build (slow)
+
+@pytest.mark.slow
+def test_build_smallest_config(tmp_path):
+    report = fb.build("ulx3s", "85F", "small4x4", freq_mhz=50, out=tmp_path, threads=1)
+    saved = json.loads((tmp_path / "ulx3s-85F-small4x4" / "fpga_report.json").read_text())
+    assert saved["array"] == "4x4" and saved == json.loads(json.dumps(report))
+    assert (tmp_path / "ulx3s-85F-small4x4" / "top.bit").stat().st_size > 100_000
+    res = report["resources"]
+    assert 1000 < res["LUT4"]["used"] < res["LUT4"]["available"] == 83640
+    assert 500 < res["TRELLIS_FF"]["used"] < res["TRELLIS_FF"]["available"]
+    assert 0 < res["DP16KD"]["used"] <= 208
+    assert 0 <= res["MULT18X18D"]["used"] <= 156
+    clock = next(c for c in report["clocks"] if c["constraint_mhz"] == pytest.approx(50.0))
+    assert 10 < clock["achieved_mhz"] < 400

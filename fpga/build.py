@@ -207,7 +207,7 @@ def check_report(report: dict) -> None:
 
 def build(board: str, device: str, config: str, freq_mhz: float | None = None, baud: int = DEFAULT_BAUD,
           out: str | Path = "build/fpga", threads: int = 1, seed: int = 1, name: str | None = None,
-          verbose: bool = False, resynth: bool = False, echo: bool = False) -> dict:
+          verbose: bool = False, resynth: bool = False, echo: bool = False, router: str = "router2") -> dict:
     """Build one bitstream; return the report dict (raises BuildError on tool failure or missed timing)."""
     platform_cls = get_platform(board, device)
     device = normalize_device(device)
@@ -223,7 +223,7 @@ def build(board: str, device: str, config: str, freq_mhz: float | None = None, b
     for stale in ("report.json", "fpga_report.json", "top.bit", "top.tim"):
         (build_dir / stale).unlink(missing_ok=True)
 
-    nextpnr_opts = f"--report report.json --timing-allow-fail --seed {seed} --threads {threads}"
+    nextpnr_opts = f"--report report.json --timing-allow-fail --seed {seed} --threads {threads} --router {router}"
     start = time.monotonic()
     os.environ.update(env)           # prepare() checks the tools through the same variables
     plan = platform_cls().prepare(top, name="top", nextpnr_opts=nextpnr_opts, ecppack_opts="--compress")
@@ -327,13 +327,16 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="nextpnr threads (keep low on a shared machine)")
     parser.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
     parser.add_argument("--resynth", action="store_true", help="run yosys even if the netlist is unchanged")
+    parser.add_argument("--router", default="router2", choices=("router1", "router2"),
+                        help="nextpnr router (router1 did not converge on the 8x8 core; see docs/fpga.md)")
     parser.add_argument("--echo", action="store_true",
                         help="UART echo design instead of the core (serial-link bring-up; builds in a minute)")
     parser.add_argument("-v", "--verbose", action="store_true", help="show tool output instead of build.log")
     args = parser.parse_args(argv)
     try:
         report = build(args.board, args.device, args.config, args.freq, args.baud, args.out, args.threads,
-                       args.seed, args.name, args.verbose, args.resynth, args.echo)
+                       args.seed, args.name, args.verbose, args.resynth, args.echo,
+                       args.router)
         print(format_table(report))
         print(f"report: {Path(report['bitstream']).parent / 'fpga_report.json'}")
         check_report(report)

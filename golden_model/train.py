@@ -48,7 +48,41 @@ class Trainable(Protocol):
     def predict(self, pixels: np.ndarray) -> np.ndarray: ...
 
 
-class GoldenTarget:
+class ModelTarget:
+    """A model behind the Trainable interface; subclasses say how pixels enter it."""
+
+    name = "model"
+
+    def __init__(self, model):
+        self.model = model
+
+    def inputs(self, pixels):
+        raise NotImplementedError
+
+    def step(self, pixels, labels):
+        return self.model.train_step(self.inputs(pixels), labels)
+
+    def predict(self, pixels):
+        return self.model.predict(self.inputs(pixels))
+
+    @property
+    def last_logits(self):
+        return self.model.last_logits
+
+    @property
+    def macs(self):
+        return self.model.macs
+
+    @property
+    def lr_shift(self) -> int:
+        return self.model.lr_shift
+
+    @lr_shift.setter
+    def lr_shift(self, value: int) -> None:
+        self.model.lr_shift = value
+
+
+class GoldenTarget(ModelTarget):
     """The EOQ int8 golden model behind the Trainable interface."""
 
     name = "golden"
@@ -56,35 +90,16 @@ class GoldenTarget:
     def __init__(self, cfg: CoreConfig, seed: int, lr_shift: int, arch: str = "mlp"):
         if arch != "mlp":
             from .cnn import ResCNN
-            self.model = ResCNN(cfg, seed, lr_shift)
+            super().__init__(ResCNN(cfg, seed, lr_shift))
         else:
-            self.model = ResMLP(cfg, seed, lr_shift)
+            super().__init__(ResMLP(cfg, seed, lr_shift))
         self.cfg = cfg
 
-    def step(self, pixels, labels):
-        return self.model.train_step(quantize_input(pixels, self.cfg), labels)
-
-    def predict(self, pixels):
-        return self.model.predict(quantize_input(pixels, self.cfg))
-
-    @property
-    def last_logits(self):
-        return self.model.last_logits
-
-    @property
-    def macs(self):
-        return self.model.macs
-
-    @property
-    def lr_shift(self) -> int:
-        return self.model.lr_shift
-
-    @lr_shift.setter
-    def lr_shift(self, value: int) -> None:
-        self.model.lr_shift = value
+    def inputs(self, pixels):
+        return quantize_input(pixels, self.cfg)
 
 
-class FloatTarget:
+class FloatTarget(ModelTarget):
     """The float32 reference behind the Trainable interface."""
 
     name = "fp32"
@@ -92,31 +107,12 @@ class FloatTarget:
     def __init__(self, seed: int, lr_shift: int, arch: str = "mlp"):
         if arch != "mlp":
             from .cnn import FloatResCNN
-            self.model = FloatResCNN(seed, lr_shift)
+            super().__init__(FloatResCNN(seed, lr_shift))
         else:
-            self.model = FloatResMLP(seed, lr_shift)
+            super().__init__(FloatResMLP(seed, lr_shift))
 
-    def step(self, pixels, labels):
-        return self.model.train_step(FloatResMLP.input(pixels), labels)
-
-    def predict(self, pixels):
-        return self.model.predict(FloatResMLP.input(pixels))
-
-    @property
-    def last_logits(self):
-        return self.model.last_logits
-
-    @property
-    def macs(self):
-        return self.model.macs
-
-    @property
-    def lr_shift(self) -> int:
-        return self.model.lr_shift
-
-    @lr_shift.setter
-    def lr_shift(self, value: int) -> None:
-        self.model.lr_shift = value
+    def inputs(self, pixels):
+        return FloatResMLP.input(pixels)
 
 
 @dataclass

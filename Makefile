@@ -27,7 +27,7 @@ help:
 	@echo "make train      train the digits network (TARGET=sim|golden|fp32|serial:PORT)"
 	@echo "make bench      benchmarks -> BENCH_OUT=$(BENCH_OUT)"
 	@echo "make rtl        Verilog for CONFIG=$(CONFIG) into build/rtl/"
-	@echo "make bitstream BOARD=ulx3s DEVICE=85F"
+	@echo "make bitstream BOARD=ulx3s DEVICE=85F [CONFIG=default FREQ=MHz BAUD=N]  (docs/fpga.md)"
 
 setup: $(VENV)/.setup-stamp
 
@@ -58,7 +58,7 @@ lint: setup
 	verilator --lint-only -Wall sim_tests/verilator_waivers.vlt build/rtl/eoq_system.v
 
 bitstream: setup
-	$(PY) -m fpga.build --board $(BOARD) --device $(DEVICE) --config $(CONFIG)
+	$(PY) -m fpga.build --board $(BOARD) --device $(DEVICE) --config $(CONFIG) $(if $(FREQ),--freq $(FREQ)) $(if $(BAUD),--baud $(BAUD))
 
 program: setup
 	$(PY) -m fpga.program --board $(BOARD)

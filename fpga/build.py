@@ -207,7 +207,8 @@ def check_report(report: dict) -> None:
 
 def build(board: str, device: str, config: str, freq_mhz: float | None = None, baud: int = DEFAULT_BAUD,
           out: str | Path = "build/fpga", threads: int = 1, seed: int = 1, name: str | None = None,
-          verbose: bool = False, resynth: bool = False, echo: bool = False, router: str = "router2") -> dict:
+          verbose: bool = False, resynth: bool = False, echo: bool = False, router: str = "router2",
+          timeout_min: float | None = None) -> dict:
     """Build one bitstream; return the report dict (raises BuildError on tool failure or missed timing)."""
     platform_cls = get_platform(board, device)
     device = normalize_device(device)
@@ -246,7 +247,13 @@ def build(board: str, device: str, config: str, freq_mhz: float | None = None, b
             print(f"fpga.build: {tool} ...", flush=True)
             log.write(f"$ {' '.join(command)}\n")
             log.flush()
-            proc = subprocess.run(argv, cwd=build_dir, stdout=None if verbose else log, stderr=subprocess.STDOUT)
+            try:
+                proc = subprocess.run(argv, cwd=build_dir, stdout=None if verbose else log, stderr=subprocess.STDOUT,
+                                      timeout=timeout_min * 60 if timeout_min else None)
+            except subprocess.TimeoutExpired:
+                _write_failure_report(build_dir, board, device, config, cfg, top, tool, "timeout")
+                raise BuildError(f"{tool} did not finish within {timeout_min:g} min (for nextpnr usually routing "
+                                 f"congestion: see the overuse counts at the end of {build_dir / 'top.tim'})") from None
             steps[tool] = round(time.monotonic() - step_start, 1)
             print(f"fpga.build: {tool} done in {steps[tool]:.0f} s", flush=True)
             if proc.returncode != 0:
@@ -329,6 +336,8 @@ def main(argv=None) -> int:
     parser.add_argument("--resynth", action="store_true", help="run yosys even if the netlist is unchanged")
     parser.add_argument("--router", default="router2", choices=("router1", "router2"),
                         help="nextpnr router (router1 did not converge on the 8x8 core; see docs/fpga.md)")
+    parser.add_argument("--timeout", type=float, default=None, metavar="MIN",
+                        help="give up on a tool step after MIN minutes (default: no limit)")
     parser.add_argument("--echo", action="store_true",
                         help="UART echo design instead of the core (serial-link bring-up; builds in a minute)")
     parser.add_argument("-v", "--verbose", action="store_true", help="show tool output instead of build.log")
@@ -336,7 +345,7 @@ def main(argv=None) -> int:
     try:
         report = build(args.board, args.device, args.config, args.freq, args.baud, args.out, args.threads,
                        args.seed, args.name, args.verbose, args.resynth, args.echo,
-                       args.router)
+                       args.router, args.timeout)
         print(format_table(report))
         print(f"report: {Path(report['bitstream']).parent / 'fpga_report.json'}")
         check_report(report)

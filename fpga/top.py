@@ -5,8 +5,8 @@
     EoqSystem.tx --UartTx--> uart.tx (L4) -> FTDI RXD
 
 FTDI pins: only the ``uart`` resource is requested.  Its rx/tx are the data
-lines; its rts/dtr subsignals (M3/N1) are FPGA *inputs*, so nothing drives
-against the FTDI.  ``uart_tx_enable`` (L3, an FTDI CBUS line that
+lines; its rts/dtr subsignals (M3/N1) get no buffer at all (requested with
+dir="-" and left unconnected), so nothing drives against the FTDI.  ``uart_tx_enable`` (L3, an FTDI CBUS line that
 amaranth-boards declares as an output) and ``program`` (M4, user PROGRAMN)
 are deliberately not requested.  JTAG programming through the same FT231X
 uses the dedicated JTAG pins, which the design cannot touch, so
@@ -85,11 +85,13 @@ class UlxTop(Elaboratable):
         # settings (it reports it as '$glbnet$clk' at the --freq target).
 
         # UART <-> system
-        uart = platform.request("uart", 0)
+        uart = platform.request("uart", 0, dir="-")
+        m.submodules.uart_rx_buf = uart_rx_buf = io.Buffer("i", uart.rx)
+        m.submodules.uart_tx_buf = uart_tx_buf = io.Buffer("o", uart.tx)
         m.submodules.uart_rx = urx = UartRx(self.divisor)
         m.submodules.uart_tx = utx = UartTx(self.divisor)
         m.submodules.system = system = self.system if self.system is not None else EoqSystem(self.cfg)
-        m.d.comb += [urx.line.eq(uart.rx.i), uart.tx.o.eq(utx.line)]
+        m.d.comb += [urx.line.eq(uart_rx_buf.i), uart_tx_buf.o.eq(utx.line)]
         # a few bytes of slack for the cycles the link spends executing a frame
         m.submodules.rx_fifo = rx_fifo = fifo.SyncFIFOBuffered(width=8, depth=RX_FIFO_DEPTH)
         wiring.connect(m, urx.rx, rx_fifo.w_stream)
@@ -113,6 +115,6 @@ class UlxTop(Elaboratable):
         leds = [heartbeat[-1], ~status.busy & ~error, status.busy, error, link_error,
                 rx_seen != 0, tx_seen != 0, locked]
         for index, value in enumerate(leds):
-            led = platform.request("led", index)
+            m.submodules[f"led_{index}"] = led = io.Buffer("o", platform.request("led", index, dir="-"))
             m.d.comb += led.o.eq(value)
         return m

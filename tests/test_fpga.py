@@ -206,3 +206,14 @@ def test_build_smallest_config(tmp_path):
     assert 0 <= res["MULT18X18D"]["used"] <= 156
     clock = next(c for c in report["clocks"] if c["constraint_mhz"] == pytest.approx(50.0))
     assert 10 < clock["achieved_mhz"] < 400
+
+
+def test_build_leaves_the_tool_environment_as_it_was(tmp_path, monkeypatch):
+    monkeypatch.delenv("YOSYS", raising=False)
+    slow = tmp_path / "slow-tool"
+    slow.write_text("#!/bin/sh\nsleep 30\n")
+    slow.chmod(0o755)
+    monkeypatch.setattr(fb, "find_tools", lambda: {"YOSYS": str(slow), "NEXTPNR_ECP5": str(slow), "ECPPACK": str(slow)})
+    with pytest.raises(fb.BuildError):
+        fb.build("ulx3s", "85F", "small4x4", freq_mhz=50, out=tmp_path, echo=True, timeout_min=0.01)
+    assert "YOSYS" not in os.environ

@@ -45,6 +45,7 @@ from . import ops
 from .config import CoreConfig
 from .conv import (avgpool_backward_error, avgpool_forward, col2im, conv2d_backward_error,
                    conv2d_forward, conv2d_weight_gradient, im2col)
+from .float_ref import FloatNetwork
 from .loss import check_labels, cross_entropy, softmax
 from .network import IntegerNetwork, Trace, fixup_float_init
 from .quant import QTensor
@@ -198,7 +199,7 @@ def _conv_grad(e: np.ndarray, x: np.ndarray) -> np.ndarray:
     return (_rows(e).T @ im2col(x, KERNEL, PAD)).reshape(e.shape[1], x.shape[1], KERNEL, KERNEL)
 
 
-class FloatResCNN:
+class FloatResCNN(FloatNetwork):
     """float32 reference of ResCNN: same init from the same seed, plain SGD at lr 2**-lr_shift.
 
     Gradients are written by hand (checked against finite differences in
@@ -256,13 +257,3 @@ class FloatResCNN:
         e_a1 = (e_join + _conv_error(e_z, p["conv2"], t["a1"].shape)) * (t["a1"] > 0)
         g["conv1"] = _conv_grad(e_a1, t["a0"])
         return cross_entropy(probs, labels), g
-
-    def train_step(self, x: np.ndarray, labels) -> float:
-        loss, grads = self.loss_and_grads(x, labels)
-        for name, grad in grads.items():
-            lr = np.float32(2.0 ** -self.lr_shift)
-            self.params[name] = (self.params[name] - lr * grad).astype(np.float32)
-        return loss
-
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        return np.argmax(self.forward(x)["y"], axis=1)

@@ -15,7 +15,22 @@ from .network import fixup_float_init, mlp_sizes
 from .ops import MacCounter
 
 
-class FloatResMLP:
+class FloatNetwork:
+    """Plain SGD step and prediction shared by the float references; subclasses
+    define ``forward`` and ``loss_and_grads`` and hold ``params`` and ``lr_shift``."""
+
+    def train_step(self, x: np.ndarray, labels) -> float:
+        loss, grads = self.loss_and_grads(x, labels)
+        for name, grad in grads.items():
+            lr = np.float32(2.0 ** -self.lr_shift)
+            self.params[name] = (self.params[name] - lr * grad).astype(np.float32)
+        return loss
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return np.argmax(self.forward(x)["y"], axis=1)
+
+
+class FloatResMLP(FloatNetwork):
     def __init__(self, seed: int, lr_shift: int, sizes=None):
         self.sizes = sizes or mlp_sizes()
         self.lr_shift = lr_shift
@@ -58,13 +73,3 @@ class FloatResMLP:
         e_a1 = (e_join + e_z @ p["fc2"]) * (t["a1"] > 0)
         g["fc1"] = e_a1.T @ x
         return cross_entropy(probs, labels), g
-
-    def train_step(self, x: np.ndarray, labels) -> float:
-        loss, grads = self.loss_and_grads(x, labels)
-        for name, grad in grads.items():
-            lr = np.float32(2.0 ** -self.lr_shift)
-            self.params[name] = (self.params[name] - lr * grad).astype(np.float32)
-        return loss
-
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        return np.argmax(self.forward(x)["y"], axis=1)

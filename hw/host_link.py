@@ -302,7 +302,7 @@ class HostLink(wiring.Component):
                         answer(LinkStatus.ADDR_RANGE)
                     with m.Else():
                         m.d.sync += r_slot.eq(a_slot)
-                        m.next = "TABLE_READ"
+                        m.next = "TABLE_WAIT"
                 with m.Else():  # RUN
                     with m.If(length != 2):
                         answer(LinkStatus.BAD_LENGTH)
@@ -314,6 +314,9 @@ class HostLink(wiring.Component):
                         m.d.comb += core.run.start.eq(1)
                         m.d.sync += [running.eq(1), run_seq.eq(seq)]
                         m.next = "HUNT"
+
+            with m.State("TABLE_WAIT"):          # the table reads r_slot (synchronous read)
+                m.next = "TABLE_READ"
 
             with m.State("TABLE_READ"):          # table_r shows r_slot's entry this cycle
                 answer(LinkStatus.OK, 8, entry_bytes)

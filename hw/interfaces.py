@@ -184,7 +184,7 @@ class CoreControlSignature(wiring.Signature):
 
     tmem_r/tmem_w   TMEM words (sync read); writes only while not busy.
     table_w         write one tensor-table entry when en.
-    table_r_slot    slot whose entry table_r shows (combinationally).
+    table_r_slot    slot whose entry table_r shows in the next cycle (synchronous read).
     prog_w          write one 64-bit instruction when en.
     run             start pulse with the pc to start from.
     status          busy / status code / pc / cycle count of the current or last run.

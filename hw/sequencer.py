@@ -1,9 +1,14 @@
 """The sequencer: fetches instructions, checks them, dispatches them to engines.
 
-Per instruction: FETCH (program memory read) -> DECODE -> CHECK (tensor table
-lookup, the same shape / range / exponent checks as golden_model.machine, in
-the same order, so the same status code comes out) -> ISSUE (one command
-beat to the engine).  The sequencer does not wait for the engine: the next
+Per instruction: FETCH (program memory read) -> DECODE -> CHECK (the same
+shape / range / exponent checks as golden_model.machine, in the same order,
+so the same status code comes out) -> ISSUE (one command beat to the
+engine).  CHECK works on pipeline registers: the tensor table answers one
+cycle after it is given the slots, and the range products, comparisons and
+the engine command computed from its entries are registered once more
+before CHECK uses them (``settle`` counts these two cycles down after
+anything they depend on changes), which keeps the table lookup, the
+rows x stride multiplies and the error priority out of one clock period.  The sequencer does not wait for the engine: the next
 instruction is fetched at once and issued beside the running one when the
 two share no engine, no physical memory port (:data:`RESOURCES`) and no TMEM
 words (read/write, write/read and write/write overlaps of their word
@@ -129,9 +134,15 @@ class Sequencer(wiring.Component):
         acc_maxabs = Signal(cfg.acc_bits)
         acc_maxpos = Signal(cfg.acc_bits)
 
-        # operands of the latched instruction
+        # operands of the latched instruction: the table answers in the next cycle
         m.d.comb += [self.rd_dst.slot.eq(inst.dst), self.rd_a.slot.eq(inst.a), self.rd_b.slot.eq(inst.b)]
         dst, a, b = self.rd_dst.entry, self.rd_a.entry, self.rd_b.entry
+
+        def registered(value, name):
+            """A pipeline register between the table's answer and CHECK."""
+            reg = Signal(value.shape(), name=name)
+            m.d.sync += reg.eq(value)
+            return reg
 
         def stride(entry):
             return (entry.cols + (cfg.lanes - 1)) >> lanes_log2
@@ -175,30 +186,45 @@ class Sequencer(wiring.Component):
         exp_limit = 1 << (cfg.exp_bits - 1)
         quant_exp_bad = (quant_exp < -exp_limit) | (quant_exp >= exp_limit)
 
-        def operand(entry):
-            return [(dims_bad(entry), Status.SHAPE_MISMATCH), (range_bad(entry), Status.TMEM_RANGE)]
+        # the check conditions, registered
+        bad_dims = {name: registered(dims_bad(entry), f"{name}_dims_bad")
+                    for name, entry in (("dst", dst), ("a", a), ("b", b))}
+        bad_range = {name: registered(range_bad(entry), f"{name}_range_bad")
+                     for name, entry in (("dst", dst), ("a", a), ("b", b))}
+        k_mismatch = registered(mat_ka != mat_kb, "k_mismatch")
+        mat_acc_bad = registered(acc_words_bad(mat_m, mat_n), "mat_acc_bad")
+        a_acc_bad = registered(acc_words_bad(a.rows, a.cols), "a_acc_bad")
+        dst_acc_shape = registered(acc_shape(dst), "dst_acc_shape")
+        b_acc_shape = registered(acc_shape(b), "b_acc_shape")
+        b_scalar = registered(scalar(b), "b_scalar")
+        same_ab = registered(same_shape(a, b), "same_ab")
+        same_dst_a = registered(same_shape(dst, a), "same_dst_a")
+        quant_exp_bad_r = registered(quant_exp_bad, "quant_exp_bad")
+
+        def operand(name):
+            return [(bad_dims[name], Status.SHAPE_MISMATCH), (bad_range[name], Status.TMEM_RANGE)]
 
         checks = {
-            Op.MATMUL: operand(a) + operand(b) + [(mat_ka != mat_kb, Status.SHAPE_MISMATCH),
-                                                 (acc_words_bad(mat_m, mat_n), Status.ACC_RANGE)],
-            Op.QUANT: [(dims_bad(dst), Status.SHAPE_MISMATCH),
-                       (~acc_shape(dst), Status.SHAPE_MISMATCH),
-                       (range_bad(dst), Status.TMEM_RANGE),
-                       (inst.f2 & dims_bad(b), Status.SHAPE_MISMATCH),     # the mask operand
-                       (inst.f2 & range_bad(b), Status.TMEM_RANGE),
-                       (inst.f2 & ~acc_shape(b), Status.SHAPE_MISMATCH),
-                       (quant_exp_bad, Status.EXP_RANGE)],
-            Op.SCALE: operand(a) + operand(b) + [(~scalar(b), Status.SHAPE_MISMATCH),
-                                                (acc_words_bad(a.rows, a.cols), Status.ACC_RANGE)],
-            Op.ADD: operand(a) + operand(b) + [(~same_shape(a, b) & ~scalar(b), Status.SHAPE_MISMATCH),
-                                              (acc_words_bad(a.rows, a.cols), Status.ACC_RANGE)],
-            Op.SUM: operand(a),
-            Op.DOT: operand(a) + operand(b) + [(~same_shape(a, b), Status.SHAPE_MISMATCH)],
-            Op.MASK: operand(a) + operand(b) + [(dims_bad(dst), Status.SHAPE_MISMATCH),
-                                               (~same_shape(a, b) | ~same_shape(dst, a), Status.SHAPE_MISMATCH),
-                                               (range_bad(dst), Status.TMEM_RANGE)],
-            Op.UPDATE: operand(dst) + operand(a) + [(~same_shape(dst, a), Status.SHAPE_MISMATCH)],
-            Op.QUPDATE: operand(dst) + [(~acc_shape(dst), Status.SHAPE_MISMATCH)],
+            Op.MATMUL: operand("a") + operand("b") + [(k_mismatch, Status.SHAPE_MISMATCH),
+                                                     (mat_acc_bad, Status.ACC_RANGE)],
+            Op.QUANT: [(bad_dims["dst"], Status.SHAPE_MISMATCH),
+                       (~dst_acc_shape, Status.SHAPE_MISMATCH),
+                       (bad_range["dst"], Status.TMEM_RANGE),
+                       (inst.f2 & bad_dims["b"], Status.SHAPE_MISMATCH),     # the mask operand
+                       (inst.f2 & bad_range["b"], Status.TMEM_RANGE),
+                       (inst.f2 & ~b_acc_shape, Status.SHAPE_MISMATCH),
+                       (quant_exp_bad_r, Status.EXP_RANGE)],
+            Op.SCALE: operand("a") + operand("b") + [(~b_scalar, Status.SHAPE_MISMATCH),
+                                                    (a_acc_bad, Status.ACC_RANGE)],
+            Op.ADD: operand("a") + operand("b") + [(~same_ab & ~b_scalar, Status.SHAPE_MISMATCH),
+                                                  (a_acc_bad, Status.ACC_RANGE)],
+            Op.SUM: operand("a"),
+            Op.DOT: operand("a") + operand("b") + [(~same_ab, Status.SHAPE_MISMATCH)],
+            Op.MASK: operand("a") + operand("b") + [(bad_dims["dst"], Status.SHAPE_MISMATCH),
+                                                   (~same_ab | ~same_dst_a, Status.SHAPE_MISMATCH),
+                                                   (bad_range["dst"], Status.TMEM_RANGE)],
+            Op.UPDATE: operand("dst") + operand("a") + [(~same_dst_a, Status.SHAPE_MISMATCH)],
+            Op.QUPDATE: operand("dst") + [(~dst_acc_shape, Status.SHAPE_MISMATCH)],
         }
         error = Signal(4)
         with m.Switch(opcode):
@@ -288,6 +314,17 @@ class Sequencer(wiring.Component):
             "w_lo": end_shape, "w_hi": end_shape, "r0_lo": end_shape, "r0_hi": end_shape,
             "r1_lo": end_shape, "r1_hi": end_shape, "wb_exp": exp_shape(cfg),
         })
+        next_record = Signal(record)
+        m.d.comb += [
+            next_record.op.eq(opcode), next_record.dst.eq(inst.dst), next_record.writes_exp.eq(writes_exp),
+            next_record.producer.eq(is_producer), next_record.ports.eq(n_ports),
+            next_record.w_lo.eq(n_w[0]), next_record.w_hi.eq(n_w[1]), next_record.r0_lo.eq(n_r0[0]),
+            next_record.r0_hi.eq(n_r0[1]), next_record.r1_lo.eq(n_r1[0]), next_record.r1_hi.eq(n_r1[1]),
+            next_record.wb_exp.eq(Mux(opcode == Op.QUANT, quant_exp, a.exp)),
+        ]
+        staged_record = registered(next_record, "staged_record")
+        staged_cmd = registered(cmd, "staged_cmd")
+        staged_acc = registered(Cat(producer_rows, producer_cols, producer_exp), "staged_acc")
         records = [Signal(record, name=f"inflight_{name}") for name in ENGINES]
         any_inflight = Cat(*(r.valid for r in records)).any()
 
@@ -314,6 +351,8 @@ class Sequencer(wiring.Component):
                          for index, r in enumerate(records))).any()
         m.d.comb += [self.cmd.payload.eq(pending_cmd), self.engine.eq(pending_engine)]
         issue = Signal()
+        changed = Signal()
+        settle = Signal(range(3))
 
         acc_bank = Signal()
         banks = [Signal(name=f"bank_{name}") for name in ENGINES]
@@ -331,6 +370,12 @@ class Sequencer(wiring.Component):
         with m.If(issue & pending.producer):
             m.d.sync += [acc_bank.eq(~acc_bank), acc_rows.eq(pending_acc.rows), acc_cols.eq(pending_acc.cols),
                          acc_exp.eq(pending_acc.exp)]
+
+        # CHECK waits until the pipeline registers show the current table, ACC state and instruction
+        with m.If(changed | self.exp_w.en | issue | Cat(*(self.done[i] & r.valid for i, r in enumerate(records))).any()):
+            m.d.sync += settle.eq(2)
+        with m.Elif(settle != 0):
+            m.d.sync += settle.eq(settle - 1)
 
         # cycles with an instruction of each opcode in flight (overlapping runs count twice);
         # the HALT counter takes the cycles with none in flight (fetch, checks, stalls)
@@ -353,9 +398,10 @@ class Sequencer(wiring.Component):
                     m.next = "DECODE"
             with m.State("DECODE"):
                 m.d.sync += inst.eq(read.data)
+                m.d.comb += changed.eq(1)
                 m.next = "CHECK"
             with m.State("CHECK"):
-                with m.If(must_wait):
+                with m.If(must_wait | (settle != 0)):
                     pass
                 with m.Elif(error != Status.OK):
                     m.d.sync += code.eq(error)
@@ -363,16 +409,8 @@ class Sequencer(wiring.Component):
                 with m.Elif(opcode == Op.HALT):
                     m.next = "DRAIN"
                 with m.Else():
-                    m.d.sync += [
-                        pending_cmd.eq(cmd), pending_engine.eq(engine),
-                        pending.op.eq(opcode), pending.dst.eq(inst.dst), pending.writes_exp.eq(writes_exp),
-                        pending.producer.eq(is_producer), pending.ports.eq(n_ports),
-                        pending.w_lo.eq(n_w[0]), pending.w_hi.eq(n_w[1]), pending.r0_lo.eq(n_r0[0]),
-                        pending.r0_hi.eq(n_r0[1]), pending.r1_lo.eq(n_r1[0]), pending.r1_hi.eq(n_r1[1]),
-                        pending.wb_exp.eq(Mux(opcode == Op.QUANT, quant_exp, a.exp)),
-                        pending_acc.rows.eq(producer_rows), pending_acc.cols.eq(producer_cols),
-                        pending_acc.exp.eq(producer_exp),
-                    ]
+                    m.d.sync += [pending_cmd.eq(staged_cmd), pending_engine.eq(engine), pending.eq(staged_record),
+                                 pending_acc.eq(staged_acc)]
                     m.next = "ISSUE"
             with m.State("ISSUE"):
                 with m.If(~conflict):

@@ -1,13 +1,17 @@
-"""The tensor table: slot -> (base, rows, cols, exponent), in registers.
+"""The tensor table: slot -> (base, rows, cols, exponent), in memory with synchronous reads.
 
 The host writes whole entries; the sequencer reads three entries at once
 (dst, a, b of the current instruction) and writes exponents back (QUANT and
-MASK results).  Registers rather than block RAM: cfg.tensor_slots entries of
-64 bits are few, and three combinational read ports come for free.
+MASK results).  Every read port answers one cycle after it is given a slot,
+so the table maps to RAM (block or distributed) instead of 2048 flip-flops
+feeding four 32-to-1 multiplexers, which crowded the FPGA's routing.  The
+shape fields and the exponent are two memories, because only the exponent
+is written back by the core.
 """
 
-from amaranth import Array, Module, Signal
+from amaranth import Cat, Module
 from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from golden_model.config import CoreConfig
@@ -16,7 +20,7 @@ from .interfaces import exp_shape, slot_shape, table_entry_layout
 
 
 class TableReadSignature(wiring.Signature):
-    """Reader side: drive slot, get the entry in the same cycle."""
+    """Reader side: drive slot, get its entry in the next cycle."""
 
     def __init__(self, cfg: CoreConfig):
         super().__init__({"slot": Out(slot_shape(cfg)), "entry": In(table_entry_layout(cfg))})
@@ -35,8 +39,9 @@ class ExpWriteSignature(wiring.Signature):
 class TensorTable(wiring.Component):
     """Host write/read ports, three sequencer read ports, one exponent write port.
 
-    A host write and an exponent write never meet: the host link only writes
-    while the core is idle.
+    Reads are synchronous and not transparent: an entry written in cycle t is
+    seen by a read issued in cycle t+1 (data in t+2).  A host write and an
+    exponent write never meet: the host link only writes while the core is idle.
     """
 
     def __init__(self, cfg: CoreConfig):
@@ -52,12 +57,26 @@ class TensorTable(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        layout = table_entry_layout(self.cfg)
-        entries = Array(Signal(layout, name=f"slot{i}") for i in range(self.cfg.tensor_slots))
-        for port in (self.host_r, self.rd_dst, self.rd_a, self.rd_b):
-            m.d.comb += port.entry.eq(entries[port.slot])
+        cfg = self.cfg
+        layout = table_entry_layout(cfg)
+        shape_bits = layout.size - exp_shape(cfg).width
+        m.submodules.shapes = shapes = Memory(shape=shape_bits, depth=cfg.tensor_slots, init=[])
+        m.submodules.exps = exps = Memory(shape=exp_shape(cfg), depth=cfg.tensor_slots, init=[])
+        host_entry = self.host_w.entry.as_value()
+
+        shapes_w = shapes.write_port()
+        m.d.comb += [shapes_w.en.eq(self.host_w.en), shapes_w.addr.eq(self.host_w.slot),
+                     shapes_w.data.eq(host_entry[:shape_bits])]
+        exps_w = exps.write_port()
         with m.If(self.host_w.en):
-            m.d.sync += entries[self.host_w.slot].eq(self.host_w.entry)
+            m.d.comb += [exps_w.en.eq(1), exps_w.addr.eq(self.host_w.slot), exps_w.data.eq(self.host_w.entry.exp)]
         with m.Elif(self.exp_w.en):
-            m.d.sync += entries[self.exp_w.slot].exp.eq(self.exp_w.exp)
+            m.d.comb += [exps_w.en.eq(1), exps_w.addr.eq(self.exp_w.slot), exps_w.data.eq(self.exp_w.exp)]
+
+        assert layout["exp"].offset == shape_bits, "the exponent must be the entry's last field"
+        for port in (self.host_r, self.rd_dst, self.rd_a, self.rd_b):
+            shape_r = shapes.read_port()
+            exp_r = exps.read_port()
+            m.d.comb += [shape_r.addr.eq(port.slot), exp_r.addr.eq(port.slot),
+                         port.entry.as_value().eq(Cat(shape_r.data, exp_r.data))]
         return m

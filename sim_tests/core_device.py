@@ -63,7 +63,8 @@ class CoreDevice:
         await self._pulse({"table_w__slot": slot, "table_w__entry": entry, "table_w__en": 1})
 
     async def read_entry(self, slot: int) -> dict:
-        self.port("table_r_slot").value = slot
+        """The table answers one cycle after it is given the slot."""
+        await self._pulse({"table_r_slot": slot})
         await ReadOnly()
         entry = decode(self.entry_layout, read_unsigned(self.port("table_r")))
         await FallingEdge(self.dut.clk)

@@ -75,8 +75,10 @@ class QuantEngine(wiring.Component):
     dst words; pad lanes are masked to 0 on the way in, so they are written
     as 0.  Stochastic rounding uses the flat index of valid elements (the
     quantizer's generator advances by each word's valid lanes).
+    The ACC word (masked) is registered once before the quantizer, so no path
+    runs from a block-RAM output through the rounding logic in one cycle.
     The last dst word is written in the done cycle (it lands at that cycle's
-    closing edge).  Latency: rows * acc_stride + 2 cycles from command to done.
+    closing edge).  Latency: rows * acc_stride + 3 cycles from command to done.
     """
 
     def __init__(self, cfg: CoreConfig):
@@ -107,6 +109,12 @@ class QuantEngine(wiring.Component):
         pending_count = Signal.like(walk.count)
         pending_last = Signal()
 
+        # ... and is registered once more before it enters the quantizer
+        staged = Signal()
+        staged_count = Signal.like(walk.count)
+        staged_last = Signal()
+        staged_data = Signal(sq.i.payload.data.shape())
+
         m.d.comb += [
             walk.rows.eq(cmd.acc_rows),
             walk.cols.eq(cmd.acc_cols),
@@ -117,9 +125,10 @@ class QuantEngine(wiring.Component):
             sq.cmd.payload.key.eq(key),
             self.amem_r.addr.eq(read_addr),
             self.tmem_a.addr.eq(mask_addr),
-            sq.i.valid.eq(pending),
-            sq.i.payload.count.eq(pending_count),
-            sq.i.payload.last.eq(pending_last),
+            sq.i.valid.eq(staged),
+            sq.i.payload.count.eq(staged_count),
+            sq.i.payload.last.eq(staged_last),
+            sq.i.payload.data.eq(staged_data),
             sq.o.ready.eq(1),
             self.tmem_w.en.eq(sq.o.valid),
             self.tmem_w.addr.eq(write_addr),
@@ -129,7 +138,8 @@ class QuantEngine(wiring.Component):
         ]
         for lane in range(cfg.lanes):
             keep = (lane < pending_count) & (~masked | (self.tmem_a.data[lane] > 0))
-            m.d.comb += sq.i.payload.data[lane].eq(Mux(keep, self.amem_r.data[lane], 0))
+            m.d.sync += staged_data[lane].eq(Mux(keep, self.amem_r.data[lane], 0))
+        m.d.sync += [staged.eq(pending), staged_count.eq(pending_count), staged_last.eq(pending_last)]
         with m.If(sq.o.valid):
             m.d.sync += write_addr.eq(write_addr + 1)
 

@@ -19,19 +19,24 @@ class UpdateEngine(wiring.Component):
     """Executes UPDATE and the fused QUPDATE in place on W (dst), word by word.
 
     UPDATE: each cycle reads word k of W on ``tmem_a`` and of G (a, same
-    shape) on ``tmem_b``; the pair goes through an :class:`UpdateUnit`
-    (command ``shift`` = e_w + lr - e_g from the sequencer, rounding ``f1``,
-    ``key``) and the new W word is written back two cycles after its read.
-    Latency: rows * stride + 2 cycles from command to done.
+    shape) on ``tmem_b``; the pair is registered, goes through an
+    :class:`UpdateUnit` (command ``shift`` = e_w + lr - e_g from the
+    sequencer, rounding ``f1``, ``key``) and the new W word is written back
+    three cycles after its read.  Latency: rows * stride + 3 cycles from
+    command to done.
 
     QUPDATE: the gradient is the ACC tensor (W's shape).  Each cycle reads
-    ACC word k on ``amem_r``; it goes through a :class:`ShiftQuantizer` in
-    explicit-shift mode (the SQ shift from the command's max |ACC|, as
-    QUANT; rounding ``f0`` with ``key``), whose registered int8 output meets
-    W word k, read on ``tmem_a`` one cycle after the ACC word, in the
+    ACC word k on ``amem_r``; it is registered and goes through a
+    :class:`ShiftQuantizer` in explicit-shift mode (the SQ shift from the
+    command's max |ACC|, as QUANT; rounding ``f0`` with ``key``), whose
+    registered int8 output is paired with W word k, read on ``tmem_a`` two
+    cycles after the ACC word; the registered pair goes through the
     :class:`UpdateUnit` (command ``shift`` = e_w + lr - (e_acc + SQ shift),
     rounding ``f1`` with ``key ^ UPDATE_KEY_SALT`` = golden
-    ``prng.update_key``).  Latency: rows * stride + 3 cycles.
+    ``prng.update_key``).  Latency: rows * stride + 5 cycles.
+
+    Every block-RAM output is registered before the rounding logic, so no
+    path runs from a RAM through a quantizer or update unit in one cycle.
 
     In both, a W word is read before it is rewritten; pad lanes are masked to
     0 on the way in, so they stay 0; both generators advance by each word's
@@ -69,8 +74,16 @@ class UpdateEngine(wiring.Component):
         pending = Signal()
         pending_count = Signal.like(walk.count)
         pending_last = Signal()
-        # QUPDATE: the quantized gradient word leaves the quantizer's register one cycle later.
+        # QUPDATE: the ACC word is registered before the quantizer ...
+        staged = Signal()
+        staged_count = Signal.like(walk.count)
+        staged_last = Signal()
+        staged_acc = Signal(sq.i.payload.data.shape())
+        # ... and the quantized gradient word leaves the quantizer's register one cycle later.
         quantized_count = Signal.like(walk.count)
+        # the (w, g) pair is registered before the update unit
+        unit_in = Signal(unit.i.payload.shape())
+        unit_in_valid = Signal()
 
         m.d.comb += [
             walk.rows.eq(cmd.dst.rows),
@@ -88,39 +101,46 @@ class UpdateEngine(wiring.Component):
             self.tmem_b.addr.eq(g_addr),
             self.amem_r.addr.eq(acc_addr),
             unit.o.ready.eq(1),
+            unit.i.valid.eq(unit_in_valid),
+            unit.i.payload.eq(unit_in),
             self.tmem_w.en.eq(unit.o.valid),
             self.tmem_w.addr.eq(write_addr),
             self.tmem_w.data.eq(unit.o.payload.w),
             self.done.eq(unit.o.valid & unit.o.payload.last),
         ]
+        m.d.sync += [staged.eq(pending), staged_count.eq(pending_count), staged_last.eq(pending_last)]
+        for lane in range(cfg.lanes):
+            m.d.sync += staged_acc[lane].eq(Mux(lane < pending_count, self.amem_r.data[lane], 0))
         with m.If(fused):
             m.d.comb += [
-                sq.i.valid.eq(pending),
-                sq.i.payload.count.eq(pending_count),
-                sq.i.payload.last.eq(pending_last),
-                self.tmem_a.en.eq(pending),             # W word k, one cycle after ACC word k
-                unit.i.valid.eq(sq.o.valid),
-                unit.i.payload.count.eq(quantized_count),
-                unit.i.payload.last.eq(sq.o.payload.last),
+                sq.i.valid.eq(staged),
+                sq.i.payload.count.eq(staged_count),
+                sq.i.payload.last.eq(staged_last),
+                sq.i.payload.data.eq(staged_acc),
+                self.tmem_a.en.eq(staged),              # W word k, two cycles after ACC word k
             ]
-            with m.If(pending):
-                m.d.sync += [w_addr.eq(w_addr + 1), quantized_count.eq(pending_count)]
+            with m.If(staged):
+                m.d.sync += [w_addr.eq(w_addr + 1), quantized_count.eq(staged_count)]
+            m.d.sync += [
+                unit_in_valid.eq(sq.o.valid),
+                unit_in.count.eq(quantized_count),
+                unit_in.last.eq(sq.o.payload.last),
+            ]
             for lane in range(cfg.lanes):
-                m.d.comb += [
-                    sq.i.payload.data[lane].eq(Mux(lane < pending_count, self.amem_r.data[lane], 0)),
-                    unit.i.payload.w[lane].eq(Mux(lane < quantized_count, self.tmem_a.data[lane], 0)),
-                    unit.i.payload.g[lane].eq(sq.o.payload.data[lane]),
+                m.d.sync += [
+                    unit_in.w[lane].eq(Mux(lane < quantized_count, self.tmem_a.data[lane], 0)),
+                    unit_in.g[lane].eq(sq.o.payload.data[lane]),
                 ]
         with m.Else():
-            m.d.comb += [
-                unit.i.valid.eq(pending),
-                unit.i.payload.count.eq(pending_count),
-                unit.i.payload.last.eq(pending_last),
+            m.d.sync += [
+                unit_in_valid.eq(pending),
+                unit_in.count.eq(pending_count),
+                unit_in.last.eq(pending_last),
             ]
             for lane in range(cfg.lanes):
                 valid = lane < pending_count
-                m.d.comb += [unit.i.payload.w[lane].eq(Mux(valid, self.tmem_a.data[lane], 0)),
-                             unit.i.payload.g[lane].eq(Mux(valid, self.tmem_b.data[lane], 0))]
+                m.d.sync += [unit_in.w[lane].eq(Mux(valid, self.tmem_a.data[lane], 0)),
+                             unit_in.g[lane].eq(Mux(valid, self.tmem_b.data[lane], 0))]
         with m.If(unit.o.valid):
             m.d.sync += write_addr.eq(write_addr + 1)
 

@@ -50,10 +50,12 @@ class ShiftDecode:
 
     ``mask`` = 2**s - 1 and ``half`` = 2**(s-1) (0 for s = 0) are built per
     bit (bit j of mask set iff j < s), so no wide variable shifter is needed;
-    ``flush`` = s > cfg.max_shift.
+    ``flush`` = s > cfg.max_shift.  With ``registered=True`` the decode is
+    registered (it follows ``shift`` one cycle later), for units whose shift
+    is fixed per tensor: the compares then leave the per-element path.
     """
 
-    def __init__(self, m: Module, shift: Value, cfg: CoreConfig, name: str = "rshift"):
+    def __init__(self, m: Module, shift: Value, cfg: CoreConfig, name: str = "rshift", registered: bool = False):
         n = cfg.max_shift
         self.cfg = cfg
         self.shift = shift
@@ -61,7 +63,8 @@ class ShiftDecode:
         self.half = Signal(n, name=f"{name}_half")
         self.nonzero = Signal(name=f"{name}_nonzero")
         self.flush = Signal(name=f"{name}_flush")
-        m.d.comb += [
+        domain = m.d.sync if registered else m.d.comb
+        domain += [
             self.mask.eq(Cat(*(shift > j for j in range(n)))),
             self.half.eq(Cat(*(shift == j + 1 for j in range(n)))),
             self.nonzero.eq(shift != 0),

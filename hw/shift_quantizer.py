@@ -39,6 +39,8 @@ class ShiftQuantizer(wiring.Component):
     With ``cmd.explicit`` only pass 2 runs, with ``cmd.shift``: the plain
     round-shift-saturate requantizer.  Stochastic rounding uses generator
     word ``i`` of ``cmd.key`` for element i.  ``o`` has one register stage.
+    Pass 2 starts one cycle after the shift is known (from the second cycle
+    after an explicit command): the shift decode is registered.
     With ``counted=True`` beats carry ``count``, their number of valid
     elements (the generator advances by it, for padded rows; invalid lanes
     must still be 0).
@@ -77,7 +79,7 @@ class ShiftQuantizer(wiring.Component):
         shift = Signal(shift_shape(cfg))
         magnitudes = Signal(cfg.acc_bits)    # OR of |x| over the tensor
         emit = Signal()                      # a pass-2 beat enters the output register
-        decoded = ShiftDecode(m, shift, cfg)
+        decoded = ShiftDecode(m, shift, cfg, registered=True)
 
         values = [Mux(relu & (x < 0), 0, x) for x in self.i.payload.data]
         m.d.comb += prng.key.eq(self.cmd.payload.key)
@@ -100,7 +102,7 @@ class ShiftQuantizer(wiring.Component):
                         magnitudes.eq(0),
                     ]
                     with m.If(self.cmd.payload.explicit):
-                        m.next = "QUANTIZE"
+                        m.next = "SETUP"
                     with m.Else():
                         m.next = "MAXIMUM"
             with m.State("MAXIMUM"):
@@ -114,6 +116,8 @@ class ShiftQuantizer(wiring.Component):
                         m.next = "SHIFT"
             with m.State("SHIFT"):
                 m.d.sync += shift.eq(Mux(excess > 0, excess, 0))
+                m.next = "SETUP"
+            with m.State("SETUP"):                  # the registered shift decode follows the shift
                 m.next = "QUANTIZE"
             with m.State("QUANTIZE"):
                 m.d.comb += self.i.ready.eq(~self.o.valid | self.o.ready)

@@ -30,7 +30,9 @@ class UpdateUnit(wiring.Component):
     ``update_weights``.  Per tensor: accept one ``cmd``, then stream the
     (w, g) beats on ``i`` (element i in lane ``i % lanes`` of beat
     ``i // lanes``, ``last`` on the final beat; unused lanes are don't-care);
-    ``o`` carries the new weights through one register stage.  Stochastic
+    ``o`` carries the new weights through one register stage.  Beats are
+    accepted from the second cycle after the command (the shift decode is
+    registered).  Stochastic
     rounding uses generator word ``i`` of ``cmd.key`` for element i; with
     ``counted=True`` beats carry ``count``, their number of valid elements
     (the generator advances by it, for padded rows).
@@ -64,25 +66,32 @@ class UpdateUnit(wiring.Component):
         if self.counted:
             m.d.comb += prng.count.eq(self.i.payload.count)
 
-        shift = Signal(signed_shift_shape(cfg))
+        # the command's shift, decoded into registers when it is accepted (SETUP waits for them)
+        shift = self.cmd.payload.shift
+        negative = Signal()
         stochastic = Signal()
         emit = Signal()
         m.d.comb += prng.key.eq(self.cmd.payload.key)
 
         right = Signal(shift_shape(cfg))                        # the amount when shift >= 0
-        m.d.comb += right.eq(Mux(shift > cfg.max_shift, cfg.max_shift + 1, shift))
-        decoded = ShiftDecode(m, right, cfg)
+        decoded = ShiftDecode(m, right, cfg, registered=True)
         max_left = cfg.data_bits + 1
         left = Signal(range(max_left + 1))                      # the amount when shift < 0
-        m.d.comb += left.eq(Mux(-shift > max_left, max_left, -shift))
 
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += self.cmd.ready.eq(1)
                 with m.If(self.cmd.valid):
                     m.d.comb += prng.load.eq(1)
-                    m.d.sync += [shift.eq(self.cmd.payload.shift), stochastic.eq(self.cmd.payload.stochastic)]
-                    m.next = "UPDATE"
+                    m.d.sync += [
+                        negative.eq(shift < 0),
+                        right.eq(Mux(shift > cfg.max_shift, cfg.max_shift + 1, shift)),
+                        left.eq(Mux(-shift > max_left, max_left, -shift)),
+                        stochastic.eq(self.cmd.payload.stochastic),
+                    ]
+                    m.next = "SETUP"
+            with m.State("SETUP"):                              # the shift decode settles
+                m.next = "UPDATE"
             with m.State("UPDATE"):
                 m.d.comb += self.i.ready.eq(~self.o.valid | self.o.ready)
                 with m.If(self.i.valid & self.i.ready):
@@ -92,7 +101,7 @@ class UpdateUnit(wiring.Component):
                         w, g = self.i.payload.w[lane], self.i.payload.g[lane]
                         down = round_shift_saturate(g, decoded, stochastic, prng.words[lane])
                         up = saturate(g << left, cfg)
-                        update = Mux(shift < 0, up, down)
+                        update = Mux(negative, up, down)
                         m.d.sync += self.o.payload.w[lane].eq(saturate(w - update, cfg))
                     with m.If(self.i.payload.last):
                         m.next = "IDLE"

@@ -20,7 +20,7 @@ array takes one beat per cycle once both banks run; the array's overlapped
 readout lets a finished tile leave while the next one accumulates.
 """
 
-from amaranth import Array, Module, Mux, Signal
+from amaranth import Array, Cat, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -30,6 +30,10 @@ from .interfaces import (EngineSignature, ReadPortSignature, amem_addr_shape, di
                          tmem_addr_shape, tmem_word_layout)
 from .mac_array import MacArray
 from .rounding import data_shape
+
+
+#: Cycles from the last row leaving the array to ``done`` (the readout pipeline).
+READOUT_STAGES = 3
 
 
 def _max_tree(values):
@@ -250,11 +254,14 @@ class MatmulEngine(wiring.Component):
         busy, start, finish = Signal(), Signal(), Signal()
         accept = self.cmd.valid & ~busy
         m.d.comb += self.cmd.ready.eq(~busy)
-        m.d.comb += self.done.eq(finish)
+        # done follows the last row through the readout pipeline below
+        finished = [Signal(name=f"finish_{stage}") for stage in range(READOUT_STAGES)]
+        m.d.sync += [a.eq(b) for a, b in zip(finished, [finish] + finished[:-1])]
+        m.d.comb += self.done.eq(finished[-1])
         m.d.sync += [start.eq(accept), finish.eq(0)]
         with m.If(accept):
             m.d.sync += [cmd.eq(self.cmd.payload), busy.eq(1)]
-        with m.If(finish):
+        with m.If(self.done):
             m.d.sync += busy.eq(0)
 
         depth = Mux(cmd.f0, cmd.a.rows, cmd.a.cols)
@@ -284,24 +291,42 @@ class MatmulEngine(wiring.Component):
             m.d.sync += k.eq(Mux(k + 1 == depth, 0, k + 1))
 
         # --- readout: array rows to AMEM words, maxima over the valid elements -------------
+        # Pipelined so the array's row multiplexer, the magnitudes, the lane maximum and the
+        # running maximum each get a clock period: (1) the row leaving the array, its AMEM
+        # address and valid lanes are registered; (2) it is written to AMEM, and the valid
+        # lanes' |x| and max(x, 0) are registered; (3) their maxima over the lanes are
+        # registered; (4) the running maxima are updated.  done comes after (4).
         aaddr = amem_addr_shape(cfg)
         out_m0, out_n0, out_row = Signal(dim), Signal(dim), Signal(dim.width + 1)
         m0_addr, nw, row_addr = Signal(aaddr), Signal(aaddr), Signal(aaddr)
         maxabs, maxpos = Signal(cfg.acc_bits), Signal(cfg.acc_bits)
         out = array.o.payload.row
         row_valid = out_row < n_rows
+        lane_ok = [out_n0 + c < n_cols for c in range(cols)]
+
+        w_valid, w_addr, w_ok = Signal(), Signal(aaddr), Signal(cols)
+        w_row = Signal(out.shape())
+        m.d.sync += [w_valid.eq(array.o.valid & row_valid), w_addr.eq(row_addr), w_row.eq(out),
+                     w_ok.eq(Cat(*lane_ok))]
         m.d.comb += [
             array.o.ready.eq(1),
-            self.amem_w.addr.eq(row_addr),
-            self.amem_w.en.eq(array.o.valid & row_valid),
+            self.amem_w.addr.eq(w_addr),
+            self.amem_w.en.eq(w_valid),
+            self.amem_w.data.eq(w_row),
             self.result.maxabs.eq(maxabs),
             self.result.maxpos.eq(maxpos),
         ]
+        mag_valid = Signal()
+        mags = [Signal(cfg.acc_bits, name=f"mag_{c}") for c in range(cols)]
+        poss = [Signal(cfg.acc_bits, name=f"pos_{c}") for c in range(cols)]
+        m.d.sync += mag_valid.eq(w_valid)
         for c in range(cols):
-            m.d.comb += self.amem_w.data[c].eq(out[c])
-        lane_ok = [out_n0 + c < n_cols for c in range(cols)]
-        row_abs = _max_tree([Mux(ok, Mux(x < 0, -x, x).as_unsigned(), 0) for ok, x in zip(lane_ok, out)])
-        row_pos = _max_tree([Mux(ok & (x > 0), x.as_unsigned(), 0) for ok, x in zip(lane_ok, out)])
+            x = w_row[c]
+            m.d.sync += [mags[c].eq(Mux(w_ok[c], Mux(x < 0, -x, x).as_unsigned(), 0)),
+                         poss[c].eq(Mux(w_ok[c] & (x > 0), x.as_unsigned(), 0))]
+        row_valid_3 = Signal()
+        row_abs, row_pos = Signal(cfg.acc_bits), Signal(cfg.acc_bits)
+        m.d.sync += [row_valid_3.eq(mag_valid), row_abs.eq(_max_tree(mags)), row_pos.eq(_max_tree(poss))]
 
         last_col_tile = out_n0 + cols >= n_cols
         last_tile = last_col_tile & (out_m0 + rows >= n_rows)
@@ -309,11 +334,6 @@ class MatmulEngine(wiring.Component):
             m.d.sync += [out_m0.eq(0), out_n0.eq(0), out_row.eq(0), m0_addr.eq(0), nw.eq(0),
                          row_addr.eq(0), maxabs.eq(0), maxpos.eq(0)]
         with m.Elif(array.o.valid):
-            with m.If(row_valid):
-                with m.If(row_abs > maxabs):
-                    m.d.sync += maxabs.eq(row_abs)
-                with m.If(row_pos > maxpos):
-                    m.d.sync += maxpos.eq(row_pos)
             with m.If(~array.o.payload.last):
                 m.d.sync += [out_row.eq(out_row + 1), row_addr.eq(row_addr + acc_stride)]
             with m.Elif(~last_col_tile):
@@ -325,4 +345,9 @@ class MatmulEngine(wiring.Component):
                              m0_addr.eq(next_addr), row_addr.eq(next_addr)]
             with m.If(array.o.payload.last & last_tile):
                 m.d.sync += finish.eq(1)
+        with m.If(row_valid_3):         # never at accept: the engine is busy until the pipeline is empty
+            with m.If(row_abs > maxabs):
+                m.d.sync += maxabs.eq(row_abs)
+            with m.If(row_pos > maxpos):
+                m.d.sync += maxpos.eq(row_pos)
         return m

@@ -17,7 +17,7 @@ For training steps of the digits ResMLP (batch 16) on the simulated board
 Fmax: ``--fmax MHZ`` (``python -m bench.host_link``), else the environment
 variable EOQ_FMAX_MHZ, else the lowest achieved core clock of
 build/fpga/ulx3s-*-<config>/fpga_report.json when the FPGA flow has written
-one, else 50 MHz.
+one, else the board's default core clock (fpga.top.DEFAULT_FREQ).
 """
 
 from __future__ import annotations
@@ -29,8 +29,9 @@ import sys
 import time
 from pathlib import Path
 
+from fpga.top import DEFAULT_FREQ
+
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_FMAX_MHZ = 50.0
 DEFAULT_BAUD = 3_000_000
 BITS_PER_BYTE = 10
 
@@ -57,7 +58,7 @@ def choose_fmax(fmax_mhz: float | None, config: str) -> tuple[float, str]:
     found, source = fpga_fmax(config)
     if found is not None:
         return found, source
-    return DEFAULT_FMAX_MHZ, "default (no FPGA report yet)"
+    return DEFAULT_FREQ / 1e6, "fpga.top.DEFAULT_FREQ (no FPGA report yet)"
 
 
 def measure(target: str, steps: int, batch: int = 16, config: str = "default", seed: int = 0) -> dict:
@@ -146,7 +147,7 @@ def run(quick: bool = False, fmax_mhz: float | None = None, baud: int = DEFAULT_
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.host_link", description=__doc__.splitlines()[0])
-    parser.add_argument("--fmax", type=float, default=None, help="core clock in MHz (default: FPGA report or 50)")
+    parser.add_argument("--fmax", type=float, default=None, help="core clock in MHz (default: FPGA report, else the board default)")
     parser.add_argument("--baud", type=int, default=DEFAULT_BAUD)
     parser.add_argument("--config", default="default")
     parser.add_argument("--steps", type=int, default=None)

@@ -31,7 +31,9 @@ from hw.uart import UartRx, UartTx, uart_divisor
 
 from .pll import pll_params
 
-DEFAULT_FREQ = 50_000_000
+#: The core clock: the fastest PLL output (from 25 MHz) that divides 3 Mbaud exactly and that the
+#: 8x8 core meets on the 85F (docs/fpga.md).
+DEFAULT_FREQ = 30_000_000
 DEFAULT_BAUD = 3_000_000
 OSC_FREQ = 25_000_000
 RX_FIFO_DEPTH = 16

@@ -17,7 +17,7 @@ def test_host_link_is_registered():
 def test_fmax_choice(monkeypatch, tmp_path):
     monkeypatch.delenv("EOQ_FMAX_MHZ", raising=False)
     monkeypatch.setattr(host_link, "ROOT", tmp_path)
-    assert host_link.choose_fmax(None, "default") == (50.0, "default (no FPGA report yet)")
+    assert host_link.choose_fmax(None, "default") == (host_link.DEFAULT_FREQ / 1e6, "fpga.top.DEFAULT_FREQ (no FPGA report yet)")
     report = tmp_path / "build" / "fpga" / "ulx3s-85F-default" / "fpga_report.json"
     report.parent.mkdir(parents=True)
     report.write_text(json.dumps({"clocks": [{"net": "sync", "achieved_mhz": 61.5, "constraint_mhz": 50,

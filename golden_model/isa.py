@@ -52,6 +52,7 @@ class Status(enum.IntEnum):
     ACC_RANGE = 4
     EXP_RANGE = 5
     PC_RANGE = 6
+    OVERLAP = 7
 
 
 STATUS_HELP = {
@@ -61,6 +62,8 @@ STATUS_HELP = {
     Status.ACC_RANGE: "the result does not fit the accumulator memory; split the layer or raise acc_elements",
     Status.EXP_RANGE: "a tensor exponent overflowed exp_bits; the data has an extreme dynamic range",
     Status.PC_RANGE: "the program ran off the end of program memory; end it with HALT",
+    Status.OVERLAP: ("the destination partly overlaps a source tensor in TMEM; write in place (same base) "
+                     "or to a disjoint range"),
 }
 
 FIELDS = {  # name: (low bit, width)

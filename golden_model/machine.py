@@ -87,6 +87,17 @@ class Machine:
     def _in_range(self, entry: TensorEntry) -> bool:
         return self._span(entry)[1] <= self.cfg.tmem_words
 
+    def _check_overlap(self, dst_slot: int, src_slot: int) -> None:
+        """A TMEM destination is its source (same base) or disjoint from it: the core streams
+        sources while it writes, so a partly overlapping destination would be read back."""
+        (dst_lo, dst_hi), (src_lo, src_hi) = (self._words(self.table[s]) for s in (dst_slot, src_slot))
+        if dst_lo != src_lo and dst_lo < src_hi and src_lo < dst_hi:
+            self._fail(Status.OVERLAP, f"destination slot {dst_slot} (words {dst_lo}..{dst_hi - 1}) partly overlaps "
+                                       f"source slot {src_slot} (words {src_lo}..{src_hi - 1})")
+
+    def _words(self, entry: TensorEntry) -> tuple[int, int]:
+        return entry.base, self._span(entry)[1]
+
     def _load(self, entry: TensorEntry) -> np.ndarray:
         stride, end = self._span(entry)
         if end > self.cfg.tmem_words:
@@ -187,6 +198,7 @@ class Machine:
                 _, b = self._operand(inst.b)
                 if b.shape != self.acc.shape:
                     self._fail(Status.SHAPE_MISMATCH, f"QUANT mask {b.shape} for ACC {self.acc.shape}")
+                self._check_overlap(inst.dst, inst.b)
             q, shift = self._sq(np.maximum(self.acc, 0) if inst.f0 else self.acc, inst.f1, inst.key)
             if inst.f2:
                 q = np.where(b > 0, q, 0).astype(np.int8)
@@ -227,6 +239,8 @@ class Machine:
                 self._fail(Status.SHAPE_MISMATCH, f"MASK of {a.shape} by {b.shape} into {dst.rows}x{dst.cols}")
             if not self._in_range(dst):
                 self._fail(Status.TMEM_RANGE, f"slot {inst.dst} exceeds TMEM")
+            self._check_overlap(inst.dst, inst.a)
+            self._check_overlap(inst.dst, inst.b)
             exp = ea.exp
             self._store(dst, np.where(b > 0, a, 0).astype(np.int8))
             dst.exp = exp
@@ -235,6 +249,7 @@ class Machine:
             eg, g = self._operand(inst.a)
             if w.shape != g.shape:
                 self._fail(Status.SHAPE_MISMATCH, f"UPDATE of {w.shape} by gradient {g.shape}")
+            self._check_overlap(inst.dst, inst.a)
             mode = "stochastic" if inst.f1 else "nearest"
             new = update_weights(QTensor(w.astype(np.int8), ew.exp), QTensor(g.astype(np.int8), eg.exp),
                                  inst.lr, mode, cfg, inst.key)

@@ -150,8 +150,14 @@ class Sequencer(wiring.Component):
         def dims_bad(entry):
             return (entry.rows == 0) | (entry.cols == 0) | (entry.rows > limit) | (entry.cols > limit)
 
+        def end(entry):
+            return entry.base + entry.rows * stride(entry)
+
         def range_bad(entry):
-            return (entry.base + entry.rows * stride(entry)) > cfg.tmem_words
+            return end(entry) > cfg.tmem_words
+
+        def partly_overlaps(x, y):
+            return (x.base != y.base) & (x.base < end(y)) & (y.base < end(x))
 
         def acc_words_bad(rows, cols):
             return (rows * ((cols + (cfg.lanes - 1)) >> lanes_log2)) > cfg.acc_words
@@ -200,6 +206,8 @@ class Sequencer(wiring.Component):
         same_ab = registered(same_shape(a, b), "same_ab")
         same_dst_a = registered(same_shape(dst, a), "same_dst_a")
         quant_exp_bad_r = registered(quant_exp_bad, "quant_exp_bad")
+        dst_overlaps_a = registered(partly_overlaps(dst, a), "dst_overlaps_a")
+        dst_overlaps_b = registered(partly_overlaps(dst, b), "dst_overlaps_b")
 
         def operand(name):
             return [(bad_dims[name], Status.SHAPE_MISMATCH), (bad_range[name], Status.TMEM_RANGE)]
@@ -213,6 +221,7 @@ class Sequencer(wiring.Component):
                        (inst.f2 & bad_dims["b"], Status.SHAPE_MISMATCH),     # the mask operand
                        (inst.f2 & bad_range["b"], Status.TMEM_RANGE),
                        (inst.f2 & ~b_acc_shape, Status.SHAPE_MISMATCH),
+                       (inst.f2 & dst_overlaps_b, Status.OVERLAP),
                        (quant_exp_bad_r, Status.EXP_RANGE)],
             Op.SCALE: operand("a") + operand("b") + [(~b_scalar, Status.SHAPE_MISMATCH),
                                                     (a_acc_bad, Status.ACC_RANGE)],
@@ -222,8 +231,11 @@ class Sequencer(wiring.Component):
             Op.DOT: operand("a") + operand("b") + [(~same_ab, Status.SHAPE_MISMATCH)],
             Op.MASK: operand("a") + operand("b") + [(bad_dims["dst"], Status.SHAPE_MISMATCH),
                                                    (~same_ab | ~same_dst_a, Status.SHAPE_MISMATCH),
-                                                   (bad_range["dst"], Status.TMEM_RANGE)],
-            Op.UPDATE: operand("dst") + operand("a") + [(~same_dst_a, Status.SHAPE_MISMATCH)],
+                                                   (bad_range["dst"], Status.TMEM_RANGE),
+                                                   (dst_overlaps_a, Status.OVERLAP),
+                                                   (dst_overlaps_b, Status.OVERLAP)],
+            Op.UPDATE: operand("dst") + operand("a") + [(~same_dst_a, Status.SHAPE_MISMATCH),
+                                                        (dst_overlaps_a, Status.OVERLAP)],
             Op.QUPDATE: operand("dst") + [(~dst_acc_shape, Status.SHAPE_MISMATCH)],
         }
         error = Signal(4)

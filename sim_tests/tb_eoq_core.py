@@ -143,6 +143,7 @@ async def errors_match_machine(dut):
     entries.append((cfg.tmem_words - 1, 2, 1, 0))          # slot 4: runs past TMEM
     entries.append((0, cfg.max_dim + 1, 1, 0))             # slot 5: too many rows
     entries.append((entries[3][0] + cfg.max_dim, 2, 1, -3))  # slot 6: 2x1, after slot 3
+    entries.append((entries[0][0] + 1, 4, 8, 2))           # slot 7: slot 0's shape, one word further
     await _setup(device, machine, rng, entries, extremes=False)
     programs = [
         [isa.Instruction(isa.Op.HALT, reserved=5)],
@@ -175,6 +176,15 @@ async def errors_match_machine(dut):
         [isa.add(6, 6), isa.qupdate(4, 3), isa.halt()],
         [isa.add(6, 6), isa.qupdate(5, 3), isa.halt()],
         [isa.add(6, 6), isa.qupdate(6, 2, stochastic_grad=False, key=77), isa.halt()],
+        # a destination partly overlapping a source (either direction); in place is legal
+        [isa.mask(7, 0, 7), isa.halt()],
+        [isa.mask(7, 7, 0), isa.halt()],
+        [isa.mask(0, 7, 7), isa.halt()],
+        [isa.update(7, 0, 3), isa.halt()],
+        [isa.update(0, 7, 3), isa.halt()],
+        [isa.add(0, 0), isa.quant(7, mask=0), isa.halt()],
+        [isa.add(0, 0), isa.quant(0, mask=7), isa.halt()],
+        [isa.mask(7, 7, 7), isa.update(7, 7, 3), isa.add(7, 7), isa.quant(7, mask=7), isa.halt()],
     ]
     for program in programs:
         words = [inst.encode() for inst in program]

@@ -137,6 +137,29 @@ def test_errors_stop_with_status(program, status):
     assert error.value.status == status and machine.status == status
 
 
+@pytest.mark.parametrize("offset", [-3, -1, 1, 3])
+def test_partly_overlapping_destination_is_refused(offset):
+    cfg = CONFIGS["default"]
+    machine = _machine_with(cfg, [(4, 8), (4, 8)])           # 4 words each, at 0 and 4
+    machine.set_tensor(0, 8, 4, 8, 0)                        # words 8..11
+    machine.set_tensor(2, 8 + offset, 4, 8, 0)               # slot 0's shape, partly over it
+    for program in ([isa.mask(2, 0, 0)], [isa.mask(0, 2, 2)], [isa.mask(2, 2, 0)], [isa.update(2, 0, 3)],
+                    [isa.update(0, 2, 3)], [isa.add(0, 0), isa.quant(2, mask=0)]):
+        machine.load_program([inst.encode() for inst in program] + [isa.halt().encode()])
+        with pytest.raises(MachineError, match="OVERLAP") as error:
+            machine.run()
+        assert error.value.pc == len(program) - 1
+
+
+def test_in_place_and_disjoint_destinations_are_legal():
+    cfg = CONFIGS["default"]
+    machine = _machine_with(cfg, [(4, 8), (4, 8)])
+    program = [isa.mask(0, 0, 0), isa.update(1, 1, 3), isa.mask(1, 0, 1), isa.update(0, 1, 3),
+               isa.add(0, 0), isa.quant(0, mask=0), isa.add(0, 0), isa.quant(1, mask=0), isa.halt()]
+    machine.load_program([inst.encode() for inst in program])
+    machine.run()
+
+
 def test_tensor_past_tmem_is_reported():
     cfg = CONFIGS["default"]
     machine = Machine(cfg)

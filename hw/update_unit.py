@@ -30,9 +30,9 @@ class UpdateUnit(wiring.Component):
     ``update_weights``.  Per tensor: accept one ``cmd``, then stream the
     (w, g) beats on ``i`` (element i in lane ``i % lanes`` of beat
     ``i // lanes``, ``last`` on the final beat; unused lanes are don't-care);
-    ``o`` carries the new weights through one register stage.  Beats are
-    accepted from the second cycle after the command (the shift decode is
-    registered).  Stochastic
+    ``o`` carries the new weights through two register stages (the rounded
+    update, then the saturated difference).  Beats are accepted from the
+    second cycle after the command (the shift decode is registered).  Stochastic
     rounding uses generator word ``i`` of ``cmd.key`` for element i; with
     ``counted=True`` beats carry ``count``, their number of valid elements
     (the generator advances by it, for padded rows).
@@ -78,6 +78,13 @@ class UpdateUnit(wiring.Component):
         max_left = cfg.data_bits + 1
         left = Signal(range(max_left + 1))                      # the amount when shift < 0
 
+        # two stages: (1) u = the rounded, saturated update, registered beside w; (2) o = saturate(w - u)
+        s1_valid, s1_last = Signal(), Signal()
+        s1_w = Signal(data.ArrayLayout(data_shape(cfg), self.lanes))
+        s1_u = Signal(data.ArrayLayout(data_shape(cfg), self.lanes))
+        advance = ~self.o.valid | self.o.ready          # stage 2 can take stage 1's beat
+        take = Signal()
+
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += self.cmd.ready.eq(1)
@@ -93,19 +100,27 @@ class UpdateUnit(wiring.Component):
             with m.State("SETUP"):                              # the shift decode settles
                 m.next = "UPDATE"
             with m.State("UPDATE"):
-                m.d.comb += self.i.ready.eq(~self.o.valid | self.o.ready)
+                m.d.comb += self.i.ready.eq(~s1_valid | advance)
                 with m.If(self.i.valid & self.i.ready):
-                    m.d.comb += [emit.eq(1), prng.advance.eq(1)]
-                    m.d.sync += self.o.payload.last.eq(self.i.payload.last)
+                    m.d.comb += [take.eq(1), prng.advance.eq(1)]
+                    m.d.sync += [s1_last.eq(self.i.payload.last), s1_w.eq(self.i.payload.w)]
                     for lane in range(self.lanes):
-                        w, g = self.i.payload.w[lane], self.i.payload.g[lane]
+                        g = self.i.payload.g[lane]
                         down = round_shift_saturate(g, decoded, stochastic, prng.words[lane])
                         up = saturate(g << left, cfg)
-                        update = Mux(negative, up, down)
-                        m.d.sync += self.o.payload.w[lane].eq(saturate(w - update, cfg))
+                        m.d.sync += s1_u[lane].eq(Mux(negative, up, down))
                     with m.If(self.i.payload.last):
                         m.next = "IDLE"
 
+        m.d.comb += emit.eq(s1_valid & advance)
+        with m.If(take):
+            m.d.sync += s1_valid.eq(1)
+        with m.Elif(advance):
+            m.d.sync += s1_valid.eq(0)
+        with m.If(emit):
+            m.d.sync += self.o.payload.last.eq(s1_last)
+            for lane in range(self.lanes):
+                m.d.sync += self.o.payload.w[lane].eq(saturate(s1_w[lane] - s1_u[lane], cfg))
         with m.If(emit):
             m.d.sync += self.o.valid.eq(1)
         with m.Elif(self.o.ready):

@@ -1,12 +1,11 @@
 """Shift quantizer (SQ): int32 accumulators to int8, golden ``shift_quantize``."""
 
 from amaranth import Module, Mux, Signal
-from amaranth.lib import data, stream, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.lib import data
 
 from golden_model.config import CoreConfig
 
-from .prng import RandomLanes
+from .laned_unit import LanedStreamUnit
 from .rounding import WORD_BITS, ShiftDecode, acc_shape, data_shape, round_shift_saturate, shift_shape
 
 
@@ -21,7 +20,7 @@ def command_layout(cfg: CoreConfig) -> data.StructLayout:
     })
 
 
-class ShiftQuantizer(wiring.Component):
+class ShiftQuantizer(LanedStreamUnit):
     """Requantizes a stream of signed accumulators to int8, ``lanes`` per beat.
 
     Element i of a tensor is lane ``i % lanes`` of beat ``i // lanes``; the
@@ -47,32 +46,15 @@ class ShiftQuantizer(wiring.Component):
     """
 
     def __init__(self, cfg: CoreConfig, lanes: int, counted: bool = False):
-        if lanes < 1:
-            raise ValueError(f"lanes must be positive, got {lanes}")
-        self.cfg = cfg
-        self.lanes = lanes
-        self.counted = counted
-        count = {"count": range(lanes + 1)} if counted else {}
-        super().__init__({
-            "cmd": In(stream.Signature(command_layout(cfg))),
-            "i": In(stream.Signature(data.StructLayout({
-                "data": data.ArrayLayout(acc_shape(cfg), lanes),
-                "last": 1,
-                **count,
-            }))),
-            "o": Out(stream.Signature(data.StructLayout({
-                "data": data.ArrayLayout(data_shape(cfg), lanes),
-                "last": 1,
-                "shift": shift_shape(cfg),
-            }))),
-        })
+        super().__init__(cfg, lanes, counted, command_layout(cfg),
+                         inputs={"data": data.ArrayLayout(acc_shape(cfg), lanes)},
+                         outputs={"data": data.ArrayLayout(data_shape(cfg), lanes), "last": 1,
+                                  "shift": shift_shape(cfg)})
 
     def elaborate(self, platform):
         m = Module()
         cfg = self.cfg
-        m.submodules.prng = prng = RandomLanes(self.lanes, self.counted)
-        if self.counted:
-            m.d.comb += prng.count.eq(self.i.payload.count)
+        prng = self.random_lanes(m)
 
         relu = Signal()
         stochastic = Signal()
@@ -82,7 +64,6 @@ class ShiftQuantizer(wiring.Component):
         decoded = ShiftDecode(m, shift, cfg, registered=True)
 
         values = [Mux(relu & (x < 0), 0, x) for x in self.i.payload.data]
-        m.d.comb += prng.key.eq(self.cmd.payload.key)
 
         # Leading-one detector: bit_length of the OR of magnitudes.
         bit_length = 0

@@ -1,12 +1,11 @@
 """Weight update unit: golden ``update_weights`` on a stream of (w, g) pairs."""
 
 from amaranth import Module, Mux, Signal
-from amaranth.lib import data, stream, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.lib import data
 
 from golden_model.config import CoreConfig
 
-from .prng import RandomLanes
+from .laned_unit import LanedStreamUnit
 from .rounding import (WORD_BITS, ShiftDecode, data_shape, round_shift_saturate, saturate, shift_shape,
                        signed_shift_shape)
 
@@ -22,7 +21,7 @@ def command_layout(cfg: CoreConfig) -> data.StructLayout:
     })
 
 
-class UpdateUnit(wiring.Component):
+class UpdateUnit(LanedStreamUnit):
     """``w' = saturate(w - saturate(u))`` per element, ``lanes`` pairs per beat.
 
     ``u = round_shift(g, shift, mode)`` for shift >= 0 and
@@ -39,39 +38,20 @@ class UpdateUnit(wiring.Component):
     """
 
     def __init__(self, cfg: CoreConfig, lanes: int, counted: bool = False):
-        if lanes < 1:
-            raise ValueError(f"lanes must be positive, got {lanes}")
-        self.cfg = cfg
-        self.lanes = lanes
-        self.counted = counted
-        count = {"count": range(lanes + 1)} if counted else {}
-        super().__init__({
-            "cmd": In(stream.Signature(command_layout(cfg))),
-            "i": In(stream.Signature(data.StructLayout({
-                "w": data.ArrayLayout(data_shape(cfg), lanes),
-                "g": data.ArrayLayout(data_shape(cfg), lanes),
-                "last": 1,
-                **count,
-            }))),
-            "o": Out(stream.Signature(data.StructLayout({
-                "w": data.ArrayLayout(data_shape(cfg), lanes),
-                "last": 1,
-            }))),
-        })
+        words = data.ArrayLayout(data_shape(cfg), lanes)
+        super().__init__(cfg, lanes, counted, command_layout(cfg), inputs={"w": words, "g": words},
+                         outputs={"w": words, "last": 1})
 
     def elaborate(self, platform):
         m = Module()
         cfg = self.cfg
-        m.submodules.prng = prng = RandomLanes(self.lanes, self.counted)
-        if self.counted:
-            m.d.comb += prng.count.eq(self.i.payload.count)
+        prng = self.random_lanes(m)
 
         # the command's shift, decoded into registers when it is accepted (SETUP waits for them)
         shift = self.cmd.payload.shift
         negative = Signal()
         stochastic = Signal()
         emit = Signal()
-        m.d.comb += prng.key.eq(self.cmd.payload.key)
 
         right = Signal(shift_shape(cfg))                        # the amount when shift >= 0
         decoded = ShiftDecode(m, right, cfg, registered=True)

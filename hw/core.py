@@ -23,7 +23,7 @@ from golden_model.config import CoreConfig
 
 from .interfaces import CoreControlSignature
 from .memories import DataMemories
-from .sequencer import ENGINES, PORT_MAP, Sequencer
+from .sequencer import ENGINES, PORT_BITS, PORT_MAP, Sequencer
 from .tensor_table import TensorTable
 
 
@@ -82,7 +82,7 @@ class EoqCore(wiring.Component):
             with m.If(seq.engine == index):
                 m.d.comb += seq.cmd.ready.eq(engine.cmd.ready)
         # memory ports: each physical port ORs the requests of the engines mapped to it
-        for physical in ("tmem_a", "tmem_b", "tmem_c", "tmem_w", "amem_r", "amem_w"):
+        for physical in PORT_BITS:
             sink = getattr(mem, physical)
             users = [(index, getattr(engine, port)) for index, (name, engine) in enumerate(zip(ENGINES, self.engines))
                      for port in ("tmem_a", "tmem_b", "tmem_w", "amem_r", "amem_w")

@@ -8,7 +8,8 @@ cycle after it is given the slots, and the range products, comparisons and
 the engine command computed from its entries are registered once more
 before CHECK uses them (``settle`` counts these two cycles down after
 anything they depend on changes), which keeps the table lookup, the
-rows x stride multiplies and the error priority out of one clock period.  The sequencer does not wait for the engine: the next
+rows x stride multiplies and the error priority out of one clock period.
+The sequencer does not wait for the engine: the next
 instruction is fetched at once and issued beside the running one when the
 two share no engine, no physical memory port (:data:`RESOURCES`) and no TMEM
 words (read/write, write/read and write/write overlaps of their word
@@ -316,7 +317,7 @@ class Sequencer(wiring.Component):
 
         def span(entry, enable):
             lo, hi = Signal(end_shape), Signal(end_shape)
-            m.d.comb += [lo.eq(entry.base), hi.eq(Mux(enable, entry.base + entry.rows * stride(entry), entry.base))]
+            m.d.comb += [lo.eq(entry.base), hi.eq(Mux(enable, end(entry), entry.base))]
             return lo, hi
 
         n_w, n_r0, n_r1 = span(dst, writes_dst), span(a, reads_a), span(b, reads_b)

@@ -60,20 +60,18 @@ class TensorTable(wiring.Component):
         cfg = self.cfg
         layout = table_entry_layout(cfg)
         shape_bits = layout.size - exp_shape(cfg).width
+        assert layout["exp"].offset == shape_bits, "the exponent must be the entry's last field"
         m.submodules.shapes = shapes = Memory(shape=shape_bits, depth=cfg.tensor_slots, init=[])
         m.submodules.exps = exps = Memory(shape=exp_shape(cfg), depth=cfg.tensor_slots, init=[])
-        host_entry = self.host_w.entry.as_value()
-
         shapes_w = shapes.write_port()
         m.d.comb += [shapes_w.en.eq(self.host_w.en), shapes_w.addr.eq(self.host_w.slot),
-                     shapes_w.data.eq(host_entry[:shape_bits])]
+                     shapes_w.data.eq(self.host_w.entry.as_value()[:shape_bits])]
         exps_w = exps.write_port()
         with m.If(self.host_w.en):
             m.d.comb += [exps_w.en.eq(1), exps_w.addr.eq(self.host_w.slot), exps_w.data.eq(self.host_w.entry.exp)]
         with m.Elif(self.exp_w.en):
             m.d.comb += [exps_w.en.eq(1), exps_w.addr.eq(self.exp_w.slot), exps_w.data.eq(self.exp_w.exp)]
 
-        assert layout["exp"].offset == shape_bits, "the exponent must be the entry's last field"
         for port in (self.host_r, self.rd_dst, self.rd_a, self.rd_b):
             shape_r = shapes.read_port()
             exp_r = exps.read_port()

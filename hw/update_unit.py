@@ -60,8 +60,8 @@ class UpdateUnit(LanedStreamUnit):
 
         # two stages: (1) u = the rounded, saturated update, registered beside w; (2) o = saturate(w - u)
         s1_valid, s1_last = Signal(), Signal()
-        s1_w = Signal(data.ArrayLayout(data_shape(cfg), self.lanes))
-        s1_u = Signal(data.ArrayLayout(data_shape(cfg), self.lanes))
+        s1_w = Signal(self.i.payload.w.shape())
+        s1_u = Signal(self.i.payload.g.shape())
         advance = ~self.o.valid | self.o.ready          # stage 2 can take stage 1's beat
         take = Signal()
 

@@ -305,9 +305,8 @@ def build(board: str, device: str, config: str, freq_mhz: float | None = None, b
         "design": "echo" if echo else "eoq_system", "lut_mapper": lut_mapper, "freq_mhz": round(top.freq / 1e6, 4),
         "baud": baud, "uart_divisor": top.divisor,
         "pll": {"clki_div": top.pll.clki_div, "clkfb_div": top.pll.clkfb_div, "clkop_div": top.pll.clkop_div},
-        **parsed, "source": source,
-        "yosys_cells": parse_yosys_stats((build_dir / "top.rpt").read_text(errors="replace"))
-        if (build_dir / "top.rpt").exists() else {}, "seed": seed, "seconds": round(seconds, 1),
+        **parsed, "source": source, "yosys_cells": _yosys_cells(build_dir), "seed": seed,
+        "seconds": round(seconds, 1),
         "step_seconds": steps,
         "bitstream": str(build_dir / "top.bit"),
     }
@@ -319,15 +318,18 @@ def build(board: str, device: str, config: str, freq_mhz: float | None = None, b
 def _write_failure_report(build_dir, board, device, config, cfg, top, tool, returncode) -> None:
     """fpga_report.json for a failed build: what nextpnr logged before it stopped (e.g. does not fit)."""
     log = build_dir / "top.tim"
-    parsed = parse_nextpnr_log(log.read_text(errors="replace")) if log.exists() else {"resources": {}, "clocks": []}
-    errors = [line for line in (log.read_text(errors="replace").splitlines() if log.exists() else [])
-              if line.startswith("ERROR")]
+    text = log.read_text(errors="replace") if log.exists() else ""
+    parsed = parse_nextpnr_log(text) if text else {"resources": {}, "clocks": []}
+    errors = [line for line in text.splitlines() if line.startswith("ERROR")]
     report = {"board": board, "device": device, "config": config, "array": f"{cfg.array_rows}x{cfg.array_cols}",
               "freq_mhz": round(top.freq / 1e6, 4), "baud": top.baud, **parsed,
-              "yosys_cells": parse_yosys_stats((build_dir / "top.rpt").read_text(errors="replace"))
-              if (build_dir / "top.rpt").exists() else {},
-              "failed_step": tool, "exit_code": returncode, "errors": errors, "timing_met": False}
+              "yosys_cells": _yosys_cells(build_dir), "failed_step": tool, "exit_code": returncode, "errors": errors, "timing_met": False}
     (build_dir / "fpga_report.json").write_text(json.dumps(report, indent=2) + "\n")
+
+
+def _yosys_cells(build_dir: Path) -> dict:
+    rpt = build_dir / "top.rpt"
+    return parse_yosys_stats(rpt.read_text(errors="replace")) if rpt.exists() else {}
 
 
 def _synth_key(build_dir: Path) -> str:

@@ -2,16 +2,15 @@
 
 Each section is a module in this package with ``run(quick: bool) -> dict``;
 its dict is stored under the section's name (so ``golden.batch16.step_seconds``
-is ``json["golden"]["batch16"]["step_seconds"]``).  To add a section (hardware
-cycles, host link, ...), write ``bench/<name>.py`` with such a ``run`` and add
-one line to :data:`SECTIONS`.
+is ``json["golden"]["batch16"]["step_seconds"]``).  To add a section, write
+``bench/<name>.py`` with such a ``run``, import it here and add one line to
+:data:`SECTIONS`.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
-import importlib
 import json
 import os
 import platform
@@ -19,11 +18,15 @@ import sys
 import time
 from pathlib import Path
 
+import numpy
+
+from bench import core, golden, host_link
+
 #: (name, module) of every benchmark section, run in this order.
-SECTIONS: list[tuple[str, str]] = [
-    ("golden", "bench.golden"),
-    ("host_link", "bench.host_link"),
-    ("core", "bench.core"),
+SECTIONS = [
+    ("golden", golden),
+    ("host_link", host_link),
+    ("core", core),
 ]
 
 
@@ -37,7 +40,7 @@ def run_sections(names, quick: bool = False) -> dict:
         if name not in names:
             continue
         start = time.perf_counter()
-        section = importlib.import_module(module).run(quick=quick)
+        section = module.run(quick=quick)
         if not isinstance(section, dict):
             raise TypeError(f"bench section {name!r} returned {type(section).__name__}, expected dict")
         section["section_seconds"] = round(time.perf_counter() - start, 3)
@@ -83,8 +86,6 @@ def table(results: dict) -> str:
 
 
 def metadata(names) -> dict:
-    import numpy
-
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "python": platform.python_version(),

@@ -14,7 +14,13 @@ import json
 import os
 import tempfile
 
-from golden_model.network import mlp_sizes
+from golden_model.config import get_config
+from golden_model.data import load_digits_split
+from golden_model.network import ResMLP, mlp_sizes, quantize_input
+from golden_model.program import ProgramTrainer
+from host.client import LinkClient
+from protocol.link_model import LinkDevice, LoopbackTransport
+from sim_tests.runner import build
 
 
 def utilization(macs: int, pes: int, cycles: int) -> float:
@@ -70,7 +76,6 @@ def _elementwise_macs(raw: dict) -> int:
 
 
 def run(quick: bool = False, config: str = "default") -> dict:
-    from sim_tests.test_sim import build
     runner, directory = build("eoq_core", config, None)
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "core.json")
@@ -85,12 +90,6 @@ def run(quick: bool = False, config: str = "default") -> dict:
 
 def link_bytes_per_step(config: str = "default") -> int:
     """Host-link bytes (both directions) of one batch training step, counted on the golden device."""
-    from golden_model.config import get_config
-    from golden_model.data import load_digits_split
-    from golden_model.network import ResMLP, quantize_input
-    from golden_model.program import ProgramTrainer
-    from host.link_model import LinkDevice, LoopbackTransport
-    from host.protocol import LinkClient
     cfg = get_config(config)
     data = load_digits_split()
     client = LinkClient(LoopbackTransport(LinkDevice(cfg)), cfg)

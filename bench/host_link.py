@@ -30,6 +30,11 @@ import time
 from pathlib import Path
 
 from fpga.top import DEFAULT_FREQ
+from golden_model.config import get_config
+from golden_model.data import load_digits_split
+from golden_model.network import ResMLP, quantize_input
+from golden_model.program import ProgramTrainer
+from host.device import open_device
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_BAUD = 3_000_000
@@ -63,12 +68,6 @@ def choose_fmax(fmax_mhz: float | None, config: str) -> tuple[float, str]:
 
 def measure(target: str, steps: int, batch: int = 16, config: str = "default", seed: int = 0) -> dict:
     """Train ``steps`` steps on ``target`` through the Device API; per-step link and cycle figures."""
-    from golden_model.config import get_config
-    from golden_model.data import load_digits_split
-    from golden_model.network import ResMLP, quantize_input
-    from golden_model.program import ProgramTrainer
-    from host.device import open_device
-
     cfg = get_config(config)
     data = load_digits_split()
     device = open_device(target, cfg, **({"log": lambda m: print(m, file=sys.stderr)} if target == "sim" else {}))

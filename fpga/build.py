@@ -32,6 +32,8 @@ import sys
 import time
 from pathlib import Path
 
+from amaranth_boards import ulx3s
+
 from golden_model.config import get_config
 
 from .top import DEFAULT_BAUD, DEFAULT_FREQ, EchoSystem, UlxTop
@@ -58,8 +60,6 @@ class BuildError(Exception):
 
 
 def _ulx3s_platforms():
-    from amaranth_boards import ulx3s
-
     def without_programmer(cls):
         # amaranth-boards lists openFPGALoader as a required *build* tool; building does not need it
         # (fpga/program.py installs it on demand).

@@ -4,7 +4,7 @@
 
   sim                  the Verilator-simulated board (sim_board/): eoq_system.v
                        in a subprocess, host-link bytes over its stdin/stdout
-                       pipes, driven by host.protocol.LinkClient.  Built on
+                       pipes, driven by host.client.LinkClient.  Built on
                        first use (python -m sim_board.build), then reused.
   serial:PORT[@BAUD]   a board on a serial port (pyserial), LinkClient over it;
                        BAUD defaults to 3000000 (the FPGA top's UART).
@@ -15,7 +15,7 @@ Every device offers what golden_model.program.ProgramTrainer needs
 (set_tensor, write_tensor, read_tensor, load_program, run), ``stats``
 (:class:`DeviceStats`: core cycles of runs, host-link bytes in/out, frames,
 retries), ``info`` (what PING answered) and close().  Link devices PING on
-connect and raise host.protocol.ConfigMismatch when the bitstream was built
+connect and raise host.client.ConfigMismatch when the bitstream was built
 for another CoreConfig.
 """
 
@@ -28,11 +28,15 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 
-from golden_model.config import CoreConfig
+import serial
+
+from golden_model.config import CoreConfig, get_config
 from golden_model.isa import Status
 from golden_model.machine import Machine, MachineError
 
-from .protocol import DeviceError, LinkClient, LinkError, SerialTransport
+from sim_board.build import BuildError, build
+
+from .client import DeviceError, LinkClient, LinkError, SerialTransport
 
 DEFAULT_BAUD = 3_000_000
 
@@ -227,7 +231,6 @@ class SimDevice(LinkDevice):
 
     def __init__(self, cfg: CoreConfig, exe=None, log=None, **client_options):
         if exe is None:
-            from sim_board.build import BuildError, build
             try:
                 exe = build(cfg, log=log or (lambda message: print(message, flush=True)))
             except BuildError as error:
@@ -269,7 +272,6 @@ class SerialDevice(LinkDevice):
     target = "serial"
 
     def __init__(self, cfg: CoreConfig, port: str, baud: int = DEFAULT_BAUD, **client_options):
-        import serial
         if not os.path.exists(port) and "://" not in port:
             raise DeviceNotFound(f"no board found on {port}: no such device (is the board plugged in? "
                                  f"ls /dev/ttyUSB* /dev/ttyACM*)")
@@ -302,7 +304,6 @@ def is_device_target(target: str) -> bool:
 def open_device(target: str = "sim", cfg: CoreConfig | None = None, **options) -> Device:
     """Open ``target`` (sim | golden | serial:PORT[@BAUD]) for configuration ``cfg``."""
     if cfg is None:
-        from golden_model.config import get_config
         cfg = get_config("default")
     if target == "sim":
         return SimDevice(cfg, **options)

@@ -27,8 +27,8 @@ import json
 import sys
 from pathlib import Path
 
-
 import numpy as np
+from matplotlib.figure import Figure
 
 from golden_model.config import get_config
 from golden_model.data import load_digits_split
@@ -37,7 +37,7 @@ from golden_model.program import PARAMS, ProgramTrainer
 from golden_model.train import FloatTarget, GoldenTarget, default_lr_shift, run_training
 
 from .device import DeviceNotFound, DeviceStats, is_device_target, open_device
-from .protocol import DeviceError, LinkError
+from .client import DeviceError, LinkError
 
 TARGETS = ("sim", "golden", "fp32", "serial:PORT[@BAUD]")
 ARCHS = ("mlp", "cnn")
@@ -153,12 +153,9 @@ def device_metrics(target, steps: int) -> dict:
 
 
 def plot_history(history, path: Path, title: str) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     epochs = [r.epoch for r in history]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.5))
+    fig = Figure(figsize=(9, 3.5))
+    ax_loss, ax_acc = fig.subplots(1, 2)
     ax_loss.plot(epochs, [r.loss for r in history], marker="o")
     ax_loss.set(xlabel="epoch", ylabel="mean training loss", title="loss")
     ax_acc.plot(epochs, [r.train_accuracy for r in history], marker="o", label="train")
@@ -168,7 +165,6 @@ def plot_history(history, path: Path, title: str) -> None:
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def parse_args(argv=None):

@@ -22,16 +22,16 @@ from amaranth.lib.wiring import In, flipped
 from golden_model.config import CoreConfig
 
 from .interfaces import CoreControlSignature
+from .matmul_engine import MatmulEngine
 from .memories import DataMemories
+from .quant_engine import QuantEngine
 from .sequencer import ENGINES, PORT_BITS, PORT_MAP, Sequencer
 from .tensor_table import TensorTable
+from .update_engine import UpdateEngine
+from .vector_engine import VectorEngine
 
 
 def default_engines(cfg: CoreConfig) -> list[wiring.Component]:
-    from .matmul_engine import MatmulEngine
-    from .quant_engine import QuantEngine
-    from .update_engine import UpdateEngine
-    from .vector_engine import VectorEngine
     engines = {"matmul": MatmulEngine(cfg), "quant": QuantEngine(cfg), "vector": VectorEngine(cfg),
                "update": UpdateEngine(cfg)}
     return [engines[name] for name in ENGINES]

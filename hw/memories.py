@@ -1,14 +1,10 @@
-"""The core's data memories, and a harness that runs one engine against them.
+"""The core's data memories.
 
 :class:`DataMemories` holds TMEM (int8 words) and AMEM (int32 words) as
 amaranth.lib.memory.Memory instances (block RAM on ECP5) with two TMEM read
 ports, one TMEM write port, one AMEM read and one AMEM write port: the
 :class:`~hw.interfaces.EngineSignature` port set.  A third TMEM read port, a
 second AMEM read port and muxes on both write ports serve the host.
-
-:class:`EngineHarness` puts one engine on DataMemories and exposes its
-command stream plus host (backdoor) ports: the unit-level testbench of every
-engine (sim_tests/tb_engines.py).
 """
 
 from __future__ import annotations
@@ -16,12 +12,12 @@ from __future__ import annotations
 from amaranth import Module, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
-from amaranth.lib.wiring import In, Out, flipped
+from amaranth.lib.wiring import In
 
 from golden_model.config import CoreConfig
 
-from .interfaces import (ReadPortSignature, WritePortSignature, amem_addr_shape,
-                         amem_word_layout, command_layout, result_layout, tmem_addr_shape, tmem_word_layout)
+from .interfaces import (ReadPortSignature, WritePortSignature, amem_addr_shape, amem_word_layout, tmem_addr_shape,
+                         tmem_word_layout)
 
 
 def host_ports(cfg: CoreConfig) -> dict:
@@ -91,37 +87,4 @@ class DataMemories(wiring.Component):
         with m.Else():
             m.d.comb += [awrite.addr.eq(self.amem_w.addr), awrite.data.eq(self.amem_w.data),
                          awrite.en.eq(self.amem_w.en)]
-        return m
-
-
-class EngineHarness(wiring.Component):
-    """One engine wired to DataMemories, for unit testbenches."""
-
-    def __init__(self, cfg: CoreConfig, engine: wiring.Component):
-        self.cfg = cfg
-        self.engine = engine
-        super().__init__({
-            "cmd_valid": In(1),
-            "cmd_ready": Out(1),
-            "cmd_payload": In(command_layout(cfg).size),
-            "done": Out(1),
-            "result": Out(result_layout(cfg)),
-            **host_ports(cfg),
-        })
-
-    def elaborate(self, platform):
-        m = Module()
-        m.submodules.engine = engine = self.engine
-        m.submodules.mem = mem = DataMemories(self.cfg)
-        for name in ("tmem_a", "tmem_b", "tmem_w", "amem_r", "amem_w"):
-            wiring.connect(m, getattr(engine, name), getattr(mem, name))
-        for name in ("host_tmem_r", "host_tmem_w", "host_amem_r", "host_amem_w"):
-            wiring.connect(m, flipped(getattr(self, name)), getattr(mem, name))
-        m.d.comb += [
-            engine.cmd.valid.eq(self.cmd_valid),
-            engine.cmd.payload.eq(self.cmd_payload),
-            self.cmd_ready.eq(engine.cmd.ready),
-            self.done.eq(engine.done),
-            self.result.eq(engine.result),
-        ]
         return m

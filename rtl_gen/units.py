@@ -1,7 +1,8 @@
 """Registry of the hardware units rtl_gen can emit, one Verilog file each.
 
-Adding a unit (e.g. the whole core ``eoq_core``) is one :func:`register` call:
-the CLI, the lint step and the simulation tests pick it up by name.
+Adding a unit is one :func:`register` call: the CLI and the lint step pick
+it up by name.  The cocotb regression wraps some of them in bench harnesses
+(sim_tests/units.py); that is test scaffolding and lives there.
 """
 
 from __future__ import annotations
@@ -17,6 +18,17 @@ from typing import Callable
 from amaranth.back import verilog
 
 from golden_model.config import CoreConfig
+from hw.core import EoqCore
+from hw.host_link import HostLink
+from hw.mac_array import MacArray
+from hw.matmul_engine import MatmulEngine
+from hw.prng import RandomLanes
+from hw.quant_engine import QuantEngine
+from hw.shift_quantizer import ShiftQuantizer
+from hw.system import EoqSystem
+from hw.update_engine import UpdateEngine
+from hw.update_unit import UpdateUnit
+from hw.vector_engine import VectorEngine
 
 
 @dataclass(frozen=True)
@@ -47,64 +59,17 @@ def register(unit: Unit) -> Unit:
     return unit
 
 
-def _random_lanes(cfg, lanes):
-    from hw.prng import RandomLanes
-    return RandomLanes(lanes)
-
-
-def _mac_array(cfg, lanes):
-    from hw.mac_array import MacArray
-    return MacArray(cfg)
-
-
-def _shift_quantizer(cfg, lanes):
-    from hw.shift_quantizer import ShiftQuantizer
-    return ShiftQuantizer(cfg, lanes)
-
-
-def _update_unit(cfg, lanes):
-    from hw.update_unit import UpdateUnit
-    return UpdateUnit(cfg, lanes)
-
-
-def _host_link(cfg, lanes):
-    """The link alone, with the short frame timeout of its bench (the core top uses cfg's)."""
-    from hw.host_link import HostLink, bench_timeout_cycles
-    return HostLink(cfg, bench_timeout_cycles(cfg))
-
-
-def _eoq_core(cfg, lanes):
-    from hw.core import EoqCore
-    return EoqCore(cfg)
-
-
-def _eoq_system(cfg, lanes):
-    from hw.system import EoqSystem
-    return EoqSystem(cfg)
-
-
-def _engine(module: str, cls: str):
-    """An execution engine inside hw.memories.EngineHarness (its unit bench wrapper)."""
-    def make(cfg, lanes):
-        import importlib
-
-        from hw.memories import EngineHarness
-        engine = getattr(importlib.import_module(f"hw.{module}"), cls)(cfg)
-        return EngineHarness(cfg, engine)
-    return make
-
-
-register(Unit("random_lanes", _random_lanes, has_lanes=True))
-register(Unit("mac_array", _mac_array))
-register(Unit("shift_quantizer", _shift_quantizer, has_lanes=True))
-register(Unit("update_unit", _update_unit, has_lanes=True))
-register(Unit("host_link", _host_link))
-register(Unit("eoq_core", _eoq_core))
-register(Unit("eoq_system", _eoq_system))
-register(Unit("matmul_engine", _engine("matmul_engine", "MatmulEngine")))
-register(Unit("quant_engine", _engine("quant_engine", "QuantEngine")))
-register(Unit("update_engine", _engine("update_engine", "UpdateEngine")))
-register(Unit("vector_engine", _engine("vector_engine", "VectorEngine")))
+register(Unit("random_lanes", lambda cfg, lanes: RandomLanes(lanes), has_lanes=True))
+register(Unit("mac_array", lambda cfg, lanes: MacArray(cfg)))
+register(Unit("shift_quantizer", lambda cfg, lanes: ShiftQuantizer(cfg, lanes), has_lanes=True))
+register(Unit("update_unit", lambda cfg, lanes: UpdateUnit(cfg, lanes), has_lanes=True))
+register(Unit("matmul_engine", lambda cfg, lanes: MatmulEngine(cfg)))
+register(Unit("quant_engine", lambda cfg, lanes: QuantEngine(cfg)))
+register(Unit("vector_engine", lambda cfg, lanes: VectorEngine(cfg)))
+register(Unit("update_engine", lambda cfg, lanes: UpdateEngine(cfg)))
+register(Unit("host_link", lambda cfg, lanes: HostLink(cfg)))
+register(Unit("eoq_core", lambda cfg, lanes: EoqCore(cfg)))
+register(Unit("eoq_system", lambda cfg, lanes: EoqSystem(cfg)))
 
 
 def get_unit(name: str) -> Unit:
@@ -146,9 +111,9 @@ def to_verilog(unit: Unit, cfg: CoreConfig, lanes: int | None = None) -> str:
     return verilog.convert(component, name=unit.name, emit_src=False)
 
 
-def generate(unit_name: str, cfg: CoreConfig, out_dir, lanes: int | None = None) -> Path:
+def generate(unit: Unit | str, cfg: CoreConfig, out_dir, lanes: int | None = None) -> Path:
     """Write ``<out_dir>/<unit>.v`` and return its path (rewritten only if it changed)."""
-    unit = get_unit(unit_name)
+    unit = get_unit(unit) if isinstance(unit, str) else unit
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{unit.name}.v"

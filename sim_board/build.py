@@ -5,8 +5,9 @@ into ``build/sim_board/<config>/harness`` (``verilator --cc --exe --build -O3``)
 
 Two caches keep repeated calls cheap:
   * Verilog generation (about 2 minutes for the default core) is skipped when
-    the hash of its inputs (hw/, rtl_gen/, golden_model/config.py sources and
-    the configuration) matches the last generation's stamp;
+    the hash of its inputs (hw/, rtl_gen/, protocol/ and the golden-model
+    contracts the gateware reads: config, isa, prng) matches the last
+    generation's stamp;
   * compilation is skipped when the hash of the Verilog, harness.cpp and the
     Verilator version matches the last build's stamp.
 """
@@ -14,6 +15,7 @@ Two caches keep repeated calls cheap:
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import os
 import shutil
@@ -22,7 +24,10 @@ import sys
 import time
 from pathlib import Path
 
+import amaranth
+
 from golden_model.config import CoreConfig, get_config
+from rtl_gen.units import generate
 
 ROOT = Path(__file__).resolve().parents[1]
 HARNESS = Path(__file__).resolve().parent / "harness.cpp"
@@ -45,8 +50,8 @@ def _hash_files(paths, extra: str = "") -> str:
 
 def source_hash(cfg: CoreConfig) -> str:
     """Hash of everything the generated Verilog depends on."""
-    files = [*(ROOT / "hw").glob("*.py"), *(ROOT / "rtl_gen").glob("*.py"), ROOT / "golden_model" / "config.py"]
-    import amaranth
+    files = [*(ROOT / "hw").glob("*.py"), *(ROOT / "rtl_gen").glob("*.py"), *(ROOT / "protocol").glob("*.py"),
+             *(ROOT / "golden_model" / name for name in ("config.py", "isa.py", "prng.py"))]
     return _hash_files(files, cfg.to_json() + amaranth.__version__)
 
 
@@ -66,7 +71,6 @@ def build_dir(cfg: CoreConfig) -> Path:
 
 
 def generate_verilog(cfg: CoreConfig, out: Path, log=print) -> Path:
-    from rtl_gen.units import generate
     stamp = out / "verilog.stamp"
     path = out / "eoq_system.v"
     key = source_hash(cfg)
@@ -88,7 +92,6 @@ def build(cfg: CoreConfig | str = "default", log=print, jobs: int | None = None)
     check_tools()
     out = build_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
-    import fcntl
     with open(out / ".lock", "w") as lock:          # parallel test workers build once, the others wait
         fcntl.flock(lock, fcntl.LOCK_EX)
         return _build_locked(cfg, out, log, jobs)

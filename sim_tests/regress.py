@@ -18,6 +18,8 @@ import xml.etree.ElementTree as ET
 from collections import defaultdict
 from pathlib import Path
 
+from sim_tests.matrix import BENCHES
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "build" / "sim-results.xml"
 CASE = re.compile(r"test_unit\[(?P<id>[^\]]+)\]")
@@ -41,7 +43,6 @@ def outcomes(path: Path) -> dict[str, str]:
 
 
 def table(results: dict[str, str]) -> str:
-    from sim_tests.test_sim import BENCHES
     rows = defaultdict(dict)
     for ident, state in results.items():
         unit = next((u for u in sorted(BENCHES, key=len, reverse=True) if ident.startswith(u + "-")), ident)

@@ -17,10 +17,10 @@ from cocotb.utils import get_sim_time
 from golden_model import isa
 from golden_model.isa import Status
 from golden_model.machine import Machine, TensorEntry
-from host.link_model import LinkDevice, run_machine
-from host.protocol import Cmd, LinkStatus, decode_response, encode_request, pc_mask
-from hw.host_link import bench_timeout_cycles
+from protocol.link_model import LinkDevice, run_machine
+from protocol.wire import Cmd, LinkStatus, decode_response, encode_request, pc_mask
 from hw.interfaces import status_layout, table_entry_layout, tmem_word_layout
+from sim_tests.units import bench_timeout_cycles
 from sim_tests.common import CLOCK_NS, StreamSink, StreamSource, decode, encode, read_unsigned, settings, start
 
 
@@ -316,7 +316,7 @@ async def truncated_frame_times_out(dut):
     """A frame stalled mid-way is discarded after frame_timeout_cycles with a TIMEOUT answer."""
     b = await setup(dut, stall=0.2)
     cfg, rng = b.cfg, b.s.rng
-    timeout = bench_timeout_cycles(cfg)          # the unit is generated with this (rtl_gen/units.py)
+    timeout = bench_timeout_cycles(cfg)          # the unit is generated with this (sim_tests/units.py)
     for cut in (1, 3, 9, None):                 # after sync, in the header, in the payload; a longer len field
         frame = encode_request(Cmd.WRITE_TMEM, b.next_seq(), struct.pack("<H", 1) + random_words(rng, 2, cfg.lanes))
         part = frame[:cut] if cut else frame[:3] + bytes([frame[3] + 5]) + frame[4:]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 import types
 
 import pytest
@@ -13,11 +12,12 @@ import bench.__main__ as bench_main
 
 @pytest.fixture
 def fake_sections(monkeypatch):
+    sections = []
     for name, value in (("one", {"a": 1, "sub": {"t_seconds": 0.5}}), ("two", {"b": 2.0})):
         module = types.ModuleType(f"bench_fake_{name}")
         module.run = (lambda v: lambda quick=False: dict(v))(value)
-        monkeypatch.setitem(sys.modules, module.__name__, module)
-    monkeypatch.setattr(bench_main, "SECTIONS", [("one", "bench_fake_one"), ("two", "bench_fake_two")])
+        sections.append((name, module))
+    monkeypatch.setattr(bench_main, "SECTIONS", sections)
 
 
 def test_sections_merge_into_json(fake_sections, tmp_path, capsys):

@@ -23,8 +23,8 @@ from golden_model.network import ResMLP, quantize_input
 from golden_model.program import PARAMS, ProgramTrainer
 from host.device import (DeviceNotFound, GoldenDevice, SerialDevice, open_device, parse_harness_stats,
                          parse_serial_target)
-from host.link_model import LinkDevice
-from host.protocol import ConfigMismatch, LinkError
+from protocol.link_model import LinkDevice
+from host.client import ConfigMismatch, LinkError
 
 ROOT = Path(__file__).resolve().parents[1]
 CFG = get_config("default")

@@ -1,4 +1,4 @@
-"""Host protocol: CRC, frames, the reference device (host/link_model.py) and LinkClient over faulty links."""
+"""Host link: CRC, frames, the reference device (protocol/link_model.py) and LinkClient over faulty links."""
 
 import struct
 
@@ -11,10 +11,10 @@ from golden_model.machine import Machine
 from golden_model.network import ResMLP, quantize_input
 from golden_model.program import ProgramTrainer
 from golden_model.quant import QTensor
-from host.link_model import LinkDevice, LoopbackTransport
-from host.protocol import (REQUEST_OVERHEAD, RESPONSE_OVERHEAD, Cmd, ConfigMismatch, DeviceError, FrameError,
-                           LinkClient, LinkError, LinkStatus, crc16, decode_request, decode_response,
-                           encode_request, encode_response, parse_status)
+from protocol.link_model import LinkDevice, LoopbackTransport
+from host.client import ConfigMismatch, DeviceError, LinkClient, LinkError
+from protocol.wire import (REQUEST_OVERHEAD, RESPONSE_OVERHEAD, Cmd, FrameError, LinkStatus, crc16, decode_request,
+                           decode_response, encode_request, encode_response, parse_status)
 
 CFG = get_config("default")
 

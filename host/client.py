@@ -1,207 +1,32 @@
-"""Host side of the byte-stream host protocol (docs/protocol.md).
+"""The host driver of the host link (docs/protocol.md): :class:`LinkClient`.
 
-Frames, CRC-16/CCITT-FALSE, the command and link-status codes shared with
-hw/host_link.py and host/link_model.py, and :class:`LinkClient`: a driver
-over any ``transport`` with ``write(bytes)`` and ``read(n, timeout) -> bytes``
-(``b""`` means nothing arrived within ``timeout`` seconds).  LinkClient also
-offers the device API golden_model.program.ProgramTrainer uses (set_tensor,
-write_tensor, read_tensor, load_program, run), so the training flow runs
-unchanged over a serial line.
+A request/response driver over any ``transport`` with ``write(bytes)`` and
+``read(n, timeout) -> bytes`` (``b""`` means nothing arrived within
+``timeout`` seconds): resends, sequence numbers, safe RUN retries and
+statistics.  The wire format itself is the contract module protocol.wire,
+shared with the gateware.  LinkClient also offers the device API
+golden_model.program.ProgramTrainer uses (set_tensor, write_tensor,
+read_tensor, load_program, run), so the training flow runs unchanged over a
+serial line.
 """
 
 from __future__ import annotations
 
-import enum
 import struct
 import time
 from dataclasses import dataclass
 
 import numpy as np
+import serial
 
 from golden_model.config import CoreConfig
 from golden_model.isa import STATUS_HELP, Status
 from golden_model.machine import TensorEntry, words_per_row
 from golden_model.quant import QTensor
-
-REQUEST_SYNC = 0xA5
-RESPONSE_SYNC = 0x5A
-MAGIC = b"EOQ1"
-REQUEST_OVERHEAD = 7    # sync, cmd, seq, len(2), crc(2)
-RESPONSE_OVERHEAD = 8   # sync, cmd, seq, link status, len(2), crc(2)
-PING_PAYLOAD_BYTES = 17
-STATUS_PAYLOAD_BYTES = 9
-RUN_PAYLOAD_BYTES = 7
-TENSOR_ENTRY_BYTES = 8
-
-
-class Cmd(enum.IntEnum):
-    PING = 0x01
-    WRITE_TMEM = 0x02
-    READ_TMEM = 0x03
-    WRITE_TENSOR = 0x04
-    READ_TENSOR = 0x05
-    WRITE_PROGRAM = 0x06
-    RUN = 0x07
-    STATUS = 0x08
-
-
-class LinkStatus(enum.IntEnum):
-    OK = 0
-    BAD_CRC = 1
-    BAD_COMMAND = 2
-    BAD_LENGTH = 3
-    ADDR_RANGE = 4
-    BUSY = 5
-    TIMEOUT = 6
-
-
-LINK_STATUS_HELP = {
-    LinkStatus.BAD_CRC: "the request frame arrived corrupted (CRC mismatch); nothing was changed",
-    LinkStatus.BAD_COMMAND: "unknown command byte; host and bitstream speak different protocol versions?",
-    LinkStatus.BAD_LENGTH: "payload length beyond max_payload or not what the command takes",
-    LinkStatus.ADDR_RANGE: "TMEM address, program address, tensor slot, pc or exponent out of range "
-                           "for the bitstream's configuration",
-    LinkStatus.BUSY: "a run is active; only STATUS and PING are served until it ends",
-    LinkStatus.TIMEOUT: "the request frame stalled mid-way and was discarded (bytes lost on the line?)",
-}
-
-
-# ---- CRC and frames ---------------------------------------------------------------------------
-
-def crc16_update(crc: int, byte: int) -> int:
-    """One byte of CRC-16/CCITT-FALSE (poly 0x1021, MSB first, no reflection)."""
-    crc ^= byte << 8
-    for _ in range(8):
-        crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else (crc << 1)
-    return crc & 0xFFFF
-
-
-def crc16(data: bytes, crc: int = 0xFFFF) -> int:
-    """CRC-16/CCITT-FALSE: init 0xFFFF, no final XOR; crc16(b"123456789") == 0x29B1."""
-    for byte in data:
-        crc = crc16_update(crc, byte)
-    return crc
-
-
-def encode_request(cmd: int, seq: int, payload: bytes = b"") -> bytes:
-    body = struct.pack("<BBH", cmd, seq, len(payload)) + bytes(payload)
-    return bytes([REQUEST_SYNC]) + body + struct.pack("<H", crc16(body))
-
-
-def encode_response(cmd: int, seq: int, status: int, payload: bytes = b"") -> bytes:
-    body = struct.pack("<BBBH", cmd, seq, status, len(payload)) + bytes(payload)
-    return bytes([RESPONSE_SYNC]) + body + struct.pack("<H", crc16(body))
-
-
-@dataclass(frozen=True)
-class Request:
-    cmd: int
-    seq: int
-    payload: bytes
-
-
-@dataclass(frozen=True)
-class Response:
-    cmd: int
-    seq: int
-    status: int
-    payload: bytes
-
-
-class FrameError(ValueError):
-    """A byte string that is not one well-formed frame."""
-
-
-def decode_request(frame: bytes) -> Request:
-    if len(frame) < REQUEST_OVERHEAD or frame[0] != REQUEST_SYNC:
-        raise FrameError("not a request frame")
-    cmd, seq, length = struct.unpack_from("<BBH", frame, 1)
-    if len(frame) != REQUEST_OVERHEAD + length:
-        raise FrameError(f"request frame of {len(frame)} bytes, header says payload {length}")
-    if crc16(frame[1:-2]) != struct.unpack_from("<H", frame, len(frame) - 2)[0]:
-        raise FrameError("request CRC mismatch")
-    return Request(cmd, seq, bytes(frame[5:-2]))
-
-
-def decode_response(frame: bytes) -> Response:
-    if len(frame) < RESPONSE_OVERHEAD or frame[0] != RESPONSE_SYNC:
-        raise FrameError("not a response frame")
-    cmd, seq, status, length = struct.unpack_from("<BBBH", frame, 1)
-    if len(frame) != RESPONSE_OVERHEAD + length:
-        raise FrameError(f"response frame of {len(frame)} bytes, header says payload {length}")
-    if crc16(frame[1:-2]) != struct.unpack_from("<H", frame, len(frame) - 2)[0]:
-        raise FrameError("response CRC mismatch")
-    return Response(cmd, seq, status, bytes(frame[6:-2]))
-
-
-# ---- payloads shared by device models and host ---------------------------------------------------
-
-def check_protocol_fit(cfg: CoreConfig) -> None:
-    """Raise ValueError when a configuration does not fit the protocol's field widths."""
-    limits = {"lanes": (cfg.lanes, 0xFF), "array_rows": (cfg.array_rows, 0xFF),
-              "array_cols": (cfg.array_cols, 0xFF), "tensor_slots": (cfg.tensor_slots, 0xFF),
-              "tmem_words": (cfg.tmem_words, 0xFFFF), "acc_words": (cfg.acc_words, 0xFFFF),
-              "program_depth": (cfg.program_depth, 0xFFFF), "exp_bits": (cfg.exp_bits, 16)}
-    for name, (value, limit) in limits.items():
-        if not 1 <= value <= limit:
-            raise ValueError(f"{name}={value} does not fit the host protocol (at most {limit})")
-
-
-def ping_payload(cfg: CoreConfig) -> bytes:
-    """What PING answers: magic and the configuration the bitstream was built for."""
-    check_protocol_fit(cfg)
-    return MAGIC + struct.pack("<BBBHHBHBH", cfg.lanes, cfg.array_rows, cfg.array_cols, cfg.tmem_words,
-                               cfg.acc_words, cfg.tensor_slots, cfg.program_depth, cfg.exp_bits,
-                               cfg.max_payload)
-
-
-PING_FIELDS = ("lanes", "array_rows", "array_cols", "tmem_words", "acc_words", "tensor_slots",
-               "program_depth", "exp_bits", "max_payload")
-
-
-def parse_ping(payload: bytes) -> dict:
-    if len(payload) != PING_PAYLOAD_BYTES or payload[:4] != MAGIC:
-        raise FrameError(f"PING answer {payload!r} lacks magic {MAGIC!r}: not an EOQ core (or another protocol version)")
-    return dict(zip(PING_FIELDS, struct.unpack("<BBBHHBHBH", payload[4:])))
-
-
-def pc_mask(cfg: CoreConfig) -> int:
-    """The status pc is as wide as hw.interfaces.pc_shape (0 .. program_depth): replies mask it to that."""
-    return (1 << cfg.program_depth.bit_length()) - 1
-
-
-@dataclass(frozen=True)
-class DeviceStatus:
-    busy: bool
-    code: Status
-    pc: int
-    cycles: int
-    run_seq: int
-
-
-def status_payload(busy: bool, code: int, pc: int, cycles: int, run_seq: int) -> bytes:
-    return struct.pack("<BBHIB", int(busy), int(code), pc, cycles, run_seq)
-
-
-def parse_status(payload: bytes) -> DeviceStatus:
-    busy, code, pc, cycles, run_seq = struct.unpack("<BBHIB", payload)
-    return DeviceStatus(bool(busy), _status(code), pc, cycles, run_seq)
-
-
-def run_payload(code: int, pc: int, cycles: int) -> bytes:
-    return struct.pack("<BHI", int(code), pc, cycles)
-
-
-def tensor_entry_payload(entry: TensorEntry) -> bytes:
-    return struct.pack("<HHHh", entry.base, entry.rows, entry.cols, entry.exp)
-
-
-def _status(code: int):
-    try:
-        return Status(code)
-    except ValueError:
-        return code
-
+from protocol.wire import (ADDRESS_BYTES, ADDRESS_FORMAT, INSTRUCTION_BYTES, LINK_STATUS_HELP, PING_FIELDS,
+                           PING_PAYLOAD_BYTES, READ_TMEM_FORMAT, RESPONSE_OVERHEAD, RESPONSE_SYNC, WRITE_TENSOR_FORMAT,
+                           Cmd, FrameError, LinkStatus, Response, check_protocol_fit, command_name, decode_response,
+                           encode_request, parse_entry, parse_ping, parse_run, parse_status, ping_payload)
 
 # ---- errors -------------------------------------------------------------------------------------
 
@@ -236,17 +61,12 @@ class _Corrupt(Exception):
     pass
 
 
-def _cmd_name(cmd: int) -> str:
-    return Cmd(cmd).name if cmd in Cmd._value2member_map_ else f"command {cmd:#04x}"
-
-
 # ---- transports ---------------------------------------------------------------------------------
 
 class SerialTransport:
     """pyserial port as a transport (``port`` e.g. /dev/ttyUSB0)."""
 
     def __init__(self, port: str, baud: int = 115200):
-        import serial
         self.serial = serial.Serial(port, baud, timeout=0)
 
     def write(self, data: bytes) -> None:
@@ -389,10 +209,10 @@ class LinkClient:
                 problem = f"device answered {status.name}: {LINK_STATUS_HELP[status]}"
                 continue
             if status != LinkStatus.OK:
-                raise LinkError(f"{_cmd_name(cmd)} refused with {status.name}: {LINK_STATUS_HELP[status]}",
+                raise LinkError(f"{command_name(cmd)} refused with {status.name}: {LINK_STATUS_HELP[status]}",
                                 cmd, status)
             return response.payload
-        raise LinkError(f"{_cmd_name(cmd)} failed after {self.retries + 1} attempts: {problem}", cmd)
+        raise LinkError(f"{command_name(cmd)} failed after {self.retries + 1} attempts: {problem}", cmd)
 
     # -- commands --
     def ping(self) -> dict:
@@ -416,9 +236,9 @@ class LinkClient:
     def write_tmem(self, addr: int, words) -> None:
         """Write int8 words (array-like of shape (n, lanes)) from word ``addr`` on."""
         words = np.asarray(words).astype(np.int8).reshape(-1, self.cfg.lanes)
-        per_frame = (self.cfg.max_payload - 2) // self.cfg.lanes
+        per_frame = (self.cfg.max_payload - ADDRESS_BYTES) // self.cfg.lanes
         for i in range(0, len(words), per_frame):
-            self.request(Cmd.WRITE_TMEM, struct.pack("<H", addr + i) + words[i:i + per_frame].tobytes())
+            self.request(Cmd.WRITE_TMEM, struct.pack(ADDRESS_FORMAT, addr + i) + words[i:i + per_frame].tobytes())
 
     def read_tmem(self, addr: int, count: int) -> np.ndarray:
         """``count`` words from ``addr`` as an int8 array (count, lanes)."""
@@ -427,28 +247,28 @@ class LinkClient:
         chunks = []
         for i in range(0, count, per_frame):
             n = min(per_frame, count - i)
-            data = self.request(Cmd.READ_TMEM, struct.pack("<HH", addr + i, n))
+            data = self.request(Cmd.READ_TMEM, struct.pack(READ_TMEM_FORMAT, addr + i, n))
             if len(data) != n * lanes:
                 raise LinkError(f"READ_TMEM answered {len(data)} bytes for {n} words", Cmd.READ_TMEM)
             chunks.append(np.frombuffer(data, dtype=np.int8).reshape(n, lanes))
         return np.concatenate(chunks) if chunks else np.zeros((0, lanes), dtype=np.int8)
 
     def write_entry(self, slot: int, entry: TensorEntry) -> None:
-        self.request(Cmd.WRITE_TENSOR, struct.pack("<BHHHh", slot, entry.base, entry.rows, entry.cols, entry.exp))
+        self.request(Cmd.WRITE_TENSOR, struct.pack(WRITE_TENSOR_FORMAT, slot, entry.base, entry.rows, entry.cols, entry.exp))
         self._table[slot] = TensorEntry(entry.base, entry.rows, entry.cols, entry.exp)
 
     def read_entry(self, slot: int) -> TensorEntry:
         data = self.request(Cmd.READ_TENSOR, bytes([slot & 0xFF]))
-        entry = TensorEntry(*struct.unpack("<HHHh", data))
+        entry = TensorEntry(*parse_entry(data))
         self._table[slot] = entry
         return entry
 
     def write_program(self, addr: int, words) -> None:
-        per_frame = (self.cfg.max_payload - 2) // 8
+        per_frame = (self.cfg.max_payload - ADDRESS_BYTES) // INSTRUCTION_BYTES
         words = [int(w) for w in words]
         for i in range(0, len(words), per_frame):
             chunk = words[i:i + per_frame]
-            self.request(Cmd.WRITE_PROGRAM, struct.pack(f"<H{len(chunk)}Q", addr + i, *chunk))
+            self.request(Cmd.WRITE_PROGRAM, struct.pack(ADDRESS_FORMAT, addr + i) + struct.pack(f"<{len(chunk)}Q", *chunk))
 
     def run(self, pc: int = 0) -> int:
         """Run from ``pc`` until HALT; return the cycle count or raise DeviceError.
@@ -458,7 +278,7 @@ class LinkClient:
         if self._last_run_seq is None:
             self.status()
         seq = self._next_seq(avoid=self._last_run_seq)
-        frame = encode_request(Cmd.RUN, seq, struct.pack("<H", pc))
+        frame = encode_request(Cmd.RUN, seq, struct.pack(ADDRESS_FORMAT, pc))
         deadline = time.monotonic() + self.run_timeout
         attempts, problem = 0, ""
         send = True
@@ -482,9 +302,9 @@ class LinkClient:
                 status = LinkStatus(response.status)
                 if status == LinkStatus.OK:
                     self._last_run_seq = seq
-                    code, end_pc, cycles = struct.unpack("<BHI", response.payload)
+                    code, end_pc, cycles = parse_run(response.payload)
                     if code != Status.OK:
-                        raise DeviceError(_status(code), end_pc, cycles)
+                        raise DeviceError(code, end_pc, cycles)
                     return cycles
                 if status not in (LinkStatus.BAD_CRC, LinkStatus.TIMEOUT):
                     raise LinkError(f"RUN refused with {status.name}: {LINK_STATUS_HELP[status]}", Cmd.RUN, status)

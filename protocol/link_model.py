@@ -1,4 +1,4 @@
-"""Python reference of the device side of the host protocol (docs/protocol.md).
+"""Python reference of the device side of the host link (docs/protocol.md).
 
 :class:`LinkDevice` parses request bytes exactly as hw/host_link.py does
 (sync hunt, header, payload into a frame buffer, CRC, then commit) over a
@@ -18,6 +18,8 @@ instructions executed (end_pc - start_pc; the ISA has no branches).
 
 from __future__ import annotations
 
+import os
+import select
 import struct
 
 import numpy as np
@@ -26,8 +28,9 @@ from golden_model.config import CoreConfig
 from golden_model.isa import Status
 from golden_model.machine import Machine, MachineError, TensorEntry
 
-from .protocol import (REQUEST_SYNC, Cmd, LinkStatus, check_protocol_fit, crc16_update, encode_response,
-                       pc_mask, ping_payload, run_payload, status_payload, tensor_entry_payload)
+from .wire import (ADDRESS_BYTES, ADDRESS_FORMAT, CRC, COMMANDS, READ_TMEM_FORMAT, REQUEST_SYNC, WRITE_TENSOR_FORMAT,
+                   Cmd, LinkStatus, Unit, check_protocol_fit, crc16_update, encode_response, entry_payload, pc_mask,
+                   ping_payload, run_payload, status_payload, unit_bytes, unit_depth)
 
 
 def default_cycle_model(start_pc: int, end_pc: int, code: int) -> int:
@@ -44,7 +47,7 @@ def run_machine(machine: Machine, pc: int) -> tuple[int, int]:
 
 
 class LinkDevice:
-    HUNT, HEADER, PAYLOAD, CRC = range(4)
+    HUNT, HEADER, PAYLOAD, TRAILER = range(4)
 
     def __init__(self, cfg: CoreConfig, machine: Machine | None = None, cycle_model=default_cycle_model,
                  auto_complete: bool = True):
@@ -57,7 +60,7 @@ class LinkDevice:
         self.state = self.HUNT
         self.cmd = self.seq = self.length = 0
         self.index = 0
-        self.crc = 0xFFFF
+        self.crc = CRC.initial_crc
         self.rx_crc = 0
         self.buffer = bytearray()
         # core status as the link sees it
@@ -105,7 +108,7 @@ class LinkDevice:
     def _byte(self, byte: int) -> None:
         if self.state == self.HUNT:
             if byte == REQUEST_SYNC:
-                self.state, self.index, self.crc = self.HEADER, 0, 0xFFFF
+                self.state, self.index, self.crc = self.HEADER, 0, CRC.initial_crc
                 self.cmd = self.seq = self.length = 0
                 self.buffer = bytearray()
             return
@@ -122,7 +125,7 @@ class LinkDevice:
             self.index += 1
             if self.index == 4:
                 self.index = 0
-                self.state = self.PAYLOAD if self.length else self.CRC
+                self.state = self.PAYLOAD if self.length else self.TRAILER
             return
         if self.state == self.PAYLOAD:
             self.crc = crc16_update(self.crc, byte)
@@ -130,9 +133,9 @@ class LinkDevice:
                 self.buffer.append(byte)
             self.index += 1
             if self.index == self.length:
-                self.index, self.state = 0, self.CRC
+                self.index, self.state = 0, self.TRAILER
             return
-        # CRC
+        # TRAILER: the CRC
         if self.index == 0:
             self.rx_crc = byte
             self.index = 1
@@ -153,71 +156,67 @@ class LinkDevice:
             return self._answer(LinkStatus.BAD_LENGTH)
         if cmd not in Cmd._value2member_map_:
             return self._answer(LinkStatus.BAD_COMMAND)
-        if self.running and cmd not in (Cmd.STATUS, Cmd.PING):
+        cmd = Cmd(cmd)
+        spec = COMMANDS[cmd]
+        if self.running and not spec.while_running:
             if cmd == Cmd.RUN and self.seq == self.run_seq and self.seq != 0:
                 return None      # a repeated RUN of the active run: its answer comes when it ends
             return self._answer(LinkStatus.BUSY)
-        lanes = cfg.lanes
-        if cmd == Cmd.PING:
-            if n != 0:
-                return self._answer(LinkStatus.BAD_LENGTH)
-            return self._answer(LinkStatus.OK, ping_payload(cfg))
-        if cmd == Cmd.STATUS:
-            if n != 0:
-                return self._answer(LinkStatus.BAD_LENGTH)
-            return self._answer(LinkStatus.OK, status_payload(self.running, self.code, self.pc, self.cycles,
-                                                              self.run_seq))
-        if cmd == Cmd.WRITE_TMEM:
-            if n < 2 or (n - 2) % lanes:
-                return self._answer(LinkStatus.BAD_LENGTH)
-            addr, count = struct.unpack_from("<H", p)[0], (n - 2) // lanes
-            if addr + count > cfg.tmem_words:
-                return self._answer(LinkStatus.ADDR_RANGE)
-            words = np.frombuffer(p[2:], dtype=np.int8).reshape(count, lanes)
-            self.machine.tmem[addr:addr + count] = words
-            return self._answer(LinkStatus.OK)
-        if cmd == Cmd.READ_TMEM:
-            if n != 4:
-                return self._answer(LinkStatus.BAD_LENGTH)
-            addr, count = struct.unpack("<HH", p)
-            if count * lanes > cfg.max_payload:
-                return self._answer(LinkStatus.BAD_LENGTH)
-            if addr + count > cfg.tmem_words:
-                return self._answer(LinkStatus.ADDR_RANGE)
-            return self._answer(LinkStatus.OK, self.machine.tmem[addr:addr + count].tobytes())
-        if cmd == Cmd.WRITE_TENSOR:
-            if n != 9:
-                return self._answer(LinkStatus.BAD_LENGTH)
-            slot, base, rows, cols, exp = struct.unpack("<BHHHh", p)
-            limit = 1 << (cfg.exp_bits - 1)
-            if slot >= cfg.tensor_slots or not -limit <= exp < limit:
-                return self._answer(LinkStatus.ADDR_RANGE)
-            self.machine.table[slot] = TensorEntry(base, rows, cols, exp)
-            return self._answer(LinkStatus.OK)
-        if cmd == Cmd.READ_TENSOR:
-            if n != 1:
-                return self._answer(LinkStatus.BAD_LENGTH)
-            if p[0] >= cfg.tensor_slots:
-                return self._answer(LinkStatus.ADDR_RANGE)
-            return self._answer(LinkStatus.OK, tensor_entry_payload(self.machine.table[p[0]]))
-        if cmd == Cmd.WRITE_PROGRAM:
-            if n < 2 or (n - 2) % 8:
-                return self._answer(LinkStatus.BAD_LENGTH)
-            addr, count = struct.unpack_from("<H", p)[0], (n - 2) // 8
-            if addr + count > cfg.program_depth:
-                return self._answer(LinkStatus.ADDR_RANGE)
-            self.machine.program[addr:addr + count] = list(struct.unpack_from(f"<{count}Q", p, 2))
-            return self._answer(LinkStatus.OK)
-        # RUN
-        if n != 2:
+        if spec.length is not None and n != spec.length:
             return self._answer(LinkStatus.BAD_LENGTH)
-        pc = struct.unpack("<H", p)[0]
-        if pc >= cfg.program_depth:
+        if spec.unit is not None:
+            size = unit_bytes(spec.unit, cfg)
+            if n < ADDRESS_BYTES or (n - ADDRESS_BYTES) % size:
+                return self._answer(LinkStatus.BAD_LENGTH)
+            addr, count = struct.unpack_from(ADDRESS_FORMAT, p)[0], (n - ADDRESS_BYTES) // size
+            if addr + count > unit_depth(spec.unit, cfg):
+                return self._answer(LinkStatus.ADDR_RANGE)
+            self._bulk_write(spec.unit, addr, count, p[ADDRESS_BYTES:])
+            return self._answer(LinkStatus.OK)
+        return getattr(self, f"_{cmd.name.lower()}")(p)
+
+    def _bulk_write(self, unit: Unit, addr: int, count: int, data: bytes) -> None:
+        if unit is Unit.WORD:
+            self.machine.tmem[addr:addr + count] = np.frombuffer(data, dtype=np.int8).reshape(count, self.cfg.lanes)
+        else:
+            self.machine.program[addr:addr + count] = list(struct.unpack(f"<{count}Q", data))
+
+    def _ping(self, p: bytes) -> None:
+        self._answer(LinkStatus.OK, ping_payload(self.cfg))
+
+    def _status(self, p: bytes) -> None:
+        self._answer(LinkStatus.OK, status_payload(self.running, self.code, self.pc, self.cycles, self.run_seq))
+
+    def _read_tmem(self, p: bytes) -> None:
+        addr, count = struct.unpack(READ_TMEM_FORMAT, p)
+        if count * self.cfg.lanes > self.cfg.max_payload:
+            return self._answer(LinkStatus.BAD_LENGTH)
+        if addr + count > self.cfg.tmem_words:
+            return self._answer(LinkStatus.ADDR_RANGE)
+        return self._answer(LinkStatus.OK, self.machine.tmem[addr:addr + count].tobytes())
+
+    def _write_tensor(self, p: bytes) -> None:
+        slot, base, rows, cols, exp = struct.unpack(WRITE_TENSOR_FORMAT, p)
+        limit = 1 << (self.cfg.exp_bits - 1)
+        if slot >= self.cfg.tensor_slots or not -limit <= exp < limit:
+            return self._answer(LinkStatus.ADDR_RANGE)
+        self.machine.table[slot] = TensorEntry(base, rows, cols, exp)
+        return self._answer(LinkStatus.OK)
+
+    def _read_tensor(self, p: bytes) -> None:
+        if p[0] >= self.cfg.tensor_slots:
+            return self._answer(LinkStatus.ADDR_RANGE)
+        entry = self.machine.table[p[0]]
+        return self._answer(LinkStatus.OK, entry_payload(entry.base, entry.rows, entry.cols, entry.exp))
+
+    def _run(self, p: bytes) -> None:
+        pc = struct.unpack(ADDRESS_FORMAT, p)[0]
+        if pc >= self.cfg.program_depth:
             return self._answer(LinkStatus.ADDR_RANGE)
         if self.seq == self.run_seq and self.seq != 0:     # repeated RUN: repeat the result
             return self._answer(LinkStatus.OK, run_payload(self.code, self.pc, self.cycles))
         self.running, self.run_seq, self.run_pc = True, self.seq, pc
-        self.code, self.pc, self.cycles = int(Status.OK), pc & pc_mask(cfg), 0
+        self.code, self.pc, self.cycles = int(Status.OK), pc & pc_mask(self.cfg), 0
         if self.auto_complete:
             self._finish_run()
         return None
@@ -250,8 +249,6 @@ def serve_fd(device: LinkDevice, fd: int, idle_seconds: float = 0.05) -> None:
     """Serve the device on a file descriptor (e.g. the master side of a pty) until EOF.
 
     A line quiet for ``idle_seconds`` mid-frame counts as the frame timeout."""
-    import os
-    import select
     while True:
         ready, _, _ = select.select([fd], [], [], idle_seconds)
         if not ready:

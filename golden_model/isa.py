@@ -1,7 +1,8 @@
-"""The core's instruction set: encodings shared by the golden machine, the
-hardware sequencer and the host.  docs/isa.md is the prose version.
+"""The core's instruction set: one table per fact, shared by the golden machine, the
+hardware sequencer, the bench decode reference and the host.  docs/isa.md is the
+prose version (and tells how to add an instruction).
 
-An instruction is 64 bits:
+An instruction is 64 bits (:data:`FIELDS`):
 
     [3:0]   opcode
     [8:4]   dst     tensor-table slot written
@@ -21,13 +22,21 @@ elements takes ceil(cols / lanes) words; pad lanes hold 0.  Products and
 element-wise results go to the single accumulator tensor ACC (int32, in the
 accumulator memory) whose shape, exponent, max |x| and max x the core keeps
 for the QUANT that follows.
+
+:data:`OPS` is the opcode table: for each opcode its engine, the memory ports
+it holds while running, the TMEM operands it reads and writes, the exponent it
+writes, its ACC behaviour (produces with a shape and exponent rule, or
+consumes), its checks in order, and the instruction fields it uses.  The
+check rules and the exponent and shape rules are names defined in
+:data:`CHECK_RULES`, :data:`ACC_SHAPES`, :data:`ACC_EXPONENTS` and
+:data:`DST_EXPONENTS`; the golden machine and the sequencer each implement
+every name once.
 """
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-
 
 class Op(enum.IntEnum):
     HALT = 0
@@ -78,6 +87,197 @@ FIELDS = {  # name: (low bit, width)
     "reserved": (27, 5),
     "key": (32, 32),
 }
+
+
+def field_width(name: str) -> int:
+    return FIELDS[name][1]
+
+
+class Engine(enum.IntEnum):
+    """The execution engines of the core (hw/core.py instantiates one of each, in this order)."""
+
+    MATMUL = 0
+    QUANT = 1
+    VECTOR = 2
+    UPDATE = 3
+
+
+class Acc(enum.Enum):
+    """What an instruction does with the ACC tensor."""
+
+    NONE = "none"
+    PRODUCES = "produces"    # writes a new ACC (shape and exponent by the op's rules)
+    CONSUMES = "consumes"    # reads the current ACC (waits for its producer)
+
+
+#: Memory ports an instruction may hold while it runs (two instructions run side by side only when
+#: they share none): three TMEM read ports, the TMEM write port, the AMEM read and write ports.
+PORTS = ("tmem_a", "tmem_b", "tmem_c", "tmem_w", "amem_r", "amem_w")
+
+#: Check rules: name -> what must hold (a failing check stops the run with the status its row names).
+CHECK_RULES = {
+    "dims:dst": "dst has 1..max_dim rows and columns",
+    "dims:a": "A has 1..max_dim rows and columns",
+    "dims:b": "B has 1..max_dim rows and columns",
+    "extent:dst": "dst ends within TMEM: base + rows * ceil(cols / lanes) <= tmem_words",
+    "extent:a": "A ends within TMEM",
+    "extent:b": "B ends within TMEM",
+    "inner": "op(A) and op(B) have the same inner length (MATMUL, after the transpose flags)",
+    "b_scalar": "B is 1x1",
+    "ab_or_b_scalar": "B has A's shape or is 1x1 (broadcast)",
+    "ab": "A and B have the same shape",
+    "dst_ab": "A, B and dst have the same shape",
+    "dst_a": "dst and A have the same shape",
+    "dst_acc": "dst has ACC's shape",
+    "b_acc": "B has ACC's shape",
+    "acc_fits": "the ACC the instruction produces fits AMEM: rows * ceil(cols / lanes) <= acc_words",
+    "overlap:dst,a": "dst is A (same base) or disjoint from it",
+    "overlap:dst,b": "dst is B (same base) or disjoint from it",
+    "exp_fits": "the exponent written to dst (ACC.exp + SQ shift) fits exp_bits",
+}
+
+#: Shape of the ACC a producer writes.
+ACC_SHAPES = {
+    "matmul": "(rows of op(A), rows of op(B)), op(T) = T^T when the instruction's flag (f0 for A, f1 for B) is set",
+    "a": "A's shape",
+    "scalar": "1x1",
+}
+
+#: Exponent of the ACC a producer writes.
+ACC_EXPONENTS = {
+    "a+b": "eA + eB",
+    "max": "max(eA, eB) (the operands are aligned to the coarser one)",
+    "a": "eA",
+}
+
+#: Exponent an instruction writes to dst's table entry.
+DST_EXPONENTS = {
+    "sq": "ACC.exp + the SQ shift of the ACC it quantizes",
+    "a": "eA",
+}
+
+
+@dataclass(frozen=True)
+class Check:
+    rule: str                     # a CHECK_RULES name
+    status: "Status"
+    when: str | None = None       # the instruction flag that enables the check (QUANT's mask: "f2")
+
+
+@dataclass(frozen=True)
+class Read:
+    slot: str                     # "a", "b" or "dst": a TMEM operand the instruction reads
+    when: str | None = None       # the flag that enables the read
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    """One row of the opcode table (see the module docstring)."""
+
+    engine: Engine | None
+    ports: tuple[str, ...] = ()
+    reads: tuple[Read, ...] = ()
+    writes_dst: bool = False      # writes dst's TMEM words
+    dst_exp: str | None = None    # writes dst's exponent: a DST_EXPONENTS name
+    acc: Acc = Acc.NONE
+    acc_shape: str | None = None  # producers: an ACC_SHAPES name
+    acc_exp: str | None = None    # producers: an ACC_EXPONENTS name
+    checks: tuple[Check, ...] = ()
+    fields: tuple[str, ...] = ()  # instruction fields with a meaning (the others are ignored; f2 must be 0)
+
+    def reads_slot(self, slot: str) -> bool:
+        return any(read.slot == slot for read in self.reads)
+
+    def uses_slot(self, slot: str) -> bool:
+        """Whether the instruction reads or writes the slot's TMEM words or exponent (flags aside)."""
+        return self.reads_slot(slot) or (slot == "dst" and (self.writes_dst or self.dst_exp is not None))
+
+
+def _operand(slot: str) -> tuple[Check, ...]:
+    return Check(f"dims:{slot}", Status.SHAPE_MISMATCH), Check(f"extent:{slot}", Status.TMEM_RANGE)
+
+
+_SHAPE, _ACC, _OVERLAP = Status.SHAPE_MISMATCH, Status.ACC_RANGE, Status.OVERLAP
+_ELEMENTWISE_PORTS = ("tmem_a", "tmem_b", "amem_w")
+
+OPS: dict[Op, OpSpec] = {
+    Op.HALT: OpSpec(None),
+    Op.MATMUL: OpSpec(
+        Engine.MATMUL, ports=("tmem_a", "tmem_b", "amem_w"), reads=(Read("a"), Read("b")),
+        acc=Acc.PRODUCES, acc_shape="matmul", acc_exp="a+b",
+        checks=_operand("a") + _operand("b") + (Check("inner", _SHAPE), Check("acc_fits", _ACC)),
+        fields=("a", "b", "f0", "f1")),
+    Op.QUANT: OpSpec(
+        Engine.QUANT, ports=("amem_r", "tmem_c", "tmem_w"), reads=(Read("b", when="f2"),),
+        writes_dst=True, dst_exp="sq", acc=Acc.CONSUMES,
+        checks=(Check("dims:dst", _SHAPE), Check("dst_acc", _SHAPE), Check("extent:dst", Status.TMEM_RANGE),
+                Check("dims:b", _SHAPE, "f2"), Check("extent:b", Status.TMEM_RANGE, "f2"),
+                Check("b_acc", _SHAPE, "f2"), Check("overlap:dst,b", _OVERLAP, "f2"),
+                Check("exp_fits", Status.EXP_RANGE)),
+        fields=("dst", "b", "f0", "f1", "f2", "key")),
+    Op.SCALE: OpSpec(
+        Engine.VECTOR, ports=_ELEMENTWISE_PORTS, reads=(Read("a"), Read("b")),
+        acc=Acc.PRODUCES, acc_shape="a", acc_exp="a+b",
+        checks=_operand("a") + _operand("b") + (Check("b_scalar", _SHAPE), Check("acc_fits", _ACC)),
+        fields=("a", "b")),
+    Op.ADD: OpSpec(
+        Engine.VECTOR, ports=_ELEMENTWISE_PORTS, reads=(Read("a"), Read("b")),
+        acc=Acc.PRODUCES, acc_shape="a", acc_exp="max",
+        checks=_operand("a") + _operand("b") + (Check("ab_or_b_scalar", _SHAPE), Check("acc_fits", _ACC)),
+        fields=("a", "b")),
+    Op.SUM: OpSpec(
+        Engine.VECTOR, ports=_ELEMENTWISE_PORTS, reads=(Read("a"),),
+        acc=Acc.PRODUCES, acc_shape="scalar", acc_exp="a",
+        checks=_operand("a"), fields=("a",)),
+    Op.DOT: OpSpec(
+        Engine.VECTOR, ports=_ELEMENTWISE_PORTS, reads=(Read("a"), Read("b")),
+        acc=Acc.PRODUCES, acc_shape="scalar", acc_exp="a+b",
+        checks=_operand("a") + _operand("b") + (Check("ab", _SHAPE),), fields=("a", "b")),
+    Op.MASK: OpSpec(
+        Engine.VECTOR, ports=("tmem_a", "tmem_b", "tmem_w"), reads=(Read("a"), Read("b")),
+        writes_dst=True, dst_exp="a",
+        checks=_operand("a") + _operand("b") + (Check("dims:dst", _SHAPE), Check("dst_ab", _SHAPE),
+                                                Check("extent:dst", Status.TMEM_RANGE),
+                                                Check("overlap:dst,a", _OVERLAP), Check("overlap:dst,b", _OVERLAP)),
+        fields=("dst", "a", "b")),
+    Op.UPDATE: OpSpec(
+        Engine.UPDATE, ports=("tmem_c", "tmem_b", "tmem_w"), reads=(Read("dst"), Read("a")), writes_dst=True,
+        checks=_operand("dst") + _operand("a") + (Check("dst_a", _SHAPE), Check("overlap:dst,a", _OVERLAP)),
+        fields=("dst", "a", "f1", "lr", "key")),
+    Op.QUPDATE: OpSpec(
+        Engine.UPDATE, ports=("tmem_c", "amem_r", "tmem_w"), reads=(Read("dst"),), writes_dst=True,
+        acc=Acc.CONSUMES,
+        checks=_operand("dst") + (Check("dst_acc", _SHAPE),),
+        fields=("dst", "f0", "f1", "lr", "key")),
+}
+
+
+def illegal(word: int) -> str | None:
+    """Why a 64-bit word is not a legal instruction (ILLEGAL_INSTRUCTION), or None.
+
+    Unknown opcode, reserved bits set, or a flag bit that the opcode does not
+    define (today f2, defined for QUANT only).  Checked before anything else.
+    """
+    opcode = word & ((1 << field_width("opcode")) - 1)
+    if opcode not in Op._value2member_map_:
+        return f"unknown opcode {opcode}"
+    fields = {name: (word >> low) & ((1 << width) - 1) for name, (low, width) in FIELDS.items()}
+    if fields["reserved"]:
+        return f"reserved bits {fields['reserved']:#x} set"
+    op = Op(opcode)
+    for flag in STRICT_FLAGS:
+        if fields[flag] and flag not in OPS[op].fields:
+            return f"flag {flag} is not defined for {op.name}"
+    return None
+
+
+#: Flag fields that must be 0 on an opcode that does not define them (the others are ignored there).
+STRICT_FLAGS = ("f2",)
+
+
+def status_bits() -> int:
+    """Width of a status code on the device."""
+    return max(Status).bit_length()
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,11 @@
 
 Executes programs of golden_model.isa instructions with the same quant.py
 functions as the network model, so a program that spells out a training step
-produces exactly what network.ResMLP produces.  The hardware is checked
-against this machine state (TMEM words, tensor table, ACC) instruction by
-instruction.
+produces exactly what network.ResMLP produces.  Every instruction first runs
+the checks of its row in the opcode table (isa.OPS), each rule of
+isa.CHECK_RULES implemented once here (``_rule_<name>``), then its semantics
+(:data:`SEMANTICS`).  The hardware is checked against this machine state
+(TMEM words, tensor table, ACC) instruction by instruction.
 """
 
 from __future__ import annotations
@@ -14,9 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .config import CoreConfig
-from .isa import Instruction, Op, Status
+from .isa import CHECK_RULES, OPS, Check, Instruction, Op, Status, illegal
 from .prng import update_key
-from .quant import QTensor, bit_length, round_shift, saturate, update_weights
+from .quant import QTensor, round_shift, shift_quantize, sq_shift, update_weights
 
 
 class MachineError(Exception):
@@ -87,14 +89,6 @@ class Machine:
     def _in_range(self, entry: TensorEntry) -> bool:
         return self._span(entry)[1] <= self.cfg.tmem_words
 
-    def _check_overlap(self, dst_slot: int, src_slot: int) -> None:
-        """A TMEM destination is its source (same base) or disjoint from it: the core streams
-        sources while it writes, so a partly overlapping destination would be read back."""
-        (dst_lo, dst_hi), (src_lo, src_hi) = (self._words(self.table[s]) for s in (dst_slot, src_slot))
-        if dst_lo != src_lo and dst_lo < src_hi and src_lo < dst_hi:
-            self._fail(Status.OVERLAP, f"destination slot {dst_slot} (words {dst_lo}..{dst_hi - 1}) partly overlaps "
-                                       f"source slot {src_slot} (words {src_lo}..{src_hi - 1})")
-
     def _words(self, entry: TensorEntry) -> tuple[int, int]:
         return entry.base, self._span(entry)[1]
 
@@ -121,14 +115,10 @@ class Machine:
             if not 0 <= self.pc < self.cfg.program_depth:
                 self._fail(Status.PC_RANGE, "no HALT before the end of program memory")
             word = self.program[self.pc]
-            try:
-                inst = Instruction.decode(word)
-            except ValueError as error:
-                self._fail(Status.ILLEGAL_INSTRUCTION, str(error))
-            if inst.reserved:
-                self._fail(Status.ILLEGAL_INSTRUCTION, f"reserved bits {inst.reserved:#x} set")
-            if inst.f2 and inst.op != Op.QUANT:
-                self._fail(Status.ILLEGAL_INSTRUCTION, f"flag f2 is defined for QUANT only, set on {inst.op.name}")
+            problem = illegal(word)
+            if problem:
+                self._fail(Status.ILLEGAL_INSTRUCTION, problem)
+            inst = Instruction.decode(word)
             if inst.op == Op.HALT:
                 return executed
             self.execute(inst)
@@ -139,130 +129,184 @@ class Machine:
         self.status = status
         raise MachineError(status, self.pc, detail)
 
-    def _check_dims(self, slot: int) -> None:
-        """Every tensor an instruction touches has 1..max_dim rows and columns."""
-        entry = self.table[slot]
-        limit = self.cfg.max_dim
-        if not (1 <= entry.rows <= limit and 1 <= entry.cols <= limit):
-            self._fail(Status.SHAPE_MISMATCH,
-                       f"slot {slot} is {entry.rows}x{entry.cols}; the core handles 1..{limit} rows and columns")
-
-    def _operand(self, slot: int) -> tuple[TensorEntry, np.ndarray]:
-        self._check_dims(slot)
-        entry = self.table[slot]
-        if not self._in_range(entry):
-            self._fail(Status.TMEM_RANGE, f"slot {slot} ({entry.rows}x{entry.cols} at word {entry.base}) exceeds TMEM")
-        return entry, self._load(entry).astype(np.int64)
-
-    def _set_acc(self, values: np.ndarray, exp: int) -> None:
-        rows, cols = values.shape
-        if rows * words_per_row(cols, self.cfg.lanes) > self.cfg.acc_words:
-            self._fail(Status.ACC_RANGE, f"result {values.shape} needs more than the {self.cfg.acc_words} "
-                                         f"accumulator words")
-        self.acc, self.acc_exp = values, exp
-
-    def _set_exp(self, entry: TensorEntry, exp: int) -> None:
-        limit = 1 << (self.cfg.exp_bits - 1)
-        if not -limit <= exp < limit:
-            self._fail(Status.EXP_RANGE, f"exponent {exp} does not fit {self.cfg.exp_bits} bits")
-        entry.exp = exp
-
-    def _sq(self, acc: np.ndarray, stochastic: int, key: int) -> tuple[np.ndarray, int]:
-        """SQ of an ACC tensor: int8 mantissas and the shift (from its own max |x|)."""
-        cfg = self.cfg
-        peak = int(np.abs(acc).max()) if acc.size else 0
-        shift = max(0, bit_length(peak) - (cfg.data_bits - 1))
-        mode = "stochastic" if stochastic else "nearest"
-        return saturate(round_shift(acc, shift, mode, cfg, key), cfg), shift
-
     def execute(self, inst: Instruction) -> None:
-        cfg = self.cfg
-        op = inst.op
-        if op == Op.MATMUL:
-            ea, a = self._operand(inst.a)
-            eb, b = self._operand(inst.b)
-            a = a.T if inst.f0 else a
-            b = b.T if inst.f1 else b
-            if a.shape[1] != b.shape[1]:
-                self._fail(Status.SHAPE_MISMATCH, f"MATMUL inner dimensions {a.shape} . {b.shape}^T")
-            self._set_acc(a @ b.T, ea.exp + eb.exp)
-            self.useful_macs += a.shape[0] * b.shape[0] * a.shape[1]
-        elif op == Op.QUANT:
-            self._check_dims(inst.dst)
-            dst = self.table[inst.dst]
-            if (dst.rows, dst.cols) != self.acc.shape:
-                self._fail(Status.SHAPE_MISMATCH, f"QUANT into {dst.rows}x{dst.cols} from ACC {self.acc.shape}")
-            if not self._in_range(dst):
-                self._fail(Status.TMEM_RANGE, f"slot {inst.dst} exceeds TMEM")
-            if inst.f2:
-                _, b = self._operand(inst.b)
-                if b.shape != self.acc.shape:
-                    self._fail(Status.SHAPE_MISMATCH, f"QUANT mask {b.shape} for ACC {self.acc.shape}")
-                self._check_overlap(inst.dst, inst.b)
-            q, shift = self._sq(np.maximum(self.acc, 0) if inst.f0 else self.acc, inst.f1, inst.key)
-            if inst.f2:
-                q = np.where(b > 0, q, 0).astype(np.int8)
-            self._set_exp(dst, self.acc_exp + shift)
-            self._store(dst, q)
-        elif op == Op.SCALE:
-            ea, a = self._operand(inst.a)
-            em, m = self._operand(inst.b)
-            if m.shape != (1, 1):
-                self._fail(Status.SHAPE_MISMATCH, f"SCALE multiplier must be 1x1, got {m.shape}")
-            self._set_acc(a * m[0, 0], ea.exp + em.exp)
-            self.useful_macs += a.size
-        elif op == Op.ADD:
-            ea, a = self._operand(inst.a)
-            eb, b = self._operand(inst.b)
-            if b.shape != a.shape and b.shape != (1, 1):
-                self._fail(Status.SHAPE_MISMATCH, f"ADD of {a.shape} and {b.shape}")
-            exp = max(ea.exp, eb.exp)
-            aligned_a = round_shift(a, exp - ea.exp, "nearest", cfg)
-            aligned_b = round_shift(b, exp - eb.exp, "nearest", cfg)
-            self._set_acc(aligned_a + aligned_b, exp)
-        elif op == Op.SUM:
-            ea, a = self._operand(inst.a)
-            self._set_acc(np.array([[a.sum()]]), ea.exp)
-        elif op == Op.DOT:
-            ea, a = self._operand(inst.a)
-            eb, b = self._operand(inst.b)
-            if a.shape != b.shape:
-                self._fail(Status.SHAPE_MISMATCH, f"DOT of {a.shape} and {b.shape}")
-            self._set_acc(np.array([[np.sum(a * b)]]), ea.exp + eb.exp)
-            self.useful_macs += a.size
-        elif op == Op.MASK:
-            ea, a = self._operand(inst.a)
-            _, b = self._operand(inst.b)
-            self._check_dims(inst.dst)
-            dst = self.table[inst.dst]
-            if a.shape != b.shape or (dst.rows, dst.cols) != a.shape:
-                self._fail(Status.SHAPE_MISMATCH, f"MASK of {a.shape} by {b.shape} into {dst.rows}x{dst.cols}")
-            if not self._in_range(dst):
-                self._fail(Status.TMEM_RANGE, f"slot {inst.dst} exceeds TMEM")
-            self._check_overlap(inst.dst, inst.a)
-            self._check_overlap(inst.dst, inst.b)
-            exp = ea.exp
-            self._store(dst, np.where(b > 0, a, 0).astype(np.int8))
-            dst.exp = exp
-        elif op == Op.UPDATE:
-            ew, w = self._operand(inst.dst)
-            eg, g = self._operand(inst.a)
-            if w.shape != g.shape:
-                self._fail(Status.SHAPE_MISMATCH, f"UPDATE of {w.shape} by gradient {g.shape}")
-            self._check_overlap(inst.dst, inst.a)
-            mode = "stochastic" if inst.f1 else "nearest"
-            new = update_weights(QTensor(w.astype(np.int8), ew.exp), QTensor(g.astype(np.int8), eg.exp),
-                                 inst.lr, mode, cfg, inst.key)
-            self._store(ew, new.q)
-        elif op == Op.QUPDATE:
-            ew, w = self._operand(inst.dst)
-            if w.shape != self.acc.shape:
-                self._fail(Status.SHAPE_MISMATCH, f"QUPDATE of {w.shape} by the ACC gradient {self.acc.shape}")
-            g, shift = self._sq(self.acc, inst.f0, inst.key)
-            mode = "stochastic" if inst.f1 else "nearest"
-            new = update_weights(QTensor(w.astype(np.int8), ew.exp), QTensor(g, self.acc_exp + shift),
-                                 inst.lr, mode, cfg, update_key(inst.key))
-            self._store(ew, new.q)
-        else:
-            self._fail(Status.ILLEGAL_INSTRUCTION, f"opcode {op} not executable")
+        """Check ``inst`` in the table's order (isa.OPS), then apply its semantics."""
+        spec = OPS[inst.op]
+        for check in spec.checks:
+            if check.when is None or getattr(inst, check.when):
+                self._check(check, inst)
+        SEMANTICS[inst.op](self, inst)
 
+    # --- the check rules (isa.CHECK_RULES) -----------------------------------
+    def _check(self, check: Check, inst: Instruction) -> None:
+        rule, _, args = check.rule.partition(":")
+        slots = [getattr(inst, name) for name in args.split(",")] if args else []
+        entries = [self.table[slot] for slot in slots]
+        ok = getattr(self, f"_rule_{rule}")(inst, *entries)
+        if not ok:
+            operands = ", ".join(f"slot {slot} ({e.rows}x{e.cols} at word {e.base})" for slot, e in zip(slots, entries))
+            self._fail(check.status, f"{inst.op.name}: {CHECK_RULES[check.rule]} fails" +
+                       (f" for {operands}" if operands else f" (ACC {self.acc.shape})"))
+
+    def _rule_dims(self, inst, entry):
+        limit = self.cfg.max_dim
+        return 1 <= entry.rows <= limit and 1 <= entry.cols <= limit
+
+    def _rule_extent(self, inst, entry):
+        return self._in_range(entry)
+
+    def _shape(self, slot: int) -> tuple[int, int]:
+        entry = self.table[slot]
+        return entry.rows, entry.cols
+
+    def _matmul_operands(self, inst) -> tuple[tuple[int, int], tuple[int, int]]:
+        """Shapes of op(A) and op(B)."""
+        a, b = self._shape(inst.a), self._shape(inst.b)
+        return (a[::-1] if inst.f0 else a), (b[::-1] if inst.f1 else b)
+
+    def _rule_inner(self, inst):
+        a, b = self._matmul_operands(inst)
+        return a[1] == b[1]
+
+    def _rule_b_scalar(self, inst):
+        return self._shape(inst.b) == (1, 1)
+
+    def _rule_ab_or_b_scalar(self, inst):
+        return self._shape(inst.b) in (self._shape(inst.a), (1, 1))
+
+    def _rule_ab(self, inst):
+        return self._shape(inst.a) == self._shape(inst.b)
+
+    def _rule_dst_ab(self, inst):
+        return self._shape(inst.a) == self._shape(inst.b) == self._shape(inst.dst)
+
+    def _rule_dst_a(self, inst):
+        return self._shape(inst.dst) == self._shape(inst.a)
+
+    def _rule_dst_acc(self, inst):
+        return self._shape(inst.dst) == self.acc.shape
+
+    def _rule_b_acc(self, inst):
+        return self._shape(inst.b) == self.acc.shape
+
+    def _rule_acc_fits(self, inst):
+        rows, cols = self.acc_shape_of(inst)
+        return rows * words_per_row(cols, self.cfg.lanes) <= self.cfg.acc_words
+
+    def _rule_overlap(self, inst, dst, src):
+        """A TMEM destination is its source (same base) or disjoint from it: the core streams
+        sources while it writes, so a partly overlapping destination would be read back."""
+        (dst_lo, dst_hi), (src_lo, src_hi) = self._words(dst), self._words(src)
+        return dst_lo == src_lo or not (dst_lo < src_hi and src_lo < dst_hi)
+
+    def _rule_exp_fits(self, inst):
+        limit = 1 << (self.cfg.exp_bits - 1)
+        return -limit <= self.dst_exponent_of(inst) < limit
+
+    # --- the ACC rules (isa.ACC_SHAPES, isa.ACC_EXPONENTS) --------------------
+    def acc_shape_of(self, inst: Instruction) -> tuple[int, int]:
+        """Shape of the ACC a producer writes."""
+        rule = OPS[inst.op].acc_shape
+        if rule == "matmul":
+            a, b = self._matmul_operands(inst)
+            return a[0], b[0]
+        return self._shape(inst.a) if rule == "a" else (1, 1)
+
+    def acc_exponent_of(self, inst: Instruction) -> int:
+        """Exponent of the ACC a producer writes."""
+        rule = OPS[inst.op].acc_exp
+        ea, eb = self.table[inst.a].exp, self.table[inst.b].exp
+        return {"a+b": ea + eb, "max": max(ea, eb), "a": ea}[rule]
+
+    def quant_shift(self, inst: Instruction) -> int:
+        """The SQ shift of the current ACC (after QUANT's ReLU when f0 is set)."""
+        relu = inst.op == Op.QUANT and inst.f0
+        return sq_shift(np.maximum(self.acc, 0) if relu else self.acc, self.cfg)
+
+    def quant_exponent(self, inst: Instruction) -> int:
+        return self.acc_exp + self.quant_shift(inst)
+
+    def dst_exponent_of(self, inst: Instruction) -> int:
+        """The exponent an instruction writes to dst (isa.DST_EXPONENTS)."""
+        rule = OPS[inst.op].dst_exp
+        return self.quant_exponent(inst) if rule == "sq" else self.table[inst.a].exp
+
+    # --- semantics, one function per opcode (SEMANTICS) -----------------------
+    def _load_slot(self, slot: int) -> np.ndarray:
+        return self._load(self.table[slot]).astype(np.int64)
+
+    def _produce(self, inst: Instruction, values: np.ndarray) -> None:
+        if values.shape != self.acc_shape_of(inst):
+            raise AssertionError(f"{inst.op.name} produced {values.shape}, the table says {self.acc_shape_of(inst)}")
+        self.acc, self.acc_exp = values, self.acc_exponent_of(inst)
+
+    def _quantized_acc(self, inst: Instruction, stochastic: int) -> QTensor:
+        """SQ of the ACC (quant.shift_quantize), QUANT's ReLU when f0 is set."""
+        relu = inst.op == Op.QUANT and bool(inst.f0)
+        mode = "stochastic" if stochastic else "nearest"
+        return shift_quantize(self.acc, self.acc_exp, mode, self.cfg, inst.key, relu=relu)
+
+    def _matmul(self, inst):
+        a, b = self._load_slot(inst.a), self._load_slot(inst.b)
+        a = a.T if inst.f0 else a
+        b = b.T if inst.f1 else b
+        self._produce(inst, a @ b.T)
+        self.useful_macs += a.shape[0] * b.shape[0] * a.shape[1]
+
+    def _quant(self, inst):
+        q = self._quantized_acc(inst, inst.f1)
+        values = q.q
+        if inst.f2:
+            values = np.where(self._load_slot(inst.b) > 0, values, 0).astype(np.int8)
+        dst = self.table[inst.dst]
+        dst.exp = self.dst_exponent_of(inst)
+        self._store(dst, values)
+
+    def _scale(self, inst):
+        a, m = self._load_slot(inst.a), self._load_slot(inst.b)
+        self._produce(inst, a * m[0, 0])
+        self.useful_macs += a.size
+
+    def _add(self, inst):
+        ea, eb = self.table[inst.a].exp, self.table[inst.b].exp
+        exp = max(ea, eb)
+        a = round_shift(self._load_slot(inst.a), exp - ea, "nearest", self.cfg)
+        b = round_shift(self._load_slot(inst.b), exp - eb, "nearest", self.cfg)
+        self._produce(inst, a + b)
+
+    def _sum(self, inst):
+        self._produce(inst, np.array([[self._load_slot(inst.a).sum()]]))
+
+    def _dot(self, inst):
+        a, b = self._load_slot(inst.a), self._load_slot(inst.b)
+        self._produce(inst, np.array([[np.sum(a * b)]]))
+        self.useful_macs += a.size
+
+    def _mask(self, inst):
+        a, b = self._load_slot(inst.a), self._load_slot(inst.b)
+        dst = self.table[inst.dst]
+        exp = self.dst_exponent_of(inst)
+        self._store(dst, np.where(b > 0, a, 0).astype(np.int8))
+        dst.exp = exp
+
+    def _update(self, inst):
+        w, g = self.table[inst.dst], self.table[inst.a]
+        mode = "stochastic" if inst.f1 else "nearest"
+        new = update_weights(QTensor(self._load(w), w.exp), QTensor(self._load(g), g.exp), inst.lr, mode, self.cfg,
+                             inst.key)
+        self._store(w, new.q)
+
+    def _qupdate(self, inst):
+        w = self.table[inst.dst]
+        g = self._quantized_acc(inst, inst.f0)
+        mode = "stochastic" if inst.f1 else "nearest"
+        new = update_weights(QTensor(self._load(w), w.exp), g, inst.lr, mode, self.cfg, update_key(inst.key))
+        self._store(w, new.q)
+
+
+#: opcode -> its golden semantics (run after the table's checks passed)
+SEMANTICS = {
+    Op.MATMUL: Machine._matmul, Op.QUANT: Machine._quant, Op.SCALE: Machine._scale, Op.ADD: Machine._add,
+    Op.SUM: Machine._sum, Op.DOT: Machine._dot, Op.MASK: Machine._mask, Op.UPDATE: Machine._update,
+    Op.QUPDATE: Machine._qupdate,
+}

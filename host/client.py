@@ -25,8 +25,9 @@ from golden_model.machine import TensorEntry, words_per_row
 from golden_model.quant import QTensor
 from protocol.wire import (ADDRESS_BYTES, ADDRESS_FORMAT, INSTRUCTION_BYTES, LINK_STATUS_HELP, PING_FIELDS,
                            PING_PAYLOAD_BYTES, READ_TMEM_FORMAT, RESPONSE_OVERHEAD, RESPONSE_SYNC, WRITE_TENSOR_FORMAT,
-                           Cmd, FrameError, LinkStatus, Response, check_protocol_fit, command_name, decode_response,
-                           encode_request, parse_entry, parse_ping, parse_run, parse_status, ping_payload)
+                           Cmd, DeviceStatus, FrameError, LinkStatus, Response, check_protocol_fit, command_name,
+                           decode_response, encode_request, parse_entry, parse_ping, parse_run, parse_status,
+                           ping_payload)
 
 # ---- errors -------------------------------------------------------------------------------------
 

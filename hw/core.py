@@ -20,29 +20,48 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, flipped
 
 from golden_model.config import CoreConfig
+from golden_model.isa import PORTS, Engine
 
 from .interfaces import CoreControlSignature
 from .matmul_engine import MatmulEngine
 from .memories import DataMemories
 from .quant_engine import QuantEngine
-from .sequencer import ENGINES, PORT_BITS, PORT_MAP, Sequencer
+from .sequencer import Sequencer
 from .tensor_table import TensorTable
 from .update_engine import UpdateEngine
 from .vector_engine import VectorEngine
 
 
+#: (engine, engine port) -> the physical memory port (golden_model.isa.PORTS) it is wired to.  The QUANT
+#: and UPDATE engines read TMEM through port C, so they can run beside a MATMUL or an element-wise op,
+#: which use A and B.  The opcode table's ``ports`` name the physical ports; tests/test_isa_table.py checks
+#: that each opcode's engine is wired to them.
+PORT_MAP = {
+    (Engine.MATMUL, "tmem_a"): "tmem_a", (Engine.MATMUL, "tmem_b"): "tmem_b", (Engine.MATMUL, "amem_w"): "amem_w",
+    (Engine.QUANT, "tmem_a"): "tmem_c", (Engine.QUANT, "amem_r"): "amem_r", (Engine.QUANT, "tmem_w"): "tmem_w",
+    (Engine.VECTOR, "tmem_a"): "tmem_a", (Engine.VECTOR, "tmem_b"): "tmem_b", (Engine.VECTOR, "tmem_w"): "tmem_w",
+    (Engine.VECTOR, "amem_w"): "amem_w",
+    (Engine.UPDATE, "tmem_a"): "tmem_c", (Engine.UPDATE, "tmem_b"): "tmem_b", (Engine.UPDATE, "tmem_w"): "tmem_w",
+    (Engine.UPDATE, "amem_r"): "amem_r",
+}
+
+ENGINE_CLASSES = {Engine.MATMUL: MatmulEngine, Engine.QUANT: QuantEngine, Engine.VECTOR: VectorEngine,
+                  Engine.UPDATE: UpdateEngine}
+ENGINE_PORTS = ("tmem_a", "tmem_b", "tmem_w", "amem_r", "amem_w")
+
+
 def default_engines(cfg: CoreConfig) -> list[wiring.Component]:
-    engines = {"matmul": MatmulEngine(cfg), "quant": QuantEngine(cfg), "vector": VectorEngine(cfg),
-               "update": UpdateEngine(cfg)}
-    return [engines[name] for name in ENGINES]
+    """One engine of each kind, in golden_model.isa.Engine order."""
+    return [ENGINE_CLASSES[engine](cfg) for engine in Engine]
 
 
 class EoqCore(wiring.Component):
     def __init__(self, cfg: CoreConfig, engines: list[wiring.Component] | None = None):
         self.cfg = cfg
         self.engines = engines if engines is not None else default_engines(cfg)
-        if len(self.engines) != len(ENGINES):
-            raise ValueError(f"EoqCore needs {len(ENGINES)} engines ({', '.join(ENGINES)}), got {len(self.engines)}")
+        if len(self.engines) != len(Engine):
+            names = ", ".join(engine.name.lower() for engine in Engine)
+            raise ValueError(f"EoqCore needs {len(Engine)} engines ({names}), got {len(self.engines)}")
         super().__init__({"control": In(CoreControlSignature(cfg))})
 
     def elaborate(self, platform):
@@ -52,8 +71,8 @@ class EoqCore(wiring.Component):
         m.submodules.memories = mem = DataMemories(cfg, banks=2)
         m.submodules.table = table = TensorTable(cfg)
         m.submodules.sequencer = seq = Sequencer(cfg)
-        for name, engine in zip(ENGINES, self.engines):
-            m.submodules[f"{name}_engine"] = engine
+        for kind, engine in zip(Engine, self.engines):
+            m.submodules[f"{kind.name.lower()}_engine"] = engine
 
         busy = seq.status.busy
         # host side
@@ -82,13 +101,12 @@ class EoqCore(wiring.Component):
             with m.If(seq.engine == index):
                 m.d.comb += seq.cmd.ready.eq(engine.cmd.ready)
         # memory ports: each physical port ORs the requests of the engines mapped to it
-        for physical in PORT_BITS:
+        for physical in PORTS:
             sink = getattr(mem, physical)
-            users = [(index, getattr(engine, port)) for index, (name, engine) in enumerate(zip(ENGINES, self.engines))
-                     for port in ("tmem_a", "tmem_b", "tmem_w", "amem_r", "amem_w")
-                     if PORT_MAP.get((name, port)) == physical]
-            for index, source in users:
-                bank = seq.bank[index] if physical.startswith("amem") else None
+            users = [(kind, getattr(engine, port)) for kind, engine in zip(Engine, self.engines)
+                     for port in ENGINE_PORTS if PORT_MAP.get((kind, port)) == physical]
+            for kind, source in users:
+                bank = seq.bank[kind] if physical.startswith("amem") else None
                 addr = Cat(source.addr, bank) if bank is not None else source.addr
                 with m.If(source.en):
                     m.d.comb += [sink.en.eq(1), sink.addr.eq(addr)]

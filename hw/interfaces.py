@@ -23,8 +23,9 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from golden_model.config import CoreConfig
+from golden_model.isa import FIELDS, field_width, status_bits
 
-from .rounding import WORD_BITS, acc_shape, data_shape
+from .rounding import acc_shape, data_shape, shift_shape, signed_shift_shape
 
 
 def dim_shape(cfg: CoreConfig):
@@ -67,20 +68,20 @@ def command_layout(cfg: CoreConfig) -> data.StructLayout:
 
     op/f0/f1/f2/lr/key are the instruction's fields.  a, b, dst are the resolved
     operands.  acc_rows/acc_cols/acc_stride give the ACC tensor's shape: for a
-    producer (MATMUL, SCALE, ADD, SUM, DOT) the shape it must write, for QUANT
-    the shape it reads (also QUPDATE).  shift_a/shift_b are the ADD alignment
-    shifts (e - e_a, e - e_b >= 0).  shift is UPDATE's signed shift
-    e_w + lr - e_g (QUPDATE: e_w + lr - (e_acc + SQ shift)).  maxabs/maxpos
-    are the ACC maxima QUANT and QUPDATE take the SQ shift from (max |x| and
-    max(x, 0) over the valid elements).
+    producer (golden_model.isa.Acc.PRODUCES) the shape it must write, for a
+    consumer (QUANT, QUPDATE) the shape it reads.  shift_a/shift_b are the ADD
+    alignment shifts (e - e_a, e - e_b >= 0).  shift is UPDATE's signed shift
+    e_w + lr - e_g (QUPDATE: e_w + lr - (e_acc + sq_shift)).  sq_shift is the
+    SQ shift of the ACC a consumer quantizes (hw.sq_shift.SqShift of its
+    maximum, after QUANT's ReLU), computed once by the sequencer.
     """
     return data.StructLayout({
-        "op": 4,
-        "f0": 1,
-        "f1": 1,
-        "f2": 1,
-        "lr": 5,
-        "key": WORD_BITS,
+        "op": field_width("opcode"),
+        "f0": field_width("f0"),
+        "f1": field_width("f1"),
+        "f2": field_width("f2"),
+        "lr": field_width("lr"),
+        "key": field_width("key"),
         "a": tensor_layout(cfg),
         "b": tensor_layout(cfg),
         "dst": tensor_layout(cfg),
@@ -89,18 +90,16 @@ def command_layout(cfg: CoreConfig) -> data.StructLayout:
         "acc_stride": dim_shape(cfg),
         "shift_a": unsigned(cfg.exp_bits + 1),
         "shift_b": unsigned(cfg.exp_bits + 1),
-        "shift": signed(cfg.exp_bits + 2),
-        "maxabs": unsigned(cfg.acc_bits),
-        "maxpos": unsigned(cfg.acc_bits),
+        "shift": signed_shift_shape(cfg),
+        "sq_shift": shift_shape(cfg),
     })
 
 
 def result_layout(cfg: CoreConfig) -> data.StructLayout:
-    """What an engine reports when done: ACC maxima (producers) or the SQ shift (QUANT)."""
+    """What a producer reports when done: the ACC maxima, max |x| and max(x, 0) over the valid elements."""
     return data.StructLayout({
         "maxabs": unsigned(cfg.acc_bits),
         "maxpos": unsigned(cfg.acc_bits),
-        "shift": unsigned(cfg.exp_bits),
     })
 
 
@@ -173,7 +172,7 @@ def status_layout(cfg: CoreConfig) -> data.StructLayout:
     """Run state the host reads: busy, golden_model.isa.Status code, pc, cycles of the last run."""
     return data.StructLayout({
         "busy": 1,
-        "code": 4,
+        "code": status_bits(),
         "pc": pc_shape(cfg),
         "cycles": 32,
     })
@@ -202,3 +201,14 @@ class CoreControlSignature(wiring.Signature):
             "run": Out(wiring.Signature({"start": Out(1), "pc": Out(pc_shape(cfg))})),
             "status": In(status_layout(cfg)),
         })
+
+
+def instruction_layout() -> data.StructLayout:
+    """The 64-bit instruction word as golden_model.isa.FIELDS lays it out."""
+    fields, position = {}, 0
+    for name, (low, width) in sorted(FIELDS.items(), key=lambda item: item[1][0]):
+        assert low == position, f"instruction fields must tile the word: {name} at {low}, expected {position}"
+        fields[name] = unsigned(width)
+        position += width
+    assert position == 64
+    return data.StructLayout(fields)

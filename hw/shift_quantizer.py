@@ -7,6 +7,7 @@ from golden_model.config import CoreConfig
 
 from .laned_unit import LanedStreamUnit
 from .rounding import WORD_BITS, ShiftDecode, acc_shape, data_shape, round_shift_saturate, shift_shape
+from .sq_shift import SqShift
 
 
 def command_layout(cfg: CoreConfig) -> data.StructLayout:
@@ -65,11 +66,9 @@ class ShiftQuantizer(LanedStreamUnit):
 
         values = [Mux(relu & (x < 0), 0, x) for x in self.i.payload.data]
 
-        # Leading-one detector: bit_length of the OR of magnitudes.
-        bit_length = 0
-        for j in range(cfg.acc_bits):
-            bit_length = Mux(magnitudes[j], j + 1, bit_length)
-        excess = bit_length - (cfg.data_bits - 1)
+        # bit_length of the OR of magnitudes equals bit_length(max |x|): the SQ shift rule takes either
+        m.submodules.sq_shift = sq_shift = SqShift(cfg)
+        m.d.comb += sq_shift.peak.eq(magnitudes)
 
         with m.FSM():
             with m.State("IDLE"):
@@ -96,7 +95,7 @@ class ShiftQuantizer(LanedStreamUnit):
                     with m.If(self.i.payload.last):
                         m.next = "SHIFT"
             with m.State("SHIFT"):
-                m.d.sync += shift.eq(Mux(excess > 0, excess, 0))
+                m.d.sync += shift.eq(sq_shift.shift)
                 m.next = "SETUP"
             with m.State("SETUP"):                  # the registered shift decode follows the shift
                 m.next = "QUANTIZE"

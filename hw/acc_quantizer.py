@@ -1,0 +1,111 @@
+"""AccQuantizer: the ACC tensor in AMEM as a stream of shift-quantized int8 words.
+
+The front end QUANT and QUPDATE share: walk the ACC words from AMEM word 0
+(a :class:`TensorWalker` over its rows and columns), zero the pad lanes (and,
+when ``masked``, the lanes whose mask word from TMEM is <= 0), register the
+word once (no path runs from a block-RAM output into the rounding logic in
+one cycle) and requantize it in a :class:`ShiftQuantizer` with the command's
+SQ shift.  Output ``o`` carries one int8 word per cycle with its valid lane
+count and ``last``; there is no back-pressure.  ``early`` is high the cycle
+before a word appears on ``o``, so a consumer can read a partner word (the
+weights of QUPDATE) to arrive with it.  Latency: the first word appears 4
+cycles after the command; one word per cycle after that.
+"""
+
+from amaranth import Module, Mux, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from golden_model.config import CoreConfig
+
+from .interfaces import (ReadPortSignature, amem_addr_shape, amem_word_layout, dim_shape, tmem_addr_shape,
+                         tmem_word_layout)
+from .rounding import WORD_BITS, data_shape, shift_shape
+from .shift_quantizer import ShiftQuantizer
+from .tensor_walker import TensorWalker
+
+
+def acc_quantizer_command(cfg: CoreConfig) -> data.StructLayout:
+    return data.StructLayout({
+        "rows": dim_shape(cfg), "cols": dim_shape(cfg),
+        "relu": 1, "stochastic": 1, "shift": shift_shape(cfg), "key": WORD_BITS,
+        "masked": 1, "mask_base": tmem_addr_shape(cfg),     # keep lanes where the mask tensor is > 0
+    })
+
+
+def quantized_word_layout(cfg: CoreConfig) -> data.StructLayout:
+    return data.StructLayout({"data": data.ArrayLayout(data_shape(cfg), cfg.lanes),
+                              "count": range(cfg.lanes + 1), "last": 1})
+
+
+class AccQuantizer(wiring.Component):
+    def __init__(self, cfg: CoreConfig):
+        self.cfg = cfg
+        super().__init__({
+            "cmd": In(stream.Signature(acc_quantizer_command(cfg))),
+            "amem": Out(ReadPortSignature(amem_addr_shape(cfg), amem_word_layout(cfg))),
+            "mask": Out(ReadPortSignature(tmem_addr_shape(cfg), tmem_word_layout(cfg))),
+            "early": Out(1),
+            "o": Out(wiring.Signature({"valid": Out(1), "payload": Out(quantized_word_layout(cfg))})),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.cfg
+        m.submodules.walk = walk = TensorWalker(cfg)
+        m.submodules.sq = sq = ShiftQuantizer(cfg, cfg.lanes, counted=True)
+        command = Signal(acc_quantizer_command(cfg))
+
+        # the words read this cycle arrive next cycle (``pending``) and are registered once more (``staged``)
+        read_addr = Signal(amem_addr_shape(cfg))
+        mask_addr = Signal(tmem_addr_shape(cfg))
+        pending, pending_count, pending_last = Signal(), Signal.like(walk.count), Signal()
+        staged, staged_count, staged_last = Signal(), Signal.like(walk.count), Signal()
+        staged_data = Signal(sq.i.payload.data.shape())
+        out_count = Signal.like(walk.count)
+
+        m.d.comb += [
+            walk.rows.eq(self.cmd.payload.rows), walk.cols.eq(self.cmd.payload.cols),
+            sq.cmd.payload.relu.eq(command.relu), sq.cmd.payload.stochastic.eq(command.stochastic),
+            sq.cmd.payload.explicit.eq(1), sq.cmd.payload.shift.eq(command.shift), sq.cmd.payload.key.eq(command.key),
+            self.amem.addr.eq(read_addr), self.mask.addr.eq(mask_addr),
+            sq.i.valid.eq(staged), sq.i.payload.count.eq(staged_count), sq.i.payload.last.eq(staged_last),
+            sq.i.payload.data.eq(staged_data), sq.o.ready.eq(1),
+            self.early.eq(staged),
+            self.o.valid.eq(sq.o.valid), self.o.payload.data.eq(sq.o.payload.data),
+            self.o.payload.last.eq(sq.o.payload.last), self.o.payload.count.eq(out_count),
+        ]
+        for lane in range(cfg.lanes):
+            keep = (lane < pending_count) & (~command.masked | (self.mask.data[lane] > 0))
+            m.d.sync += staged_data[lane].eq(Mux(keep, self.amem.data[lane], 0))
+        m.d.sync += [staged.eq(pending), staged_count.eq(pending_count), staged_last.eq(pending_last)]
+        with m.If(staged):
+            m.d.sync += out_count.eq(staged_count)
+
+        def issue_read():
+            """Read the walker's current word; move on, or stop after the last one."""
+            m.d.comb += [self.amem.en.eq(1), self.mask.en.eq(command.masked), walk.step.eq(1)]
+            m.d.sync += [read_addr.eq(read_addr + 1), mask_addr.eq(mask_addr + 1), pending.eq(1),
+                         pending_count.eq(walk.count), pending_last.eq(walk.last)]
+            with m.If(walk.last):
+                m.next = "DRAIN"
+
+        m.d.sync += pending.eq(0)
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += self.cmd.ready.eq(1)
+                with m.If(self.cmd.valid):
+                    m.d.comb += walk.start.eq(1)
+                    m.d.sync += [command.eq(self.cmd.payload), read_addr.eq(0),
+                                 mask_addr.eq(self.cmd.payload.mask_base)]
+                    m.next = "START"
+            with m.State("START"):
+                m.d.comb += sq.cmd.valid.eq(1)       # the quantizer is idle: accepted now
+                m.next = "READ"
+                issue_read()
+            with m.State("READ"):
+                issue_read()
+            with m.State("DRAIN"):
+                with m.If(sq.o.valid & sq.o.payload.last):
+                    m.next = "IDLE"
+        return m

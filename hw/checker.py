@@ -1,0 +1,104 @@
+"""Checker: an instruction's checks in the opcode table's order, on pipeline registers.
+
+Every rule of golden_model.isa.CHECK_RULES is one registered condition
+("the rule fails"), computed from the tensor-table entries and the decoder's
+outputs; ``error`` is the status of the first failing check of the
+instruction's row in golden_model.isa.OPS (ILLEGAL_INSTRUCTION before all),
+so the core reports the golden machine's status code.  The registers take
+the table lookup, the rows x stride products and the comparisons out of the
+issue path; ``invalidate`` (a new instruction, an exponent write-back, an
+issue, an engine finishing) restarts a two-cycle ``settle`` count, and
+``error`` is meaningful once ``settled``.
+"""
+
+from amaranth import Cat, Module, Signal
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from golden_model.config import CoreConfig
+from golden_model.isa import CHECK_RULES, OPS, STRICT_FLAGS, Status, status_bits
+
+from .decoder import end, stride, wide_exp_shape
+from .interfaces import dim_shape, instruction_layout, table_entry_layout
+
+
+class Checker(wiring.Component):
+    def __init__(self, cfg: CoreConfig):
+        self.cfg = cfg
+        entry = table_entry_layout(cfg)
+        shape = data.StructLayout({"rows": dim_shape(cfg), "cols": dim_shape(cfg)})
+        super().__init__({
+            "inst": In(instruction_layout()),
+            "dst": In(entry), "a": In(entry), "b": In(entry),
+            "acc": In(shape), "produced": In(shape),
+            "inner_a": In(dim_shape(cfg)), "inner_b": In(dim_shape(cfg)),
+            "dst_exp": In(wide_exp_shape(cfg)),
+            "invalidate": In(1),
+            "error": Out(status_bits()),
+            "settled": Out(1),
+        })
+
+    def rules(self) -> dict:
+        """CHECK_RULES name -> the Amaranth condition that the rule fails."""
+        cfg, dst, a, b = self.cfg, self.dst, self.a, self.b
+        limit = cfg.max_dim
+        exp_limit = 1 << (cfg.exp_bits - 1)
+
+        def dims_bad(x):
+            return (x.rows == 0) | (x.cols == 0) | (x.rows > limit) | (x.cols > limit)
+
+        def same(x, y):
+            return (x.rows == y.rows) & (x.cols == y.cols)
+
+        def scalar(x):
+            return (x.rows == 1) & (x.cols == 1)
+
+        def partly_overlaps(x, y):
+            return (x.base != y.base) & (x.base < end(cfg, y)) & (y.base < end(cfg, x))
+
+        produced = self.produced
+        fails = {"inner": self.inner_a != self.inner_b, "b_scalar": ~scalar(b),
+                 "ab_or_b_scalar": ~same(a, b) & ~scalar(b), "ab": ~same(a, b),
+                 "dst_ab": ~same(a, b) | ~same(dst, a), "dst_a": ~same(dst, a),
+                 "dst_acc": ~same(dst, self.acc), "b_acc": ~same(b, self.acc),
+                 "acc_fits": produced.rows * stride(cfg, produced.cols) > cfg.acc_words,
+                 "overlap:dst,a": partly_overlaps(dst, a), "overlap:dst,b": partly_overlaps(dst, b),
+                 "exp_fits": (self.dst_exp < -exp_limit) | (self.dst_exp >= exp_limit)}
+        for name, x in (("dst", dst), ("a", a), ("b", b)):
+            fails[f"dims:{name}"] = dims_bad(x)
+            fails[f"extent:{name}"] = end(cfg, x) > cfg.tmem_words
+        assert set(fails) == set(CHECK_RULES), f"rules without a gateware condition: {set(CHECK_RULES) ^ set(fails)}"
+        return fails
+
+    def elaborate(self, platform):
+        m = Module()
+        inst = self.inst
+        failed = {}
+        for name, condition in self.rules().items():
+            failed[name] = Signal(name="fails_" + name.replace(":", "_").replace(",", "_"))
+            m.d.sync += failed[name].eq(condition)
+
+        error = self.error
+        with m.Switch(inst.opcode):
+            for op, spec in OPS.items():
+                with m.Case(op):
+                    for check in reversed(spec.checks):            # the first failing check wins
+                        enabled = getattr(inst, check.when) if check.when else 1
+                        with m.If(failed[check.rule] & enabled):
+                            m.d.comb += error.eq(check.status)
+                    undefined = [getattr(inst, flag) for flag in STRICT_FLAGS if flag not in spec.fields]
+                    if undefined:
+                        with m.If(Cat(*undefined).any()):
+                            m.d.comb += error.eq(Status.ILLEGAL_INSTRUCTION)
+            with m.Default():
+                m.d.comb += error.eq(Status.ILLEGAL_INSTRUCTION)
+        with m.If(inst.reserved != 0):
+            m.d.comb += error.eq(Status.ILLEGAL_INSTRUCTION)
+
+        settle = Signal(range(3))
+        with m.If(self.invalidate):
+            m.d.sync += settle.eq(2)
+        with m.Elif(settle != 0):
+            m.d.sync += settle.eq(settle - 1)
+        m.d.comb += self.settled.eq(settle == 0)
+        return m

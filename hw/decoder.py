@@ -1,0 +1,157 @@
+"""Decoder: one instruction and its operands' table entries -> the engine command and its issue record.
+
+Combinational, generated from the opcode table (golden_model.isa.OPS): the
+engine, the memory ports and TMEM word ranges the instruction holds while it
+runs, the ACC a producer will write (shape and exponent rules), the SQ shift
+of the ACC a consumer quantizes (one :class:`~hw.sq_shift.SqShift`), the
+exponent written to dst, and the fields an engine needs
+(:func:`hw.interfaces.command_layout`).  The sequencer registers its outputs
+before they are used (hw/sequencer.py).
+"""
+
+from amaranth import C, Cat, Module, Mux, signed, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from golden_model.config import CoreConfig
+from golden_model.isa import OPS, PORTS, Acc, Engine, Op, field_width
+
+from .interfaces import (command_layout, dim_shape, exp_shape, instruction_layout, slot_shape, table_entry_layout,
+                         tmem_addr_shape)
+from .sq_shift import SqShift
+
+
+def wide_exp_shape(cfg: CoreConfig):
+    """Exponent arithmetic before the range check: a sum of two exponents plus a shift fits."""
+    return signed(cfg.exp_bits + 3)
+
+
+def acc_state_layout(cfg: CoreConfig) -> data.StructLayout:
+    """The ACC tensor as the sequencer tracks it."""
+    return data.StructLayout({"rows": dim_shape(cfg), "cols": dim_shape(cfg), "exp": wide_exp_shape(cfg),
+                              "maxabs": unsigned(cfg.acc_bits), "maxpos": unsigned(cfg.acc_bits)})
+
+
+def word_end_shape(cfg: CoreConfig):
+    """A TMEM word address one past a tensor's end."""
+    return unsigned(tmem_addr_shape(cfg).width + 1)
+
+
+def issue_record_layout(cfg: CoreConfig) -> data.StructLayout:
+    """What the issue tracker keeps of an instruction in flight: its resources and its effects.
+
+    ports       memory ports it holds (bit i: golden_model.isa.PORTS[i])
+    w_*, r0_*, r1_*  TMEM word ranges [lo, hi) it writes (dst) and reads (A, B); empty when unused
+    producer    it writes a new ACC; writes_exp: it writes dst's exponent (``wb_exp``) when done
+    """
+    end = word_end_shape(cfg)
+    return data.StructLayout({
+        "valid": 1, "op": field_width("opcode"), "dst": slot_shape(cfg), "writes_exp": 1, "producer": 1,
+        "ports": len(PORTS), "w_lo": end, "w_hi": end, "r0_lo": end, "r0_hi": end, "r1_lo": end, "r1_hi": end,
+        "wb_exp": exp_shape(cfg),
+    })
+
+
+def port_mask(ports) -> int:
+    return sum(1 << PORTS.index(port) for port in ports)
+
+
+def stride(cfg: CoreConfig, cols):
+    """Words per row: ceil(cols / lanes)."""
+    return (cols + (cfg.lanes - 1)) >> (cfg.lanes.bit_length() - 1)
+
+
+def end(cfg: CoreConfig, entry):
+    """One past the entry's last TMEM word."""
+    return entry.base + entry.rows * stride(cfg, entry.cols)
+
+
+class Decoder(wiring.Component):
+    """``inst`` with the entries of its dst, a and b slots and the ACC state in; decode out.
+
+    ``uses`` (dst, a, b): the slots whose words or exponent the instruction
+    touches (for the exponent write-back hazard); ``inner_a``/``inner_b``:
+    MATMUL's inner lengths of op(A) and op(B); ``quant_exp``: ACC.exp plus the
+    SQ shift; ``dst_exp``: the exponent it writes to dst, before the range check.
+    """
+
+    def __init__(self, cfg: CoreConfig):
+        self.cfg = cfg
+        entry = table_entry_layout(cfg)
+        super().__init__({
+            "inst": In(instruction_layout()),
+            "dst": In(entry), "a": In(entry), "b": In(entry),
+            "acc": In(acc_state_layout(cfg)),
+            "cmd": Out(command_layout(cfg)),
+            "engine": Out(range(len(Engine))),
+            "record": Out(issue_record_layout(cfg)),
+            "produced": Out(data.StructLayout({"rows": dim_shape(cfg), "cols": dim_shape(cfg),
+                                               "exp": wide_exp_shape(cfg)})),
+            "consumer": Out(1),
+            "uses": Out(data.StructLayout({"dst": 1, "a": 1, "b": 1})),
+            "inner_a": Out(dim_shape(cfg)), "inner_b": Out(dim_shape(cfg)),
+            "quant_exp": Out(wide_exp_shape(cfg)),
+            "dst_exp": Out(wide_exp_shape(cfg)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.cfg
+        inst, dst, a, b, acc = self.inst, self.dst, self.a, self.b, self.acc
+        entries = {"dst": dst, "a": a, "b": b}
+        opcode = inst.opcode
+
+        # the SQ shift of the ACC a consumer quantizes (QUANT's ReLU takes max(x, 0); QUPDATE's f0 is rounding)
+        m.submodules.sq_shift = sq_shift = SqShift(cfg)
+        m.d.comb += sq_shift.peak.eq(Mux(inst.f0 & (opcode == Op.QUANT), acc.maxpos, acc.maxabs))
+        m.d.comb += self.quant_exp.eq(acc.exp + sq_shift.shift)
+
+        # ACC rules (golden_model.isa.ACC_SHAPES, ACC_EXPONENTS) and the dst exponent (DST_EXPONENTS)
+        mat_m, mat_n = Mux(inst.f0, a.cols, a.rows), Mux(inst.f1, b.cols, b.rows)
+        m.d.comb += [self.inner_a.eq(Mux(inst.f0, a.rows, a.cols)), self.inner_b.eq(Mux(inst.f1, b.rows, b.cols))]
+        shapes = {"matmul": (mat_m, mat_n), "a": (a.rows, a.cols), "scalar": (1, 1)}
+        exponents = {"a+b": a.exp + b.exp, "max": Mux(a.exp > b.exp, a.exp, b.exp), "a": a.exp}
+        dst_exponents = {"sq": self.quant_exp, "a": a.exp}
+        produced, record = self.produced, self.record
+        with m.Switch(opcode):
+            for op, spec in OPS.items():
+                with m.Case(op):
+                    m.d.comb += [self.engine.eq(spec.engine or 0), self.consumer.eq(spec.acc is Acc.CONSUMES),
+                                 record.producer.eq(spec.acc is Acc.PRODUCES), record.ports.eq(port_mask(spec.ports)),
+                                 record.writes_exp.eq(spec.dst_exp is not None)]
+                    if spec.acc is Acc.PRODUCES:
+                        rows, cols = shapes[spec.acc_shape]
+                        m.d.comb += [produced.rows.eq(rows), produced.cols.eq(cols),
+                                     produced.exp.eq(exponents[spec.acc_exp])]
+                    if spec.dst_exp is not None:
+                        m.d.comb += self.dst_exp.eq(dst_exponents[spec.dst_exp])
+                    for slot in ("dst", "a", "b"):
+                        reads = [getattr(inst, r.when) if r.when else C(1) for r in spec.reads if r.slot == slot]
+                        read = Cat(*reads).any() if reads else C(0)
+                        written = slot == "dst" and (spec.writes_dst or spec.dst_exp is not None)
+                        m.d.comb += getattr(self.uses, slot).eq(read | written)
+                        if slot != "dst":
+                            lo, hi = (record.r0_lo, record.r0_hi) if slot == "a" else (record.r1_lo, record.r1_hi)
+                            entry = entries[slot]
+                            m.d.comb += [lo.eq(entry.base), hi.eq(Mux(read, end(cfg, entry), entry.base))]
+                    m.d.comb += [record.w_lo.eq(dst.base), record.w_hi.eq(end(cfg, dst) if spec.writes_dst else dst.base)]
+        m.d.comb += [record.op.eq(opcode), record.dst.eq(inst.dst), record.wb_exp.eq(self.dst_exp)]
+
+        # the engine command
+        cmd = self.cmd
+        acc_rows = Mux(record.producer, produced.rows, acc.rows)
+        acc_cols = Mux(record.producer, produced.cols, acc.cols)
+        exp_max = exponents["max"]
+        for name, entry in entries.items():
+            field = getattr(cmd, name)
+            m.d.comb += [field.base.eq(entry.base), field.rows.eq(entry.rows), field.cols.eq(entry.cols),
+                         field.stride.eq(stride(cfg, entry.cols))]
+        m.d.comb += [
+            cmd.op.eq(opcode), cmd.f0.eq(inst.f0), cmd.f1.eq(inst.f1), cmd.f2.eq(inst.f2), cmd.lr.eq(inst.lr),
+            cmd.key.eq(inst.key),
+            cmd.acc_rows.eq(acc_rows), cmd.acc_cols.eq(acc_cols), cmd.acc_stride.eq(stride(cfg, acc_cols)),
+            cmd.shift_a.eq(exp_max - a.exp), cmd.shift_b.eq(exp_max - b.exp),
+            cmd.shift.eq(dst.exp + inst.lr - Mux(opcode == Op.QUPDATE, self.quant_exp, a.exp)),
+            cmd.sq_shift.eq(sq_shift.shift),
+        ]
+        return m

@@ -1,0 +1,42 @@
+"""SqShift: the SQ shift rule in gateware, golden ``quant.sq_shift``.
+
+    shift = max(0, bit_length(peak) - (data_bits - 1))
+
+where ``peak`` is the tensor's largest magnitude (or the OR of all
+magnitudes: its bit length is the same).  A leading-one detector and a
+subtraction; the one place the rule is written in hardware (the sequencer
+uses it for QUANT's exponent and the consumers' command, the ShiftQuantizer
+for its own max pass).
+"""
+
+from amaranth import Module, Mux, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from golden_model.config import CoreConfig
+
+from .rounding import shift_shape
+
+
+def bit_length(m: Module, x, name: str = "bit_length") -> Signal:
+    """bit_length of the unsigned value x (golden ``quant.bit_length``): a leading-one detector."""
+    length = Signal(range(len(x) + 1), name=name)
+    found = 0
+    for j in range(len(x)):
+        found = Mux(x[j], j + 1, found)
+    m.d.comb += length.eq(found)
+    return length
+
+
+class SqShift(wiring.Component):
+    """``peak`` (unsigned, acc_bits) -> ``shift`` (combinational)."""
+
+    def __init__(self, cfg: CoreConfig):
+        self.cfg = cfg
+        super().__init__({"peak": In(cfg.acc_bits), "shift": Out(shift_shape(cfg))})
+
+    def elaborate(self, platform):
+        m = Module()
+        excess = bit_length(m, self.peak, "peak_bits") - (self.cfg.data_bits - 1)
+        m.d.comb += self.shift.eq(Mux(excess > 0, excess, 0))
+        return m

@@ -1,0 +1,218 @@
+"""Unit tests of the sequencer's parts in Amaranth's simulator: SqShift, Decoder + Checker against the
+golden machine, and the IssueTracker's hazards.  The whole sequencer is checked inside the core by the
+cocotb benches (sim_tests/tb_eoq_core.py)."""
+
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import pytest
+from amaranth import Elaboratable, Module
+from amaranth.sim import Simulator
+
+from golden_model import isa
+from golden_model.config import get_config
+from golden_model.isa import OPS, PORTS, Acc, Engine, Instruction, Op, Status
+from golden_model.machine import Machine, MachineError, TensorEntry
+from golden_model.quant import sq_shift
+from hw.checker import Checker
+from hw.decoder import Decoder, port_mask
+from hw.issue_tracker import IssueTracker
+from hw.sq_shift import SqShift
+from sim_tests.command_model import acc_maxima, resolve
+
+SEED = int(os.environ.get("EOQ_SEED", random.randrange(2**31)))
+
+
+def run(dut, bench):
+    """Simulate until the testbench returns."""
+    sim = Simulator(dut)
+    sim.add_clock(1e-6, if_exists=True)
+    sim.add_testbench(bench)
+    sim.run()
+
+
+@pytest.mark.parametrize("config", ["small4x4", "default"])
+def test_sq_shift_matches_the_golden_rule_at_every_bit_length(config):
+    cfg = get_config(config)
+    dut = SqShift(cfg)
+    rng = random.Random(SEED)
+    peaks = [0, 1, 63, 64, 127, 128, 2**31 - 1, 2**31] + [rng.randrange(1 << bits) for bits in range(1, 33)
+                                                            for _ in range(3)]
+
+    async def bench(ctx):
+        for peak in peaks:
+            ctx.set(dut.peak, peak)
+            await ctx.delay(1e-9)
+            assert ctx.get(dut.shift) == sq_shift(np.array([peak]), cfg), f"peak {peak} (EOQ_SEED={SEED})"
+
+    run(dut, bench)
+
+
+class DecodeAndCheck(Elaboratable):
+    """Decoder and Checker wired as the sequencer wires them."""
+
+    def __init__(self, cfg):
+        self.decoder, self.checker = Decoder(cfg), Checker(cfg)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.decoder, m.submodules.checker = d, c = self.decoder, self.checker
+        m.d.comb += [c.inst.eq(d.inst), c.dst.eq(d.dst), c.a.eq(d.a), c.b.eq(d.b),
+                     c.acc.rows.eq(d.acc.rows), c.acc.cols.eq(d.acc.cols),
+                     c.produced.rows.eq(d.produced.rows), c.produced.cols.eq(d.produced.cols),
+                     c.inner_a.eq(d.inner_a), c.inner_b.eq(d.inner_b), c.dst_exp.eq(d.dst_exp)]
+        return m
+
+
+def random_case(cfg, rng):
+    """A machine with random table entries and ACC, and a random instruction over them (often legal)."""
+    machine = Machine(cfg)
+    limit = cfg.max_dim
+    shape = (rng.randint(1, limit), rng.randint(1, limit))
+
+    def dim():
+        return rng.choice([0, 1, limit, limit + 1] + [rng.randint(1, limit)] * 6)
+
+    for slot in range(4):
+        rows, cols = rng.choice([shape, shape, (1, 1), (shape[1], shape[0]), (dim(), dim())])
+        base = rng.choice([0, rng.randrange(cfg.tmem_words), cfg.tmem_words - 1, 40 * slot])
+        machine.table[slot] = TensorEntry(base, rows, cols, rng.randint(-(1 << (cfg.exp_bits - 1)),
+                                                                       (1 << (cfg.exp_bits - 1)) - 1)
+                                          if rng.random() < 0.1 else rng.randint(-30, 10))
+    acc_shape = rng.choice([shape, (1, 1), (rng.randint(1, limit), rng.randint(1, limit))])
+    machine.acc = np.array([[rng.randint(-2**31, 2**31 - 1) >> rng.randint(0, 31) for _ in range(acc_shape[1])]
+                            for _ in range(acc_shape[0])], dtype=np.int64)
+    machine.acc_exp = rng.randint(-40, 20) if rng.random() < 0.9 else rng.choice([-2**15 + 3, 2**15 - 30])
+    op = rng.choice([op for op in Op if op != Op.HALT])
+    inst = Instruction(op, dst=rng.randrange(4), a=rng.randrange(4), b=rng.randrange(4), f0=rng.randrange(2),
+                       f1=rng.randrange(2), lr=rng.randrange(32), key=rng.randrange(2**32),
+                       f2=int(rng.random() < 0.3), reserved=int(rng.random() < 0.05))
+    return machine, inst
+
+
+def golden_status(machine, inst):
+    problem = isa.illegal(inst.encode())
+    if problem:
+        return Status.ILLEGAL_INSTRUCTION
+    try:
+        machine.execute(inst)
+    except MachineError as error:
+        return error.status
+    return Status.OK
+
+
+@pytest.mark.parametrize("config", ["small4x4", "wide8x16"])
+def test_decoder_and_checker_agree_with_the_golden_machine(config):
+    """Random instructions over random entries and ACC states: the same status code as the machine,
+    and for legal ones the engine command of the bench reference (sim_tests/command_model.py)."""
+    cfg = get_config(config)
+    dut = DecodeAndCheck(cfg)
+    d, c = dut.decoder, dut.checker
+    rng = random.Random(SEED)
+    seen = set()
+
+    async def bench(ctx):
+        for trial in range(400):
+            machine, inst = random_case(cfg, rng)
+            entries = {name: machine.table[getattr(inst, name)] for name in ("dst", "a", "b")}
+            maxabs, maxpos = acc_maxima(machine.acc)
+            want_cmd = resolve(machine, inst) if OPS[inst.op].engine is not None else None
+            ctx.set(d.inst.as_value(), inst.encode())
+            for name, e in entries.items():
+                ctx.set(getattr(d, name), {"base": e.base, "rows": e.rows, "cols": e.cols, "exp": e.exp})
+            ctx.set(d.acc, {"rows": machine.acc.shape[0], "cols": machine.acc.shape[1], "exp": machine.acc_exp,
+                            "maxabs": maxabs, "maxpos": maxpos})
+            await ctx.tick().repeat(2)
+            got = Status(ctx.get(c.error))
+            cmd, record = ctx.get(d.cmd), ctx.get(d.record)
+            want = golden_status(machine, inst)
+            what = f"trial {trial} {inst} entries {entries} ACC {machine.acc.shape} (EOQ_SEED={SEED})"
+            assert got == want, f"{what}: gateware {got.name}, golden {want.name}"
+            seen.add((inst.op, want))
+            if want != Status.OK:
+                continue
+            spec = OPS[inst.op]
+            fields = ["acc_rows", "acc_cols", "acc_stride"] if spec.acc is not Acc.NONE else []
+            fields += {Op.ADD: ["shift_a", "shift_b"], Op.UPDATE: ["shift"], Op.QUPDATE: ["shift", "sq_shift"],
+                       Op.QUANT: ["sq_shift"]}.get(inst.op, [])
+            for field in fields:
+                assert getattr(cmd, field) == want_cmd[field], f"{what}: command {field}"
+            if spec.dst_exp is not None:
+                assert record.wb_exp == machine.table[inst.dst].exp, f"{what}: written exponent"
+            assert record.ports == port_mask(spec.ports) and ctx.get(d.engine) == spec.engine
+
+    run(dut, bench)
+    statuses = {status for _, status in seen}
+    assert {Status.OK, Status.SHAPE_MISMATCH, Status.TMEM_RANGE, Status.ILLEGAL_INSTRUCTION} <= statuses
+
+
+def record(engine, ports=(), w=(0, 0), r0=(0, 0), r1=(0, 0), producer=0, writes_exp=0, dst=0, wb_exp=0):
+    return {"valid": 1, "op": 0, "dst": dst, "writes_exp": writes_exp, "producer": producer,
+            "ports": port_mask(ports), "w_lo": w[0], "w_hi": w[1], "r0_lo": r0[0], "r0_hi": r0[1],
+            "r1_lo": r1[0], "r1_hi": r1[1], "wb_exp": wb_exp}
+
+
+def test_issue_tracker_hazards_banks_and_write_back():
+    cfg = get_config("small4x4")
+    dut = IssueTracker(cfg)
+
+    async def issue(ctx, engine, rec, acc=None):
+        ctx.set(dut.pending, rec)
+        ctx.set(dut.pending_engine, engine)
+        ctx.set(dut.pending_acc, acc or {"rows": 0, "cols": 0, "exp": 0})
+        conflict = ctx.get(dut.conflict)
+        ctx.set(dut.issue, 1)
+        await ctx.tick()
+        ctx.set(dut.issue, 0)
+        return conflict
+
+    async def bench(ctx):
+        # a product in flight on bank 1 (the first producer flips the bank)
+        product = record(Engine.MATMUL, ("tmem_a", "tmem_b", "amem_w"), r0=(0, 10), r1=(10, 20), producer=1)
+        assert not await issue(ctx, Engine.MATMUL, product, {"rows": 3, "cols": 5, "exp": -9})
+        assert (ctx.get(dut.bank) >> Engine.MATMUL) & 1 == 1 and ctx.get(dut.any_inflight)
+        assert (ctx.get(dut.acc.rows), ctx.get(dut.acc.cols), ctx.get(dut.acc.exp)) == (3, 5, -9)
+        # conflicts: the same engine, a shared port, a write into words the product reads
+        ctx.set(dut.pending, record(Engine.MATMUL))
+        ctx.set(dut.pending_engine, Engine.MATMUL)
+        assert ctx.get(dut.conflict)
+        ctx.set(dut.pending, record(Engine.VECTOR, ("tmem_a",)))
+        ctx.set(dut.pending_engine, Engine.VECTOR)
+        assert ctx.get(dut.conflict)
+        ctx.set(dut.pending, record(Engine.QUANT, ("amem_r", "tmem_c", "tmem_w"), w=(15, 16)))
+        ctx.set(dut.pending_engine, Engine.QUANT)
+        assert ctx.get(dut.conflict)
+        # a QUANT writing words nobody reads does not conflict; a consumer reads the latest producer's bank
+        quant = record(Engine.QUANT, ("amem_r", "tmem_c", "tmem_w"), w=(20, 24), writes_exp=1, dst=6, wb_exp=-3)
+        assert not await issue(ctx, Engine.QUANT, quant)
+        assert (ctx.get(dut.bank) >> Engine.QUANT) & 1 == 1
+        # an instruction using slot 6 must wait for its exponent; a consumer waits for the producer
+        ctx.set(dut.check, {"uses": {"dst": 0, "a": 1, "b": 0}, "dst": 0, "a": 6, "b": 0, "consumer": 0,
+                            "producer": 0})
+        assert ctx.get(dut.must_wait)
+        ctx.set(dut.check, {"uses": {"dst": 0, "a": 1, "b": 0}, "dst": 0, "a": 5, "b": 0, "consumer": 1,
+                            "producer": 0})
+        assert ctx.get(dut.must_wait)
+        # the product finishes: its maxima become the ACC's
+        ctx.set(dut.result, [{"maxabs": 1000, "maxpos": 77}] * len(Engine))
+        ctx.set(dut.done, 1 << Engine.MATMUL)
+        await ctx.tick()
+        ctx.set(dut.done, 0)
+        assert (ctx.get(dut.acc.maxabs), ctx.get(dut.acc.maxpos)) == (1000, 77)
+        assert not ctx.get(dut.must_wait) or ctx.get(dut.check.a) == 6
+        # the QUANT finishes: its exponent is written back in that cycle
+        ctx.set(dut.done, 1 << Engine.QUANT)
+        assert ctx.get(dut.exp_w.en) and (ctx.get(dut.exp_w.slot), ctx.get(dut.exp_w.exp)) == (6, -3)
+        await ctx.tick()
+        ctx.set(dut.done, 0)
+        assert not ctx.get(dut.any_inflight) and not ctx.get(dut.must_wait)
+
+    run(dut, bench)
+
+
+def test_port_masks_follow_the_port_list():
+    assert port_mask(PORTS) == (1 << len(PORTS)) - 1
+    assert port_mask(("tmem_b",)) == 1 << PORTS.index("tmem_b")

@@ -30,6 +30,7 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from amaranth_boards import ulx3s
@@ -231,23 +232,53 @@ def check_report(report: dict) -> None:
 
 # ---------------------------------------------------------------- build
 
-def build(board: str, device: str, config: str, freq_mhz: float | None = None, baud: int = DEFAULT_BAUD,
-          out: str | Path = "build/fpga", threads: int = 1, seed: int = 1, name: str | None = None,
-          verbose: bool = False, resynth: bool = False, echo: bool = False, router: str = "router2",
-          timeout_min: float | None = None, lut_mapper: str = "abc") -> dict:
+@dataclass(frozen=True)
+class BuildOptions:
+    """What to build and how (``python -m fpga.build`` fills it from its options).
+
+    freq_mhz     core clock (None: fpga.top.DEFAULT_FREQ); baud: the UART's rate
+    out, name    build directory out/name (default name <board>-<device>-<config>)
+    threads, seed, router   nextpnr settings; lut_mapper: yosys' LUT mapping ("abc" or "abc9")
+    timeout_min  give up on a tool step after this many minutes
+    resynth      run yosys even if the netlist is unchanged; echo: the UART echo design instead of the core
+    verbose      tool output on the console instead of build.log
+    """
+
+    board: str = "ulx3s"
+    device: str = "85F"
+    config: str = "default"
+    freq_mhz: float | None = None
+    baud: int = DEFAULT_BAUD
+    out: Path = Path("build/fpga")
+    name: str | None = None
+    threads: int = 1
+    seed: int = 1
+    router: str = "router2"
+    lut_mapper: str = "abc"
+    timeout_min: float | None = None
+    resynth: bool = False
+    echo: bool = False
+    verbose: bool = False
+
+
+def build(options: BuildOptions) -> dict:
     """Build one bitstream; return the report dict (raises BuildError on tool failure or missed timing)."""
+    board, config, echo = options.board, options.config, options.echo
+    lut_mapper, threads, seed, router = options.lut_mapper, options.threads, options.seed, options.router
+    timeout_min = options.timeout_min
     if lut_mapper not in LUT_MAPPERS:
         raise BuildError(f"unknown LUT mapper {lut_mapper!r}; choose one of {', '.join(LUT_MAPPERS)}")
-    platform_cls = get_platform(board, device)
-    device = normalize_device(device)
+    platform_cls = get_platform(board, options.device)
+    device = normalize_device(options.device)
     cfg = get_config(config)
-    freq = DEFAULT_FREQ if freq_mhz is None else freq_mhz * 1e6
+    freq = DEFAULT_FREQ if options.freq_mhz is None else options.freq_mhz * 1e6
+    baud = options.baud
     try:
         top = UlxTop(cfg, freq=freq, baud=baud, system=EchoSystem(cfg) if echo else None)
     except ValueError as exc:
         raise BuildError(str(exc)) from None
     env = find_tools()
-    build_dir = Path(out) / (name or f"{board}-{device}-{'echo' if echo else config}")
+    build_dir = Path(options.out) / (options.name or f"{board}-{device}-{'echo' if echo else config}")
     build_dir.mkdir(parents=True, exist_ok=True)
     for stale in ("report.json", "fpga_report.json", "top.bit", "top.tim"):
         (build_dir / stale).unlink(missing_ok=True)
@@ -267,7 +298,7 @@ def build(board: str, device: str, config: str, freq_mhz: float | None = None, b
     with open(log_path, "w") as log:
         for command in commands:
             tool = command[0]
-            if tool == "yosys" and not resynth and _synth_cached(build_dir, synth_key):
+            if tool == "yosys" and not options.resynth and _synth_cached(build_dir, synth_key):
                 print("fpga.build: yosys: netlist unchanged since the last build, reusing top.json", flush=True)
                 steps["yosys"] = 0.0
                 continue
@@ -277,7 +308,7 @@ def build(board: str, device: str, config: str, freq_mhz: float | None = None, b
             log.write(f"$ {' '.join(command)}\n")
             log.flush()
             try:
-                proc = subprocess.run(argv, cwd=build_dir, stdout=None if verbose else log, stderr=subprocess.STDOUT,
+                proc = subprocess.run(argv, cwd=build_dir, stdout=None if options.verbose else log, stderr=subprocess.STDOUT,
                                       timeout=timeout_min * 60 if timeout_min else None)
             except subprocess.TimeoutExpired:
                 _write_failure_report(build_dir, board, device, config, cfg, top, tool, "timeout")
@@ -378,9 +409,11 @@ def main(argv=None) -> int:
     parser.add_argument("-v", "--verbose", action="store_true", help="show tool output instead of build.log")
     args = parser.parse_args(argv)
     try:
-        report = build(args.board, args.device, args.config, args.freq, args.baud, args.out, args.threads,
-                       args.seed, args.name, args.verbose, args.resynth, args.echo,
-                       args.router, args.timeout, args.lut_mapper)
+        report = build(BuildOptions(
+            board=args.board, device=args.device, config=args.config, freq_mhz=args.freq, baud=args.baud,
+            out=Path(args.out), name=args.name, threads=args.threads, seed=args.seed, router=args.router,
+            lut_mapper=args.lut_mapper, timeout_min=args.timeout, resynth=args.resynth, echo=args.echo,
+            verbose=args.verbose))
         print(format_table(report))
         print(f"report: {Path(report['bitstream']).parent / 'fpga_report.json'}")
         check_report(report)

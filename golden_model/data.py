@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
 
 SPLIT_SEED = 0
 TEST_FRACTION = 0.2
@@ -22,9 +24,6 @@ class Digits:
 
 def load_digits_split() -> Digits:
     """Stratified 80/20 split with a fixed seed: 1437 training and 360 test images."""
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
     data = load_digits()
     pixels = data.data.astype(np.int64)
     train_x, test_x, train_y, test_y = train_test_split(

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+from tqdm import tqdm
 
+from .cnn import FloatResCNN, ResCNN
 from .config import CoreConfig
 from .data import Digits, batches, load_digits_split
 from .float_ref import FloatResMLP
@@ -89,7 +91,6 @@ class GoldenTarget(ModelTarget):
 
     def __init__(self, cfg: CoreConfig, seed: int, lr_shift: int, arch: str = "mlp"):
         if arch != "mlp":
-            from .cnn import ResCNN
             super().__init__(ResCNN(cfg, seed, lr_shift))
         else:
             super().__init__(ResMLP(cfg, seed, lr_shift))
@@ -106,7 +107,6 @@ class FloatTarget(ModelTarget):
 
     def __init__(self, seed: int, lr_shift: int, arch: str = "mlp"):
         if arch != "mlp":
-            from .cnn import FloatResCNN
             super().__init__(FloatResCNN(seed, lr_shift))
         else:
             super().__init__(FloatResMLP(seed, lr_shift))
@@ -158,7 +158,6 @@ def run_training(target, epochs: int, batch: int, seed: int, data: Digits | None
         steps_per_epoch = min(steps_per_epoch, max_steps)
     bar = None
     if progress:
-        from tqdm import tqdm
         bar = tqdm(total=epochs * steps_per_epoch, unit="step", desc=f"{target.name}", leave=False)
     base_lr_shift = target.lr_shift
     for epoch in range(1, epochs + 1):

@@ -10,6 +10,8 @@ RUN that starts a run (its answer is sent when the run ends, at a frame
 boundary) and a repeated RUN of the active run.
 """
 
+from types import SimpleNamespace
+
 from amaranth import C, Cat, Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -21,6 +23,14 @@ from protocol.wire import (ADDRESS_BYTES, COMMANDS, PING_PAYLOAD_BYTES, RUN_PAYL
 from .interfaces import CoreControlSignature, ReadPortSignature, WritePortSignature, tmem_addr_shape, tmem_word_layout
 from .link_parser import frame_layout
 from .link_responder import answer_layout
+
+
+def arguments(frame) -> SimpleNamespace:
+    """The frame's argument fields (little-endian, protocol.wire formats): the address (bulk writes,
+    READ_TMEM, RUN's pc), READ_TMEM's count, and WRITE_TENSOR's slot and entry."""
+    args = frame.args
+    return SimpleNamespace(addr=args[0:16], count=args[16:32], slot=args[0:8], base=args[8:24], rows=args[24:40],
+                           cols=args[40:56], exp=args[56:72].as_signed())
 
 
 def executor_core_signature(cfg: CoreConfig) -> wiring.Signature:
@@ -115,10 +125,7 @@ class LinkExecutor(wiring.Component):
         repeat = (frame.seq == run_seq) & (frame.seq != 0)
         m.d.comb += self.run_ended.eq(running & ~st.busy)
 
-        # the frame's argument fields (little-endian)
-        addr, count, slot = frame.args[0:16], frame.args[16:32], frame.args[0:8]
-        base, rows, cols, exp = frame.args[8:24], frame.args[24:40], frame.args[40:56], frame.args[56:72].as_signed()
-        exp_limit = 1 << (cfg.exp_bits - 1)
+        args = arguments(frame)
         pc16, exp16 = Signal(16), Signal(signed(16))
         m.d.comb += [pc16.eq(st.pc), exp16.eq(core.table_r.exp)]
         code_byte = Cat(st.code, C(0, 8 - len(st.code)))
@@ -126,18 +133,20 @@ class LinkExecutor(wiring.Component):
         status_bytes = Cat(st.busy, C(0, 7), code_byte, pc16, st.cycles, run_seq)
         entry_bytes = Cat(core.table_r.base, core.table_r.rows, core.table_r.cols, exp16)
         ping_bytes = C(int.from_bytes(ping_payload(cfg), "little"), 8 * PING_PAYLOAD_BYTES)
+        payloads = {"ping": ping_bytes, "status": status_bytes, "run": run_bytes}
 
         m.d.comb += [
-            bulk.address.eq(addr), bulk.count.eq(frame.units),
-            core.table_w.slot.eq(slot), core.table_w.entry.base.eq(base), core.table_w.entry.rows.eq(rows),
-            core.table_w.entry.cols.eq(cols), core.table_w.entry.exp.eq(exp), core.table_r_slot.eq(slot),
-            core.run.pc.eq(addr),
+            bulk.address.eq(args.addr), bulk.count.eq(frame.units),
+            core.table_w.slot.eq(args.slot), core.table_w.entry.base.eq(args.base),
+            core.table_w.entry.rows.eq(args.rows), core.table_w.entry.cols.eq(args.cols),
+            core.table_w.entry.exp.eq(args.exp), core.table_r_slot.eq(args.slot),
+            core.run.pc.eq(args.addr),
             answer.cmd.eq(frame.cmd), answer.seq.eq(frame.seq),
         ]
 
         def reply(status, n_bytes=0, payload=None, from_tmem=False):
             m.d.sync += [answer.status.eq(status), answer.length.eq(n_bytes), answer.from_tmem.eq(int(from_tmem)),
-                         answer.tmem_addr.eq(addr)]
+                         answer.tmem_addr.eq(args.addr)]
             if payload is not None:
                 m.d.sync += answer.small.eq(payload)
             m.next = "ANSWER"
@@ -181,48 +190,8 @@ class LinkExecutor(wiring.Component):
                 with m.Else():
                     m.next = "EXECUTE"
             with m.State("EXECUTE"):
-                with m.Switch(frame.cmd):
-                    with m.Case(Cmd.PING):
-                        reply(LinkStatus.OK, PING_PAYLOAD_BYTES, ping_bytes)
-                    with m.Case(Cmd.STATUS):
-                        reply(LinkStatus.OK, STATUS_PAYLOAD_BYTES, status_bytes)
-                    for cmd, spec in COMMANDS.items():
-                        if spec.unit is not None:
-                            with m.Case(cmd):
-                                with m.If(addr + frame.units > unit_depth(spec.unit, cfg)):
-                                    reply(LinkStatus.ADDR_RANGE)
-                                with m.Elif(frame.units == 0):
-                                    reply(LinkStatus.OK)
-                                with m.Else():
-                                    m.d.comb += [bulk.start.eq(1), bulk.unit.eq(spec.unit)]
-                                    m.next = "BULK"
-                    with m.Case(Cmd.READ_TMEM):
-                        with m.If(count > cfg.max_payload // cfg.lanes):
-                            reply(LinkStatus.BAD_LENGTH)
-                        with m.Elif(addr + count > cfg.tmem_words):
-                            reply(LinkStatus.ADDR_RANGE)
-                        with m.Else():
-                            reply(LinkStatus.OK, count * cfg.lanes, from_tmem=True)
-                    with m.Case(Cmd.WRITE_TENSOR):
-                        with m.If((slot >= cfg.tensor_slots) | (exp < -exp_limit) | (exp >= exp_limit)):
-                            reply(LinkStatus.ADDR_RANGE)
-                        with m.Else():
-                            m.d.comb += core.table_w.en.eq(1)
-                            reply(LinkStatus.OK)
-                    with m.Case(Cmd.READ_TENSOR):
-                        with m.If(slot >= cfg.tensor_slots):
-                            reply(LinkStatus.ADDR_RANGE)
-                        with m.Else():
-                            m.next = "TABLE_WAIT"
-                    with m.Case(Cmd.RUN):
-                        with m.If(addr >= cfg.program_depth):
-                            reply(LinkStatus.ADDR_RANGE)
-                        with m.Elif(repeat):
-                            reply(LinkStatus.OK, RUN_PAYLOAD_BYTES, run_bytes)   # repeated RUN: the last result
-                        with m.Else():
-                            m.d.comb += core.run.start.eq(1)
-                            m.d.sync += [running.eq(1), run_seq.eq(frame.seq)]
-                            m.next = "IDLE"
+                self._execute(m, SimpleNamespace(frame=frame, reply=reply, bulk=bulk, running=running,
+                                                 run_seq=run_seq, repeat=repeat, payloads=payloads))
             with m.State("BULK"):
                 with m.If(bulk.done):
                     reply(LinkStatus.OK)
@@ -235,3 +204,52 @@ class LinkExecutor(wiring.Component):
                 with m.If(self.answer.ready):
                     m.next = "IDLE"
         return m
+
+    def _execute(self, m, state):
+        """EXECUTE: the command's own range rules, then its effect or its answer."""
+        cfg, core, frame, reply = self.cfg, self.core, state.frame, state.reply
+        args = arguments(frame)
+        addr, count, slot, exp = args.addr, args.count, args.slot, args.exp
+        exp_limit = 1 << (cfg.exp_bits - 1)
+        with m.Switch(frame.cmd):
+            with m.Case(Cmd.PING):
+                reply(LinkStatus.OK, PING_PAYLOAD_BYTES, state.payloads["ping"])
+            with m.Case(Cmd.STATUS):
+                reply(LinkStatus.OK, STATUS_PAYLOAD_BYTES, state.payloads["status"])
+            for cmd, spec in COMMANDS.items():
+                if spec.unit is not None:
+                    with m.Case(cmd):
+                        with m.If(addr + frame.units > unit_depth(spec.unit, cfg)):
+                            reply(LinkStatus.ADDR_RANGE)
+                        with m.Elif(frame.units == 0):
+                            reply(LinkStatus.OK)
+                        with m.Else():
+                            m.d.comb += [state.bulk.start.eq(1), state.bulk.unit.eq(spec.unit)]
+                            m.next = "BULK"
+            with m.Case(Cmd.READ_TMEM):
+                with m.If(count > cfg.max_payload // cfg.lanes):
+                    reply(LinkStatus.BAD_LENGTH)
+                with m.Elif(addr + count > cfg.tmem_words):
+                    reply(LinkStatus.ADDR_RANGE)
+                with m.Else():
+                    reply(LinkStatus.OK, count * cfg.lanes, from_tmem=True)
+            with m.Case(Cmd.WRITE_TENSOR):
+                with m.If((slot >= cfg.tensor_slots) | (exp < -exp_limit) | (exp >= exp_limit)):
+                    reply(LinkStatus.ADDR_RANGE)
+                with m.Else():
+                    m.d.comb += core.table_w.en.eq(1)
+                    reply(LinkStatus.OK)
+            with m.Case(Cmd.READ_TENSOR):
+                with m.If(slot >= cfg.tensor_slots):
+                    reply(LinkStatus.ADDR_RANGE)
+                with m.Else():
+                    m.next = "TABLE_WAIT"
+            with m.Case(Cmd.RUN):
+                with m.If(addr >= cfg.program_depth):
+                    reply(LinkStatus.ADDR_RANGE)
+                with m.Elif(state.repeat):
+                    reply(LinkStatus.OK, RUN_PAYLOAD_BYTES, state.payloads["run"])   # repeated RUN: the last result
+                with m.Else():
+                    m.d.comb += core.run.start.eq(1)
+                    m.d.sync += [state.running.eq(1), state.run_seq.eq(frame.seq)]
+                    m.next = "IDLE"

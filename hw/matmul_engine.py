@@ -20,6 +20,8 @@ array takes one beat per cycle once both banks run; the array's overlapped
 readout lets a finished tile leave while the next one accumulates.
 """
 
+from types import SimpleNamespace
+
 from amaranth import Array, Cat, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -181,44 +183,52 @@ class OperandFeeder(wiring.Component):
                             with m.Else():
                                 m.d.sync += outer0.eq(outer0 + self.outer_step)
 
-        # --- capture the read word into the bank (data valid the cycle after issue) ---------
+        self._banks(m, SimpleNamespace(tr=tr, bank=bank, full=full, steps=steps, rsel=rsel, wsel=wsel, beat=beat,
+                                       pop=pop, freeing=freeing, issue=issue, hit=hit, valid=d_valid, which=d_bank,
+                                       word=d_word, last=d_last, count=d_steps, segment=d_segment))
+        return m
+
+    def _banks(self, m, v):
+        """The two banks: capture read words (data valid the cycle after the read), emit their lanes."""
+        width, bits = self.width, self.cfg.data_bits
+        segments = self.cfg.lanes // width
+        # capture: the read word goes into its bank
         raw = self.mem.data.as_value()
         chosen = raw if segments == 1 else Array(raw[s * width * bits:(s + 1) * width * bits]
-                                                 for s in range(segments))[d_segment]
-        with m.If(d_valid):
+                                                 for s in range(segments))[v.segment]
+        with m.If(v.valid):
             for b in range(2):
-                with m.If(d_bank == b):
+                with m.If(v.which == b):
                     for i in range(width):
-                        with m.If(tr):
-                            m.d.sync += bank[b][i][:bits].eq(chosen[i * bits:(i + 1) * bits])
-                        with m.Elif(d_word == i):
-                            m.d.sync += bank[b][i].eq(raw)
+                        with m.If(v.tr):
+                            m.d.sync += v.bank[b][i][:bits].eq(chosen[i * bits:(i + 1) * bits])
+                        with m.Elif(v.word == i):
+                            m.d.sync += v.bank[b][i].eq(raw)
                         if i:
-                            with m.Elif(d_last & (d_word < i)):
-                                m.d.sync += bank[b][i].eq(0)
-                    with m.If(d_last):
-                        m.d.sync += [full[b].eq(1), steps[b].eq(d_steps)]
+                            with m.Elif(v.last & (v.word < i)):
+                                m.d.sync += v.bank[b][i].eq(0)
+                    with m.If(v.last):
+                        m.d.sync += [v.full[b].eq(1), v.steps[b].eq(v.count)]
 
-        # --- emit lane ``beat`` of the W words of bank rsel ---------------------------------
-        m.d.comb += self.o.valid.eq(Array(full)[rsel])
+        # emit: lane ``beat`` of the words of bank ``rsel``
+        m.d.comb += self.o.valid.eq(Array(v.full)[v.rsel])
         for i in range(width):
-            m.d.comb += self.o.payload[i].eq(Mux(rsel, bank[1][i], bank[0][i]).word_select(beat, bits))
-        with m.If(pop):
-            with m.If(freeing):
-                m.d.sync += [beat.eq(0), rsel.eq(~rsel)]
+            m.d.comb += self.o.payload[i].eq(Mux(v.rsel, v.bank[1][i], v.bank[0][i]).word_select(v.beat, bits))
+        with m.If(v.pop):
+            with m.If(v.freeing):
+                m.d.sync += [v.beat.eq(0), v.rsel.eq(~v.rsel)]
                 for b in range(2):
-                    with m.If(rsel == b):
-                        m.d.sync += full[b].eq(0)
+                    with m.If(v.rsel == b):
+                        m.d.sync += v.full[b].eq(0)
             with m.Else():
-                m.d.sync += beat.eq(beat + 1)
+                m.d.sync += v.beat.eq(v.beat + 1)
         # a tag hit re-arms the bank at once (after the clear above when it is freed this cycle)
-        with m.If(issue & hit & ~self.start):
+        with m.If(v.issue & v.hit & ~self.start):
             for b in range(2):
-                with m.If(wsel == b):
-                    m.d.sync += full[b].eq(1)
+                with m.If(v.wsel == b):
+                    m.d.sync += v.full[b].eq(1)
         with m.If(self.start):
-            m.d.sync += [rsel.eq(0), beat.eq(0)] + [f.eq(0) for f in full]
-        return m
+            m.d.sync += [v.rsel.eq(0), v.beat.eq(0)] + [f.eq(0) for f in v.full]
 
 
 class MatmulEngine(wiring.Component):

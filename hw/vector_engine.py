@@ -54,12 +54,40 @@ def _abs(x, width):
     return Mux(x < 0, -x, x).as_unsigned()[:width]
 
 
+def lane_result(m: Module, op, a, b, dec_a: ShiftDecode, dec_b: ShiftDecode, shape, name: str) -> Signal:
+    """One lane of each element-wise opcode (golden ``Machine._scale`` ... ``_mask``): a * b (SCALE, DOT),
+    align(a) + align(b) (ADD, nearest rounding), a (SUM), a if b > 0 else 0 (MASK)."""
+    value = Signal(shape, name=name)
+    no_random = C(0, WORD_BITS)
+    with m.Switch(op):
+        with m.Case(Op.SCALE, Op.DOT):
+            m.d.comb += value.eq(a * b)
+        with m.Case(Op.ADD):
+            m.d.comb += value.eq(round_shift(a, dec_a, C(0), no_random) + round_shift(b, dec_b, C(0), no_random))
+        with m.Case(Op.SUM):
+            m.d.comb += value.eq(a)
+        with m.Case(Op.MASK):
+            m.d.comb += value.eq(Mux(b > 0, a, 0))
+    return value
+
+
 class VectorEngine(wiring.Component):
     """Executes SCALE, ADD, SUM, DOT and MASK commands (see the module docstring)."""
 
     def __init__(self, cfg: CoreConfig):
         self.cfg = cfg
         super().__init__(EngineSignature(cfg))
+
+    def _alignment(self, m: Module, shift, name: str) -> ShiftDecode:
+        """Decode of an ADD alignment shift.  Nearest rounding of an int8 by more than data_bits gives 0,
+        like a flush, so the decoder flushes above min(data_bits, max_shift): exact, and no wide shifter
+        per lane."""
+        cfg = self.cfg
+        align_cfg = cfg.replace(max_shift=min(cfg.data_bits, cfg.max_shift))
+        flush = align_cfg.max_shift + 1
+        clamped = Signal(range(flush + 1), name=f"{name}_clamped")
+        m.d.comb += clamped.eq(Mux(shift > flush, flush, shift))
+        return ShiftDecode(m, clamped, align_cfg, name=name)
 
     def elaborate(self, platform):
         m = Module()
@@ -74,17 +102,8 @@ class VectorEngine(wiring.Component):
         broadcast = Signal()
         m.d.comb += broadcast.eq((cmd.b.rows == 1) & (cmd.b.cols == 1))
 
-        # ADD alignment shifts.  Nearest rounding of an int8 by more than
-        # data_bits gives 0, like a flush, so the decoders flush above
-        # min(data_bits, max_shift): exact, and no wide shifter per lane.
-        align_cfg = cfg.replace(max_shift=min(cfg.data_bits, cfg.max_shift))
-        flush = align_cfg.max_shift + 1
-        decoders = []
-        for name, shift in (("shift_a", cmd.shift_a), ("shift_b", cmd.shift_b)):
-            clamped = Signal(range(flush + 1), name=f"{name}_clamped")
-            m.d.comb += clamped.eq(Mux(shift > flush, flush, shift))
-            decoders.append(ShiftDecode(m, clamped, align_cfg, name=name))
-        dec_a, dec_b = decoders
+        dec_a, dec_b = (self._alignment(m, shift, name) for name, shift in (("shift_a", cmd.shift_a),
+                                                                             ("shift_b", cmd.shift_b)))
 
         # --- issue ------------------------------------------------------------
         off = Signal(tmem_addr_shape(cfg))           # word offset within A
@@ -112,21 +131,9 @@ class VectorEngine(wiring.Component):
             m.d.sync += p1_mask[lane].eq(lane < remaining)
 
         values = Signal(lane_word)
-        no_random = C(0, WORD_BITS)
         for lane in range(lanes):
-            a = self.tmem_a.data[lane]
             b = Mux(broadcast, self.tmem_b.data[0], self.tmem_b.data[lane])
-            value = Signal(lane_shape, name=f"value{lane}")
-            with m.Switch(op):
-                with m.Case(Op.SCALE, Op.DOT):
-                    m.d.comb += value.eq(a * b)
-                with m.Case(Op.ADD):
-                    m.d.comb += value.eq(round_shift(a, dec_a, C(0), no_random)
-                                         + round_shift(b, dec_b, C(0), no_random))
-                with m.Case(Op.SUM):
-                    m.d.comb += value.eq(a)
-                with m.Case(Op.MASK):
-                    m.d.comb += value.eq(Mux(b > 0, a, 0))
+            value = lane_result(m, op, self.tmem_a.data[lane], b, dec_a, dec_b, lane_shape, f"value{lane}")
             m.d.sync += values[lane].eq(Mux(p1_mask[lane], value, 0))
 
         # --- write ------------------------------------------------------------

@@ -157,7 +157,7 @@ def test_tool_timeout_reports(tmp_path, monkeypatch):
     slow.chmod(0o755)
     monkeypatch.setattr(fb, "find_tools", lambda: {"YOSYS": str(slow), "NEXTPNR_ECP5": str(slow), "ECPPACK": str(slow)})
     with pytest.raises(fb.BuildError, match="yosys did not finish within 0.01 min"):
-        fb.build("ulx3s", "85F", "small4x4", freq_mhz=50, out=tmp_path, echo=True, timeout_min=0.01)
+        fb.build(fb.BuildOptions(config="small4x4", freq_mhz=50, out=tmp_path, echo=True, timeout_min=0.01))
     saved = json.loads((tmp_path / "ulx3s-85F-echo" / "fpga_report.json").read_text())
     assert saved["failed_step"] == "yosys" and saved["exit_code"] == "timeout"
 
@@ -200,7 +200,7 @@ def test_program_unknown_board(capsys):
 @pytest.mark.slow
 def test_build_smallest_config(tmp_path):
     # the default clock: build() raises BuildError if timing is not met
-    report = fb.build("ulx3s", "85F", "small4x4", out=tmp_path, threads=1, timeout_min=120)
+    report = fb.build(fb.BuildOptions(config="small4x4", out=tmp_path, threads=1, timeout_min=120))
     saved = json.loads((tmp_path / "ulx3s-85F-small4x4" / "fpga_report.json").read_text())
     assert saved["array"] == "4x4" and saved == json.loads(json.dumps(report))
     assert (tmp_path / "ulx3s-85F-small4x4" / "top.bit").stat().st_size > 100_000
@@ -221,11 +221,11 @@ def test_lut_mapper_choice_reaches_the_yosys_script(tmp_path, monkeypatch, mappe
     monkeypatch.setattr(fb, "find_tools", lambda: {"YOSYS": str(failing), "NEXTPNR_ECP5": str(failing),
                                                    "ECPPACK": str(failing)})
     with pytest.raises(fb.BuildError, match="yosys failed"):
-        fb.build("ulx3s", "85F", "small4x4", out=tmp_path, echo=True, lut_mapper=mapper)
+        fb.build(fb.BuildOptions(config="small4x4", out=tmp_path, echo=True, lut_mapper=mapper))
     script = (tmp_path / "ulx3s-85F-echo" / "top.ys").read_text()
     assert ("-run begin:map_luts" in script and "abc -lut 4:7" in script and "-run map_cells:" in script) == classic
     with pytest.raises(fb.BuildError, match="unknown LUT mapper 'abc7'"):
-        fb.build("ulx3s", "85F", "small4x4", out=tmp_path, echo=True, lut_mapper="abc7")
+        fb.build(fb.BuildOptions(config="small4x4", out=tmp_path, echo=True, lut_mapper="abc7"))
 
 
 def test_build_leaves_the_tool_environment_as_it_was(tmp_path, monkeypatch):
@@ -235,5 +235,5 @@ def test_build_leaves_the_tool_environment_as_it_was(tmp_path, monkeypatch):
     slow.chmod(0o755)
     monkeypatch.setattr(fb, "find_tools", lambda: {"YOSYS": str(slow), "NEXTPNR_ECP5": str(slow), "ECPPACK": str(slow)})
     with pytest.raises(fb.BuildError):
-        fb.build("ulx3s", "85F", "small4x4", freq_mhz=50, out=tmp_path, echo=True, timeout_min=0.01)
+        fb.build(fb.BuildOptions(config="small4x4", freq_mhz=50, out=tmp_path, echo=True, timeout_min=0.01))
     assert "YOSYS" not in os.environ

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from amaranth.hdl import Fragment
 
 from golden_model import isa
 from golden_model.config import get_config
@@ -45,7 +46,9 @@ def test_the_engine_is_wired_to_the_ports_the_table_names(op):
 def test_machine_and_gateware_implement_every_rule():
     for rule in CHECK_RULES:
         assert hasattr(Machine, "_rule_" + rule.partition(":")[0]), rule
-    assert set(Checker(CFG).rules()) == set(CHECK_RULES)
+    checker = Checker(CFG)
+    assert set(checker.rules()) == set(CHECK_RULES)
+    Fragment.get(checker, None)         # and it elaborates (its own assertion says the same)
 
 
 def test_illegal_words():

@@ -15,7 +15,9 @@ whose free inputs are its ports (the solver picks their values every cycle):
 Element 0 of a tensor draws the word xs32(xs32(key)); xs32 is a bijection of
 32-bit words (each xorshift step is invertible), so "every key" is "every r".
 ``spec`` may be swapped for a deliberately wrong one: tests/test_formal.py
-shows that the solver then finds a counterexample.
+shows that the solver then finds a counterexample.  ``free_timing=False``
+holds every handshake high (one schedule, a quicker proof of the same data
+space); by default the solver also picks when each handshake happens.
 """
 
 from __future__ import annotations
@@ -74,11 +76,14 @@ class OneCommandDriver:
         self.value = {}
         self.done = None
 
-    def drive(self, m: Module, unit, *, beats) -> None:
-        """Connect to ``unit``; ``beats`` is a number, or a function of ``sent``."""
+    def drive(self, m: Module, unit, *, beats, free_timing: bool) -> None:
+        """Connect to ``unit``; ``beats`` is a number, or a function of ``sent``.  Without
+        ``free_timing`` the handshakes are held high (command, beats and output at their earliest)."""
         commanded, accepted = Signal(), Signal(2)
         total = beats(self.sent) if callable(beats) else beats
         m.d.comb += [Assume(~ResetSignal()), unit.o.ready.eq(self.o_ready)]
+        if not free_timing:
+            m.d.comb += Assume(self.cmd_valid & self.beat_valid & self.o_ready)
 
         m.d.comb += unit.cmd.valid.eq(self.cmd_valid & ~commanded)
         for name, port in self.command.items():
@@ -100,9 +105,10 @@ class OneCommandDriver:
 class ShiftQuantizerCheck(Elaboratable):
     """A one-lane ShiftQuantizer on a one-element tensor equals golden ``shift_quantize``."""
 
-    def __init__(self, cfg: CoreConfig, *, spec=golden_spec):
+    def __init__(self, cfg: CoreConfig, *, spec=golden_spec, free_timing: bool = True):
         self.cfg = cfg
         self.spec = spec
+        self.free_timing = free_timing
         command = {"relu": 1, "stochastic": 1, "explicit": 1, "shift": shift_shape(cfg), "key": WORD_BITS}
         self.driver = OneCommandDriver(command=command, beat={"x": acc_shape(cfg)})
         self.ports = self.driver.ports
@@ -111,7 +117,8 @@ class ShiftQuantizerCheck(Elaboratable):
         m = Module()
         cfg, spec, driver = self.cfg, self.spec, self.driver
         m.submodules.unit = unit = ShiftQuantizer(cfg, 1)
-        driver.drive(m, unit, beats=lambda sent: 2 - sent["explicit"])      # the max pass reads it twice
+        driver.drive(m, unit, beats=lambda sent: 2 - sent["explicit"],       # the max pass reads it twice
+                     free_timing=self.free_timing)
         m.d.comb += unit.i.payload.data[0].eq(driver.value["x"])
 
         sent = driver.sent
@@ -130,9 +137,10 @@ class ShiftQuantizerCheck(Elaboratable):
 class UpdateUnitCheck(Elaboratable):
     """A one-lane UpdateUnit on one (w, g) pair equals golden ``update_weights``."""
 
-    def __init__(self, cfg: CoreConfig, *, spec=golden_spec):
+    def __init__(self, cfg: CoreConfig, *, spec=golden_spec, free_timing: bool = True):
         self.cfg = cfg
         self.spec = spec
+        self.free_timing = free_timing
         command = {"shift": signed_shift_shape(cfg), "stochastic": 1, "key": WORD_BITS}
         self.driver = OneCommandDriver(command=command, beat={"w": data_shape(cfg), "g": data_shape(cfg)})
         self.ports = self.driver.ports
@@ -141,7 +149,7 @@ class UpdateUnitCheck(Elaboratable):
         m = Module()
         cfg, spec, driver = self.cfg, self.spec, self.driver
         m.submodules.unit = unit = UpdateUnit(cfg, 1)
-        driver.drive(m, unit, beats=1)
+        driver.drive(m, unit, beats=1, free_timing=self.free_timing)
         m.d.comb += [unit.i.payload.w[0].eq(driver.value["w"]), unit.i.payload.g[0].eq(driver.value["g"])]
 
         sent = driver.sent

@@ -20,7 +20,7 @@ with BAD_CRC, is reachable within the depth, so the proof is not vacuous.
 from __future__ import annotations
 
 from amaranth import Cat, Elaboratable, Module, Mux, ResetSignal, Shape, Signal
-from amaranth.hdl import Assert, Assume, Cover
+from amaranth.hdl import Assert, Assume, Cover, Fragment
 from amaranth.lib import wiring
 
 from golden_model.config import CoreConfig
@@ -47,17 +47,20 @@ class FrameMonitor(Elaboratable):
         if (crc.crc_width, crc.reflect_input, crc.reflect_output, crc.xor_output) != (16, False, False, 0):
             raise ValueError("the monitor computes 16-bit, MSB-first CRCs without reflection or final XOR")
         self.timeout_cycles = timeout_cycles
-        self.crc = crc
+        self.crc_parameters = crc
         self.valid = Signal()          # a byte is offered (resets the stall count)
         self.accept = Signal()         # the link takes it
         self.byte = Signal(8)
         self.good = Signal()
         self.bad = Signal()            # the last frame ended with a wrong CRC
+        self.crc = Signal(16)          # the CRC of the frame's bytes so far
+        self.in_frame = Signal()       # from the sync byte to the last CRC byte
 
     def elaborate(self, platform):
         m = Module()
-        params = self.crc
+        params = self.crc_parameters
         crc = Signal(16, init=params.initial_crc)
+        m.d.comb += self.crc.eq(crc)
         index, length, low = Signal(2), Signal(16), Signal(8)
         quiet = Signal(range(self.timeout_cycles))
         step = crc_byte(m, crc, self.byte, polynomial=params.polynomial)
@@ -71,7 +74,8 @@ class FrameMonitor(Elaboratable):
             with m.Else():
                 m.d.sync += quiet.eq(quiet + 1)
 
-        with m.FSM():
+        with m.FSM() as fsm:
+            m.d.comb += self.in_frame.eq(~fsm.ongoing("HUNT"))
             with m.State("HUNT"):
                 with m.If(self.accept & (self.byte == wire.REQUEST_SYNC)):
                     m.d.sync += [crc.eq(params.initial_crc), index.eq(0), length.eq(0), quiet.eq(0),
@@ -109,6 +113,13 @@ class FrameMonitor(Elaboratable):
         return m
 
 
+def origin(fragment: Fragment, *path: str):
+    """The elaboratable behind the subfragment at ``path`` (names of submodules) of ``fragment``."""
+    for name in path:
+        fragment = next(sub for sub, sub_name, _ in fragment.subfragments if sub_name == name)
+    return fragment.origins[0]
+
+
 class LinkCrcCheck(Elaboratable):
     """HostLink in a free environment, its frame monitor, and the no-commit-without-CRC property."""
 
@@ -128,7 +139,14 @@ class LinkCrcCheck(Elaboratable):
     def elaborate(self, platform):
         m = Module()
         link, monitor = self.link, self.monitor
-        m.submodules.link, m.submodules.monitor = link, monitor
+        fragment = Fragment.get(link, platform)
+        m.submodules.link, m.submodules.monitor = fragment, monitor
+        # Lemmas: the monitor is within a frame exactly while the parser is (mid_frame, not yet offering it),
+        # and there the parser's CRC register equals the monitor's.  Each is proven at every step and is
+        # then a fact for the later steps, so a step only has to follow one byte through both.
+        parser, parser_crc = origin(fragment, "parser"), origin(fragment, "parser", "crc")
+        m.d.comb += [Assert(monitor.in_frame == (parser.mid_frame & ~parser.frame.valid)),
+                     Assert(~monitor.in_frame | (parser_crc.crc == monitor.crc))]
         m.d.comb += Assume(~ResetSignal())
         m.d.comb += [link.rx.valid.eq(self.rx_valid), link.rx.payload.eq(self.rx_byte), link.tx.ready.eq(self.tx_ready),
                      *(value.eq(port) for port, value in self.core_inputs.values()),

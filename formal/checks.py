@@ -22,6 +22,10 @@ from .link_crc import LinkCrcCheck
 #: configuration); the link check uses the small board's configuration (4-byte TMEM words: short frames).
 UNIT_CONFIG = "default"
 LINK_CONFIG = "small4x4"
+#: The link check's depth, and what is reachable within it (a program write needs 17 request bytes and
+#: 16 cycles of bulk copy: beyond it).
+LINK_DEPTH = 30
+LINK_COVERS = ("table_w", "tmem_w", "run", "after_bad_crc")
 
 
 @dataclass(frozen=True)
@@ -52,11 +56,14 @@ CHECKS: tuple[Check, ...] = (
     Check("update_unit", "as update_unit_fixed, every handshake timing up to the depth",
           UpdateUnitCheck, UNIT_CONFIG, "bmc", 7, False),
     Check("update_unit_cover", "its output is reached", UpdateUnitCheck, UNIT_CONFIG, "cover", 7, False),
-    Check("link_crc_quick", "HostLink commits nothing unless the last frame's CRC was right, every input "
-          "sequence of the first 16 cycles", LinkCrcCheck, LINK_CONFIG, "bmc", 16, True),
-    Check("link_crc", "as link_crc_quick, the first 40 cycles", LinkCrcCheck, LINK_CONFIG, "bmc", 40, False),
-    Check("link_crc_cover", "every kind of commit, and one after a BAD_CRC frame, is reached within 40 cycles",
-          LinkCrcCheck, LINK_CONFIG, "cover", 40, False),
+    Check("link_crc_quick", "HostLink commits nothing unless the last frame's CRC was right: every input "
+          "sequence of 14 cycles from reset", LinkCrcCheck, LINK_CONFIG, "bmc", 14, True),
+    Check("link_crc_quick_cover", "a run start (a whole RUN frame) is reached within 14 cycles",
+          lambda cfg: LinkCrcCheck(cfg, covers=("run",)), LINK_CONFIG, "cover", 14, True),
+    Check("link_crc", f"as link_crc_quick, every input sequence of {LINK_DEPTH} cycles", LinkCrcCheck, LINK_CONFIG,
+          "bmc", LINK_DEPTH, False),
+    Check("link_crc_cover", f"table, TMEM and run commits, and one after a BAD_CRC frame, within {LINK_DEPTH} "
+          "cycles", lambda cfg: LinkCrcCheck(cfg, covers=LINK_COVERS), LINK_CONFIG, "cover", LINK_DEPTH, False),
 )
 
 
@@ -71,4 +78,4 @@ def build_design(check: Check) -> Elaboratable:
     return check.design(get_config(check.config))
 
 
-__all__ = ["UNIT_CONFIG", "LINK_CONFIG", "Check", "CHECKS", "get_check", "build_design"]
+__all__ = ["UNIT_CONFIG", "LINK_CONFIG", "LINK_DEPTH", "LINK_COVERS", "Check", "CHECKS", "get_check", "build_design"]

@@ -29,6 +29,8 @@ from protocol import wire
 
 #: The frame timeout of the checked link: short, so that stalled frames happen within the depth.
 TIMEOUT_CYCLES = 4
+#: What the cover run shows reachable: each kind of commit, and a commit after a frame with a wrong CRC.
+COVERS = ("tmem_w", "prog_w", "table_w", "run", "after_bad_crc")
 
 
 def crc_byte(m: Module, crc, byte, *, polynomial: int, width: int = 16) -> Signal:
@@ -41,7 +43,13 @@ def crc_byte(m: Module, crc, byte, *, polynomial: int, width: int = 16) -> Signa
 
 
 class FrameMonitor(Elaboratable):
-    """Follows the bytes a link accepts through the request grammar; ``good``: the last frame's CRC held."""
+    """Follows the bytes a link accepts through the request grammar; ``good``: the last frame's CRC held.
+
+    Its registers are outputs (``state`` one-hot, ``index``, ``count``, ``length``, ``low``, ``quiet``,
+    ``crc``) so that a check can state how they correspond to a link's.
+    """
+
+    STATES = ("HUNT", "HEADER", "PAYLOAD", "CRC_LOW", "CRC_HIGH")
 
     def __init__(self, *, timeout_cycles: int, crc=wire.CRC):
         if (crc.crc_width, crc.reflect_input, crc.reflect_output, crc.xor_output) != (16, False, False, 0):
@@ -53,16 +61,19 @@ class FrameMonitor(Elaboratable):
         self.byte = Signal(8)
         self.good = Signal()
         self.bad = Signal()            # the last frame ended with a wrong CRC
-        self.crc = Signal(16)          # the CRC of the frame's bytes so far
         self.in_frame = Signal()       # from the sync byte to the last CRC byte
+        self.state = {name: Signal(name=f"in_{name.lower()}") for name in self.STATES}
+        self.crc = Signal(16, init=crc.initial_crc)      # the CRC of the frame's bytes so far
+        self.index = Signal(2)                           # header bytes taken
+        self.count = Signal(16)                          # payload bytes taken
+        self.length = Signal(16)
+        self.low = Signal(8)                             # the CRC's low byte
+        self.quiet = Signal(range(timeout_cycles))       # cycles without a byte offered
 
     def elaborate(self, platform):
         m = Module()
         params = self.crc_parameters
-        crc = Signal(16, init=params.initial_crc)
-        m.d.comb += self.crc.eq(crc)
-        index, length, low = Signal(2), Signal(16), Signal(8)
-        quiet = Signal(range(self.timeout_cycles))
+        crc, index, count, length, low, quiet = self.crc, self.index, self.count, self.length, self.low, self.quiet
         step = crc_byte(m, crc, self.byte, polynomial=params.polynomial)
 
         def stall():
@@ -75,10 +86,11 @@ class FrameMonitor(Elaboratable):
                 m.d.sync += quiet.eq(quiet + 1)
 
         with m.FSM() as fsm:
-            m.d.comb += self.in_frame.eq(~fsm.ongoing("HUNT"))
+            m.d.comb += [self.in_frame.eq(~fsm.ongoing("HUNT")),
+                         *(signal.eq(fsm.ongoing(name)) for name, signal in self.state.items())]
             with m.State("HUNT"):
                 with m.If(self.accept & (self.byte == wire.REQUEST_SYNC)):
-                    m.d.sync += [crc.eq(params.initial_crc), index.eq(0), length.eq(0), quiet.eq(0),
+                    m.d.sync += [crc.eq(params.initial_crc), index.eq(0), count.eq(0), length.eq(0), quiet.eq(0),
                                  self.good.eq(0), self.bad.eq(0)]
                     m.next = "HEADER"
             with m.State("HEADER"):                 # cmd, seq, len low, len high
@@ -96,8 +108,8 @@ class FrameMonitor(Elaboratable):
             with m.State("PAYLOAD"):
                 stall()
                 with m.If(self.accept):
-                    m.d.sync += [crc.eq(step), length.eq(length - 1)]
-                    with m.If(length == 1):
+                    m.d.sync += [crc.eq(step), count.eq(count + 1)]
+                    with m.If(count == length - 1):
                         m.next = "CRC_LOW"
             with m.State("CRC_LOW"):
                 stall()
@@ -113,18 +125,36 @@ class FrameMonitor(Elaboratable):
         return m
 
 
-def origin(fragment: Fragment, *path: str):
-    """The elaboratable behind the subfragment at ``path`` (names of submodules) of ``fragment``."""
+def subfragment(fragment: Fragment, *path: str) -> Fragment:
     for name in path:
         fragment = next(sub for sub, sub_name, _ in fragment.subfragments if sub_name == name)
-    return fragment.origins[0]
+    return fragment
+
+
+def origin(fragment: Fragment, *path: str):
+    """The elaboratable behind the subfragment at ``path`` (names of submodules) of ``fragment``."""
+    return subfragment(fragment, *path).origins[0]
+
+
+def local_signal(fragment: Fragment, name: str) -> Signal:
+    """The signal called ``name`` that ``fragment``'s own statements assign (an elaborate()'s local)."""
+    found = {id(signal): signal for statements in fragment.statements.values() for statement in statements
+             for signal in statement._lhs_signals() if signal.name == name}
+    if len(found) != 1:
+        raise LookupError(f"{len(found)} signals called {name!r} in the fragment; the lemmas need exactly one")
+    return next(iter(found.values()))
 
 
 class LinkCrcCheck(Elaboratable):
     """HostLink in a free environment, its frame monitor, and the no-commit-without-CRC property."""
 
-    def __init__(self, cfg: CoreConfig, *, timeout_cycles: int = TIMEOUT_CYCLES, crc=wire.CRC):
+    def __init__(self, cfg: CoreConfig, *, timeout_cycles: int = TIMEOUT_CYCLES, crc=wire.CRC,
+                 covers: tuple[str, ...] = COVERS):
+        unknown = set(covers) - set(COVERS)
+        if unknown:
+            raise ValueError(f"unknown covers {sorted(unknown)}; known: {', '.join(COVERS)}")
         self.cfg = cfg
+        self.covers = covers
         self.link = HostLink(cfg, timeout_cycles=timeout_cycles)
         self.monitor = FrameMonitor(timeout_cycles=timeout_cycles, crc=crc)
         self.rx_valid, self.rx_byte, self.tx_ready = Signal(name="rx_valid"), Signal(8, name="rx_byte"), \
@@ -141,12 +171,25 @@ class LinkCrcCheck(Elaboratable):
         link, monitor = self.link, self.monitor
         fragment = Fragment.get(link, platform)
         m.submodules.link, m.submodules.monitor = fragment, monitor
-        # Lemmas: the monitor is within a frame exactly while the parser is (mid_frame, not yet offering it),
-        # and there the parser's CRC register equals the monitor's.  Each is proven at every step and is
-        # then a fact for the later steps, so a step only has to follow one byte through both.
+        # Lemmas: the monitor is within a frame exactly while the parser is (mid_frame, not yet offering
+        # it), and there the parser's registers (CRC, stall timer, byte index, length, CRC low byte; the
+        # locals of FrameParser.elaborate, found by name) equal the monitor's; a frame the parser offers
+        # has crc_ok exactly when the monitor found it good (a timed-out one never is).  Each is proven
+        # at every step and is then a fact for the later steps, so a step only follows one byte further.
         parser, parser_crc = origin(fragment, "parser"), origin(fragment, "parser", "crc")
-        m.d.comb += [Assert(monitor.in_frame == (parser.mid_frame & ~parser.frame.valid)),
-                     Assert(~monitor.in_frame | (parser_crc.crc == monitor.crc))]
+        index, timer, low = (local_signal(subfragment(fragment, "parser"), name) for name in ("index", "timer", "crc_low"))
+        offered, frame, state = parser.frame.valid, parser.frame.payload, monitor.state
+        m.d.comb += [
+            Assert(monitor.in_frame == (parser.mid_frame & ~offered)),
+            Assert(~monitor.in_frame | ((parser_crc.crc == monitor.crc) & (timer == monitor.quiet))),
+            Assert(~state["HEADER"] | ((index == monitor.index) &
+                                      ((monitor.index < 3) | (frame.length[:8] == monitor.length[:8])))),
+            Assert(~state["PAYLOAD"] | ((index == monitor.count) & (frame.length == monitor.length))),
+            Assert(~state["CRC_LOW"] | (index == 0)),
+            Assert(~state["CRC_HIGH"] | ((index == 1) & (low == monitor.low))),
+            Assert(~(offered & ~frame.timeout) | (frame.crc_ok == monitor.good)),
+            Assert(~(offered & frame.timeout) | ~monitor.good),
+        ]
         m.d.comb += Assume(~ResetSignal())
         m.d.comb += [link.rx.valid.eq(self.rx_valid), link.rx.payload.eq(self.rx_byte), link.tx.ready.eq(self.tx_ready),
                      *(value.eq(port) for port, value in self.core_inputs.values()),
@@ -163,9 +206,9 @@ class LinkCrcCheck(Elaboratable):
         refused = Signal()                      # a frame with a wrong CRC has ended before
         with m.If(monitor.bad):
             m.d.sync += refused.eq(1)
-        m.d.comb += [Cover(value) for value in writes.values()]
-        m.d.comb += Cover(commit & refused)
+        reachable = {**writes, "after_bad_crc": commit & refused}
+        m.d.comb += [Cover(reachable[name]) for name in self.covers]
         return m
 
 
-__all__ = ["TIMEOUT_CYCLES", "crc_byte", "FrameMonitor", "LinkCrcCheck"]
+__all__ = ["TIMEOUT_CYCLES", "COVERS", "crc_byte", "FrameMonitor", "LinkCrcCheck"]

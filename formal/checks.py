@@ -22,10 +22,10 @@ from .link_crc import LinkCrcCheck
 #: configuration); the link check uses the small board's configuration (4-byte TMEM words: short frames).
 UNIT_CONFIG = "default"
 LINK_CONFIG = "small4x4"
-#: The link check's depth, and what is reachable within it (a program write needs 17 request bytes and
-#: 16 cycles of bulk copy: beyond it).
+#: The link check's depth.  What happens within it is shown by simulation (tests/test_formal.py::
+#: test_link_depth_reaches_commits: a table write, a TMEM write, and a run after a frame with a wrong CRC);
+#: an sby cover at this depth would have to prove every earlier step unreachable, without the lemmas' help.
 LINK_DEPTH = 30
-LINK_COVERS = ("table_w", "tmem_w", "run", "after_bad_crc")
 
 
 @dataclass(frozen=True)
@@ -62,8 +62,6 @@ CHECKS: tuple[Check, ...] = (
           lambda cfg: LinkCrcCheck(cfg, covers=("run",)), LINK_CONFIG, "cover", 14, True),
     Check("link_crc", f"as link_crc_quick, every input sequence of {LINK_DEPTH} cycles", LinkCrcCheck, LINK_CONFIG,
           "bmc", LINK_DEPTH, False),
-    Check("link_crc_cover", f"table, TMEM and run commits, and one after a BAD_CRC frame, within {LINK_DEPTH} "
-          "cycles", lambda cfg: LinkCrcCheck(cfg, covers=LINK_COVERS), LINK_CONFIG, "cover", LINK_DEPTH, False),
 )
 
 
@@ -78,4 +76,4 @@ def build_design(check: Check) -> Elaboratable:
     return check.design(get_config(check.config))
 
 
-__all__ = ["UNIT_CONFIG", "LINK_CONFIG", "LINK_DEPTH", "LINK_COVERS", "Check", "CHECKS", "get_check", "build_design"]
+__all__ = ["UNIT_CONFIG", "LINK_CONFIG", "LINK_DEPTH", "Check", "CHECKS", "get_check", "build_design"]

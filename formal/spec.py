@@ -8,7 +8,7 @@ expressions against golden_model on sampled inputs, so the chain is
 gateware == spec (proven) and spec == golden (sampled, every edge case).
 """
 
-from amaranth import Cat, Const, Mux, Value, signed
+from amaranth import Const, Mux, Value, signed
 
 from golden_model.config import CoreConfig
 from golden_model.prng import MASK32, XS32_SHIFTS

@@ -3,6 +3,7 @@ fail with a counterexample, the specification agrees with the golden model, and 
 
 from __future__ import annotations
 
+import struct
 import types
 
 import numpy as np
@@ -12,12 +13,14 @@ from amaranth.lib.crc import catalog
 from amaranth.sim import Simulator
 
 import hw.link_parser
+from hw.host_link import HostLink
 from formal import sby, spec
-from formal.checks import CHECKS, build_design, get_check
+from formal.checks import CHECKS, LINK_DEPTH, build_design, get_check
 from formal.lanes import RoundingLaneCheck, UpdateUnitCheck
-from formal.link_crc import LinkCrcCheck
+from formal.link_crc import TIMEOUT_CYCLES, LinkCrcCheck
 from golden_model import quant
 from golden_model.config import get_config
+from protocol import wire
 
 CFG = get_config("default")
 
@@ -213,3 +216,49 @@ def test_parse_sby_log():
 def test_unknown_check_is_named():
     with pytest.raises(ValueError, match="unknown check 'nope'; known: rounding_lane"):
         get_check("nope")
+
+
+# ------------------------------------------------------------------ what the link check's depth holds
+
+def commit_cycles(frames: bytes, cycles: int) -> dict[str, int]:
+    """The HostLink of LinkCrcCheck (same configuration and timeout) fed ``frames`` one byte a cycle, the
+    core idle; the first cycle of each kind of commit, counted from reset like the BMC steps."""
+    link = HostLink(get_config("small4x4"), timeout_cycles=TIMEOUT_CYCLES)
+    core = link.core
+    writes = {"tmem_w": core.tmem_w.en, "prog_w": core.prog_w.en, "table_w": core.table_w.en, "run": core.run.start}
+    first: dict[str, int] = {}
+
+    async def bench(ctx):
+        ctx.set(link.tx.ready, 1)
+        position = 0
+        for cycle in range(cycles):
+            offering = position < len(frames)
+            ctx.set(link.rx.valid, offering)
+            ctx.set(link.rx.payload, frames[position] if offering else 0)
+            accepted = offering and ctx.get(link.rx.ready)
+            for name, signal in writes.items():
+                if ctx.get(signal) and name not in first:
+                    first[name] = cycle
+            await ctx.tick()
+            position += accepted
+
+    sim = Simulator(link)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    return first
+
+
+def test_link_depth_reaches_commits():
+    """Within LINK_DEPTH cycles from reset: a table write, a TMEM write, and a run that follows a frame
+    refused for its CRC (so the slow check covers a second frame after a BAD_CRC answer)."""
+    lanes = get_config("small4x4").lanes
+    run = wire.encode_request(wire.Cmd.RUN, 2, struct.pack(wire.ADDRESS_FORMAT, 0))
+    refused = wire.encode_request(wire.Cmd.PING, 1)
+    refused = refused[:-1] + bytes([refused[-1] ^ 0x40])
+    tensor = wire.encode_request(wire.Cmd.WRITE_TENSOR, 3, struct.pack(wire.WRITE_TENSOR_FORMAT, 1, 0, 2, 2, -3))
+    tmem = wire.encode_request(wire.Cmd.WRITE_TMEM, 4, struct.pack(wire.ADDRESS_FORMAT, 5) + bytes(range(lanes)))
+    assert commit_cycles(refused + run, LINK_DEPTH)["run"] < LINK_DEPTH
+    assert commit_cycles(tensor, LINK_DEPTH)["table_w"] < LINK_DEPTH
+    assert commit_cycles(tmem, LINK_DEPTH)["tmem_w"] < LINK_DEPTH
+    assert "run" not in commit_cycles(refused + refused, 3 * LINK_DEPTH)

@@ -57,7 +57,7 @@ def test_slow_check_passes(name, tmp_path):
 
 def mutated(**functions):
     """The specification module with some functions replaced."""
-    return types.SimpleNamespace(**{name: getattr(spec, name) for name in spec.__all__}, **functions)
+    return types.SimpleNamespace(**{**{name: getattr(spec, name) for name in spec.__all__}, **functions})
 
 
 def saturate_to_minus_128(x, cfg):
@@ -85,9 +85,11 @@ def test_rounding_lane_mutation_is_caught(wrong, tmp_path):
 
 @needs_tools
 def test_update_unit_mutation_is_caught(tmp_path):
-    """The golden caps a left shift at data_bits + 1; a spec that caps it at data_bits is refuted."""
+    """The golden caps a left shift at data_bits + 1; a spec that caps it at 6 bits is refuted (g = 1 shifted
+    left by 7 saturates to 127, by 6 gives 64).  (A cap at data_bits is no mutation: any g != 0 shifted
+    left by 8 already saturates, and the solver proves that one equal.)"""
     def update_weight(w, g, shift, stochastic, r, cfg):
-        return spec.update_weight(w, g, Mux(shift < -cfg.data_bits, -cfg.data_bits, shift), stochastic, r, cfg)
+        return spec.update_weight(w, g, Mux(shift < -6, -6, shift), stochastic, r, cfg)
     design = UpdateUnitCheck(CFG, spec=mutated(update_weight=update_weight), free_timing=False)
     outcome = sby.run(design, mode="bmc", depth=5, workdir=tmp_path / "m")
     assert outcome.status == "FAIL"

@@ -4,7 +4,10 @@ fail with a counterexample, the specification agrees with the golden model, and 
 from __future__ import annotations
 
 import struct
+import subprocess
+import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -264,3 +267,11 @@ def test_link_depth_reaches_commits():
     assert commit_cycles(tensor, LINK_DEPTH)["table_w"] < LINK_DEPTH
     assert commit_cycles(tmem, LINK_DEPTH)["tmem_w"] < LINK_DEPTH
     assert "run" not in commit_cycles(refused + refused, 3 * LINK_DEPTH)
+
+
+def test_cli_lists_checks_and_names_a_bad_one():
+    root = Path(__file__).resolve().parents[1]
+    listed = subprocess.run([sys.executable, "-m", "formal", "--list"], cwd=root, capture_output=True, text=True)
+    assert listed.returncode == 0 and all(check.name in listed.stdout for check in CHECKS)
+    bad = subprocess.run([sys.executable, "-m", "formal", "--only", "nope"], cwd=root, capture_output=True, text=True)
+    assert bad.returncode == 2 and "formal: ERROR: unknown check 'nope'" in bad.stderr

@@ -23,9 +23,9 @@ from .link_crc import LinkCrcCheck
 UNIT_CONFIG = "default"
 LINK_CONFIG = "small4x4"
 #: The link check's depth.  What happens within it is shown by simulation (tests/test_formal.py::
-#: test_link_depth_reaches_commits: a table write, a TMEM write, and a run after a frame with a wrong CRC);
+#: test_link_depth_reaches_commits: table, TMEM and program writes, and a run after a frame with a wrong CRC);
 #: an sby cover at this depth would have to prove every earlier step unreachable, without the lemmas' help.
-LINK_DEPTH = 30
+LINK_DEPTH = 40
 
 
 @dataclass(frozen=True)

@@ -255,8 +255,8 @@ def commit_cycles(frames: bytes, cycles: int) -> dict[str, int]:
 
 
 def test_link_depth_reaches_commits():
-    """Within LINK_DEPTH cycles from reset: a table write, a TMEM write, and a run that follows a frame
-    refused for its CRC (so the slow check covers a second frame after a BAD_CRC answer)."""
+    """Within LINK_DEPTH cycles from reset: a table write, a TMEM write, a program write, and a run that
+    follows a frame refused for its CRC (so the slow check covers a second frame after a BAD_CRC answer)."""
     lanes = get_config("small4x4").lanes
     run = wire.encode_request(wire.Cmd.RUN, 2, struct.pack(wire.ADDRESS_FORMAT, 0))
     refused = wire.encode_request(wire.Cmd.PING, 1)
@@ -266,6 +266,8 @@ def test_link_depth_reaches_commits():
     assert commit_cycles(refused + run, LINK_DEPTH)["run"] < LINK_DEPTH
     assert commit_cycles(tensor, LINK_DEPTH)["table_w"] < LINK_DEPTH
     assert commit_cycles(tmem, LINK_DEPTH)["tmem_w"] < LINK_DEPTH
+    program = wire.encode_request(wire.Cmd.WRITE_PROGRAM, 5, struct.pack(wire.ADDRESS_FORMAT, 0) + bytes(8))
+    assert commit_cycles(program, LINK_DEPTH)["prog_w"] < LINK_DEPTH
     assert "run" not in commit_cycles(refused + refused, 3 * LINK_DEPTH)
 
 

@@ -44,8 +44,8 @@ CHECKS: tuple[Check, ...] = (
           RoundingLaneCheck, UNIT_CONFIG, "bmc", 1, True),
     Check("shift_quantizer_fixed", "ShiftQuantizer lane == shift_quantize, every relu/explicit/shift/mode/key/x, "
           "handshakes held high", lambda cfg: ShiftQuantizerCheck(cfg, free_timing=False), UNIT_CONFIG, "bmc", 6, True),
-    Check("shift_quantizer_fixed_cover", "its output is reached", lambda cfg: ShiftQuantizerCheck(cfg, free_timing=False),
-          UNIT_CONFIG, "cover", 6, True),
+    Check("shift_quantizer_fixed_cover", "its output is reached",
+          lambda cfg: ShiftQuantizerCheck(cfg, free_timing=False), UNIT_CONFIG, "cover", 6, True),
     Check("update_unit_fixed", "UpdateUnit lane == update_weights, every shift/mode/key/w/g, handshakes held high",
           lambda cfg: UpdateUnitCheck(cfg, free_timing=False), UNIT_CONFIG, "bmc", 5, True),
     Check("update_unit_fixed_cover", "its output is reached", lambda cfg: UpdateUnitCheck(cfg, free_timing=False),

@@ -13,8 +13,10 @@ CRC-16/CCITT-FALSE bit by bit from protocol.wire.CRC's parameters and keeps
 
     a core-visible write (tmem_w.en, prog_w.en, table_w.en, run.start)  =>  good
 
-Covers show that each kind of write, and a write after a frame refused
-with BAD_CRC, is reachable within the depth, so the proof is not vacuous.
+Lemmas tying the monitor's registers to the parser's keep each BMC step
+local (docs/formal.md).  Covers (``covers``) show commits reachable within
+a depth, so a proof cannot be vacuous; tests/test_formal.py simulates which
+commits a depth holds.
 """
 
 from __future__ import annotations
@@ -177,7 +179,8 @@ class LinkCrcCheck(Elaboratable):
         # has crc_ok exactly when the monitor found it good (a timed-out one never is).  Each is proven
         # at every step and is then a fact for the later steps, so a step only follows one byte further.
         parser, parser_crc = origin(fragment, "parser"), origin(fragment, "parser", "crc")
-        index, timer, low = (local_signal(subfragment(fragment, "parser"), name) for name in ("index", "timer", "crc_low"))
+        parser_fragment = subfragment(fragment, "parser")
+        index, timer, low = (local_signal(parser_fragment, name) for name in ("index", "timer", "crc_low"))
         offered, frame, state = parser.frame.valid, parser.frame.payload, monitor.state
         m.d.comb += [
             Assert(monitor.in_frame == (parser.mid_frame & ~offered)),

@@ -16,8 +16,11 @@ BOARD ?= ulx3s
 DEVICE ?= 85F
 SIM ?= verilator
 JOBS ?= 2
+STEPS ?= 5
+# make sim-netlist runs the small core unless CONFIG is given on the command line
+NETLIST_CONFIG := $(if $(filter command line environment,$(origin CONFIG)),$(CONFIG),small4x4)
 
-.PHONY: setup test test-slow sim train bench rtl lint bitstream program clean help
+.PHONY: setup test test-slow sim train bench rtl lint bitstream program sim-netlist formal clean help
 
 help:
 	@echo "make setup      install simulators (apt) and the Python environment (.venv)"
@@ -28,6 +31,8 @@ help:
 	@echo "make bench      benchmarks -> BENCH_OUT=$(BENCH_OUT)"
 	@echo "make rtl        Verilog for CONFIG=$(CONFIG) into build/rtl/"
 	@echo "make bitstream BOARD=ulx3s DEVICE=85F [CONFIG=default FREQ=MHz BAUD=N]  (docs/fpga.md)"
+	@echo "make sim-netlist BOARD=ulx3s [CONFIG=small4x4 STEPS=5]  train on the synthesized netlist (docs/fpga.md)"
+	@echo "make formal     formal proofs of the rounding units and the host link's CRC check (docs/formal.md)"
 
 setup: $(VENV)/.setup-stamp
 
@@ -62,6 +67,12 @@ bitstream: setup
 
 program: setup
 	$(PY) -m fpga.program --board $(BOARD)
+
+sim-netlist: setup
+	$(PY) -m sim_netlist --board $(BOARD) --device $(DEVICE) --config $(NETLIST_CONFIG) --steps $(STEPS)
+
+formal: setup
+	$(PY) -m formal
 
 clean:
 	rm -rf build sim_build .pytest_cache

@@ -60,6 +60,13 @@ class BuildError(Exception):
     """A build problem with a message meant for the user."""
 
 
+def synth_overrides(lut_mapper: str) -> dict:
+    """The platform overrides that make the yosys script (top.ys) of a build; fpga.netlist uses them too."""
+    if lut_mapper not in LUT_MAPPERS:
+        raise BuildError(f"unknown LUT mapper {lut_mapper!r}; choose one of {', '.join(LUT_MAPPERS)}")
+    return {"synth_opts": "-run begin:map_luts", "script_after_synth": CLASSIC_LUT_MAPPING} if lut_mapper == "abc" else {}
+
+
 def _ulx3s_platforms():
     def without_programmer(cls):
         # amaranth-boards lists openFPGALoader as a required *build* tool; building does not need it
@@ -283,7 +290,7 @@ def build(options: BuildOptions) -> dict:
     for stale in ("report.json", "fpga_report.json", "top.bit", "top.tim"):
         (build_dir / stale).unlink(missing_ok=True)
 
-    synth = {"synth_opts": "-run begin:map_luts", "script_after_synth": CLASSIC_LUT_MAPPING} if lut_mapper == "abc" else {}
+    synth = synth_overrides(lut_mapper)
     nextpnr_opts = f"--report report.json --timing-allow-fail --seed {seed} --threads {threads} --router {router}"
     start = time.monotonic()
     with tool_environment(env):      # prepare() checks the tools through the same variables

@@ -1,0 +1,99 @@
+"""Gate-level simulation of the board netlist: the script is make bitstream's, bad input says so, the
+cell check refuses what the models do not cover, and (slow) five training steps are bit-exact."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fpga.build import CLASSIC_LUT_MAPPING, BuildError
+from fpga.netlist import NetlistOptions, synthesis_script
+from sim_netlist.__main__ import RunOptions, run
+from sim_netlist.cells import UnsupportedCell, check_netlist
+
+ROOT = Path(__file__).resolve().parents[1]
+
+GOOD = """module top(clk);
+  input clk;
+  LUT4 #(
+    .INIT(16'h8000)
+  ) \\a.b  (
+    .A(clk),
+    .Z(x)
+  );
+  DP16KD #(
+    .DATA_WIDTH_A(32'd9),
+    .DATA_WIDTH_B(32'd9),
+    .INITVAL_00(320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000),
+    .REGMODE_A("NOREG"),
+    .REGMODE_B("NOREG")
+  ) \\mem.0  (
+    .CLKA(clk),
+    .CLKB(clk),
+    .WEB(1'h0)
+  );
+  MULT18X18D \\mul  (
+    .A0(x)
+  );
+endmodule
+"""
+
+
+def test_netlist_script_is_the_bitstream_script():
+    script = synthesis_script("ulx3s", "85F", "abc")
+    assert "read_rtlil top.il" in script and "synth_ecp5 -run begin:map_luts -top top" in script
+    assert CLASSIC_LUT_MAPPING in script
+    assert script.rstrip().endswith("write_verilog -noattr netlist.v") and "write_json" not in script
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--board", "nope"], "unknown board 'nope'"),
+    (["--config", "tiny"], "unknown configuration 'tiny'"),
+    (["--device", "99F"], "unknown device '99F'"),
+    (["--steps", "0"], "steps must be at least 1"),
+])
+def test_bad_input_is_one_clear_line(args, message):
+    proc = subprocess.run([sys.executable, "-m", "sim_netlist", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 1 and message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_make_sim_netlist_defaults_to_the_small_core():
+    def dry(*args):
+        return subprocess.run(["make", "-n", "sim-netlist", *args], cwd=ROOT, capture_output=True, text=True).stdout
+    assert "--board ulx3s --device 85F --config small4x4 --steps 5" in dry("BOARD=ulx3s")
+    assert "--config default --steps 2" in dry("CONFIG=default", "STEPS=2")
+
+
+def test_cell_check_counts_the_cells():
+    assert check_netlist(GOOD) == {"LUT4": 1, "DP16KD": 1, "MULT18X18D": 1}
+
+
+@pytest.mark.parametrize("edit, message", [
+    (('.REGMODE_A("NOREG")', '.REGMODE_A("OUTREG")'), "REGMODE_A"),
+    (("320'h000", "320'h001"), "non-zero INITVAL"),
+    ((".WEB(1'h0)", ".WEB(we)"), "WEB is not tied 0"),
+    (("DATA_WIDTH_B(32'd9)", "DATA_WIDTH_B(32'd18)"), "port widths 9/18"),
+    (("LUT4 #(", "EHXPLLL #("), "cell EHXPLLL"),
+    (("MULT18X18D \\mul  (", "MULT18X18D #(\n    .REG_OUTPUT_CLK(\"CLK0\")\n  ) \\mul  ("), "registered"),
+])
+def test_cell_check_refuses_what_no_model_covers(edit, message):
+    with pytest.raises(UnsupportedCell, match=message):
+        check_netlist(GOOD.replace(*edit))
+
+
+def test_unknown_board_is_a_build_error():
+    with pytest.raises(BuildError, match="unknown board"):
+        synthesis_script("icebreaker", "85F", "abc")
+
+
+@pytest.mark.slow
+def test_netlist_training_bit_exact():
+    """Five training steps of the small core on its synthesized netlist, weights compared bit for bit
+    (the first run synthesizes and compiles the netlist: 10-40 min on 2 cores)."""
+    result = run(RunOptions(netlist=NetlistOptions(config="small4x4"), steps=5))
+    assert result["bit_exact"], result["difference"] or f"diverged at step {result['first_divergence']}"
+    assert result["steps"] == 5 and result["core_cycles"] > 0 and result["cycles_per_second"] > 0

@@ -3,6 +3,8 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+# the float references multiply small matrices: BLAS threads only contend (8x slower on 2 busy cores)
+export OPENBLAS_NUM_THREADS ?= 1
 
 TARGET ?= sim
 ARCH ?= mlp
@@ -11,6 +13,9 @@ BATCH ?= 16
 SEED ?= 0
 CONFIG ?= default
 METRICS ?= build/metrics-$(TARGET)-$(ARCH)-b$(BATCH)-s$(SEED).json
+LINK_FAULTS ?= 0
+CHECKPOINT ?=
+RESUME ?=
 BENCH_OUT ?= build/bench.json
 BOARD ?= ulx3s
 DEVICE ?= 85F
@@ -28,6 +33,7 @@ help:
 	@echo "make test-slow  long tests (accuracy over seeds, long simulations)"
 	@echo "make sim        full cocotb + Verilator regression with a pass/fail table"
 	@echo "make train      train the digits network (TARGET=sim|golden|fp32|serial:PORT)"
+	@echo "                LINK_FAULTS=RATE (faults per frame), CHECKPOINT=DIR, RESUME=DIR"
 	@echo "make bench      benchmarks -> BENCH_OUT=$(BENCH_OUT)"
 	@echo "make rtl        Verilog for CONFIG=$(CONFIG) into build/rtl/"
 	@echo "make bitstream BOARD=ulx3s DEVICE=85F [CONFIG=default FREQ=MHz BAUD=N]  (docs/fpga.md)"
@@ -49,8 +55,9 @@ test-slow: setup
 sim: setup
 	$(PY) -m sim_tests.regress --sim $(SIM)
 
+# RESUME=DIR continues the run checkpointed in DIR with its own settings.
 train: setup
-	$(PY) -m host.train --target $(TARGET) --arch $(ARCH) --epochs $(EPOCHS) --batch $(BATCH) --seed $(SEED) --config $(CONFIG) --metrics $(METRICS)
+	$(PY) -m host.train $(if $(RESUME),--resume $(RESUME),--target $(TARGET) --arch $(ARCH) --epochs $(EPOCHS) --batch $(BATCH) --seed $(SEED) --config $(CONFIG)) --metrics $(METRICS) $(if $(filter-out 0,$(LINK_FAULTS)),--link-faults $(LINK_FAULTS)) $(if $(CHECKPOINT),--checkpoint $(CHECKPOINT))
 
 bench: setup
 	$(PY) -m bench --out $(BENCH_OUT)

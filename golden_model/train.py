@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import numpy as np
@@ -49,7 +49,10 @@ def default_lr_shift(batch: int, arch: str = "mlp") -> int:
 def network_shape(arch: str, fmt: InputFormat):
     """The MLP's layer sizes or the ResNet description for a data format (channels as the defaults)."""
     if arch == "cnn":
-        return ResNetSpec(height=fmt.height, width=fmt.width, in_channels=fmt.channels, classes=fmt.classes)
+        spec = ResNetSpec(height=fmt.height, width=fmt.width, in_channels=fmt.channels, classes=fmt.classes,
+                          head_pool=1)
+        h, w = spec.final_size           # pool 2x2 (2 along a 1-D signal) where the last map allows it
+        return replace(spec, head_pool=2) if (h == 1 or h % 2 == 0) and w % 2 == 0 else spec
     return mlp_sizes(inputs=fmt.features, classes=fmt.classes)
 
 

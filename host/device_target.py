@@ -121,6 +121,11 @@ class DeviceTarget:
         return {"steps": self.steps, "samples": self.samples, "first_divergence": self.first_divergence,
                 "train_stats": self.train_stats.to_dict(), "total_stats": self.total_stats().to_dict()}
 
+    def reload_weights(self) -> None:
+        """Write the golden model's present parameters to the device (weights loaded with --load)."""
+        self.device.adopt()
+        self.trainer = ProgramTrainer(self.device, self.golden, self.batch)
+
     def restore(self, device_params: dict[str, QTensor], counters: dict, *, same_session: bool) -> None:
         """Reload the device from a checkpoint (the golden model holds the checkpoint's state already):
         the program, the tensor table and the checkpoint's device weights.  ``same_session``: the device

@@ -85,6 +85,22 @@ def restore(target, checkpoint: Checkpoint, *, same_session: bool) -> None:
         target.restore(checkpoint.device, checkpoint.counters, same_session=same_session)
 
 
+def start_from(target, saved: Checkpoint) -> Position:
+    """Put ``target`` in the state of weights saved with --save (a new run starts from them): the
+    parameters, the step counter that keys stochastic rounding and the inference exponents; returns
+    the Position whose data order continues the saved run's."""
+    model = target.model
+    model.params = dict(saved.model)
+    if saved.model_step is not None:
+        model.step = saved.model_step
+    if hasattr(target, "calibrated"):
+        target.calibrated = saved.inference
+    reload_weights = getattr(target, "reload_weights", None)
+    if reload_weights is not None:
+        reload_weights()
+    return Position(rng_state=saved.position.rng_state)
+
+
 class Session:
     """Train ``target`` for the run ``run`` (host.checkpoint settings), checkpointing into ``directory``."""
 

@@ -13,6 +13,13 @@ weights are read back and compared with the golden model's; any difference
 fails the run (exit code 1) naming the first differing tensor.  ``bit_exact``
 in the metrics says whether they agreed.
 
+--data FILE.npz trains on the user's own data (golden_model/data.py:
+load_npz); the network's input and class count follow it.  --save FILE
+writes the trained weights and the frozen inference exponents at the end;
+--load FILE starts from such a file (its arch, configuration and data
+format; training continues bit for bit with a run that never stopped).
+eoq-predict (host/predict.py) runs inference with a saved file.
+
 --link-faults RATE injects faults on the host link (host/faults.py; RATE per
 frame); the metrics count them, the retries and the resent bytes.
 --checkpoint DIR writes the run's full state to DIR/state.npz at the start,
@@ -39,42 +46,44 @@ from matplotlib.figure import Figure
 from tqdm import tqdm
 
 from golden_model.config import get_config
-from golden_model.data import load_digits_split
+from dataclasses import asdict
+
 from golden_model.train import FloatTarget, GoldenTarget, default_lr_shift
 
-from .checkpoint import CheckpointError, check_run, load, state_path
+from .checkpoint import CheckpointError, check_run, load, load_file, save_file, state_path
 from .client import DeviceError, LinkError
 from .device import DeviceNotFound, is_device_target, open_device
 from .device_target import DeviceTarget
-from .preflight import InputError, check_writable_directory, check_writable_file, fit_configuration
-from .session import Interrupted, ResetWithoutCheckpoint, Session
+from .preflight import InputError, check_writable_directory, check_writable_file, fit_configuration, load_data
+from .session import Interrupted, ResetWithoutCheckpoint, Session, capture, start_from
 
 TARGETS = ("sim", "golden", "fp32", "serial:PORT[@BAUD]")
 ARCHS = ("mlp", "cnn")
 #: Settings that define a run, with their defaults (lr_shift None: tuned per batch and arch).
 DEFAULTS = {"target": "sim", "arch": "mlp", "epochs": 20, "batch": 16, "seed": 0, "lr_shift": None,
-            "config": "default", "steps": None}
+            "config": "default", "steps": None, "data": None}
+#: Settings a --load file fixes (the network it holds).
+LOADED = ("arch", "config", "seed", "data")
 EXIT_INTERRUPTED = 130
 
 
-def count_int_macs(arch: str, batch: int, cfg, seed: int = 0) -> int | None:
+def count_int_macs(arch: str, batch: int, cfg, data, seed: int = 0) -> int | None:
     """int8 MACs of one full-batch training step, counted by running one golden step (None: the
     integer network does not fit the batch, e.g. an fp32 run at a batch no core configuration holds)."""
-    data = load_digits_split()
     try:
         target = GoldenTarget(cfg.replace(max_batch=max(cfg.max_batch, batch)), seed, default_lr_shift(batch, arch),
-                              arch)
+                              arch, data.format)
     except ValueError:
         return None
     target.step(data.train_x[:batch], data.train_y[:batch])
     return target.macs.total
 
 
-def make_target(name: str, arch: str, cfg, seed: int, lr_shift: int, batch: int = 16, link_faults: float = 0.0):
+def make_target(name: str, arch: str, cfg, seed: int, lr_shift: int, batch: int = 16, link_faults: float = 0.0,
+                fmt=None):
+    fmt = fmt or load_data(None).format
     if name == "fp32":
-        return FloatTarget(seed, lr_shift, arch)
-    if name == "golden" and arch != "mlp":
-        return GoldenTarget(cfg, seed, lr_shift, arch)     # no core programs for the CNN yet
+        return FloatTarget(seed, lr_shift, arch, fmt)
     if is_device_target(name):
         options = {"link_faults": link_faults, "fault_seed": seed} if link_faults else {}
         try:
@@ -82,7 +91,7 @@ def make_target(name: str, arch: str, cfg, seed: int, lr_shift: int, batch: int 
         except (DeviceNotFound, LinkError, ValueError) as error:
             raise SystemExit(f"eoq-train: {error}")
         try:
-            return DeviceTarget(device, cfg, seed, lr_shift, batch)
+            return DeviceTarget(device, cfg, seed, lr_shift, batch, arch, fmt)
         except BaseException:
             device.close()
             raise
@@ -143,6 +152,10 @@ def parse_args(argv=None):
     parser.add_argument("--checkpoint", default=None, metavar="DIR",
                         help="write the run's state to DIR/state.npz at every epoch and on Ctrl-C")
     parser.add_argument("--resume", default=None, metavar="DIR", help="continue the run checkpointed in DIR")
+    parser.add_argument("--data", default=None, metavar="FILE.npz",
+                        help="train on your own data: x_train, y_train, x_test, y_test (docs: README)")
+    parser.add_argument("--save", default=None, metavar="FILE", help="write the trained weights to FILE at the end")
+    parser.add_argument("--load", default=None, metavar="FILE", help="start from weights saved with --save")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     for name in ("steps", "epochs", "batch"):
@@ -153,15 +166,26 @@ def parse_args(argv=None):
         parser.error(f"--lr-shift must be >= 0 (learning rate 2**-lr_shift), got {args.lr_shift}")
     if not 0.0 <= args.link_faults <= 1.0:
         parser.error(f"--link-faults is a probability per frame, in [0, 1]; got {args.link_faults}")
+    if args.load is not None and args.resume is not None:
+        parser.error("--load starts a new run from saved weights and --resume continues a checkpointed run; "
+                     "give one of them")
     return args
 
 
-def resolve_run(args, checkpoint) -> dict:
-    """The run's settings: the command line's, else the checkpoint's, else the defaults."""
+def resolve_run(args, checkpoint, loaded=None) -> dict:
+    """The run's settings: the command line's, else the checkpoint's (or the loaded file's network),
+    else the defaults."""
     run = {}
     for key, default in DEFAULTS.items():
         given = getattr(args, key)
-        run[key] = given if given is not None else (checkpoint.run[key] if checkpoint else default)
+        if loaded is not None and key in LOADED:
+            saved = loaded.run.get(key)
+            if given is not None and given != saved:
+                raise InputError(f"--{key} {given} conflicts with {args.load}, which holds a network trained with "
+                                 f"{key} {saved!r}; drop --{key} or load another file")
+            run[key] = saved
+            continue
+        run[key] = given if given is not None else (checkpoint.run.get(key, default) if checkpoint else default)
     if checkpoint and args.target is None:
         run["target"] = checkpoint.run["target"]
     if run["lr_shift"] is None:
@@ -172,17 +196,25 @@ def resolve_run(args, checkpoint) -> dict:
 
 def prepare(args) -> tuple[dict, object, object, Path | None]:
     """Everything checked before work starts: (run, configuration, checkpoint to resume, checkpoint dir)."""
-    checkpoint = None
+    checkpoint = loaded = None
     if args.resume is not None:
         checkpoint = load(args.resume)
-    run = resolve_run(args, checkpoint)
+    if args.load is not None:
+        loaded = load_file(args.load)
+    run = resolve_run(args, checkpoint, loaded)
+    if loaded is not None and loaded.run["model"] != run["model"]:
+        raise InputError(f"{args.load} holds a {loaded.run['model']} model; target {run['target']} trains "
+                         f"{run['model']} (load it on {'fp32' if loaded.run['model'] == 'fp32' else 'sim or golden'})")
+    run["dataset"] = load_data(run["data"])
     if run["target"] not in ("golden", "fp32") and not is_device_target(run["target"]):
         raise InputError(f"unknown target {run['target']!r}; choose one of {', '.join(TARGETS)}")
     try:
         cfg = get_config(run["config"])
     except ValueError as error:
         raise InputError(str(error)) from None
-    cfg = fit_configuration(cfg, target=run["target"], arch=run["arch"], batch=run["batch"], seed=run["seed"])
+    fmt = run["dataset"].format
+    cfg = fit_configuration(cfg, target=run["target"], arch=run["arch"], batch=run["batch"], fmt=fmt)
+    run["format"] = asdict(fmt)
     run["config_json"] = cfg.to_json()
     if checkpoint is not None:
         check_run(checkpoint, run, args.resume)
@@ -192,6 +224,8 @@ def prepare(args) -> tuple[dict, object, object, Path | None]:
     metrics = Path(args.metrics)
     check_writable_file(metrics, "metrics JSON")
     check_writable_file(metrics.with_suffix(".png"), "plot")
+    if args.save is not None:
+        check_writable_file(Path(args.save), "saved weights")
     directory = args.checkpoint or args.resume
     if directory is not None:
         directory = Path(directory)
@@ -201,20 +235,28 @@ def prepare(args) -> tuple[dict, object, object, Path | None]:
             raise InputError(f"{state_path(directory)} already holds a checkpoint; continue it with --resume "
                              f"{directory} or choose another --checkpoint directory (nothing was overwritten)")
     run["link_faults"] = args.link_faults
+    run["loaded"] = loaded
     return run, cfg, checkpoint, directory
 
 
 def train(args, run, cfg, checkpoint, directory) -> tuple:
     """Build the target and train; returns (target, history, seconds, bit_exact, difference)."""
+    dataset, loaded = run["dataset"], run["loaded"]
     target = make_target(run["target"], run["arch"], cfg, run["seed"], run["lr_shift"], run["batch"],
-                         args.link_faults)
+                         args.link_faults, dataset.format)
+    settings = {k: v for k, v in run.items() if k not in ("dataset", "loaded")}
     try:
         log = tqdm.write if not args.no_progress else (lambda message: print(message, flush=True))
-        session = Session(target, run, directory=directory, data=load_digits_split(),
+        session = Session(target, settings, directory=directory, data=dataset,
                           progress=not args.no_progress, log=log)
         if checkpoint is not None:
             session.resume(checkpoint)
+        if loaded is not None:
+            session.position = start_from(target, loaded)
         history, seconds = session.train()
+        if args.save is not None:
+            path = save_file(args.save, capture(target, settings, session.position))
+            log(f"eoq-train: saved the weights to {path}")
         bit_exact, difference = None, ""
         if isinstance(target, DeviceTarget):
             bit_exact, difference = target.compare_weights()
@@ -240,12 +282,12 @@ def report(args, run, cfg, checkpoint, outcome) -> int:
     plot_history(history, plot_path, f"{run['target']} {run['arch']} batch {run['batch']} seed {run['seed']}")
     metrics = {
         "target": run["target"], "arch": run["arch"], "epochs": run["epochs"], "batch": run["batch"],
-        "seed": run["seed"], "lr_shift": run["lr_shift"], "config": cfg.name,
+        "seed": run["seed"], "lr_shift": run["lr_shift"], "config": cfg.name, "data": run["data"] or "digits",
         "test_accuracy": history[-1].test_accuracy,
         "train_accuracy": history[-1].train_accuracy,
         "final_loss": history[-1].loss,
         "train_seconds": round(seconds, 3),
-        "int_macs_per_step": count_int_macs(run["arch"], run["batch"], cfg),
+        "int_macs_per_step": count_int_macs(run["arch"], run["batch"], cfg, run["dataset"]),
         "train_accuracy_mode": "running",
         "steps": steps,
         **device_metrics(target, steps or 0),

@@ -235,7 +235,11 @@ class ProgramTrainer:
         return loss
 
     def predict(self, x: QTensor, calibrated: dict[str, int] | None = None) -> np.ndarray:
-        """Class predictions in chunks of the model's batch_limit: with ``calibrated`` exponents
+        """Class predictions (the argmax of :meth:`logits`)."""
+        return np.argmax(self.logits(x, calibrated), axis=1)
+
+    def logits(self, x: QTensor, calibrated: dict[str, int] | None = None) -> np.ndarray:
+        """Logit mantissas in chunks of the model's batch_limit: with ``calibrated`` exponents
         (inference.calibrate) by frozen-exponent inference, else by the training forward pass."""
         rows = x.q.shape[0] // self.model.batch_of(x) if x.q.shape[0] else 1
         step = self.model.batch_limit * rows
@@ -244,7 +248,7 @@ class ProgramTrainer:
             logits = [self.forward(chunk).q for chunk in chunks]
         else:
             logits = [self.infer(chunk, calibrated).q for chunk in chunks]
-        return np.argmax(np.concatenate(logits), axis=1)
+        return np.concatenate(logits)
 
     def infer(self, x: QTensor, calibrated: dict[str, int]) -> QTensor:
         """Logits of one batch by frozen-exponent inference (golden_model/inference.py).

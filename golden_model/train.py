@@ -150,8 +150,12 @@ class GoldenTarget(ModelTarget):
         """Frozen-exponent inference on a golden Machine once calibrated, else the training forward pass."""
         if self.calibrated is None:
             return super().predict(pixels)
+        return np.argmax(self.logits(pixels), axis=1)
+
+    def logits(self, pixels) -> np.ndarray:
+        """Logit mantissas of frozen-exponent inference on a golden Machine (needs calibrate first)."""
         trainer = ProgramTrainer(Machine(self.cfg), self.model, self.model.batch_limit)
-        return trainer.predict(self.inputs(pixels), self.calibrated)
+        return trainer.logits(self.inputs(pixels), self.calibrated)
 
     def inputs(self, pixels):
         if self.arch != "mlp":

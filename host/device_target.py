@@ -93,6 +93,10 @@ class DeviceTarget:
         """Frozen-exponent inference on the device once calibrated."""
         return self.trainer.predict(self.reference.inputs(pixels), self.calibrated)
 
+    def logits(self, pixels):
+        """Logit mantissas of frozen-exponent inference on the device (after calibrate)."""
+        return self.trainer.logits(self.reference.inputs(pixels), self.calibrated)
+
     def total_stats(self) -> DeviceStats:
         return _add(self.stats_before, self.device.stats)
 

@@ -203,7 +203,7 @@ def prepare(args) -> tuple[dict, object, object, Path | None]:
         loaded = load_file(args.load)
     run = resolve_run(args, checkpoint, loaded)
     if loaded is not None and loaded.run["model"] != run["model"]:
-        raise InputError(f"{args.load} holds a {loaded.run['model']} model; target {run['target']} trains "
+        raise InputError(f"{args.load} holds {loaded.run['model']} weights; target {run['target']} trains "
                          f"{run['model']} (load it on {'fp32' if loaded.run['model'] == 'fp32' else 'sim or golden'})")
     run["dataset"] = load_data(run["data"])
     if run["target"] not in ("golden", "fp32") and not is_device_target(run["target"]):

@@ -178,7 +178,7 @@ def test_lifetime_allocation_reuses_words_and_keeps_live_tensors_apart():
 
 
 def test_int_and_float_cnn_train(digits):
+    """One epoch lifts both from chance (10%) past 50% (the zero-initialized Fixup branches start slowly)."""
     for target in (GoldenTarget(CFG, 0, 3, arch="cnn"), FloatTarget(0, 3, arch="cnn")):
-        history, _ = run_training(target, epochs=1, batch=16, seed=0, data=digits, progress=False, log=None,
-                                  max_steps=40)
+        history, _ = run_training(target, epochs=1, batch=16, seed=0, data=digits, progress=False, log=None)
         assert history[-1].test_accuracy >= 0.5, (type(target.model).__name__, history)

@@ -1,6 +1,6 @@
 """Accuracy table: EOQ int8 golden model vs the float32 reference on digits.
 
-    python -m bench.accuracy [--arch mlp cnn] [--seeds 0 1 2] [--out build/accuracy.json]
+    python -m bench.accuracy [--arch mlp cnn] [--seeds 0 1 2] [--jobs N] [--out build/accuracy.json]
 
 For each network, at batch 16 (20 epochs) and batch 1 (8 epochs, online
 training), trains both targets with each seed and prints the mean test
@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -23,31 +25,41 @@ from golden_model.config import get_config
 from golden_model.data import load_digits_split
 from golden_model.train import FloatTarget, GoldenTarget, default_lr_shift, run_training
 
-SETTINGS = ((16, 20), (1, 8))  # (batch, epochs)
-#: per network: (least int8 accuracy, largest gap to FP32)
+#: per network: (batch, epochs) settings, and (least int8 accuracy, largest gap to FP32)
+SETTINGS = {"mlp": ((16, 20), (1, 8)), "cnn": ((16, 20), (1, 8))}
 TARGETS = {"mlp": (0.95, 0.015), "cnn": (0.975, 0.010)}
 
 
-def measure(seeds, settings=SETTINGS, config: str = "default", arch: str = "mlp") -> dict:
-    data = load_digits_split()
-    cfg = get_config(config)
+def train_one(job: tuple) -> tuple[float, float]:
+    """(final test accuracy, training seconds) of one (target, arch, config, batch, epochs, seed) run."""
+    name, arch, config, batch, epochs, seed = job
+    cfg, lr_shift = get_config(config), default_lr_shift(batch, arch)
+    target = GoldenTarget(cfg, seed, lr_shift, arch) if name == "golden" else FloatTarget(seed, lr_shift, arch)
+    start = time.perf_counter()
+    history, _ = run_training(target, epochs, batch, seed, load_digits_split(), progress=False, log=None)
+    return history[-1].test_accuracy, time.perf_counter() - start
+
+
+def measure(seeds, settings=None, config: str = "default", arch: str = "mlp", jobs: int = 1) -> dict:
+    """Train every (setting, seed, target) in ``jobs`` processes; the table's rows, one per setting."""
+    settings = settings or SETTINGS[arch]
     least, most_gap = TARGETS[arch]
+    runs = [(name, arch, config, batch, epochs, seed) for batch, epochs in settings for seed in seeds
+            for name in ("golden", "fp32")]
+    if jobs > 1:
+        with ProcessPoolExecutor(jobs) as pool:
+            results = dict(zip(runs, pool.map(train_one, runs)))
+    else:
+        results = {run: train_one(run) for run in runs}
     rows = []
     for batch, epochs in settings:
-        lr_shift = default_lr_shift(batch, arch)
-        accuracies = {"golden": [], "fp32": []}
-        seconds = {"golden": 0.0, "fp32": 0.0}
-        for seed in seeds:
-            for name in accuracies:
-                target = (GoldenTarget(cfg, seed, lr_shift, arch) if name == "golden"
-                          else FloatTarget(seed, lr_shift, arch))
-                start = time.perf_counter()
-                history, _ = run_training(target, epochs, batch, seed, data, progress=False, log=None)
-                seconds[name] += time.perf_counter() - start
-                accuracies[name].append(history[-1].test_accuracy)
+        accuracies = {name: [results[(name, arch, config, batch, epochs, seed)][0] for seed in seeds]
+                      for name in ("golden", "fp32")}
+        seconds = {name: sum(results[(name, arch, config, batch, epochs, seed)][1] for seed in seeds)
+                   for name in ("golden", "fp32")}
         golden, fp32 = float(np.mean(accuracies["golden"])), float(np.mean(accuracies["fp32"]))
         rows.append({
-            "batch": batch, "epochs": epochs, "lr_shift": lr_shift, "seeds": list(seeds),
+            "batch": batch, "epochs": epochs, "lr_shift": default_lr_shift(batch, arch), "seeds": list(seeds),
             "int8_accuracy": accuracies["golden"], "fp32_accuracy": accuracies["fp32"],
             "int8_mean": golden, "fp32_mean": fp32, "gap_points": round(100 * (fp32 - golden), 2),
             "meets_target": golden >= least and fp32 - golden <= most_gap,
@@ -73,8 +85,9 @@ def main(argv=None) -> int:
     parser.add_argument("--arch", nargs="+", choices=sorted(TARGETS), default=sorted(TARGETS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", default="build/accuracy.json")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="training processes (default: cores)")
     args = parser.parse_args(argv)
-    results = [measure(args.seeds, arch=arch) for arch in args.arch]
+    results = [measure(args.seeds, arch=arch, jobs=args.jobs) for arch in args.arch]
     print(table(results))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

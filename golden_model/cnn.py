@@ -88,7 +88,7 @@ class ResNetSpec:
     """The network description: image size, channels, and per stage (channels, blocks, stride).
 
     The default: a 3x3 stem to 8 channels, one block of two 3x3 convolutions at 8
-    channels, two at 16 channels, the first with stride 2 (a 1x1 stride-2
+    channels, two at 24 channels, the first with stride 2 (a 1x1 stride-2
     projection on its shortcut), and the head: average pooling by ``head_pool``
     x ``head_pool`` (2: the 4x4 map to 2x2), then a fully connected layer over
     the pooled map (a convolution whose kernel is that map).  ``head_pool`` equal
@@ -100,7 +100,7 @@ class ResNetSpec:
     width: int = 8
     in_channels: int = 1
     stem: int = 8
-    stages: tuple[tuple[int, int, int], ...] = ((8, 1, 1), (16, 2, 2))
+    stages: tuple[tuple[int, int, int], ...] = ((8, 1, 1), (24, 2, 2))
     classes: int = 10
     head_pool: int = 2
     blocks: tuple[Block, ...] = field(init=False, repr=False, compare=False)

@@ -67,8 +67,8 @@ def test_bad_descriptions_are_refused(fields, message):
 
 
 def test_a_network_too_large_for_the_configuration_names_the_limit():
-    small = ResCNN(CFG.replace(acc_elements=4096), 0, 2)          # runs in batches of at most 8 images
-    assert small.batch_limit == 8
+    small = ResCNN(CFG.replace(acc_elements=6144), 0, 2)          # 768 words: batches of at most 12 images
+    assert small.batch_limit == 12
     with pytest.raises(ValueError, match=r"stem needs 1024 accumulator words at batch 16.*acc_elements >= 8192"):
         small.forward(input_rows(np.zeros((16, 64), dtype=np.int64), small.spec, small.cfg))
     with pytest.raises(ValueError, match=r"stem needs 4096 pixel rows.*max_dim >= 4096"):

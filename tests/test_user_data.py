@@ -3,6 +3,11 @@ and training on it."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -121,3 +126,19 @@ def test_training_on_a_users_data_learns(tmp_path, arch):
                    FloatTarget(0, 3 if arch == "cnn" else 4, arch, ds.format)):
         history, _ = run_training(target, 3, 8, 0, ds, progress=False, log=None)
         assert history[-1].test_accuracy >= 0.8, (arch, type(target).__name__, history)
+
+
+@pytest.mark.parametrize("target, arch, shape", [("golden", "mlp", (6, 10)), ("golden", "cnn", (2, 6, 10)),
+                                                  ("sim", "cnn", (2, 6, 10))])
+def test_eoq_train_data_runs_on_every_target_bit_exact(tmp_path, target, arch, shape, request):
+    """eoq-train --data: a rectangular two-channel set in 3 classes, on the core and the golden Machine."""
+    if target == "sim":
+        request.getfixturevalue("sim_exe")
+    path = save(tmp_path, arrays(np.random.default_rng(6), n_train=48, n_test=12, shape=shape))
+    proc = subprocess.run([sys.executable, "-m", "host.train", "--target", target, "--arch", arch, "--data", str(path),
+                           "--epochs", "1", "--steps", "3", "--batch", "8", "--no-progress",
+                           "--metrics", str(tmp_path / "m.json")],
+                          cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    metrics = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert metrics["bit_exact"] is True and metrics["steps"] == 3 and metrics["data"] == str(path)

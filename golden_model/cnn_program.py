@@ -19,16 +19,8 @@ from . import isa
 from .cnn import ResNetSpec
 from .config import CoreConfig
 from .conv import padded_channels
-from .machine import words_per_row
+from .machine import TensorPlace, words_per_row
 from .prng import tensor_key
-
-
-@dataclass(frozen=True)
-class TensorPlace:
-    slot: int
-    base: int
-    rows: int
-    cols: int
 
 
 @dataclass

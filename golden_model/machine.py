@@ -39,6 +39,16 @@ class TensorEntry:
     exp: int = 0
 
 
+@dataclass(frozen=True)
+class TensorPlace:
+    """Where a program puts a tensor: its table slot and its TMEM words (base, rows x cols int8)."""
+
+    slot: int
+    base: int
+    rows: int
+    cols: int
+
+
 def words_per_row(cols: int, lanes: int) -> int:
     return -(-cols // lanes)
 

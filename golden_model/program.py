@@ -12,8 +12,6 @@ train_step bit for bit (tests/test_machine.py, tests/test_cnn.py).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from . import isa
@@ -21,7 +19,7 @@ from .config import CoreConfig
 from .loss import output_error
 from .cnn_program import CnnProgram
 from .inference import freeze, inference_program
-from .machine import words_per_row
+from .machine import TensorPlace, words_per_row
 from .network import PARAM_IDS, ResMLP
 from .prng import tensor_key, update_key
 from .quant import QTensor
@@ -30,14 +28,6 @@ PARAMS = ("fc1", "fc2", "fc3", "scale", "bias", "fc_out")
 ACTIVATIONS = ("x", "a1", "z", "r", "sm", "s", "a2", "y")
 ERRORS = ("e_y", "e_join", "e_r", "e_z", "e_branch", "e_a1")
 SLOTS = {name: slot for slot, name in enumerate(PARAMS + ACTIVATIONS + ERRORS)}
-
-
-@dataclass(frozen=True)
-class TensorPlace:
-    slot: int
-    base: int
-    rows: int
-    cols: int
 
 
 class MlpLayout:

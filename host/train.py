@@ -1,4 +1,4 @@
-"""`eoq-train` / `make train`: train the digits network on a target and report.
+"""`eoq-train` / `make train`: train the residual MLP or the Fixup ResNet (--arch) on a target and report.
 
 Targets (host/device.py):
   sim                 the Verilator-simulated core behind the host link (default)
@@ -7,7 +7,7 @@ Targets (host/device.py):
   fp32                the float32 reference (no device)
 
 On a device target the training step runs as core programs
-(host/device_target.py), and the golden ResMLP trains alongside on the same
+(host/device_target.py), and the golden network trains alongside on the same
 batches: every step's logits are compared, and at the end the device's
 weights are read back and compared with the golden model's; any difference
 fails the run (exit code 1) naming the first differing tensor.  ``bit_exact``

@@ -1,6 +1,6 @@
 """Accuracy table: EOQ int8 golden model vs the float32 reference on digits.
 
-    python -m bench.accuracy [--arch mlp cnn] [--seeds 0 1 2] [--jobs N] [--out build/accuracy.json]
+    python -m bench.accuracy [--arch mlp cnn] [--seeds 0 1 2] [--batch 16 1] [--jobs N] [--out build/accuracy.json]
 
 For each network, at batch 16 (20 epochs) and batch 1 (8 epochs, online
 training), trains both targets with each seed and prints the mean test
@@ -85,9 +85,16 @@ def main(argv=None) -> int:
     parser.add_argument("--arch", nargs="+", choices=sorted(TARGETS), default=sorted(TARGETS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", default="build/accuracy.json")
+    parser.add_argument("--batch", type=int, nargs="+", default=None, help="only these settings' batch sizes")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="training processes (default: cores)")
     args = parser.parse_args(argv)
-    results = [measure(args.seeds, arch=arch, jobs=args.jobs) for arch in args.arch]
+    results = []
+    for arch in args.arch:
+        settings = [setting for setting in SETTINGS[arch] if args.batch is None or setting[0] in args.batch]
+        if not settings:
+            parser.error(f"--batch {args.batch}: {arch} is measured at batch "
+                         f"{', '.join(str(batch) for batch, _ in SETTINGS[arch])}")
+        results.append(measure(args.seeds, settings, arch=arch, jobs=args.jobs))
     print(table(results))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

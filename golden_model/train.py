@@ -37,7 +37,7 @@ def default_lr_shift(batch: int, arch: str = "mlp") -> int:
     """Learning rate 2**-lr_shift tuned per architecture and batch (errors are batch means).
 
     Measured at batch 16 and 1 for both networks (bench/accuracy.py; the CNN
-    at batch 16 also at 2^-2: seed 0 96.9% int8 against 97.8% at 2^-3);
+    at batch 16 also at 2^-2: int8 97.31% mean of seeds 0-2, 97.78% at 2^-3);
     other batch sizes take the nearest tuned setting's rule.
     """
     if (arch, batch) in DEFAULT_LR_SHIFT:

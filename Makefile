@@ -3,6 +3,8 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+# the float references multiply small matrices: BLAS threads only contend (8x slower on 2 busy cores)
+export OPENBLAS_NUM_THREADS ?= 1
 
 TARGET ?= sim
 ARCH ?= mlp
@@ -11,6 +13,14 @@ BATCH ?= 16
 SEED ?= 0
 CONFIG ?= default
 METRICS ?= build/metrics-$(TARGET)-$(ARCH)-b$(BATCH)-s$(SEED).json
+LINK_FAULTS ?= 0
+CHECKPOINT ?=
+RESUME ?=
+DATA ?=
+SAVE ?=
+LOAD ?=
+WEIGHTS ?= build/weights.npz
+OUT ?=
 BENCH_OUT ?= build/bench.json
 BOARD ?= ulx3s
 DEVICE ?= 85F
@@ -20,7 +30,7 @@ STEPS ?= 5
 # make sim-netlist runs the small core unless CONFIG is given on the command line
 NETLIST_CONFIG := $(if $(filter command line environment,$(origin CONFIG)),$(CONFIG),small4x4)
 
-.PHONY: setup test test-slow sim train bench rtl lint bitstream program sim-netlist formal clean help
+.PHONY: setup test test-slow sim train predict bench rtl lint bitstream program sim-netlist formal clean help
 
 help:
 	@echo "make setup      install simulators (apt) and the Python environment (.venv)"
@@ -28,6 +38,8 @@ help:
 	@echo "make test-slow  long tests (accuracy over seeds, long simulations)"
 	@echo "make sim        full cocotb + Verilator regression with a pass/fail table"
 	@echo "make train      train the digits network (TARGET=sim|golden|fp32|serial:PORT)"
+	@echo "                ARCH=mlp|cnn DATA=FILE.npz SAVE=FILE LOAD=FILE LINK_FAULTS=RATE CHECKPOINT=DIR RESUME=DIR"
+	@echo "make predict    classify the test split with WEIGHTS=FILE (saved by make train SAVE=FILE) [OUT=FILE.csv]"
 	@echo "make bench      benchmarks -> BENCH_OUT=$(BENCH_OUT)"
 	@echo "make rtl        Verilog for CONFIG=$(CONFIG) into build/rtl/"
 	@echo "make bitstream BOARD=ulx3s DEVICE=85F [CONFIG=default FREQ=MHz BAUD=N]  (docs/fpga.md)"
@@ -49,8 +61,13 @@ test-slow: setup
 sim: setup
 	$(PY) -m sim_tests.regress --sim $(SIM)
 
+# RESUME=DIR continues the run checkpointed in DIR with its own settings.
 train: setup
-	$(PY) -m host.train --target $(TARGET) --arch $(ARCH) --epochs $(EPOCHS) --batch $(BATCH) --seed $(SEED) --config $(CONFIG) --metrics $(METRICS)
+	$(PY) -m host.train $(if $(RESUME),--resume $(RESUME),--target $(TARGET) --epochs $(EPOCHS) --batch $(BATCH) $(if $(LOAD),--load $(LOAD),--arch $(ARCH) --seed $(SEED) --config $(CONFIG) $(if $(DATA),--data $(DATA)))) --metrics $(METRICS) $(if $(filter-out 0,$(LINK_FAULTS)),--link-faults $(LINK_FAULTS)) $(if $(CHECKPOINT),--checkpoint $(CHECKPOINT)) $(if $(SAVE),--save $(SAVE))
+
+# WEIGHTS=FILE (from make train SAVE=FILE) classifies the test split on TARGET (sim by default)
+predict: setup
+	$(PY) -m host.predict --weights $(WEIGHTS) $(if $(filter command line,$(origin TARGET)),--target $(TARGET)) $(if $(DATA),--data $(DATA)) $(if $(OUT),--out $(OUT))
 
 bench: setup
 	$(PY) -m bench --out $(BENCH_OUT)

@@ -20,13 +20,15 @@ from pathlib import Path
 
 import numpy
 
-from bench import core, golden, host_link
+from bench import cnn, core, golden, host_link, link_faults
 
 #: (name, module) of every benchmark section, run in this order.
 SECTIONS = [
     ("golden", golden),
     ("host_link", host_link),
+    ("link_faults", link_faults),
     ("core", core),
+    ("cnn", cnn),
 ]
 
 

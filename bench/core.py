@@ -14,6 +14,7 @@ import json
 import os
 import tempfile
 
+from golden_model.cnn import ResNetSpec
 from golden_model.config import get_config
 from golden_model.data import load_digits_split
 from golden_model.network import ResMLP, mlp_sizes, quantize_input
@@ -57,7 +58,7 @@ def summarize(raw: dict, link_bytes_per_step: int | None = None) -> dict:
         "overlapped_cycles": sum(ops.values()) + idle - step,
         "sequencer_idle_cycles": idle,
         "cycles_in_flight_by_opcode": ops,
-        "matmul_utilization": utilization(useful - _elementwise_macs(raw), pes, ops["MATMUL"]),
+        "product_utilization": utilization(useful - _elementwise_macs(raw), pes, ops["MATMUL"] + ops.get("CONV", 0)),
         "cocotb_cycles_per_wall_second": round(raw["total_cycles"] / raw["wall_seconds"], 1),
     }
     if link_bytes_per_step:
@@ -70,22 +71,28 @@ def summarize(raw: dict, link_bytes_per_step: int | None = None) -> dict:
 
 
 def _elementwise_macs(raw: dict) -> int:
-    """MACs the vector engine does (scalar multiplier forward and backward, DOT): batch x hidden each."""
-    hidden = mlp_sizes()["fc2"][0]
-    return 3 * raw["batch"] * hidden
+    """MACs the vector engine does (each block's scalar multiplier forward and backward, and its DOT):
+    three passes over the block's output each."""
+    if raw.get("arch", "mlp") == "cnn":
+        return sum(3 * b.conv2.geometry(raw["batch"]).out_rows * b.conv2.out_channels for b in ResNetSpec().blocks)
+    return 3 * raw["batch"] * mlp_sizes()["fc2"][0]
 
 
-def run(quick: bool = False, config: str = "default") -> dict:
+def simulate(config: str, arch: str, steps: int) -> dict:
+    """The cocotb module's raw counters for ``steps`` training steps of ``arch`` on the simulated core."""
     runner, directory = build("eoq_core", config, None)
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "core.json")
-        env = {"EOQ_CONFIG": config, "EOQ_BENCH_OUT": out, "EOQ_SEED": "1",
-               "EOQ_BENCH_STEPS": "2" if quick else "3"}
+        env = {"EOQ_CONFIG": config, "EOQ_BENCH_OUT": out, "EOQ_SEED": "1", "EOQ_BENCH_STEPS": str(steps),
+               "EOQ_BENCH_ARCH": arch}
         runner.test(hdl_toplevel="eoq_core", hdl_toplevel_lang="verilog", test_module="sim_tests.bench_core",
                     build_dir=directory, test_dir=directory, extra_env=env, results_xml="bench-results.xml")
         with open(out) as handle:
-            raw = json.load(handle)
-    return summarize(raw, link_bytes_per_step())
+            return json.load(handle)
+
+
+def run(quick: bool = False, config: str = "default") -> dict:
+    return summarize(simulate(config, "mlp", 2 if quick else 3), link_bytes_per_step())
 
 
 def link_bytes_per_step(config: str = "default") -> int:

@@ -1,259 +1,488 @@
-"""The small Fixup CNN option for the 8x8 digits, in EOQ integer arithmetic and in float32.
+"""The convolutional Fixup ResNet, in EOQ integer arithmetic and in float32, from a network description.
 
-    a0 = x.reshape(B, 1, 8, 8)               int8, exp -7 (network.quantize_input)
-    a1 = SQ(relu(conv3x3(a0, W1)))           conv1  1 -> C, pad 1
-    z  = SQ(relu(conv3x3(a1, W2)))           conv2  C -> C  (branch, He init)
-    r  = SQ(conv3x3(z, W3))                  conv3  C -> C  (branch end, zero init)
-    s  = SQ(m * r) + b                       Fixup scalar multiplier and bias
-    a2 = SQ(relu(a1 + s))                    residual join
-    p  = SQ(sum of each P x P window)        average pooling, exp - log2(P*P)
-    f  = p.reshape(B, C * (8/P)**2)          flatten (channel-major)
-    y  = SQ(f . W4^T)                        fc_out (zero init), logits (B, 10)
+    x (B*H*W, Cin)                                       pixel rows, int8, exp -7
+    a0 = SQ(relu(conv3x3(x, W_stem)))                    stem
+    per residual block (channels C, stride s; the stage's first block may downsample):
+      z  = SQ(relu(conv3x3(a, W1, stride s)))            W1 He init x L**-1/2 (Fixup, L blocks)
+      r  = SQ(conv3x3(z, W2))                            W2 zero init: the branch starts at 0
+      s  = SQ(SQ(m * r) + b)                             Fixup scalar multiplier (1) and bias (0)
+      sc = a, or SQ(conv1x1(a, Wp, stride s))            projection when the shape changes (He init)
+      a' = SQ(relu(sc + s))                              residual join
+    g  = SQ(avgpool_PxP(a_last))                         the head's pooling window P (head_pool; none if 1):
+                                                         window sum, exponent - log2(P*P)
+    y  = SQ(conv_KxK(g, W_fc))                           the classifier, W_fc zero init: a convolution whose
+                                                         kernel is the whole pooled map (no padding), i.e. a
+                                                         fully connected layer over it; logits (B, classes)
 
-The convolutions are the im2col ops of conv.py (same integer matmul, check_acc
-and SQ as the dense ops); scale, bias, residual, ReLU and fc_out are the ops.py
-ops used by network.ResMLP, in the same order, with the same stochastic keys
-(prng.tensor_key with the same tensor ids: conv1..conv3 take fc1..fc3's ids).
+No batch normalization.  Images are pixel rows (golden_model/geometry.py) and
+every convolution is one integer product on the core (golden_model/conv.py):
+conv weights are stored (O, KH*KW*Cp), each tap's channels padded to whole
+memory words (``cfg.lanes``) with zero weights, which stay zero.  The float32
+reference is the same network on dense weights (the padding changes nothing
+in float), from the same Fixup draws.
 
-Pooling is a plain average (integer sum of the P*P int8 values, the division
-folded into the exponent, one SQ) rather than a stride-2 convolution: it adds
-no parameters and its backward pass is exact (the int8 error is replicated
-over the window at exponent - log2(P*P), no quantizer).
-
-Sizes and the hardware limits: the default is C = 4 channels and P = 2, so
-fc_out has 4 * 4 * 4 = 64 inputs = cfg.max_features of the default core (with
-C = 8, P = 2 it would need 128 and is rejected; C = 8, P = 4 gives 32).  The
-channel counts and fc_out's in-features are checked against cfg.max_features
-and the batch against cfg.max_batch.  Beyond that the CNN does not claim to
-fit the hardware's buffers: a conv layer's im2col row is C*9 (36, or 72 with
-C = 8) long and one image's activation is C*64 values, which the MLP-shaped
-buffers do not hold.  The MLP (network.ResMLP) is the hardware reference
-network; the CNN is a golden-model / fp32 option.  Accumulator widths are
-still checked on every product (the longest sum is a conv weight gradient
-over B*64 pixels = 1024 terms at max_batch 16).
-
-Learning rate: at batch 16 the CNN trains best at 2**-2 (lr_shift 2), not the
-MLP's default 2**-4; pass --lr-shift 2 (measured: EOQ int8 0.973 vs fp32 0.976
-test accuracy, mean of seeds 0-2, 20 epochs, batch 16).
+Of Fixup's scalar parameters each block keeps the multiplier and the bias
+after it (where batch normalization's affine parameters sat), as the MLP
+does: docs/eoq_arithmetic.md says why.  A 1-D signal (H = 1) uses 1 x K
+kernels padded along the width only.
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass, field
+
 import numpy as np
 
-from . import ops
+from . import conv, ops
 from .config import CoreConfig
-from .conv import (avgpool_backward_error, avgpool_forward, col2im, conv2d_backward_error,
-                   conv2d_forward, conv2d_weight_gradient, im2col)
+from .data import DIGITS_FORMAT, InputFormat
 from .float_ref import FloatNetwork
+from .geometry import Geometry
 from .loss import check_labels, cross_entropy, softmax
-from .network import IntegerNetwork, Trace, fixup_float_init
+from .network import IntegerNetwork, Trace, quantize_input, weight_exponent
 from .quant import QTensor
 
-IMAGE = 8
-KERNEL = 3
-PAD = 1
-CLASSES = 10
-PARAM_IDS = {"conv1": 1, "conv2": 2, "conv3": 3, "scale": 4, "bias": 5, "fc_out": 6}
-CONV_LAYERS = ("conv1", "conv2", "conv3")
+
+@dataclass(frozen=True)
+class ConvLayer:
+    """One convolution of the network: its parameter name, channels and per-image geometry."""
+
+    name: str
+    in_channels: int
+    out_channels: int
+    height: int          # of the input image
+    width: int
+    kernel: tuple[int, int]
+    stride: int = 1
+    same: bool = True    # zero padding (K - 1) / 2 keeps the size at stride 1; False: no padding
+
+    def geometry(self, batch: int) -> Geometry:
+        kh, kw = self.kernel
+        pad_h, pad_w = ((kh - 1) // 2, (kw - 1) // 2) if self.same else (0, 0)
+        return Geometry(batch=batch, height=self.height, width=self.width, kh=kh, kw=kw, stride=self.stride,
+                        pad_h=pad_h, pad_w=pad_w)
+
+    @property
+    def out_size(self) -> tuple[int, int]:
+        g = self.geometry(1)
+        return g.out_height, g.out_width
+
+    @property
+    def fan_in(self) -> int:
+        return self.kernel[0] * self.kernel[1] * self.in_channels
 
 
-def cnn_sizes(channels: int = 4, pool: int = 2, classes: int = CLASSES) -> dict[str, tuple[int, ...]]:
-    """Parameter shapes: convs (O, C, 3, 3), fc_out (classes, channels * (8 / pool)**2)."""
-    if channels < 1:
-        raise ValueError(f"channels must be positive, got {channels}")
-    if pool < 1 or IMAGE % pool:
-        raise ValueError(f"pool must divide the image size {IMAGE}, got {pool}")
-    pooled = (IMAGE // pool) ** 2
-    return {
-        "conv1": (channels, 1, KERNEL, KERNEL),
-        "conv2": (channels, channels, KERNEL, KERNEL),
-        "conv3": (channels, channels, KERNEL, KERNEL),
-        "fc_out": (classes, channels * pooled),
-    }
+@dataclass(frozen=True)
+class Block:
+    """A residual block: two convolutions, the Fixup scalars, and a projection when the shape changes."""
+
+    name: str
+    conv1: ConvLayer
+    conv2: ConvLayer
+    proj: ConvLayer | None
 
 
-def fan_in(shape: tuple[int, ...]) -> int:
-    return int(np.prod(shape[1:]))
+@dataclass(frozen=True)
+class ResNetSpec:
+    """The network description: image size, channels, and per stage (channels, blocks, stride).
 
-
-def cnn_float_init(sizes: dict[str, tuple[int, ...]], seed: int) -> dict[str, np.ndarray]:
-    """Fixup initialization (network.fixup_float_init on the im2col weight matrices).
-
-    Each conv weight is drawn as its (O, C*K*K) matrix (He-normal with fan-in
-    C*K*K, the last conv of the branch zero) and reshaped to (O, C, K, K);
-    shared by the int8 model and the float32 reference, same seed -> same init.
+    The default: a 3x3 stem to 8 channels, one block of two 3x3 convolutions at 8
+    channels, two at 24 channels, the first with stride 2 (a 1x1 stride-2
+    projection on its shortcut), and the head: average pooling by ``head_pool``
+    x ``head_pool`` (2: the 4x4 map to 2x2), then a fully connected layer over
+    the pooled map (a convolution whose kernel is that map).  ``head_pool`` equal
+    to the last map's side is global average pooling (the paper's ResNets; on
+    8x8 digits it learns poorly, docs/eoq_arithmetic.md); 1 pools nothing.
     """
-    as_matrix = {"fc1": "conv1", "fc2": "conv2", "fc3": "conv3", "fc_out": "fc_out"}
-    flat = {mlp: (sizes[name][0], fan_in(sizes[name])) for mlp, name in as_matrix.items()}
-    init = fixup_float_init(flat, seed)
-    out = {}
-    for mlp, name in as_matrix.items():
-        out[name] = init[mlp].reshape(sizes[name])
-    out["scale"], out["bias"] = init["scale"], init["bias"]
-    return out
+
+    height: int = 8
+    width: int = 8
+    in_channels: int = 1
+    stem: int = 8
+    stages: tuple[tuple[int, int, int], ...] = ((8, 1, 1), (24, 2, 2))
+    classes: int = 10
+    head_pool: int = 2
+    blocks: tuple[Block, ...] = field(init=False, repr=False, compare=False)
+    stem_layer: ConvLayer = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        if min(self.height, self.width, self.in_channels, self.stem, self.classes) < 1 or not self.stages:
+            raise ValueError(f"network description needs positive sizes and at least one stage: {self}")
+        kernel = (1, 3) if self.height == 1 else (3, 3)
+        stem = ConvLayer("stem", self.in_channels, self.stem, self.height, self.width, kernel)
+        blocks, channels, (h, w) = [], self.stem, (self.height, self.width)
+        for stage, (out, count, stride) in enumerate(self.stages, 1):
+            if min(out, count) < 1 or stride not in (1, 2):
+                raise ValueError(f"stage {stage}: channels and blocks must be positive and stride 1 or 2, "
+                                 f"got {(out, count, stride)}")
+            for index in range(count):
+                s = stride if index == 0 else 1
+                name = f"s{stage}b{index + 1}"
+                conv1 = ConvLayer(f"{name}.conv1", channels, out, h, w, kernel, s)
+                h, w = conv1.out_size
+                conv2 = ConvLayer(f"{name}.conv2", out, out, h, w, kernel)
+                proj = (ConvLayer(f"{name}.proj", channels, out, conv1.height, conv1.width, (1, 1), s)
+                        if s != 1 or channels != out else None)
+                blocks.append(Block(name, conv1, conv2, proj))
+                channels = out
+        object.__setattr__(self, "blocks", tuple(blocks))
+        object.__setattr__(self, "stem_layer", stem)
+        (kh, kw), area = self.pool_window, self.pool_window[0] * self.pool_window[1]
+        if self.head_pool < 1 or h % kh or w % kw or area & (area - 1):
+            raise ValueError(f"head_pool {self.head_pool} must tile the last {h}x{w} map with a power-of-two area")
+
+    @property
+    def convs(self) -> list[ConvLayer]:
+        layers = [self.stem_layer]
+        for block in self.blocks:
+            layers += [block.conv1, block.conv2] + ([block.proj] if block.proj else [])
+        return layers + [self.head_layer]
+
+    @property
+    def pool_window(self) -> tuple[int, int]:
+        """The head's pooling window (KH, KW): head_pool on both axes (the width only for a 1-D signal)."""
+        return (1 if self.height == 1 else self.head_pool, self.head_pool)
+
+    @property
+    def pooled_size(self) -> tuple[int, int]:
+        (h, w), (kh, kw) = self.final_size, self.pool_window
+        return h // kh, w // kw
+
+    @property
+    def head_layer(self) -> ConvLayer:
+        """The classifier: a convolution with the pooled map's size as kernel, one output pixel per image."""
+        h, w = self.pooled_size
+        return ConvLayer("fc", self.channels, self.classes, h, w, (h, w), same=False)
+
+    def head_pool_geometry(self, batch: int) -> Geometry | None:
+        """The head's average pooling over the last map, or None when head_pool is 1."""
+        (h, w), (kh, kw) = self.final_size, self.pool_window
+        return None if kh * kw == 1 else Geometry(batch=batch, height=h, width=w, kh=kh, kw=kw)
+
+    @property
+    def channels(self) -> int:
+        """Channels of the last block."""
+        return self.blocks[-1].conv2.out_channels
+
+    @property
+    def final_size(self) -> tuple[int, int]:
+        return self.blocks[-1].conv2.height, self.blocks[-1].conv2.width
+
+    @property
+    def param_names(self) -> list[str]:
+        names = ["stem"]
+        for b in self.blocks:
+            names += [f"{b.name}.conv1", f"{b.name}.conv2", f"{b.name}.scale", f"{b.name}.bias"]
+            names += [f"{b.name}.proj"] if b.proj else []
+        return names + ["fc"]
+
+    def param_ids(self) -> dict[str, int]:
+        """The stochastic-rounding tensor id of every parameter (prng.tensor_key), 1.. in order."""
+        return {name: index for index, name in enumerate(self.param_names, 1)}
+
+    def check(self, cfg: CoreConfig, batch: int) -> None:
+        """ValueError naming the first limit of ``cfg`` the network exceeds at ``batch`` images."""
+        for layer in self.convs:
+            g = layer.geometry(batch)
+            rows = max(g.in_rows, g.out_rows)
+            cols = g.taps * conv.padded_channels(layer.in_channels, cfg.lanes)
+            words = max(g.out_rows * -(-layer.out_channels // cfg.lanes),          # forward
+                        g.in_rows * -(-layer.in_channels // cfg.lanes),            # error
+                        layer.out_channels * -(-cols // cfg.lanes))                # gradient
+            for what, value, limit, knob in (("pixel rows (batch x height x width)", rows, cfg.max_dim, "max_dim"),
+                                             ("weight columns (taps x channels)", cols, cfg.max_dim, "max_dim"),
+                                             ("accumulator words", words, cfg.acc_words, "acc_elements")):
+                if value > limit:
+                    needed = value * cfg.lanes if knob == "acc_elements" else value
+                    raise ValueError(f"layer {layer.name} needs {value} {what} at batch {batch}; configuration "
+                                     f"{cfg.name} holds {limit} ({knob}): lower the batch or the channels, or "
+                                     f"use a configuration with {knob} >= {needed}")
 
 
-def _check_input(x_shape: tuple[int, ...], what: str = "input x") -> None:
-    if len(x_shape) != 2 or x_shape[1] != IMAGE * IMAGE:
-        raise ValueError(f"{what} must be (batch, {IMAGE * IMAGE}) pixels of 8x8 images, got {tuple(x_shape)}")
+def _fits(spec: ResNetSpec, cfg: CoreConfig, batch: int) -> bool:
+    try:
+        spec.check(cfg, batch)
+    except ValueError:
+        return False
+    return True
+
+
+def fixup_float_init(spec: ResNetSpec, seed: int) -> dict[str, np.ndarray]:
+    """Fixup initialization, float: He-normal (fan-in KH*KW*C) for the stem and projections, the
+    blocks' first convolution scaled by L**(-1/2) (L blocks, two layers each), zero for the second
+    and for fc, multipliers 1, biases 0.  Conv weights are drawn (O, KH, KW, C)."""
+    rng = np.random.default_rng(seed)
+    scale = len(spec.blocks) ** -0.5
+
+    def he(layer: ConvLayer):
+        kh, kw = layer.kernel
+        return rng.normal(0.0, math.sqrt(2.0 / layer.fan_in), size=(layer.out_channels, kh, kw, layer.in_channels))
+
+    init = {"stem": he(spec.stem_layer)}
+    for b in spec.blocks:
+        init[f"{b.name}.conv1"] = he(b.conv1) * scale
+        init[f"{b.name}.conv2"] = np.zeros((b.conv2.out_channels,) + b.conv2.kernel + (b.conv2.in_channels,))
+        init[f"{b.name}.scale"], init[f"{b.name}.bias"] = np.ones(1), np.zeros(1)
+        if b.proj:
+            init[f"{b.name}.proj"] = he(b.proj)
+    init["fc"] = np.zeros((spec.classes,) + spec.head_layer.kernel + (spec.channels,))
+    return init
+
+
+def padded_weights(w: np.ndarray, lanes: int) -> np.ndarray:
+    """(O, KH, KW, C) -> the core's (O, KH*KW*Cp), each tap's channels padded to words with zeros."""
+    cp = conv.padded_channels(w.shape[3], lanes)
+    out = np.zeros(w.shape[:3] + (cp,), dtype=w.dtype)
+    out[..., :w.shape[3]] = w
+    return out.reshape(w.shape[0], -1)
+
+
+def image_rows(pixels: np.ndarray, spec: ResNetSpec) -> np.ndarray:
+    """(B, C*H*W or H*W) flattened images -> pixel rows (B*H*W, C); channel-major input (C, H, W) order."""
+    pixels = np.asarray(pixels)
+    batch = pixels.shape[0]
+    return pixels.reshape(batch, spec.in_channels, spec.height * spec.width).transpose(0, 2, 1).reshape(
+        batch * spec.height * spec.width, spec.in_channels)
 
 
 class ResCNN(IntegerNetwork):
-    """Fixup residual CNN in EOQ int8 arithmetic (see module docstring); interface of network.ResMLP."""
+    """The Fixup ResNet in EOQ int8 arithmetic (see the module docstring); interface of network.ResMLP."""
 
-    param_ids = PARAM_IDS
+    def __init__(self, cfg: CoreConfig, seed: int, lr_shift: int, spec: ResNetSpec | None = None):
+        self.spec = spec = spec or ResNetSpec()
+        spec.check(cfg, 1)
+        self.batch_limit = max(b for b in range(1, cfg.max_batch + 1) if _fits(spec, cfg, b))
+        self.param_ids = spec.param_ids()
+        self.layers = {layer.name: layer for layer in spec.convs}
+        init = fixup_float_init(spec, seed)
+        stored = {name: padded_weights(value, cfg.lanes) if name in self.layers else value
+                  for name, value in init.items()}
+        super().__init__(cfg, seed, lr_shift, stored, fan_in=lambda shape: shape[1])
 
-    def __init__(self, cfg: CoreConfig, seed: int, lr_shift: int, channels: int = 4, pool: int = 2):
-        self.pool = pool
-        self.sizes = cnn_sizes(channels, pool)
-        if channels > cfg.max_features:
-            raise ValueError(f"{channels} channels exceed configuration {cfg.name}'s max_features {cfg.max_features}")
-        if self.sizes["fc_out"][1] > cfg.max_features:
-            raise ValueError(f"fc_out has {self.sizes['fc_out'][1]} inputs ({channels} channels x "
-                             f"{IMAGE // pool}x{IMAGE // pool}); configuration {cfg.name} holds at most "
-                             f"{cfg.max_features} features: use fewer channels or a larger pool")
-        super().__init__(cfg, seed, lr_shift, cnn_float_init(self.sizes, seed), fan_in=fan_in)
+    def param_exponent(self, name, shape, fan_in) -> int:
+        if name in self.layers:
+            return weight_exponent(self.layers[name].fan_in)
+        return super().param_exponent(name, shape, fan_in)
 
     def check_input(self, x: QTensor) -> None:
-        _check_input(x.q.shape)
+        s = self.spec
+        if x.q.ndim != 2 or x.q.shape[1] != s.in_channels or x.q.shape[0] % (s.height * s.width):
+            raise ValueError(f"input must be pixel rows (B*{s.height}*{s.width}, {s.in_channels}), got {x.q.shape}")
+
+    def batch_of(self, x: QTensor) -> int:
+        return x.q.shape[0] // (self.spec.height * self.spec.width)
 
     def forward(self, x: QTensor, trace: Trace | None = None) -> dict[str, QTensor]:
-        cfg, p, macs = self.cfg, self.params, self.macs
-        _check_input(x.q.shape)
-        if x.q.shape[0] > cfg.max_batch:
-            raise ValueError(f"batch {x.q.shape[0]} exceeds max_batch {cfg.max_batch} of configuration {cfg.name}")
-        batch = x.q.shape[0]
-        t = {"x": x, "a0": QTensor(x.q.reshape(batch, 1, IMAGE, IMAGE), x.exp)}
-        t["a1"] = conv2d_forward(t["a0"], p["conv1"], cfg, PAD, relu=True, macs=macs)
-        t["z"] = conv2d_forward(t["a1"], p["conv2"], cfg, PAD, relu=True, macs=macs)
-        t["r"] = conv2d_forward(t["z"], p["conv3"], cfg, PAD, macs=macs)
-        t["sm"] = ops.scale_forward(t["r"], p["scale"], cfg, macs=macs)
-        t["s"] = ops.bias_forward(t["sm"], p["bias"], cfg)
-        t["a2"] = ops.residual_add(t["a1"], t["s"], cfg, relu=True)
-        t["p"] = avgpool_forward(t["a2"], cfg, self.pool)
-        t["f"] = QTensor(t["p"].q.reshape(batch, -1), t["p"].exp)
-        t["y"] = ops.linear_forward(t["f"], p["fc_out"], cfg, macs=macs)
+        cfg, p, macs, s = self.cfg, self.params, self.macs, self.spec
+        self.check_input(x)
+        batch = self.batch_of(x)
+        if batch > cfg.max_batch:
+            raise ValueError(f"batch {batch} exceeds max_batch {cfg.max_batch} of configuration {cfg.name}")
+        if batch > self.batch_limit:
+            s.check(cfg, batch)
+        t = {"x": x}
+        t["a0"] = conv.conv_forward(x, p["stem"], s.stem_layer.geometry(batch), cfg, relu=True, macs=macs)
+        a = "a0"
+        for b in s.blocks:
+            n = b.name
+            t[f"{n}.z"] = conv.conv_forward(t[a], p[f"{n}.conv1"], b.conv1.geometry(batch), cfg, relu=True, macs=macs)
+            t[f"{n}.r"] = conv.conv_forward(t[f"{n}.z"], p[f"{n}.conv2"], b.conv2.geometry(batch), cfg, macs=macs)
+            t[f"{n}.sm"] = ops.scale_forward(t[f"{n}.r"], p[f"{n}.scale"], cfg, macs=macs)
+            t[f"{n}.s"] = ops.bias_forward(t[f"{n}.sm"], p[f"{n}.bias"], cfg)
+            shortcut = a
+            if b.proj:
+                t[f"{n}.p"] = conv.conv_forward(t[a], p[f"{n}.proj"], b.proj.geometry(batch), cfg, macs=macs)
+                shortcut = f"{n}.p"
+            t[f"{n}.out"] = ops.residual_add(t[shortcut], t[f"{n}.s"], cfg, relu=True)
+            a = f"{n}.out"
+        pool = s.head_pool_geometry(batch)
+        if pool is not None:
+            t["g"] = conv.avgpool_forward(t[a], pool, cfg)
+        t["y"] = conv.conv_forward(t["g" if pool else a], p["fc"], s.head_layer.geometry(batch), cfg, macs=macs)
         if trace is not None:
-            trace.add("conv1_forward", {"x": t["a0"], "w": p["conv1"]}, {"y": t["a1"]})
-            trace.add("conv2_forward", {"x": t["a1"], "w": p["conv2"]}, {"y": t["z"]})
-            trace.add("conv3_forward", {"x": t["z"], "w": p["conv3"]}, {"y": t["r"]})
-            trace.add("scale_forward", {"x": t["r"], "m": p["scale"]}, {"y": t["sm"]})
-            trace.add("bias_forward", {"x": t["sm"], "b": p["bias"]}, {"y": t["s"]})
-            trace.add("residual_forward", {"a": t["a1"], "b": t["s"]}, {"y": t["a2"]})
-            trace.add("avgpool_forward", {"x": t["a2"]}, {"y": t["p"]})
-            trace.add("fc_out_forward", {"x": t["f"], "w": p["fc_out"]}, {"y": t["y"]})
+            for name, value in t.items():
+                trace.add(name, {}, {"y": value})
         return t
 
     def backward(self, t: dict[str, QTensor], e_y: QTensor, trace: Trace | None = None) -> dict[str, QTensor]:
-        """Errors and int8 gradients of every parameter, from the output error e_y."""
-        cfg, p, macs = self.cfg, self.params, self.macs
-        g = {}
-        g["fc_out"] = ops.linear_weight_gradient(e_y, t["f"], cfg, self.key("fc_out"), macs)
-        e_f = ops.linear_backward_error(e_y, p["fc_out"], cfg, macs)
-        e_p = QTensor(e_f.q.reshape(t["p"].q.shape), e_f.exp)
-        e_a2 = avgpool_backward_error(e_p, self.pool)
-        e_join = ops.relu_backward(e_a2, t["a2"])
-        g["bias"] = ops.bias_gradient(e_join, cfg, self.key("bias"))
-        g["scale"] = ops.scale_gradient(e_join, t["r"], cfg, self.key("scale"), macs)
-        e_r = ops.scale_backward_error(e_join, p["scale"], cfg, macs)
-        g["conv3"] = conv2d_weight_gradient(e_r, t["z"], KERNEL, cfg, self.key("conv3"), PAD, macs)
-        e_z = ops.relu_backward(conv2d_backward_error(e_r, p["conv3"], t["z"].q.shape, cfg, PAD, macs), t["z"])
-        g["conv2"] = conv2d_weight_gradient(e_z, t["a1"], KERNEL, cfg, self.key("conv2"), PAD, macs)
-        e_branch = conv2d_backward_error(e_z, p["conv2"], t["a1"].q.shape, cfg, PAD, macs)
-        e_a1 = ops.relu_backward(ops.residual_add(e_join, e_branch, cfg), t["a1"])
-        g["conv1"] = conv2d_weight_gradient(e_a1, t["a0"], KERNEL, cfg, self.key("conv1"), PAD, macs)
+        """Errors and int8 gradients of every parameter from the output error, in the programs' order."""
+        cfg, p, macs, s = self.cfg, self.params, self.macs, self.spec
+        batch = self.batch_of(t["x"])
+        g, e = {}, {}
+        last = s.blocks[-1].name
+        head, pool = s.head_layer.geometry(batch), s.head_pool_geometry(batch)
+        pooled = "g" if pool else f"{last}.out"
+        e_head = conv.conv_backward_error(e_y, p["fc"], head, s.channels, cfg, macs)
+        g["fc"] = conv.conv_weight_gradient(e_y, t[pooled], head, cfg, self.key("fc"), macs)
+        if pool is not None:
+            e["e_g"] = e_head
+            e[f"{last}.e_out"] = conv.avgpool_backward_error(e_head, pool)
+        else:
+            e[f"{last}.e_out"] = e_head
+        e_out = ops.relu_backward(e[f"{last}.e_out"], t[f"{last}.out"])      # the last join's ReLU
+        for index in range(len(s.blocks) - 1, -1, -1):
+            b, n = s.blocks[index], s.blocks[index].name
+            a = "a0" if index == 0 else f"{s.blocks[index - 1].name}.out"
+            e[f"{n}.e_join"] = e_out
+            g[f"{n}.bias"] = ops.bias_gradient(e_out, cfg, self.key(f"{n}.bias"))
+            g[f"{n}.scale"] = ops.scale_gradient(e_out, t[f"{n}.r"], cfg, self.key(f"{n}.scale"), macs)
+            e[f"{n}.e_r"] = ops.scale_backward_error(e_out, p[f"{n}.scale"], cfg, macs)
+            e[f"{n}.e_z"] = ops.relu_backward(conv.conv_backward_error(
+                e[f"{n}.e_r"], p[f"{n}.conv2"], b.conv2.geometry(batch), b.conv2.in_channels, cfg, macs),
+                t[f"{n}.z"])
+            g[f"{n}.conv2"] = conv.conv_weight_gradient(e[f"{n}.e_r"], t[f"{n}.z"], b.conv2.geometry(batch), cfg,
+                                                        self.key(f"{n}.conv2"), macs)
+            e[f"{n}.e_branch"] = conv.conv_backward_error(e[f"{n}.e_z"], p[f"{n}.conv1"], b.conv1.geometry(batch),
+                                                          b.conv1.in_channels, cfg, macs)
+            g[f"{n}.conv1"] = conv.conv_weight_gradient(e[f"{n}.e_z"], t[a], b.conv1.geometry(batch), cfg,
+                                                        self.key(f"{n}.conv1"), macs)
+            shortcut = e_out
+            if b.proj:
+                shortcut = e[f"{n}.e_short"] = conv.conv_backward_error(e_out, p[f"{n}.proj"], b.proj.geometry(batch),
+                                                                        b.proj.in_channels, cfg, macs)
+                g[f"{n}.proj"] = conv.conv_weight_gradient(e_out, t[a], b.proj.geometry(batch), cfg,
+                                                           self.key(f"{n}.proj"), macs)
+            e_out = ops.relu_backward(ops.residual_add(shortcut, e[f"{n}.e_branch"], cfg), t[a])
+            e[f"{s.blocks[index - 1].name}.e_join" if index else "e_a0"] = e_out
+        g["stem"] = conv.conv_weight_gradient(e_out, t["x"], s.stem_layer.geometry(batch), cfg, self.key("stem"),
+                                              macs)
         if trace is not None:
-            trace.add("fc_out_gradient", {"e": e_y, "x": t["f"]}, {"g": g["fc_out"]})
-            trace.add("fc_out_error", {"e": e_y, "w": p["fc_out"]}, {"e": e_f})
-            trace.add("avgpool_error", {"e": e_p}, {"e": e_a2})
-            trace.add("join_relu_backward", {"e": e_a2, "a": t["a2"]}, {"e": e_join})
-            trace.add("bias_gradient", {"e": e_join}, {"g": g["bias"]})
-            trace.add("scale_gradient", {"e": e_join, "x": t["r"]}, {"g": g["scale"]})
-            trace.add("scale_error", {"e": e_join, "m": p["scale"]}, {"e": e_r})
-            trace.add("conv3_gradient", {"e": e_r, "x": t["z"]}, {"g": g["conv3"]})
-            trace.add("conv3_error_relu", {"e": e_r, "w": p["conv3"], "a": t["z"]}, {"e": e_z})
-            trace.add("conv2_gradient", {"e": e_z, "x": t["a1"]}, {"g": g["conv2"]})
-            trace.add("conv2_error", {"e": e_z, "w": p["conv2"]}, {"e": e_branch})
-            trace.add("skip_join_relu_backward", {"a": e_join, "b": e_branch, "act": t["a1"]}, {"e": e_a1})
-            trace.add("conv1_gradient", {"e": e_a1, "x": t["a0"]}, {"g": g["conv1"]})
+            for name, value in e.items():
+                trace.add(name, {}, {"e": value})
+            for name, value in g.items():
+                trace.add(f"gradient_{name}", {}, {"g": value})
         return g
 
-
-def _conv(x: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Float 3x3 'same' convolution (cross-correlation) via im2col: (B, C, H, W) -> (B, O, H, W)."""
-    b, _, h, wd = x.shape
-    y = im2col(x, KERNEL, PAD) @ w.reshape(w.shape[0], -1).T
-    return y.reshape(b, h, wd, w.shape[0]).transpose(0, 3, 1, 2)
-
-
-def _rows(e: np.ndarray) -> np.ndarray:
-    return e.transpose(0, 2, 3, 1).reshape(-1, e.shape[1])
-
-
-def _conv_error(e: np.ndarray, w: np.ndarray, shape) -> np.ndarray:
-    return col2im(_rows(e) @ w.reshape(w.shape[0], -1), tuple(shape), KERNEL, PAD)
+    def predict(self, x: QTensor) -> np.ndarray:
+        """Class predictions in chunks of batch_limit images (argmax of the int8 logits)."""
+        self.check_input(x)
+        pixels = self.spec.height * self.spec.width
+        counted, self.macs = self.macs, ops.MacCounter()
+        try:
+            step = self.batch_limit * pixels
+            chunks = [self.forward(QTensor(x.q[i:i + step], x.exp))["y"].q for i in range(0, x.q.shape[0], step)]
+        finally:
+            self.macs = counted
+        return np.argmax(np.concatenate(chunks), axis=1)
 
 
-def _conv_grad(e: np.ndarray, x: np.ndarray) -> np.ndarray:
-    return (_rows(e).T @ im2col(x, KERNEL, PAD)).reshape(e.shape[1], x.shape[1], KERNEL, KERNEL)
+def input_rows(pixels: np.ndarray, spec: ResNetSpec, cfg: CoreConfig, fmt: InputFormat = DIGITS_FORMAT) -> QTensor:
+    """Samples as int8 pixel rows by the format's rule (network.quantize_input, then the layout)."""
+    x = quantize_input(pixels, cfg, fmt)
+    return QTensor(image_rows(x.q, spec), x.exp)
+
+
+# ---- the float32 reference ------------------------------------------------------------------------
+
+def _float_im2col(x: np.ndarray, g: Geometry) -> np.ndarray:
+    """(B*Ho*Wo, taps * C) float, zero in the padding."""
+    padded = np.concatenate([x, np.zeros((1, x.shape[1]), dtype=x.dtype)])
+    return padded[g.im2col()].reshape(g.out_rows, -1)
+
+
+def _float_col2im(pieces: np.ndarray, g: Geometry, channels: int) -> np.ndarray:
+    out = np.zeros((g.in_rows + 1, channels), dtype=pieces.dtype)
+    np.add.at(out, g.im2col(), pieces.reshape(g.out_rows, g.taps, channels))
+    return out[:g.in_rows]
+
+
+CHUNK = 16
 
 
 class FloatResCNN(FloatNetwork):
-    """float32 reference of ResCNN: same init from the same seed, plain SGD at lr 2**-lr_shift.
+    """float32 reference of ResCNN: the same network and Fixup draws on dense (O, KH*KW*C) weights,
+    plain SGD at lr 2**-lr_shift; gradients written by hand (tests/test_cnn.py checks them against
+    finite differences).  Inputs are pixel rows of pixels / 16."""
 
-    Gradients are written by hand (checked against finite differences in
-    tests/test_cnn.py).  The computation follows the dtype of the parameters
-    (float32; a float64 copy is used for the gradient check).
-    """
-
-    def __init__(self, seed: int, lr_shift: int, channels: int = 4, pool: int = 2):
-        self.sizes = cnn_sizes(channels, pool)
-        self.pool = pool
+    def __init__(self, seed: int, lr_shift: int, spec: ResNetSpec | None = None):
+        self.spec = spec = spec or ResNetSpec()
         self.lr_shift = lr_shift
-        self.params = {k: v.astype(np.float32) for k, v in cnn_float_init(self.sizes, seed).items()}
+        self.layers = {layer.name: layer for layer in spec.convs}
+        self.params = {name: (value.reshape(value.shape[0], -1) if name in self.layers else value).astype(np.float32)
+                       for name, value in fixup_float_init(spec, seed).items()}
         self.macs = ops.MacCounter()
 
-    @staticmethod
-    def input(pixels: np.ndarray) -> np.ndarray:
-        return (np.asarray(pixels) / 16.0).astype(np.float32)
+    def input(self, pixels: np.ndarray, fmt: InputFormat = DIGITS_FORMAT) -> np.ndarray:
+        return (image_rows(pixels, self.spec) * fmt.scale).astype(np.float32)
+
+    def _geometry(self, name: str, batch: int) -> Geometry:
+        return self.layers[name].geometry(batch)
 
     def forward(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        p = self.params
-        _check_input(np.shape(x))
-        batch, k = x.shape[0], self.pool
-        t = {"a0": x.reshape(batch, 1, IMAGE, IMAGE)}
-        t["a1"] = np.maximum(_conv(t["a0"], p["conv1"]), 0)
-        t["z"] = np.maximum(_conv(t["a1"], p["conv2"]), 0)
-        t["r"] = _conv(t["z"], p["conv3"])
-        t["s"] = p["scale"][0] * t["r"] + p["bias"][0]
-        t["a2"] = np.maximum(t["a1"] + t["s"], 0)
-        c, h = t["a2"].shape[1], IMAGE // k
-        t["p"] = t["a2"].reshape(batch, c, h, k, h, k).mean(axis=(3, 5))
-        t["f"] = t["p"].reshape(batch, -1)
-        t["y"] = t["f"] @ p["fc_out"].T
+        p, s = self.params, self.spec
+        batch = x.shape[0] // (s.height * s.width)
+
+        def conv_(name, inp):
+            return _float_im2col(inp, self._geometry(name, batch)) @ p[name].T
+
+        t = {"x": x, "a0": np.maximum(conv_("stem", x), 0)}
+        a = "a0"
+        for b in s.blocks:
+            n = b.name
+            t[f"{n}.z"] = np.maximum(conv_(f"{n}.conv1", t[a]), 0)
+            t[f"{n}.r"] = conv_(f"{n}.conv2", t[f"{n}.z"])
+            t[f"{n}.s"] = p[f"{n}.scale"][0] * t[f"{n}.r"] + p[f"{n}.bias"][0]
+            shortcut = conv_(f"{n}.proj", t[a]) if b.proj else t[a]
+            t[f"{n}.out"] = np.maximum(shortcut + t[f"{n}.s"], 0)
+            a = f"{n}.out"
+        pooled = a
+        if s.head_pool_geometry(batch) is not None:
+            (h, w), (kh, kw) = s.final_size, s.pool_window
+            blocks = t[a].reshape(batch, h // kh, kh, w // kw, kw, -1)
+            t["g"] = blocks.mean(axis=(2, 4)).reshape(batch * (h // kh) * (w // kw), -1)
+            pooled = "g"
+        t["y"] = conv_("fc", t[pooled])
         return t
 
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Class predictions in chunks of CHUNK images (a geometry holds at most 31 images)."""
+        rows = CHUNK * self.spec.height * self.spec.width
+        return np.concatenate([np.argmax(self.forward(x[i:i + rows])["y"], axis=1)
+                               for i in range(0, x.shape[0], rows)])
+
     def loss_and_grads(self, x: np.ndarray, labels) -> tuple[float, dict[str, np.ndarray]]:
-        p = self.params
+        p, s = self.params, self.spec
         t = self.forward(x)
-        self.last_logits = t["y"]         # the step's logits (running train accuracy)
-        batch, k = x.shape[0], self.pool
+        self.last_logits = t["y"]
+        batch = t["y"].shape[0]
         labels = check_labels(labels, batch, t["y"].shape[1])
         probs = softmax(t["y"].astype(np.float64))
         e_y = probs.copy()
         e_y[np.arange(batch), labels] -= 1.0
         e_y = (e_y / batch).astype(t["y"].dtype)
-        g = {"fc_out": e_y.T @ t["f"]}
-        e_p = (e_y @ p["fc_out"]).reshape(t["p"].shape)
-        e_a2 = np.repeat(np.repeat(e_p, k, axis=2), k, axis=3) / (k * k)
-        e_join = e_a2 * (t["a2"] > 0)
-        g["bias"] = np.array([e_join.sum()], dtype=e_join.dtype)
-        g["scale"] = np.array([(e_join * t["r"]).sum()], dtype=e_join.dtype)
-        e_r = e_join * p["scale"][0]
-        g["conv3"] = _conv_grad(e_r, t["z"])
-        e_z = _conv_error(e_r, p["conv3"], t["z"].shape) * (t["z"] > 0)
-        g["conv2"] = _conv_grad(e_z, t["a1"])
-        e_a1 = (e_join + _conv_error(e_z, p["conv2"], t["a1"].shape)) * (t["a1"] > 0)
-        g["conv1"] = _conv_grad(e_a1, t["a0"])
+        last = t[f"{s.blocks[-1].name}.out"]
+
+        def conv_error(name, e):
+            layer = self.layers[name]
+            return _float_col2im(e @ p[name], self._geometry(name, batch), layer.in_channels)
+
+        def conv_grad(name, e, inp):
+            return e.T @ _float_im2col(inp, self._geometry(name, batch))
+
+        if s.head_pool_geometry(batch) is not None:
+            (h, w), (kh, kw) = s.final_size, s.pool_window
+            g = {"fc": conv_grad("fc", e_y, t["g"])}
+            e_g = conv_error("fc", e_y).reshape(batch, h // kh, 1, w // kw, 1, -1) / (kh * kw)
+            e_out = np.broadcast_to(e_g, (batch, h // kh, kh, w // kw, kw, e_g.shape[-1])).reshape(last.shape)
+            e_out = e_out * (last > 0)
+        else:
+            g = {"fc": conv_grad("fc", e_y, last)}
+            e_out = conv_error("fc", e_y) * (last > 0)
+
+        for index in range(len(s.blocks) - 1, -1, -1):
+            b, n = s.blocks[index], s.blocks[index].name
+            a = "a0" if index == 0 else f"{s.blocks[index - 1].name}.out"
+            g[f"{n}.bias"] = np.array([e_out.sum()], dtype=e_out.dtype)
+            g[f"{n}.scale"] = np.array([(e_out * t[f"{n}.r"]).sum()], dtype=e_out.dtype)
+            e_r = e_out * p[f"{n}.scale"][0]
+            e_z = conv_error(f"{n}.conv2", e_r) * (t[f"{n}.z"] > 0)
+            g[f"{n}.conv2"] = conv_grad(f"{n}.conv2", e_r, t[f"{n}.z"])
+            g[f"{n}.conv1"] = conv_grad(f"{n}.conv1", e_z, t[a])
+            shortcut = e_out
+            if b.proj:
+                shortcut = conv_error(f"{n}.proj", e_out)
+                g[f"{n}.proj"] = conv_grad(f"{n}.proj", e_out, t[a])
+            e_out = (shortcut + conv_error(f"{n}.conv1", e_z)) * (t[a] > 0)
+        g["stem"] = conv_grad("stem", e_out, x)
         return cross_entropy(probs, labels), g

@@ -11,6 +11,8 @@ import dataclasses
 import json
 from dataclasses import dataclass
 
+from .isa import field_width
+
 ROUNDING_MODES = ("nearest", "stochastic")
 
 
@@ -32,8 +34,11 @@ class CoreConfig:
 
     Hardware:
       array_rows, array_cols   MAC array shape (R x C processing elements).
-      max_features    largest layer width (in or out) the buffers hold.
+      max_features    largest layer width (in or out) of a dense layer.
       max_batch       largest batch the activation buffers hold.
+      max_dim         largest tensor dimension (rows or columns) the core handles: an
+                      image batch is the tensor (B*H*W, C) and a convolution's weights
+                      (O, KH*KW*C) (golden_model/geometry.py).
       tmem_bytes      tensor memory (weights, activations, errors, gradients),
                       int8, organized as words of ``lanes`` bytes.
       acc_elements    accumulator memory: int32 elements (the ACC tensor).
@@ -61,9 +66,10 @@ class CoreConfig:
     array_cols: int = 8
     max_features: int = 64
     max_batch: int = 16
-    tmem_bytes: int = 32768
-    acc_elements: int = 4096
-    tensor_slots: int = 32
+    max_dim: int = 1024
+    tmem_bytes: int = 131072
+    acc_elements: int = 8192
+    tensor_slots: int = 64
     program_depth: int = 256
     exp_bits: int = 16
     max_payload: int = 1024
@@ -84,15 +90,20 @@ class CoreConfig:
                                  f"updates only (docs/eoq_arithmetic.md)")
         if not 0 <= self.seed < 2**32:
             raise ValueError(f"seed must be a 32-bit unsigned integer, got {self.seed}")
-        for field in ("array_rows", "array_cols", "max_features", "max_batch"):
+        for field in ("array_rows", "array_cols", "max_features", "max_batch", "max_dim"):
             if getattr(self, field) < 1:
                 raise ValueError(f"{field} must be positive, got {getattr(self, field)}")
-        # Worst case |acc|: a DOT over a whole max_dim x max_dim tensor, 128 * 128 per term.
-        longest = self.max_dim * self.max_dim
+        if self.max_dim < max(self.max_features, self.max_batch):
+            raise ValueError(f"max_dim {self.max_dim} must hold max_features ({self.max_features}) and "
+                             f"max_batch ({self.max_batch})")
+        # Worst case |acc|, 128 * 128 per term: the longest inner product of a MATMUL or CONV is max_dim
+        # terms, a DOT sums at most tmem_bytes / 2 products (both operands live in TMEM), and a CONV's
+        # error sums KH*KW*O <= tmem_bytes / lanes products (its weights live in TMEM).
+        longest = max(self.max_dim, self.tmem_bytes // 2)
         if longest * 2**14 >= 2 ** (self.acc_bits - 1):
             raise ValueError(
-                f"a dot product of length {longest} can overflow {self.acc_bits}-bit accumulators; "
-                f"lower max_features/max_batch or widen acc_bits")
+                f"a sum of {longest} int8 products can overflow {self.acc_bits}-bit accumulators; "
+                f"lower max_dim or tmem_bytes, or widen acc_bits")
         if self.max_features * self.max_features > self.acc_elements:
             raise ValueError(
                 f"acc_elements {self.acc_elements} cannot hold one {self.max_features}x{self.max_features} gradient")
@@ -110,6 +121,10 @@ class CoreConfig:
         if not 2 + max(self.lanes, 8) <= self.max_payload <= 0xFFFF:
             raise ValueError(f"max_payload must hold an address and one TMEM word or instruction "
                              f"({2 + max(self.lanes, 8)} bytes) and fit 16 bits, got {self.max_payload}")
+        slot_limit = 1 << field_width("dst")
+        if not 1 <= self.tensor_slots <= slot_limit:
+            raise ValueError(f"tensor_slots must be in [1, {slot_limit}] (the instruction's slot fields), "
+                             f"got {self.tensor_slots}")
         if not 1 <= self.frame_timeout_cycles < 2**32:
             raise ValueError(f"frame_timeout_cycles must be in [1, 2**32), got {self.frame_timeout_cycles}")
 
@@ -129,11 +144,6 @@ class CoreConfig:
     @property
     def acc_max(self) -> int:
         return 2 ** (self.acc_bits - 1) - 1
-
-    @property
-    def max_dim(self) -> int:
-        """Largest tensor dimension (rows or cols) the core handles: max(max_features, max_batch)."""
-        return max(self.max_features, self.max_batch)
 
     @property
     def lanes(self) -> int:
@@ -172,7 +182,7 @@ class CoreConfig:
 CONFIGS: dict[str, CoreConfig] = {
     "small4x4": CoreConfig(name="small4x4", array_rows=4, array_cols=4),
     "default": CoreConfig(name="default"),
-    "wide8x16": CoreConfig(name="wide8x16", array_rows=8, array_cols=16),
+    "wide8x16": CoreConfig(name="wide8x16", array_rows=8, array_cols=16, acc_elements=16384),
     "big16x16": CoreConfig(name="big16x16", array_rows=16, array_cols=16),      # FPGA size exploration (docs/fpga.md)
     "default_nearest": CoreConfig(name="default_nearest", grad_rounding="nearest", update_rounding="nearest"),
 }

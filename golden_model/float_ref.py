@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .data import DIGITS_FORMAT, InputFormat
 from .loss import check_labels, cross_entropy, softmax
 from .network import fixup_float_init, mlp_sizes
 from .ops import MacCounter
@@ -38,8 +39,9 @@ class FloatResMLP(FloatNetwork):
         self.macs = MacCounter()
 
     @staticmethod
-    def input(pixels: np.ndarray) -> np.ndarray:
-        return (np.asarray(pixels) / 16.0).astype(np.float32)
+    def input(pixels: np.ndarray, fmt: InputFormat = DIGITS_FORMAT) -> np.ndarray:
+        """Samples (B, features) as floats: the format's value pixels * scale (digits: pixels / 16)."""
+        return (np.asarray(pixels) * fmt.scale).astype(np.float32)
 
     def forward(self, x: np.ndarray) -> dict[str, np.ndarray]:
         p = self.params

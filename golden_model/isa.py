@@ -5,16 +5,19 @@ prose version (and tells how to add an instruction).
 An instruction is 64 bits (:data:`FIELDS`):
 
     [3:0]   opcode
-    [8:4]   dst     tensor-table slot written
-    [13:9]  a       first source slot
-    [18:14] b       second source slot
-    [19]    f0      MATMUL: transpose A     QUANT: ReLU before quantizing
-                    QUPDATE: stochastic gradient rounding
-    [20]    f1      MATMUL: transpose B     QUANT/UPDATE/QUPDATE: stochastic (update) rounding
-    [25:21] lr      UPDATE/QUPDATE: learning rate 2**-lr
-    [26]    f2      QUANT: mask the result by slot b > 0 (ReLU derivative); 0 for other opcodes
-    [31:27] reserved, must be 0
-    [63:32] key     generator key for stochastic rounding
+    [9:4]   dst     tensor-table slot written
+    [15:10] a       first source slot
+    [21:16] b       second source slot
+    [22]    f0      MATMUL: transpose A     QUANT: ReLU before quantizing
+                    QUPDATE: stochastic gradient rounding    CONV: with f1, the weight gradient
+    [23]    f1      MATMUL: transpose B     QUANT/UPDATE/QUPDATE: stochastic (update) rounding
+                    CONV: backward (the error product; with f0 the weight gradient)
+    [28:24] lr      UPDATE/QUPDATE: learning rate 2**-lr
+    [29]    f2      QUANT: mask the result by slot b > 0 (ReLU derivative); 0 for other opcodes
+    [30]    f3      QUANT: frozen exponent, dst keeps its exponent (inference); 0 for other opcodes
+    [31]    reserved, must be 0
+    [63:32] key     generator key for stochastic rounding; CONV, POOL, UNPOOL: the geometry
+                    (golden_model.geometry)
 
 Tensors live in the tensor memory (TMEM), described by the tensor table:
 slot -> (base word address, rows, cols, exponent).  A row of ``cols`` int8
@@ -38,6 +41,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from .geometry import Geometry
+
 class Op(enum.IntEnum):
     HALT = 0
     MATMUL = 1
@@ -49,6 +54,9 @@ class Op(enum.IntEnum):
     MASK = 7
     UPDATE = 8
     QUPDATE = 9
+    CONV = 10
+    POOL = 11
+    UNPOOL = 12
 
 
 class Status(enum.IntEnum):
@@ -65,11 +73,13 @@ class Status(enum.IntEnum):
 
 
 STATUS_HELP = {
-    Status.ILLEGAL_INSTRUCTION: "unknown opcode, reserved bits set or f2 outside QUANT; re-encode the program with golden_model.isa",
+    Status.ILLEGAL_INSTRUCTION: ("unknown opcode, reserved bits set, f2 or f3 outside QUANT, CONV f0 without f1 or a "
+                                  "key that is no geometry; re-encode the program with golden_model.isa"),
     Status.SHAPE_MISMATCH: "operand shapes do not fit the instruction; check the tensor table entries",
     Status.TMEM_RANGE: "a tensor extends past the tensor memory; place it lower or use a larger configuration",
     Status.ACC_RANGE: "the result does not fit the accumulator memory; split the layer or raise acc_elements",
-    Status.EXP_RANGE: "a tensor exponent overflowed exp_bits; the data has an extreme dynamic range",
+    Status.EXP_RANGE: ("a tensor exponent overflowed exp_bits (the data has an extreme dynamic range), or a frozen "
+                       "QUANT's exponent is finer than its ACC's: calibrate again (golden_model/inference.py)"),
     Status.PC_RANGE: "the program ran off the end of program memory; end it with HALT",
     Status.OVERLAP: ("the destination partly overlaps a source tensor in TMEM; write in place (same base) "
                      "or to a disjoint range"),
@@ -77,14 +87,15 @@ STATUS_HELP = {
 
 FIELDS = {  # name: (low bit, width)
     "opcode": (0, 4),
-    "dst": (4, 5),
-    "a": (9, 5),
-    "b": (14, 5),
-    "f0": (19, 1),
-    "f1": (20, 1),
-    "lr": (21, 5),
-    "f2": (26, 1),
-    "reserved": (27, 5),
+    "dst": (4, 6),
+    "a": (10, 6),
+    "b": (16, 6),
+    "f0": (22, 1),
+    "f1": (23, 1),
+    "lr": (24, 5),
+    "f2": (29, 1),
+    "f3": (30, 1),
+    "reserved": (31, 1),
     "key": (32, 32),
 }
 
@@ -133,7 +144,14 @@ CHECK_RULES = {
     "acc_fits": "the ACC the instruction produces fits AMEM: rows * ceil(cols / lanes) <= acc_words",
     "overlap:dst,a": "dst is A (same base) or disjoint from it",
     "overlap:dst,b": "dst is B (same base) or disjoint from it",
+    "disjoint:dst,a": "dst and A share no TMEM word",
+    "conv": ("the operands fit the geometry: forward A (B*H*W, C) and B (O, KH*KW*Cp); error A (B*Ho*Wo, O), "
+             "B (O, KH*KW*Cp) and dst (B*H*W, C); gradient A (B*Ho*Wo, O) and B (B*H*W, C); "
+             "Cp = ceil(C / lanes) * lanes"),
+    "pool": "A is (B*H*W, C) for the geometry",
+    "unpool": "A is (B*(H/KH)*(W/KW), C) and dst (B*H*W, C) for the geometry",
     "exp_fits": "the exponent written to dst (ACC.exp + SQ shift) fits exp_bits",
+    "frozen": "dst's (frozen) exponent is not finer than ACC's: the shift dst.exp - ACC.exp is not negative",
 }
 
 #: Shape of the ACC a producer writes.
@@ -141,6 +159,8 @@ ACC_SHAPES = {
     "matmul": "(rows of op(A), rows of op(B)), op(T) = T^T when the instruction's flag (f0 for A, f1 for B) is set",
     "a": "A's shape",
     "scalar": "1x1",
+    "conv": "forward (B*Ho*Wo, rows of B); error dst's shape; gradient (cols of A, KH*KW*Cp) with C = cols of B",
+    "pool": "(B*(H/KH)*(W/KW), cols of A)",
 }
 
 #: Exponent of the ACC a producer writes.
@@ -148,26 +168,39 @@ ACC_EXPONENTS = {
     "a+b": "eA + eB",
     "max": "max(eA, eB) (the operands are aligned to the coarser one)",
     "a": "eA",
+    "a-window": "eA - log2(KH*KW) (an average over the window: the division is the exponent)",
 }
 
 #: Exponent an instruction writes to dst's table entry.
 DST_EXPONENTS = {
-    "sq": "ACC.exp + the SQ shift of the ACC it quantizes",
+    "sq": "ACC.exp + the SQ shift of the ACC it quantizes; with QUANT's f3 (frozen) dst's own exponent",
     "a": "eA",
+    "a-window": "eA - log2(KH*KW)",
 }
+
+#: A condition on instruction fields: every (field, value) pair must hold.
+Flags = tuple[tuple[str, int], ...]
+
+
+def flags(**values: int) -> Flags:
+    return tuple(sorted(values.items()))
+
+
+def holds(condition: Flags, inst) -> bool:
+    return all(getattr(inst, field) == value for field, value in condition)
 
 
 @dataclass(frozen=True)
 class Check:
     rule: str                     # a CHECK_RULES name
     status: "Status"
-    when: str | None = None       # the instruction flag that enables the check (QUANT's mask: "f2")
+    when: Flags = ()              # the fields that enable the check (QUANT's mask: f2 = 1)
 
 
 @dataclass(frozen=True)
 class Read:
     slot: str                     # "a", "b" or "dst": a TMEM operand the instruction reads
-    when: str | None = None       # the flag that enables the read
+    when: Flags = ()              # the fields that enable the read
 
 
 @dataclass(frozen=True)
@@ -184,6 +217,8 @@ class OpSpec:
     acc_exp: str | None = None    # producers: an ACC_EXPONENTS name
     checks: tuple[Check, ...] = ()
     fields: tuple[str, ...] = ()  # instruction fields with a meaning (the others are ignored; f2 must be 0)
+    illegal: tuple[Flags, ...] = ()   # field combinations that make the instruction illegal
+    geometry: str | None = None   # "conv" or "pool": the key field holds a golden_model.geometry.Geometry
 
     def reads_slot(self, slot: str) -> bool:
         return any(read.slot == slot for read in self.reads)
@@ -199,6 +234,10 @@ def _operand(slot: str) -> tuple[Check, ...]:
 
 _SHAPE, _ACC, _OVERLAP = Status.SHAPE_MISMATCH, Status.ACC_RANGE, Status.OVERLAP
 _ELEMENTWISE_PORTS = ("tmem_a", "tmem_b", "amem_w")
+_MASKED = flags(f2=1)
+_FROZEN = flags(f3=1)
+#: CONV's products: forward (f0, f1) = (0, 0), error (0, 1), weight gradient (1, 1)
+CONV_ERROR, CONV_GRADIENT = flags(f0=0, f1=1), flags(f0=1, f1=1)
 
 OPS: dict[Op, OpSpec] = {
     Op.HALT: OpSpec(None),
@@ -208,13 +247,13 @@ OPS: dict[Op, OpSpec] = {
         checks=_operand("a") + _operand("b") + (Check("inner", _SHAPE), Check("acc_fits", _ACC)),
         fields=("a", "b", "f0", "f1")),
     Op.QUANT: OpSpec(
-        Engine.QUANT, ports=("amem_r", "tmem_c", "tmem_w"), reads=(Read("b", when="f2"),),
+        Engine.QUANT, ports=("amem_r", "tmem_c", "tmem_w"), reads=(Read("b", when=_MASKED),),
         writes_dst=True, dst_exp="sq", acc=Acc.CONSUMES,
         checks=(Check("dims:dst", _SHAPE), Check("dst_acc", _SHAPE), Check("extent:dst", Status.TMEM_RANGE),
-                Check("dims:b", _SHAPE, "f2"), Check("extent:b", Status.TMEM_RANGE, "f2"),
-                Check("b_acc", _SHAPE, "f2"), Check("overlap:dst,b", _OVERLAP, "f2"),
-                Check("exp_fits", Status.EXP_RANGE)),
-        fields=("dst", "b", "f0", "f1", "f2", "key")),
+                Check("dims:b", _SHAPE, _MASKED), Check("extent:b", Status.TMEM_RANGE, _MASKED),
+                Check("b_acc", _SHAPE, _MASKED), Check("overlap:dst,b", _OVERLAP, _MASKED),
+                Check("frozen", Status.EXP_RANGE, _FROZEN), Check("exp_fits", Status.EXP_RANGE)),
+        fields=("dst", "b", "f0", "f1", "f2", "f3", "key")),
     Op.SCALE: OpSpec(
         Engine.VECTOR, ports=_ELEMENTWISE_PORTS, reads=(Read("a"), Read("b")),
         acc=Acc.PRODUCES, acc_shape="a", acc_exp="a+b",
@@ -249,30 +288,60 @@ OPS: dict[Op, OpSpec] = {
         acc=Acc.CONSUMES,
         checks=_operand("dst") + (Check("dst_acc", _SHAPE),),
         fields=("dst", "f0", "f1", "lr", "key")),
+    Op.CONV: OpSpec(
+        Engine.MATMUL, ports=("tmem_a", "tmem_b", "amem_w"), reads=(Read("a"), Read("b")),
+        acc=Acc.PRODUCES, acc_shape="conv", acc_exp="a+b", geometry="conv", illegal=(flags(f0=1, f1=0),),
+        checks=_operand("a") + _operand("b") + (Check("dims:dst", _SHAPE, CONV_ERROR), Check("conv", _SHAPE),
+                                                Check("acc_fits", _ACC)),
+        fields=("dst", "a", "b", "f0", "f1", "key")),
+    Op.POOL: OpSpec(
+        Engine.VECTOR, ports=_ELEMENTWISE_PORTS, reads=(Read("a"),),
+        acc=Acc.PRODUCES, acc_shape="pool", acc_exp="a-window", geometry="pool",
+        checks=_operand("a") + (Check("pool", _SHAPE), Check("acc_fits", _ACC)),
+        fields=("a", "key")),
+    Op.UNPOOL: OpSpec(
+        Engine.VECTOR, ports=("tmem_a", "tmem_w"), reads=(Read("a"),), writes_dst=True, dst_exp="a-window",
+        geometry="pool",
+        checks=_operand("a") + (Check("dims:dst", _SHAPE), Check("unpool", _SHAPE),
+                                Check("extent:dst", Status.TMEM_RANGE), Check("disjoint:dst,a", _OVERLAP)),
+        fields=("dst", "a", "key")),
 }
 
 
 def illegal(word: int) -> str | None:
     """Why a 64-bit word is not a legal instruction (ILLEGAL_INSTRUCTION), or None.
 
-    Unknown opcode, reserved bits set, or a flag bit that the opcode does not
-    define (today f2, defined for QUANT only).  Checked before anything else.
+    Unknown opcode, reserved bits set, a flag bit the opcode does not define
+    (today f2 and f3, defined for QUANT only), a combination of fields the opcode
+    refuses (CONV's f0 without f1), or a key that is not a geometry where the
+    opcode takes one.  Checked before anything else.
     """
     opcode = word & ((1 << field_width("opcode")) - 1)
     if opcode not in Op._value2member_map_:
         return f"unknown opcode {opcode}"
-    fields = {name: (word >> low) & ((1 << width) - 1) for name, (low, width) in FIELDS.items()}
-    if fields["reserved"]:
-        return f"reserved bits {fields['reserved']:#x} set"
-    op = Op(opcode)
+    inst = Instruction.decode(word)
+    if inst.reserved:
+        return f"reserved bits {inst.reserved:#x} set"
+    spec = OPS[inst.op]
     for flag in STRICT_FLAGS:
-        if fields[flag] and flag not in OPS[op].fields:
-            return f"flag {flag} is not defined for {op.name}"
+        if getattr(inst, flag) and flag not in spec.fields:
+            return f"flag {flag} is not defined for {inst.op.name}"
+    for condition in spec.illegal:
+        if holds(condition, inst):
+            return f"{inst.op.name} does not take " + ", ".join(f"{name}={value}" for name, value in condition)
+    if spec.geometry is not None:
+        try:
+            geometry = Geometry.decode(inst.key)
+        except ValueError as error:
+            return f"{inst.op.name} key {inst.key:#010x}: {error}"
+        if spec.geometry == "pool" and not geometry.is_pool():
+            return (f"{inst.op.name} needs windows that tile the image with a power-of-two area, stride field 1 "
+                    f"and no padding, got {geometry}")
     return None
 
 
 #: Flag fields that must be 0 on an opcode that does not define them (the others are ignored there).
-STRICT_FLAGS = ("f2",)
+STRICT_FLAGS = ("f2", "f3")
 
 
 def status_bits() -> int:
@@ -291,6 +360,7 @@ class Instruction:
     lr: int = 0
     key: int = 0
     f2: int = 0
+    f3: int = 0
     reserved: int = 0
 
     def encode(self) -> int:
@@ -324,14 +394,17 @@ def matmul(a: int, b: int, transpose_a: bool = False, transpose_b: bool = False)
 
 
 def quant(dst: int, relu: bool = False, stochastic: bool = False, key: int = 0,
-          mask: int | None = None) -> Instruction:
+          mask: int | None = None, frozen: bool = False) -> Instruction:
     """dst = SQ(ACC) with optional ReLU; nearest or stochastic rounding.
 
     With ``mask=slot``: dst = where(B > 0, SQ(ACC), 0), B = that slot (ACC's
     shape); the shift still comes from the whole ACC (QUANT then MASK, fused).
+    With ``frozen``: the shift is dst.exp - ACC.exp, dst's exponent as the
+    table holds it (frozen from training), not the ACC's own SQ shift, so an
+    inference result does not depend on the rest of its batch.
     """
     return Instruction(Op.QUANT, dst=dst, b=0 if mask is None else mask, f0=int(relu), f1=int(stochastic),
-                       key=key, f2=int(mask is not None))
+                       key=key, f2=int(mask is not None), f3=int(frozen))
 
 
 def scale(a: int, m: int) -> Instruction:
@@ -369,3 +442,29 @@ def qupdate(w: int, lr_shift: int, stochastic_grad: bool = True, stochastic_upda
     """Fused gradient quantization and update: g = SQ(ACC) (rounding f0, ``key``), then
     W = saturate(W - round(g * 2**(eg - lr_shift - eW))) (rounding f1, prng.update_key(key))."""
     return Instruction(Op.QUPDATE, dst=w, lr=lr_shift, f0=int(stochastic_grad), f1=int(stochastic_update), key=key)
+
+
+CONV_MODES = {"forward": (0, 0), "error": (0, 1), "gradient": (1, 1)}
+
+
+def conv(a: int, b: int, geometry: Geometry, mode: str = "forward", dst: int = 0) -> Instruction:
+    """The three products of a convolution (golden_model.geometry for the layouts):
+
+    forward   ACC (B*Ho*Wo, O) = im2col(A) . B^T            A = X (B*H*W, C), B = W (O, KH*KW*Cp)
+    error     ACC (dst's shape) = col2im(A . B)               A = E (B*Ho*Wo, O), B = W, dst shaped like X
+    gradient  ACC (O, KH*KW*Cp) = A^T . im2col(B)           A = E, B = X
+    """
+    if mode not in CONV_MODES:
+        raise ValueError(f"conv mode must be one of {', '.join(CONV_MODES)}, got {mode!r}")
+    f0, f1 = CONV_MODES[mode]
+    return Instruction(Op.CONV, dst=dst, a=a, b=b, f0=f0, f1=f1, key=geometry.encode())
+
+
+def pool(a: int, geometry: Geometry) -> Instruction:
+    """ACC (B*(H/KH)*(W/KW), C) = sum of each KH x KW window of A; ACC.exp = eA - log2(KH*KW) (average pooling)."""
+    return Instruction(Op.POOL, a=a, key=geometry.encode())
+
+
+def unpool(dst: int, a: int, geometry: Geometry) -> Instruction:
+    """dst (B*H*W, C) = A's value of each pixel's window; dst.exp = eA - log2(KH*KW) (the pooling's error)."""
+    return Instruction(Op.UNPOOL, dst=dst, a=a, key=geometry.encode())

@@ -16,9 +16,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from .config import CoreConfig
-from .isa import CHECK_RULES, OPS, Check, Instruction, Op, Status, illegal
+from .conv import conv_error_acc, conv_forward_acc, conv_gradient_acc, padded_channels, pool_acc, pool_shift, unpool
+from .geometry import Geometry
+from .isa import CHECK_RULES, CONV_ERROR, CONV_GRADIENT, OPS, Check, Instruction, Op, Status, holds, illegal
 from .prng import update_key
-from .quant import QTensor, round_shift, shift_quantize, sq_shift, update_weights
+from .quant import QTensor, check_acc, round_shift, saturate, shift_quantize, sq_shift, update_weights
 
 
 class MachineError(Exception):
@@ -35,6 +37,16 @@ class TensorEntry:
     rows: int = 0
     cols: int = 0
     exp: int = 0
+
+
+@dataclass(frozen=True)
+class TensorPlace:
+    """Where a program puts a tensor: its table slot and its TMEM words (base, rows x cols int8)."""
+
+    slot: int
+    base: int
+    rows: int
+    cols: int
 
 
 def words_per_row(cols: int, lanes: int) -> int:
@@ -133,7 +145,7 @@ class Machine:
         """Check ``inst`` in the table's order (isa.OPS), then apply its semantics."""
         spec = OPS[inst.op]
         for check in spec.checks:
-            if check.when is None or getattr(inst, check.when):
+            if holds(check.when, inst):
                 self._check(check, inst)
         SEMANTICS[inst.op](self, inst)
 
@@ -199,6 +211,36 @@ class Machine:
         (dst_lo, dst_hi), (src_lo, src_hi) = self._words(dst), self._words(src)
         return dst_lo == src_lo or not (dst_lo < src_hi and src_lo < dst_hi)
 
+    def _rule_disjoint(self, inst, dst, src):
+        (dst_lo, dst_hi), (src_lo, src_hi) = self._words(dst), self._words(src)
+        return not (dst_lo < src_hi and src_lo < dst_hi)
+
+    def _padded_cols(self, cols: int) -> int:
+        """Columns of a row padded to whole words: the channels a tap of a weight row holds."""
+        return padded_channels(cols, self.cfg.lanes)
+
+    def _rule_conv(self, inst):
+        g = Geometry.decode(inst.key)
+        a, b = self._shape(inst.a), self._shape(inst.b)
+        if holds(CONV_GRADIENT, inst):
+            return a[0] == g.out_rows and b[0] == g.in_rows
+        if holds(CONV_ERROR, inst):
+            x = self._shape(inst.dst)
+            return (a[0] == g.out_rows and a[1] == b[0] and x[0] == g.in_rows
+                    and b[1] == g.taps * self._padded_cols(x[1]))
+        return a[0] == g.in_rows and b[1] == g.taps * self._padded_cols(a[1])
+
+    def _rule_pool(self, inst):
+        return self._shape(inst.a)[0] == Geometry.decode(inst.key).in_rows
+
+    def _rule_unpool(self, inst):
+        g = Geometry.decode(inst.key)
+        a, dst = self._shape(inst.a), self._shape(inst.dst)
+        return a[0] == g.pool_map().out_rows and dst == (g.in_rows, a[1])
+
+    def _rule_frozen(self, inst):
+        return self.table[inst.dst].exp >= self.acc_exp
+
     def _rule_exp_fits(self, inst):
         limit = 1 << (self.cfg.exp_bits - 1)
         return -limit <= self.dst_exponent_of(inst) < limit
@@ -210,16 +252,35 @@ class Machine:
         if rule == "matmul":
             a, b = self._matmul_operands(inst)
             return a[0], b[0]
+        if rule == "conv":
+            g = Geometry.decode(inst.key)
+            if holds(CONV_GRADIENT, inst):
+                return self._shape(inst.a)[1], g.taps * self._padded_cols(self._shape(inst.b)[1])
+            if holds(CONV_ERROR, inst):
+                return self._shape(inst.dst)
+            return g.out_rows, self._shape(inst.b)[0]
+        if rule == "pool":
+            return Geometry.decode(inst.key).pool_map().out_rows, self._shape(inst.a)[1]
         return self._shape(inst.a) if rule == "a" else (1, 1)
 
     def acc_exponent_of(self, inst: Instruction) -> int:
         """Exponent of the ACC a producer writes."""
         rule = OPS[inst.op].acc_exp
         ea, eb = self.table[inst.a].exp, self.table[inst.b].exp
+        if rule == "a-window":
+            return ea - self._window_shift(inst)
         return {"a+b": ea + eb, "max": max(ea, eb), "a": ea}[rule]
 
+    @staticmethod
+    def _window_shift(inst: Instruction) -> int:
+        """log2 of the pooling window's area (a power of two: isa.illegal checks it)."""
+        return pool_shift(Geometry.decode(inst.key))
+
     def quant_shift(self, inst: Instruction) -> int:
-        """The SQ shift of the current ACC (after QUANT's ReLU when f0 is set)."""
+        """The shift a consumer quantizes the ACC by: the SQ shift (after QUANT's ReLU when f0 is set), or
+        with QUANT's f3 the frozen dst.exp - ACC.exp."""
+        if inst.op == Op.QUANT and inst.f3:
+            return self.table[inst.dst].exp - self.acc_exp
         relu = inst.op == Op.QUANT and inst.f0
         return sq_shift(np.maximum(self.acc, 0) if relu else self.acc, self.cfg)
 
@@ -229,7 +290,9 @@ class Machine:
     def dst_exponent_of(self, inst: Instruction) -> int:
         """The exponent an instruction writes to dst (isa.DST_EXPONENTS)."""
         rule = OPS[inst.op].dst_exp
-        return self.quant_exponent(inst) if rule == "sq" else self.table[inst.a].exp
+        if rule == "sq":
+            return self.quant_exponent(inst)
+        return self.table[inst.a].exp - (self._window_shift(inst) if rule == "a-window" else 0)
 
     # --- semantics, one function per opcode (SEMANTICS) -----------------------
     def _load_slot(self, slot: int) -> np.ndarray:
@@ -238,12 +301,16 @@ class Machine:
     def _produce(self, inst: Instruction, values: np.ndarray) -> None:
         if values.shape != self.acc_shape_of(inst):
             raise AssertionError(f"{inst.op.name} produced {values.shape}, the table says {self.acc_shape_of(inst)}")
-        self.acc, self.acc_exp = values, self.acc_exponent_of(inst)
+        self.acc, self.acc_exp = check_acc(inst.op.name, values, self.cfg), self.acc_exponent_of(inst)
 
     def _quantized_acc(self, inst: Instruction, stochastic: int) -> QTensor:
-        """SQ of the ACC (quant.shift_quantize), QUANT's ReLU when f0 is set."""
+        """SQ of the ACC (quant.shift_quantize), QUANT's ReLU when f0 is set; with f3 the frozen shift."""
         relu = inst.op == Op.QUANT and bool(inst.f0)
         mode = "stochastic" if stochastic else "nearest"
+        if inst.op == Op.QUANT and inst.f3:
+            acc = np.maximum(self.acc, 0) if relu else self.acc
+            return QTensor(saturate(round_shift(acc, self.quant_shift(inst), mode, self.cfg, inst.key), self.cfg),
+                           self.table[inst.dst].exp)
         return shift_quantize(self.acc, self.acc_exp, mode, self.cfg, inst.key, relu=relu)
 
     def _matmul(self, inst):
@@ -304,9 +371,33 @@ class Machine:
         self._store(w, new.q)
 
 
+    def _conv(self, inst):
+        g, lanes = Geometry.decode(inst.key), self.cfg.lanes
+        a, b = self._load_slot(inst.a), self._load_slot(inst.b)
+        if holds(CONV_GRADIENT, inst):                  # (O, taps * Cp) = E^T . im2col(X)
+            self._produce(inst, conv_gradient_acc(a, b, g, lanes))
+            self.useful_macs += a.shape[1] * g.taps * b.shape[1] * g.out_rows
+        elif holds(CONV_ERROR, inst):                   # dst-shaped ACC = col2im(E . W)
+            channels = self._shape(inst.dst)[1]
+            self._produce(inst, conv_error_acc(a, b, g, channels))
+            self.useful_macs += g.out_rows * a.shape[1] * g.taps * channels
+        else:                                           # (B*Ho*Wo, O) = im2col(X) . W^T
+            self._produce(inst, conv_forward_acc(a, b, g, lanes))
+            self.useful_macs += g.out_rows * b.shape[0] * g.taps * a.shape[1]
+
+    def _pool(self, inst):
+        self._produce(inst, pool_acc(self._load_slot(inst.a), Geometry.decode(inst.key)))
+
+    def _unpool(self, inst):
+        dst = self.table[inst.dst]
+        exp = self.dst_exponent_of(inst)
+        self._store(dst, unpool(self._load(self.table[inst.a]), Geometry.decode(inst.key)))
+        dst.exp = exp
+
+
 #: opcode -> its golden semantics (run after the table's checks passed)
 SEMANTICS = {
     Op.MATMUL: Machine._matmul, Op.QUANT: Machine._quant, Op.SCALE: Machine._scale, Op.ADD: Machine._add,
     Op.SUM: Machine._sum, Op.DOT: Machine._dot, Op.MASK: Machine._mask, Op.UPDATE: Machine._update,
-    Op.QUPDATE: Machine._qupdate,
+    Op.QUPDATE: Machine._qupdate, Op.CONV: Machine._conv, Op.POOL: Machine._pool, Op.UNPOOL: Machine._unpool,
 }

@@ -24,11 +24,12 @@ import numpy as np
 
 from . import ops
 from .config import CoreConfig
+from .data import DIGITS_FORMAT, InputFormat
 from .loss import output_error
 from .prng import tensor_key, update_key
 from .quant import QTensor, direct_quantize, update_weights
 
-INPUT_EXP = -7
+INPUT_EXP = DIGITS_FORMAT.exp      # the digits input grid
 PARAM_IDS = {"fc1": 1, "fc2": 2, "fc3": 3, "scale": 4, "bias": 5, "fc_out": 6}
 
 
@@ -37,12 +38,13 @@ def weight_exponent(fan_in: int, data_bits: int = 8) -> int:
     return math.ceil(math.log2(4 * math.sqrt(2.0 / fan_in))) - (data_bits - 1)
 
 
-def quantize_input(pixels: np.ndarray, cfg: CoreConfig) -> QTensor:
-    """Digits pixels 0..16 to int8 on the grid 2**-7 (value pixels / 16; 16 saturates to 127)."""
+def quantize_input(pixels: np.ndarray, cfg: CoreConfig, fmt: InputFormat = DIGITS_FORMAT) -> QTensor:
+    """Samples (batch, features) to int8 by the format's rule: value pixels * scale on the grid 2**exp,
+    saturating (digits: pixels 0..16 / 16 on the grid 2**-7, 16 saturates to 127)."""
     pixels = np.asarray(pixels)
     if pixels.ndim != 2:
         raise ValueError(f"input must be (batch, features), got shape {pixels.shape}")
-    return direct_quantize(pixels / 16.0, INPUT_EXP, cfg)
+    return direct_quantize(pixels * fmt.scale, fmt.exp, cfg)
 
 
 def fixup_float_init(sizes: dict[str, tuple[int, int]], seed: int) -> dict[str, np.ndarray]:
@@ -113,15 +115,22 @@ class IntegerNetwork:
         self.stream_seed = (cfg.seed ^ seed) & 0xFFFF_FFFF
         self.params: dict[str, QTensor] = {}
         for name, value in init.items():
-            exp = self.scalar_exponent(name) if name in ("scale", "bias") else weight_exponent(fan_in(value.shape))
-            self.params[name] = direct_quantize(value, exp, cfg)
+            self.params[name] = direct_quantize(value, self.param_exponent(name, value.shape, fan_in), cfg)
         self.step = 0
         self.macs = ops.MacCounter()
+        if not hasattr(self, "batch_limit"):
+            self.batch_limit = cfg.max_batch     # the largest batch the network runs in (predict's chunks)
 
     @staticmethod
     def scalar_exponent(name: str) -> int:
         """Multiplier on 2**-6 (range +-2, init 1 = 64); bias on 2**-7 (range +-1)."""
         return {"scale": -6, "bias": -7}[name]
+
+    def param_exponent(self, name: str, shape: tuple[int, ...], fan_in) -> int:
+        """A parameter's fixed exponent: the scalars' (by the name's last part, "b1.scale" -> scale),
+        else weight_exponent of its fan-in."""
+        kind = name.rsplit(".", 1)[-1]
+        return self.scalar_exponent(kind) if kind in ("scale", "bias") else weight_exponent(fan_in(shape))
 
     def key(self, name: str, update: bool = False) -> int:
         """Key of a parameter's gradient rounding this step; with update=True the key of its
@@ -131,6 +140,10 @@ class IntegerNetwork:
 
     def check_input(self, x: QTensor) -> None:
         raise NotImplementedError
+
+    def batch_of(self, x: QTensor) -> int:
+        """Samples in an input tensor (rows of a dense input; images of pixel rows in the CNN)."""
+        return x.q.shape[0]
 
     def update(self, grads: dict[str, QTensor], trace: Trace | None = None) -> None:
         """W <- saturate(W - SR(lr * G)) for every parameter, in place."""
@@ -156,13 +169,13 @@ class IntegerNetwork:
     def predict(self, x: QTensor) -> np.ndarray:
         """Class predictions (argmax of the int8 logits; ties go to the lower class).
 
-        Runs in chunks of max_batch, as the core would; not counted in ``macs``.
+        Runs in chunks of ``batch_limit``, as the core would; not counted in ``macs``.
         """
         self.check_input(x)
         counted, self.macs = self.macs, ops.MacCounter()
         try:
-            chunks = [self.forward(QTensor(x.q[i:i + self.cfg.max_batch], x.exp))["y"].q
-                      for i in range(0, x.q.shape[0], self.cfg.max_batch)]
+            chunks = [self.forward(QTensor(x.q[i:i + self.batch_limit], x.exp))["y"].q
+                      for i in range(0, x.q.shape[0], self.batch_limit)]
         finally:
             self.macs = counted
         return np.argmax(np.concatenate(chunks), axis=1)

@@ -1,23 +1,25 @@
-"""The reference network's training step as core programs.
+"""The networks' training steps as core programs, and the host flow that runs them.
 
 :class:`MlpLayout` places every tensor of network.ResMLP in the tensor table
-and TMEM; :func:`forward_program` and :func:`backward_program` spell out the
-step in golden_model.isa instructions; :class:`ProgramTrainer` drives any
+and TMEM; :func:`forward_program` and :func:`backward_program` spell out its
+step in golden_model.isa instructions (golden_model/cnn_program.py generates
+the ResNet's from its description).  :class:`ProgramTrainer` drives any
 device with the host flow (write x, run forward, read logits, host loss,
-write error, run backward).  With a golden_model.machine.Machine as device
-it reproduces ResMLP.train_step bit for bit (tests/test_machine.py).
+write error, run backward) for either network.  With a
+golden_model.machine.Machine as device it reproduces the network's
+train_step bit for bit (tests/test_machine.py, tests/test_cnn.py).
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 
 from . import isa
 from .config import CoreConfig
 from .loss import output_error
-from .machine import words_per_row
+from .cnn_program import CnnProgram
+from .inference import freeze, inference_program
+from .machine import TensorPlace, words_per_row
 from .network import PARAM_IDS, ResMLP
 from .prng import tensor_key, update_key
 from .quant import QTensor
@@ -26,14 +28,6 @@ PARAMS = ("fc1", "fc2", "fc3", "scale", "bias", "fc_out")
 ACTIVATIONS = ("x", "a1", "z", "r", "sm", "s", "a2", "y")
 ERRORS = ("e_y", "e_join", "e_r", "e_z", "e_branch", "e_a1")
 SLOTS = {name: slot for slot, name in enumerate(PARAMS + ACTIVATIONS + ERRORS)}
-
-
-@dataclass(frozen=True)
-class TensorPlace:
-    slot: int
-    base: int
-    rows: int
-    cols: int
 
 
 class MlpLayout:
@@ -139,65 +133,155 @@ def encode(program: list[isa.Instruction]) -> list[int]:
     return [inst.encode() for inst in program]
 
 
+class MlpProgram:
+    """The residual MLP's layout and programs behind the interface of cnn_program.CnnProgram."""
+
+    params = PARAMS
+
+    def __init__(self, cfg: CoreConfig, sizes: dict[str, tuple[int, int]], batch: int):
+        """Every tensor has a slot of its own, so the layout serves inference too."""
+        self.cfg, self.batch = cfg, batch
+        self.layout = MlpLayout(cfg, batch, sizes)
+        self.places, self.shapes = self.layout.places, self.layout.shapes
+        self.words_used = self.layout.words_used
+
+    def slot(self, name: str) -> int:
+        return self.layout.slot(name)
+
+    def forward_program(self) -> list[isa.Instruction]:
+        return forward_program(self.cfg)
+
+    def backward_program(self, keys: dict[str, int], lr_shift: int) -> list[isa.Instruction]:
+        return backward_program(self.cfg, {name: (key, update_key(key)) for name, key in keys.items()}, lr_shift)
+
+    def keys(self, stream_seed: int, step: int) -> dict[str, int]:
+        return {name: pair[0] for name, pair in step_keys(stream_seed, step).items()}
+
+
+def network_program(model, batch: int, *, reuse: bool = True, inference: bool = False):
+    """The layout and programs of ``model`` (a ResMLP or a cnn.ResCNN) at ``batch``; ``reuse=False``
+    keeps every CNN tensor in words of its own (the MLP's layout never reuses words); ``inference``
+    gives the forward program's layout with a slot per tensor (golden_model/inference.py)."""
+    if isinstance(model, ResMLP):
+        return MlpProgram(model.cfg, model.sizes, batch)
+    return CnnProgram(model.cfg, model.spec, batch, reuse=reuse, inference=inference)
+
+
+def inference_batch(model) -> int:
+    """The largest batch, up to the model's batch_limit, whose training and inference layouts fit TMEM:
+    the chunk inference runs in on a device."""
+    for batch in range(model.batch_limit, 0, -1):
+        try:
+            network_program(model, batch)
+            network_program(model, batch, inference=True)
+        except ValueError:
+            continue
+        return batch
+    raise ValueError(f"{type(model).__name__} does not fit configuration {model.cfg.name} even at batch 1")
+
+
 class ProgramTrainer:
-    """Host flow of a training step over a device exposing the Machine API.
+    """Host flow of a training step over a device exposing the Machine API, for either network.
 
     The device needs: set_tensor, write_tensor, read_tensor, load_program, run.
+    Programs and the tensor table follow the batch size (a CNN's programs carry
+    the batch in their geometry, so they are reloaded when it changes).
     """
 
-    def __init__(self, device, model: ResMLP, batch: int):
-        self.device, self.cfg = device, model.cfg
-        self.model_sizes = model.sizes
+    def __init__(self, device, model, batch: int, *, reuse: bool = True):
+        self.device, self.cfg, self.model, self.reuse = device, model.cfg, model, reuse
         self.stream_seed = model.stream_seed
         self.lr_shift = model.lr_shift
         self.step = model.step
         self.batch = None
-        forward = encode(forward_program(self.cfg))
-        self.backward_pc = len(forward)
-        self.device.load_program(forward, 0)
+        self.reload = False
         self.configure(batch)
-        for name in PARAMS:
+        for name in self.program.params:
             param = model.params[name]
-            self.device.write_tensor(self.layout.slot(name), QTensor(param.q.reshape(self.layout.shapes[name]), param.exp))
+            self.device.write_tensor(self.program.slot(name),
+                                     QTensor(param.q.reshape(self.program.shapes[name]), param.exp))
 
     def configure(self, batch: int) -> None:
-        """Write the tensor table for a batch size (weights keep their words)."""
-        if batch == self.batch:
+        """Write the tensor table and the forward program for a batch size (weights keep their words)."""
+        if batch == self.batch and not self.reload:
             return
-        self.layout = MlpLayout(self.cfg, batch, self.model_sizes)
+        program = network_program(self.model, batch, reuse=self.reuse)
+        exps = self.param_exponents() if self.batch else {}
+        for name, place in program.places.items():
+            self.device.set_tensor(place.slot, place.base, place.rows, place.cols, exps.get(name, 0))
+        forward = encode(program.forward_program())
+        self.device.load_program(forward, 0)
+        self.backward_pc = len(forward)
+        self.program, self.batch, self.reload = program, batch, False
+
+    def param_exponents(self) -> dict[str, int]:
+        """The parameters' exponents in the device's table."""
         # A device may offer read_exponent (only the table entry: no TMEM words over the link).
         read_exp = getattr(self.device, "read_exponent", None) or (lambda slot: self.device.read_tensor(slot).exp)
-        for name, place in self.layout.places.items():
-            exp = read_exp(place.slot) if self.batch is not None and name in PARAMS else 0
-            self.device.set_tensor(place.slot, place.base, place.rows, place.cols, exp)
-        self.batch = batch
+        return {name: read_exp(self.program.slot(name)) for name in self.program.params}
 
     def forward(self, x: QTensor) -> QTensor:
-        self.configure(x.q.shape[0])
-        self.device.write_tensor(self.layout.slot("x"), x)
+        self.configure(self.model.batch_of(x))
+        self.device.write_tensor(self.program.slot("x"), x)
         self.device.run(0)
-        return self.device.read_tensor(self.layout.slot("y"))
+        return self.device.read_tensor(self.program.slot("y"))
 
     def train_step(self, x: QTensor, labels) -> float:
         logits = self.forward(x)
         self.last_logits = logits.q       # the step's logits (running train accuracy)
         error, loss = output_error(logits, labels, self.cfg)
-        self.device.write_tensor(self.layout.slot("e_y"), error)
-        program = backward_program(self.cfg, step_keys(self.stream_seed, self.step), self.lr_shift)
+        self.device.write_tensor(self.program.slot("e_y"), error)
+        program = self.program.backward_program(self.program.keys(self.stream_seed, self.step), self.lr_shift)
         self.device.load_program(encode(program), self.backward_pc)
         self.device.run(self.backward_pc)
         self.step += 1
         return loss
 
-    def predict(self, x: QTensor) -> np.ndarray:
-        chunks = [self.forward(QTensor(x.q[i:i + self.cfg.max_batch], x.exp)).q
-                  for i in range(0, x.q.shape[0], self.cfg.max_batch)]
-        return np.argmax(np.concatenate(chunks), axis=1)
+    def predict(self, x: QTensor, calibrated: dict[str, int] | None = None) -> np.ndarray:
+        """Class predictions (the argmax of :meth:`logits`)."""
+        return np.argmax(self.logits(x, calibrated), axis=1)
+
+    def logits(self, x: QTensor, calibrated: dict[str, int] | None = None) -> np.ndarray:
+        """Logit mantissas in chunks of :func:`inference_batch`: with ``calibrated`` exponents
+        (inference.calibrate) by frozen-exponent inference, else by the training forward pass."""
+        rows = x.q.shape[0] // self.model.batch_of(x) if x.q.shape[0] else 1
+        step = inference_batch(self.model) * rows
+        chunks = [QTensor(x.q[i:i + step], x.exp) for i in range(0, x.q.shape[0], step)]
+        if calibrated is None:
+            logits = [self.forward(chunk).q for chunk in chunks]
+        else:
+            logits = [self.infer(chunk, calibrated).q for chunk in chunks]
+        return np.concatenate(logits)
+
+    def infer(self, x: QTensor, calibrated: dict[str, int]) -> QTensor:
+        """Logits of one batch by frozen-exponent inference (golden_model/inference.py).
+
+        The inference layout keeps the parameters in their training words and
+        slots; the other tensors get the frozen exponents.  The training
+        tables and forward program are written again before the next step.
+        """
+        batch = self.model.batch_of(x)
+        self.configure(batch)
+        program = network_program(self.model, batch, inference=True)
+        moved = [name for name in program.params if program.places[name] != self.program.places[name]]
+        if moved:
+            raise RuntimeError(f"the inference layout moves parameters {moved}: they must keep their words")
+        table = self.param_exponents()
+        table["x"] = x.exp
+        frozen = freeze(program, calibrated, table)
+        for name, place in program.places.items():
+            if name not in program.params:
+                self.device.set_tensor(place.slot, place.base, place.rows, place.cols, frozen.get(name, 0))
+        self.device.write_tensor(program.slot("x"), x)
+        self.device.load_program(encode(inference_program(program)), 0)
+        self.reload = True
+        self.device.run(0)
+        return self.device.read_tensor(program.slot("y"))
 
     def params(self) -> dict[str, QTensor]:
-        """Parameters read back, in ResMLP's shapes (scalars as (1,))."""
+        """Parameters read back, in the model's shapes (scalars as (1,))."""
         params = {}
-        for name in PARAMS:
-            t = self.device.read_tensor(self.layout.slot(name))
-            params[name] = QTensor(t.q.reshape(-1) if t.q.shape == (1, 1) else t.q, t.exp)
+        for name in self.program.params:
+            t = self.device.read_tensor(self.program.slot(name))
+            params[name] = QTensor(t.q.reshape(self.model.params[name].q.shape), t.exp)
         return params

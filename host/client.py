@@ -24,7 +24,8 @@ from golden_model.isa import STATUS_HELP, Status
 from golden_model.machine import TensorEntry, words_per_row
 from golden_model.quant import QTensor
 from protocol.wire import (ADDRESS_BYTES, ADDRESS_FORMAT, INSTRUCTION_BYTES, LINK_STATUS_HELP, PING_FIELDS,
-                           PING_PAYLOAD_BYTES, READ_TMEM_FORMAT, RESPONSE_OVERHEAD, RESPONSE_SYNC, WRITE_TENSOR_FORMAT,
+                           PING_PAYLOAD_BYTES, READ_TMEM_FORMAT, REQUEST_OVERHEAD, RESPONSE_OVERHEAD, RESPONSE_SYNC,
+                           WRITE_TENSOR_FORMAT,
                            Cmd, DeviceStatus, FrameError, LinkStatus, Response, check_protocol_fit, command_name,
                            decode_response, encode_request, parse_entry, parse_ping, parse_run, parse_status,
                            ping_payload)
@@ -52,6 +53,10 @@ class DeviceError(Exception):
 
 class ConfigMismatch(LinkError):
     """PING answered a configuration other than the host's."""
+
+
+class DeviceReset(LinkError):
+    """The device's run state is not the one the host left: it was reset (or another host ran a program)."""
 
 
 class _NoResponse(Exception):
@@ -88,12 +93,21 @@ class SerialTransport:
 
 # ---- client -------------------------------------------------------------------------------------
 
+#: Largest frame length field: a flush of this many zeros (plus the overhead) completes any frame.
+MAX_FRAME_LENGTH = 0xFFFF
+#: Each silence doubles the wait for the next answer, up to timeout * 2**MAX_BACKOFF.
+MAX_BACKOFF = 4
+
+
 @dataclass
 class LinkStats:
     frames: int = 0          # request frames sent (retries included)
     retries: int = 0
-    bytes_out: int = 0
+    bytes_out: int = 0       # everything written to the line, flushes included
     bytes_in: int = 0
+    resent_bytes: int = 0    # bytes of request frames sent more than once
+    resyncs: int = 0         # flushes after an unanswered request
+    flush_bytes: int = 0     # zeros those flushes wrote
     stale: int = 0           # well-formed responses dropped (other seq: duplicates, late answers)
     corrupt: int = 0         # responses with a bad CRC or malformed header
 
@@ -106,6 +120,18 @@ class LinkClient:
     run_timeout  seconds a run may take before run() gives up
     Sequence numbers run 1..255 (0 is the device's "no run yet"); answers with
     another seq are stale (duplicates, late answers) and dropped.
+
+    A request that goes unanswered may have left the device inside a partial
+    frame (a truncated request, or one a corrupted byte started), which would
+    swallow the resend: before resending, the client flushes zeros, which
+    complete any such frame and never start one (:meth:`_resync`).  A device
+    needs time to consume a flush (and may just be slow), so each silence
+    doubles the wait for the next answer (up to 2**MAX_BACKOFF x timeout).
+
+    Before every RUN the client asks STATUS: the device's run_seq must be the
+    seq of the client's last RUN.  A device that was reset reports 0 (the
+    client never sends seq 0), so a mismatch raises :class:`DeviceReset`
+    instead of running a program on memory that may be lost.
     """
 
     def __init__(self, transport, cfg: CoreConfig, timeout: float = 1.0, retries: int = 4,
@@ -117,7 +143,7 @@ class LinkClient:
         self._seq = 0
         self._rx = bytearray()
         self._table: dict[int, TensorEntry] = {}
-        self._last_run_seq: int | None = None
+        self._run_seq: int | None = None       # seq of this client's last RUN (None: none yet)
 
     # -- framing --
     def _next_seq(self, avoid: int | None = None) -> int:
@@ -182,24 +208,44 @@ class LinkClient:
                 return response
             self.stats.stale += 1
 
-    def _send(self, frame: bytes) -> None:
+    def _send(self, frame: bytes, resend: bool = False) -> None:
         self.stats.frames += 1
         self.stats.bytes_out += len(frame)
+        if resend:
+            self.stats.retries += 1
+            self.stats.resent_bytes += len(frame)
         self.transport.write(frame)
+
+    def _resync(self, silences: int) -> None:
+        """Bring the device's parser back to hunting for a frame after ``silences`` unanswered attempts.
+
+        Zeros complete a partial frame the device holds and are skipped otherwise.  The first time,
+        max_payload + overhead of them complete any frame whose length field is genuine (a truncated
+        request); after that, 65535 + overhead complete any frame at all (one a corrupted byte
+        started).  The answers this produces are drained."""
+        count = (self.cfg.max_payload if silences <= 1 else MAX_FRAME_LENGTH) + REQUEST_OVERHEAD
+        self.stats.resyncs += 1
+        self.stats.flush_bytes += count
+        self.stats.bytes_out += count
+        self.transport.write(bytes(count))
+        self._drain()
 
     def request(self, cmd: int, payload: bytes = b"", seq: int | None = None) -> bytes:
         """One transaction with resends; returns the OK answer's payload or raises LinkError."""
         seq = self._next_seq() if seq is None else seq
         frame = encode_request(cmd, seq, payload)
         problem = ""
+        silences = 0
         for attempt in range(self.retries + 1):
-            if attempt:
-                self.stats.retries += 1
-            self._send(frame)
+            self._send(frame, resend=attempt > 0)
+            wait = self.timeout * 2 ** min(silences, MAX_BACKOFF)
             try:
-                response = self._await(cmd, seq, self.timeout)
+                response = self._await(cmd, seq, wait)
             except _NoResponse:
-                problem = f"no answer within {self.timeout} s"
+                problem = f"no answer within {wait:g} s"
+                silences += 1
+                if attempt < self.retries:
+                    self._resync(silences)
                 continue
             except _Corrupt as error:
                 problem = f"corrupted answer ({error})"
@@ -230,8 +276,21 @@ class LinkClient:
         return info
 
     def status(self) -> DeviceStatus:
-        st = parse_status(self.request(Cmd.STATUS))
-        self._last_run_seq = st.run_seq
+        return parse_status(self.request(Cmd.STATUS))
+
+    def forget_runs(self) -> None:
+        """Expect no particular run_seq any more (the device was reset and its memory reloaded)."""
+        self._run_seq = None
+
+    def check_run_state(self) -> DeviceStatus:
+        """STATUS, checked against this client's runs: raise DeviceReset if the device is busy or its
+        run_seq is not the seq of the client's last RUN (0 after a reset)."""
+        st = self.status()
+        if self._run_seq is not None and (st.busy or st.run_seq != self._run_seq):
+            state = "busy with a run" if st.busy else f"run_seq {st.run_seq}"
+            raise DeviceReset(f"the device reports {state} where the host's last RUN had seq {self._run_seq}: "
+                              f"it was reset (or another host ran a program) since, so its memory cannot be "
+                              f"trusted", Cmd.STATUS)
         return st
 
     def write_tmem(self, addr: int, words) -> None:
@@ -274,11 +333,11 @@ class LinkClient:
     def run(self, pc: int = 0) -> int:
         """Run from ``pc`` until HALT; return the cycle count or raise DeviceError.
 
-        Resending RUN with the same seq is safe: the device answers a repeated
-        RUN with the result of the run it already made (docs/protocol.md)."""
-        if self._last_run_seq is None:
-            self.status()
-        seq = self._next_seq(avoid=self._last_run_seq)
+        Checks the device's run state first (check_run_state).  Resending RUN
+        with the same seq is safe: the device answers a repeated RUN with the
+        result of the run it already made (docs/protocol.md)."""
+        before = self.check_run_state().run_seq
+        seq = self._next_seq(avoid=before)
         frame = encode_request(Cmd.RUN, seq, struct.pack(ADDRESS_FORMAT, pc))
         deadline = time.monotonic() + self.run_timeout
         attempts, problem = 0, ""
@@ -288,21 +347,19 @@ class LinkClient:
                 attempts += 1
                 if attempts > self.retries + 1:
                     raise LinkError(f"RUN failed after {self.retries + 1} attempts: {problem}", Cmd.RUN)
-                if attempts > 1:
-                    self.stats.retries += 1
-                self._send(frame)
+                self._send(frame, resend=attempts > 1)
             send = True
             try:
                 response = self._await(Cmd.RUN, seq, self.timeout)
             except _NoResponse:
-                problem = f"no answer within {self.timeout} s"
+                problem = f"no answer within {self.timeout} s"     # STATUS (below) resyncs if need be
             except _Corrupt as error:
                 problem = f"corrupted answer ({error})"
                 self._drain()
             else:
                 status = LinkStatus(response.status)
                 if status == LinkStatus.OK:
-                    self._last_run_seq = seq
+                    self._run_seq = seq
                     code, end_pc, cycles = parse_run(response.payload)
                     if code != Status.OK:
                         raise DeviceError(code, end_pc, cycles)
@@ -311,16 +368,23 @@ class LinkClient:
                     raise LinkError(f"RUN refused with {status.name}: {LINK_STATUS_HELP[status]}", Cmd.RUN, status)
                 problem = f"device answered {status.name}"
                 continue
-            # No usable answer: did the device start this run?
-            st = self.status()
-            if st.run_seq == seq:            # the run started: its answer was lost or is still to come
-                if not st.busy:
-                    pass                     # a resend with this seq only repeats the result
-                elif time.monotonic() > deadline:
-                    raise LinkError(f"run from pc {pc} still busy after {self.run_timeout} s "
-                                    f"(pc {st.pc}, {st.cycles} cycles)", Cmd.RUN)
-                else:
-                    send = False             # the answer comes when the run ends
+            send = self._run_lost(seq, before, pc, deadline)
+
+    def _run_lost(self, seq: int, before: int, pc: int, deadline: float) -> bool:
+        """No usable RUN answer: did the device start this run?  True: resend the RUN."""
+        st = self.status()
+        if st.run_seq == seq:                # the run started: its answer was lost or is still to come
+            if not st.busy:
+                return True                  # a resend with this seq only repeats the result
+            if time.monotonic() > deadline:
+                raise LinkError(f"run from pc {pc} still busy after {self.run_timeout} s "
+                                f"(pc {st.pc}, {st.cycles} cycles)", Cmd.RUN)
+            return False                     # the answer comes when the run ends
+        if st.run_seq != before:             # neither this run nor the one before: the device was reset
+            raise DeviceReset(f"RUN (seq {seq}) went unanswered and the device now reports run_seq {st.run_seq} "
+                              f"(it was {before}): it was reset during the run, so its memory cannot be trusted",
+                              Cmd.RUN)
+        return True                          # the RUN frame was lost: send it again
 
     # -- the Machine-like device API (golden_model.program.ProgramTrainer) --
     def set_tensor(self, slot: int, base: int, rows: int, cols: int, exp: int) -> None:

@@ -14,9 +14,10 @@
 Every device offers what golden_model.program.ProgramTrainer needs
 (set_tensor, write_tensor, read_tensor, load_program, run), ``stats``
 (:class:`DeviceStats`: core cycles of runs, host-link bytes in/out, frames,
-retries), ``info`` (what PING answered) and close().  Link devices PING on
-connect and raise host.client.ConfigMismatch when the bitstream was built
-for another CoreConfig.
+retries, resent bytes), ``info`` (what PING answered) and close().  Link
+devices PING on connect and raise host.client.ConfigMismatch when the
+bitstream was built for another CoreConfig; ``link_faults=RATE`` injects
+faults on their link (host/faults.py).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from golden_model.machine import Machine, MachineError
 from sim_board.build import BuildError, build
 
 from .client import DeviceError, LinkClient, LinkError, SerialTransport
+from .faults import FaultyTransport
 
 DEFAULT_BAUD = 3_000_000
 
@@ -53,6 +55,9 @@ class DeviceStats:
     bytes_in: int = 0        # device -> host
     frames: int = 0
     retries: int = 0
+    resent_bytes: int = 0    # bytes of request frames sent more than once
+    resyncs: int = 0         # flushes after unanswered requests (host.client.LinkClient._resync)
+    flush_bytes: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -81,6 +86,9 @@ class Device:
     @property
     def stats(self) -> DeviceStats:
         return DeviceStats(runs=self._runs, cycles=self._cycles)
+
+    def adopt(self) -> None:
+        """Take the device's present run state as the starting point (after reloading its memory)."""
 
     def close(self) -> None:
         pass
@@ -123,12 +131,19 @@ class GoldenDevice(Device):
 
 
 class LinkDevice(Device):
-    """A device behind the host protocol (LinkClient over a transport)."""
+    """A device behind the host protocol (LinkClient over a transport).
 
-    def __init__(self, cfg: CoreConfig, transport, **client_options):
+    ``link_faults`` > 0 puts a host.faults.FaultyTransport (that rate per
+    frame, generator seed ``fault_seed``) between the client and the line;
+    ``faults`` then holds it (its ``counts``)."""
+
+    def __init__(self, cfg: CoreConfig, transport, *, link_faults: float = 0.0, fault_seed: int = 0,
+                 **client_options):
         super().__init__(cfg)
         self.transport = transport
-        self.client = LinkClient(transport, cfg, **client_options)
+        self.fault_seed = fault_seed
+        self.faults = FaultyTransport(transport, rate=link_faults, seed=fault_seed) if link_faults else None
+        self.client = LinkClient(self.faults or transport, cfg, **client_options)
         self.info = self.client.ping()
         self.client.status()
 
@@ -150,11 +165,15 @@ class LinkDevice(Device):
     def _run(self, pc):
         return self.client.run(pc)
 
+    def adopt(self) -> None:
+        self.client.forget_runs()
+
     @property
     def stats(self) -> DeviceStats:
         s = self.client.stats
         return DeviceStats(runs=self._runs, cycles=self._cycles, bytes_out=s.bytes_out, bytes_in=s.bytes_in,
-                           frames=s.frames, retries=s.retries)
+                           frames=s.frames, retries=s.retries, resent_bytes=s.resent_bytes, resyncs=s.resyncs,
+                           flush_bytes=s.flush_bytes)
 
     def close(self) -> None:
         close = getattr(self.transport, "close", None)
@@ -236,7 +255,7 @@ class SimDevice(LinkDevice):
             except BuildError as error:
                 raise DeviceNotFound(str(error)) from None
         transport = PipeTransport(exe)
-        client_options.setdefault("timeout", 5.0)
+        client_options.setdefault("timeout", 0.5)
         client_options.setdefault("run_timeout", 600.0)
         try:
             super().__init__(cfg, transport, **client_options)

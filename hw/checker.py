@@ -11,14 +11,14 @@ issue, an engine finishing) restarts a two-cycle ``settle`` count, and
 ``error`` is meaningful once ``settled``.
 """
 
-from amaranth import Cat, Module, Signal
+from amaranth import Cat, Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from golden_model.config import CoreConfig
 from golden_model.isa import CHECK_RULES, OPS, STRICT_FLAGS, Status, status_bits
 
-from .decoder import end, stride, wide_exp_shape
+from .decoder import end, geometry_facts_layout, holds, stride, wide_exp_shape
 from .interfaces import dim_shape, instruction_layout, table_entry_layout
 
 
@@ -33,6 +33,8 @@ class Checker(wiring.Component):
             "acc": In(shape), "produced": In(shape),
             "inner_a": In(dim_shape(cfg)), "inner_b": In(dim_shape(cfg)),
             "dst_exp": In(wide_exp_shape(cfg)),
+            "acc_exp": In(wide_exp_shape(cfg)),
+            "geometry": In(geometry_facts_layout(cfg)),
             "invalidate": In(1),
             "error": Out(status_bits()),
             "settled": Out(1),
@@ -56,14 +58,28 @@ class Checker(wiring.Component):
         def partly_overlaps(x, y):
             return (x.base != y.base) & (x.base < end(cfg, y)) & (y.base < end(cfg, x))
 
-        produced = self.produced
+        produced, g, inst = self.produced, self.geometry, self.inst
+        lanes_log2 = cfg.lanes.bit_length() - 1
+
+        def padded_taps(x):
+            """taps * Cp for a tensor of x.cols channels (each tap's channels in whole words)."""
+            return g.taps * (stride(cfg, x.cols) << lanes_log2)
+
+        conv_fails = Mux(inst.f0, (a.rows != g.out_rows) | (b.rows != g.in_rows),
+                         Mux(inst.f1, (a.rows != g.out_rows) | (a.cols != b.rows) | (dst.rows != g.in_rows)
+                             | (b.cols != padded_taps(dst)),
+                             (a.rows != g.in_rows) | (b.cols != padded_taps(a))))
         fails = {"inner": self.inner_a != self.inner_b, "b_scalar": ~scalar(b),
                  "ab_or_b_scalar": ~same(a, b) & ~scalar(b), "ab": ~same(a, b),
                  "dst_ab": ~same(a, b) | ~same(dst, a), "dst_a": ~same(dst, a),
                  "dst_acc": ~same(dst, self.acc), "b_acc": ~same(b, self.acc),
                  "acc_fits": produced.rows * stride(cfg, produced.cols) > cfg.acc_words,
                  "overlap:dst,a": partly_overlaps(dst, a), "overlap:dst,b": partly_overlaps(dst, b),
-                 "exp_fits": (self.dst_exp < -exp_limit) | (self.dst_exp >= exp_limit)}
+                 "disjoint:dst,a": (dst.base < end(cfg, a)) & (a.base < end(cfg, dst)),
+                 "conv": conv_fails, "pool": a.rows != g.in_rows,
+                 "unpool": (a.rows != g.pool_rows) | (dst.rows != g.in_rows) | (dst.cols != a.cols),
+                 "exp_fits": (self.dst_exp < -exp_limit) | (self.dst_exp >= exp_limit),
+                 "frozen": dst.exp < self.acc_exp}
         for name, x in (("dst", dst), ("a", a), ("b", b)):
             fails[f"dims:{name}"] = dims_bad(x)
             fails[f"extent:{name}"] = end(cfg, x) > cfg.tmem_words
@@ -78,17 +94,21 @@ class Checker(wiring.Component):
             failed[name] = Signal(name="fails_" + name.replace(":", "_").replace(",", "_"))
             m.d.sync += failed[name].eq(condition)
 
+        illegal_geometry = Signal()
+        m.d.sync += illegal_geometry.eq(~self.geometry.legal)
         error = self.error
         with m.Switch(inst.opcode):
             for op, spec in OPS.items():
                 with m.Case(op):
                     for check in reversed(spec.checks):            # the first failing check wins
-                        enabled = getattr(inst, check.when) if check.when else 1
-                        with m.If(failed[check.rule] & enabled):
+                        with m.If(failed[check.rule] & holds(check.when, inst)):
                             m.d.comb += error.eq(check.status)
-                    undefined = [getattr(inst, flag) for flag in STRICT_FLAGS if flag not in spec.fields]
-                    if undefined:
-                        with m.If(Cat(*undefined).any()):
+                    refused = [getattr(inst, flag) for flag in STRICT_FLAGS if flag not in spec.fields]
+                    refused += [holds(condition, inst) for condition in spec.illegal]
+                    if spec.geometry is not None:
+                        refused.append(illegal_geometry)
+                    if refused:
+                        with m.If(Cat(*refused).any()):
                             m.d.comb += error.eq(Status.ILLEGAL_INSTRUCTION)
             with m.Default():
                 m.d.comb += error.eq(Status.ILLEGAL_INSTRUCTION)

@@ -9,13 +9,14 @@ exponent written to dst, and the fields an engine needs
 before they are used (hw/sequencer.py).
 """
 
-from amaranth import C, Cat, Module, Mux, signed, unsigned
+from amaranth import C, Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from golden_model.config import CoreConfig
 from golden_model.isa import OPS, PORTS, Acc, Engine, Op, field_width
 
+from .geometry import key_layout, legal, out_height, out_width, pool_shape
 from .interfaces import (command_layout, dim_shape, exp_shape, instruction_layout, slot_shape, table_entry_layout,
                          tmem_addr_shape)
 from .sq_shift import SqShift
@@ -24,6 +25,17 @@ from .sq_shift import SqShift
 def wide_exp_shape(cfg: CoreConfig):
     """Exponent arithmetic before the range check: a sum of two exponents plus a shift fits."""
     return signed(cfg.exp_bits + 3)
+
+
+def geometry_facts_layout(cfg: CoreConfig) -> data.StructLayout:
+    """What a geometry instruction's key implies (hw.geometry): sizes for the checks and the ACC shape.
+
+    in_rows, out_rows  B*H*W and B*Ho*Wo; pool_rows: B*(H/KH)*(W/KW); taps: KH*KW;
+    window_shift       log2(KH*KW) (pooling); legal: the key is a geometry the opcode takes
+    """
+    dim = dim_shape(cfg)
+    return data.StructLayout({"in_rows": unsigned(dim.width + 8), "out_rows": unsigned(dim.width + 8),
+                              "pool_rows": unsigned(dim.width + 8), "taps": 8, "window_shift": 5, "legal": 1})
 
 
 def acc_state_layout(cfg: CoreConfig) -> data.StructLayout:
@@ -52,6 +64,11 @@ def issue_record_layout(cfg: CoreConfig) -> data.StructLayout:
     })
 
 
+def holds(condition, inst):
+    """golden_model.isa.holds in gateware: every (field, value) of the condition matches."""
+    return Cat(*(getattr(inst, field) == value for field, value in condition)).all() if condition else C(1)
+
+
 def port_mask(ports) -> int:
     return sum(1 << PORTS.index(port) for port in ports)
 
@@ -72,7 +89,8 @@ class Decoder(wiring.Component):
     ``uses`` (dst, a, b): the slots whose words or exponent the instruction
     touches (for the exponent write-back hazard); ``inner_a``/``inner_b``:
     MATMUL's inner lengths of op(A) and op(B); ``quant_exp``: ACC.exp plus the
-    SQ shift; ``dst_exp``: the exponent it writes to dst, before the range check.
+    SQ shift; ``dst_exp``: the exponent it writes to dst, before the range check;
+    ``geometry``: what a CONV, POOL or UNPOOL key implies.
     """
 
     def __init__(self, cfg: CoreConfig):
@@ -92,7 +110,24 @@ class Decoder(wiring.Component):
             "inner_a": Out(dim_shape(cfg)), "inner_b": Out(dim_shape(cfg)),
             "quant_exp": Out(wide_exp_shape(cfg)),
             "dst_exp": Out(wide_exp_shape(cfg)),
+            "geometry": Out(geometry_facts_layout(cfg)),
         })
+
+    def _geometry(self, m):
+        """The key's geometry facts (hw.geometry), for every opcode; meaningful for CONV, POOL, UNPOOL."""
+        inst, facts = self.inst, self.geometry
+        g = key_layout()(inst.key)
+        pool_h, pool_w, shift = pool_shape(g)
+        m.d.comb += [
+            facts.in_rows.eq(g.batch * g.height * g.width),
+            facts.out_rows.eq(g.batch * out_height(g) * out_width(g)),
+            facts.pool_rows.eq(g.batch * pool_h * pool_w),
+            facts.taps.eq(g.kh * g.kw),
+            facts.window_shift.eq(shift),
+            facts.legal.eq(legal(g, pool=inst.opcode.matches(*(op for op, spec in OPS.items()
+                                                                  if spec.geometry == "pool")))),
+        ]
+        return facts
 
     def elaborate(self, platform):
         m = Module()
@@ -101,17 +136,29 @@ class Decoder(wiring.Component):
         entries = {"dst": dst, "a": a, "b": b}
         opcode = inst.opcode
 
-        # the SQ shift of the ACC a consumer quantizes (QUANT's ReLU takes max(x, 0); QUPDATE's f0 is rounding)
+        # the shift of the ACC a consumer quantizes: the SQ shift (QUANT's ReLU takes max(x, 0); QUPDATE's f0
+        # is rounding), or with QUANT's f3 the frozen dst.exp - ACC.exp (above max_shift it flushes)
         m.submodules.sq_shift = sq_shift = SqShift(cfg)
         m.d.comb += sq_shift.peak.eq(Mux(inst.f0 & (opcode == Op.QUANT), acc.maxpos, acc.maxabs))
-        m.d.comb += self.quant_exp.eq(acc.exp + sq_shift.shift)
+        frozen = inst.f3 & (opcode == Op.QUANT)
+        frozen_shift = Signal(wide_exp_shape(cfg))
+        m.d.comb += frozen_shift.eq(dst.exp - acc.exp)
+        flush = cfg.max_shift + 1
+        consumer_shift = Mux(frozen, Mux(frozen_shift > flush, flush, frozen_shift), sq_shift.shift)
+        m.d.comb += self.quant_exp.eq(Mux(frozen, dst.exp, acc.exp + sq_shift.shift))
 
         # ACC rules (golden_model.isa.ACC_SHAPES, ACC_EXPONENTS) and the dst exponent (DST_EXPONENTS)
         mat_m, mat_n = Mux(inst.f0, a.cols, a.rows), Mux(inst.f1, b.cols, b.rows)
         m.d.comb += [self.inner_a.eq(Mux(inst.f0, a.rows, a.cols)), self.inner_b.eq(Mux(inst.f1, b.rows, b.cols))]
-        shapes = {"matmul": (mat_m, mat_n), "a": (a.rows, a.cols), "scalar": (1, 1)}
-        exponents = {"a+b": a.exp + b.exp, "max": Mux(a.exp > b.exp, a.exp, b.exp), "a": a.exp}
-        dst_exponents = {"sq": self.quant_exp, "a": a.exp}
+        facts = self._geometry(m)
+        padded_taps = facts.taps * (stride(cfg, b.cols) << (cfg.lanes.bit_length() - 1))
+        conv_rows = Mux(inst.f0, a.cols, Mux(inst.f1, dst.rows, facts.out_rows))
+        conv_cols = Mux(inst.f0, padded_taps, Mux(inst.f1, dst.cols, b.rows))
+        shapes = {"matmul": (mat_m, mat_n), "a": (a.rows, a.cols), "scalar": (1, 1), "conv": (conv_rows, conv_cols),
+                  "pool": (facts.pool_rows, a.cols)}
+        exponents = {"a+b": a.exp + b.exp, "max": Mux(a.exp > b.exp, a.exp, b.exp), "a": a.exp,
+                     "a-window": a.exp - facts.window_shift}
+        dst_exponents = {"sq": self.quant_exp, "a": a.exp, "a-window": a.exp - facts.window_shift}
         produced, record = self.produced, self.record
         with m.Switch(opcode):
             for op, spec in OPS.items():
@@ -126,7 +173,7 @@ class Decoder(wiring.Component):
                     if spec.dst_exp is not None:
                         m.d.comb += self.dst_exp.eq(dst_exponents[spec.dst_exp])
                     for slot in ("dst", "a", "b"):
-                        reads = [getattr(inst, r.when) if r.when else C(1) for r in spec.reads if r.slot == slot]
+                        reads = [holds(r.when, inst) for r in spec.reads if r.slot == slot]
                         read = Cat(*reads).any() if reads else C(0)
                         written = slot == "dst" and (spec.writes_dst or spec.dst_exp is not None)
                         m.d.comb += getattr(self.uses, slot).eq(read | written)
@@ -152,6 +199,6 @@ class Decoder(wiring.Component):
             cmd.acc_rows.eq(acc_rows), cmd.acc_cols.eq(acc_cols), cmd.acc_stride.eq(stride(cfg, acc_cols)),
             cmd.shift_a.eq(exp_max - a.exp), cmd.shift_b.eq(exp_max - b.exp),
             cmd.shift.eq(dst.exp + inst.lr - Mux(opcode == Op.QUPDATE, self.quant_exp, a.exp)),
-            cmd.sq_shift.eq(sq_shift.shift),
+            cmd.sq_shift.eq(consumer_shift),
         ]
         return m

@@ -29,8 +29,8 @@ from .rounding import acc_shape, data_shape, shift_shape, signed_shift_shape
 
 
 def dim_shape(cfg: CoreConfig):
-    """Unsigned shape of a tensor dimension (rows or cols)."""
-    return unsigned(max(cfg.max_features, cfg.max_batch).bit_length())
+    """Unsigned shape of a tensor dimension (rows or cols): 0 .. cfg.max_dim."""
+    return unsigned(cfg.max_dim.bit_length())
 
 
 def tmem_addr_shape(cfg: CoreConfig):

@@ -83,7 +83,8 @@ class Sequencer(wiring.Component):
             checker.acc.rows.eq(tracker.acc.rows), checker.acc.cols.eq(tracker.acc.cols),
             checker.produced.rows.eq(decoder.produced.rows), checker.produced.cols.eq(decoder.produced.cols),
             checker.inner_a.eq(decoder.inner_a), checker.inner_b.eq(decoder.inner_b),
-            checker.dst_exp.eq(decoder.dst_exp),
+            checker.dst_exp.eq(decoder.dst_exp), checker.geometry.eq(decoder.geometry),
+            checker.acc_exp.eq(tracker.acc.exp),
         ]
         staged_cmd, staged_record = Signal.like(decoder.cmd), Signal.like(decoder.record)
         staged_acc, staged_engine = Signal.like(decoder.produced), Signal.like(decoder.engine)

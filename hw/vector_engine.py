@@ -1,24 +1,25 @@
-"""Element-wise engine: SCALE, ADD, SUM, DOT and MASK, one TMEM word per cycle.
+"""Element-wise engine: SCALE, ADD, SUM, DOT, MASK, POOL and UNPOOL, one TMEM word per cycle.
 
-Golden ``Machine.execute`` for these opcodes.  The engine walks A's words
-(row-major, ``stride`` words per row) and reads B's word at the same offset,
-or always B's first word when B is 1x1 (the SCALE multiplier, a broadcast
-ADD bias), so a scalar operand needs no separate fetch.  Three stages:
+Golden ``Machine._scale`` ... ``_unpool``.  A :class:`~hw.vector_walk.VectorWalk`
+says which words to read (A's words in order, B's at the same offset or B's
+first word when B is 1x1; POOL: the window's words of each pooled pixel;
+UNPOOL: the pooled word covering each pixel) and where each result goes.
+Three stages after it:
 
-  issue    read word ``off`` of A (tmem_a) and of B (tmem_b); the lanes whose
-           column index is below A's ``cols`` are marked valid;
+  issue    read A's word (tmem_a) and B's (tmem_b);
   compute  per lane: a * b (SCALE, DOT), align(a) + align(b) (ADD, nearest
-           rounding with the command's shift_a / shift_b), a (SUM),
-           a if b > 0 else 0 (MASK); invalid (pad) lanes become 0, so a
-           broadcast scalar never reaches pad lanes, the maxima or the sums;
-  write    SCALE / ADD: AMEM word ``off`` (ACC has A's layout) and the running
-           max |x| / max(x, 0); MASK: TMEM word dst.base + off; SUM / DOT:
-           add the lane sum to the running total.
+           rounding with the command's shift_a / shift_b), a (SUM, POOL,
+           UNPOOL), a if b > 0 else 0 (MASK); lanes past the word's valid
+           count become 0, so a broadcast scalar never reaches pad lanes, the
+           maxima or the sums;
+  write    SCALE, ADD, POOL: the ACC word (a group of KH*KW words summed for
+           POOL) and the running max |x| / max(x, 0); MASK, UNPOOL: the TMEM
+           word at dst; SUM, DOT: the lane sum added to the running total.
 
 SUM / DOT then write the total to lane 0 of AMEM word 0 (other lanes 0) and
-take the maxima from it.  ``done`` follows the last write.  Every word is
-read two cycles before it is written and later reads are at higher offsets,
-so MASK may write in place over A or B.
+take the maxima from it.  ``done`` follows the last write.  MASK reads every
+word before it writes it and later reads are at higher offsets, so it may
+write in place over A or B; UNPOOL's dst must not overlap A (its checks).
 """
 
 from amaranth import C, Module, Mux, Signal, signed, unsigned
@@ -27,8 +28,9 @@ from amaranth.lib import data, wiring
 from golden_model.config import CoreConfig
 from golden_model.isa import Op
 
-from .interfaces import EngineSignature, amem_addr_shape, command_layout, dim_shape, tmem_addr_shape
+from .interfaces import EngineSignature, amem_addr_shape, command_layout
 from .rounding import WORD_BITS, ShiftDecode, round_shift
+from .vector_walk import VectorWalk, Walk, walk_request_layout
 
 
 def _max(values):
@@ -55,8 +57,8 @@ def _abs(x, width):
 
 
 def lane_result(m: Module, op, a, b, dec_a: ShiftDecode, dec_b: ShiftDecode, shape, name: str) -> Signal:
-    """One lane of each element-wise opcode (golden ``Machine._scale`` ... ``_mask``): a * b (SCALE, DOT),
-    align(a) + align(b) (ADD, nearest rounding), a (SUM), a if b > 0 else 0 (MASK)."""
+    """One lane of each opcode (golden ``Machine._scale`` ... ``_unpool``): a * b (SCALE, DOT),
+    align(a) + align(b) (ADD, nearest rounding), a (SUM, POOL, UNPOOL), a if b > 0 else 0 (MASK)."""
     value = Signal(shape, name=name)
     no_random = C(0, WORD_BITS)
     with m.Switch(op):
@@ -64,7 +66,7 @@ def lane_result(m: Module, op, a, b, dec_a: ShiftDecode, dec_b: ShiftDecode, sha
             m.d.comb += value.eq(a * b)
         with m.Case(Op.ADD):
             m.d.comb += value.eq(round_shift(a, dec_a, C(0), no_random) + round_shift(b, dec_b, C(0), no_random))
-        with m.Case(Op.SUM):
+        with m.Case(Op.SUM, Op.POOL, Op.UNPOOL):
             m.d.comb += value.eq(a)
         with m.Case(Op.MASK):
             m.d.comb += value.eq(Mux(b > 0, a, 0))
@@ -99,67 +101,59 @@ class VectorEngine(wiring.Component):
 
         cmd = Signal(command_layout(cfg))
         op = cmd.op
-        broadcast = Signal()
-        m.d.comb += broadcast.eq((cmd.b.rows == 1) & (cmd.b.cols == 1))
-
+        m.submodules.walk = walk = VectorWalk(cfg)
         dec_a, dec_b = (self._alignment(m, shift, name) for name, shift in (("shift_a", cmd.shift_a),
                                                                              ("shift_b", cmd.shift_b)))
+        m.d.comb += [walk.a.eq(cmd.a), walk.b.eq(cmd.b), walk.key.eq(cmd.key),
+                     walk.walk.eq(Mux(op == Op.POOL, Walk.POOL, Mux(op == Op.UNPOOL, Walk.UNPOOL, Walk.LINEAR))),
+                     walk.words.eq(Mux(op == Op.POOL, cmd.acc_rows * cmd.acc_stride,
+                                       Mux(op == Op.UNPOOL, cmd.dst.rows * cmd.dst.stride, cmd.a.rows * cmd.a.stride)))]
+        broadcast = (cmd.b.rows == 1) & (cmd.b.cols == 1)
 
         # --- issue ------------------------------------------------------------
-        off = Signal(tmem_addr_shape(cfg))           # word offset within A
-        col = Signal(dim_shape(cfg))                 # word within the row
-        row = Signal(dim_shape(cfg))
-        remaining = Signal(range(max(cfg.max_features, cfg.max_batch) + 1))  # columns left in the row
-        issue = Signal()
-        row_end = Signal()
-        last = Signal()
-        m.d.comb += [
-            row_end.eq(col == cmd.a.stride - 1),
-            last.eq(row_end & (row == cmd.a.rows - 1)),
-            self.tmem_a.addr.eq(cmd.a.base + off),
-            self.tmem_b.addr.eq(cmd.b.base + Mux(broadcast, 0, off)),
-            self.tmem_a.en.eq(issue),
-            self.tmem_b.en.eq(issue),
-        ]
+        request = walk.o.payload
+        m.d.comb += [self.tmem_a.addr.eq(request.a_addr), self.tmem_b.addr.eq(request.b_addr),
+                     self.tmem_a.en.eq(walk.o.valid), self.tmem_b.en.eq(walk.o.valid & ~op.matches(Op.POOL, Op.UNPOOL))]
 
         # --- compute (memory data valid) --------------------------------------
-        p1_valid, p1_last = Signal(), Signal()
-        p1_off = Signal(tmem_addr_shape(cfg))
-        p1_mask = Signal(lanes)
-        m.d.sync += [p1_valid.eq(issue), p1_last.eq(issue & last), p1_off.eq(off)]
-        for lane in range(lanes):
-            m.d.sync += p1_mask[lane].eq(lane < remaining)
-
+        p1 = Signal(walk_request_layout(cfg))
+        p1_valid = Signal()
+        m.d.sync += [p1_valid.eq(walk.o.valid), p1.eq(request)]
         values = Signal(lane_word)
         for lane in range(lanes):
             b = Mux(broadcast, self.tmem_b.data[0], self.tmem_b.data[lane])
             value = lane_result(m, op, self.tmem_a.data[lane], b, dec_a, dec_b, lane_shape, f"value{lane}")
-            m.d.sync += values[lane].eq(Mux(p1_mask[lane], value, 0))
+            m.d.sync += values[lane].eq(Mux(lane < p1.count, value, 0))
 
         # --- write ------------------------------------------------------------
-        p2_valid, p2_last = Signal(), Signal()
-        p2_off = Signal(tmem_addr_shape(cfg))
-        m.d.sync += [p2_valid.eq(p1_valid), p2_last.eq(p1_last), p2_off.eq(p1_off)]
+        p2 = Signal(walk_request_layout(cfg))
+        p2_valid = Signal()
+        m.d.sync += [p2_valid.eq(p1_valid), p2.eq(p1)]
+        group = Signal(data.ArrayLayout(signed(cfg.acc_bits), lanes))       # POOL: the window's sum so far
+        summed = Signal(data.ArrayLayout(signed(cfg.acc_bits), lanes))
+        for lane in range(lanes):
+            m.d.comb += summed[lane].eq(Mux(p2.first, 0, group[lane]) + values[lane])
+        with m.If(p2_valid):
+            m.d.sync += group.eq(summed)
 
         maxabs = Signal(unsigned(cfg.acc_bits))
         maxpos = Signal(unsigned(cfg.acc_bits))
         total = Signal(signed(cfg.acc_bits))
         m.d.comb += [self.result.maxabs.eq(maxabs), self.result.maxpos.eq(maxpos)]
-
-        lane_abs = [_abs(values[lane], lane_shape.width) for lane in range(lanes)]
-        lane_pos = [Mux(values[lane] > 0, values[lane].as_unsigned(), 0) for lane in range(lanes)]
+        lane_abs = [_abs(summed[lane], cfg.acc_bits) for lane in range(lanes)]
+        lane_pos = [Mux(summed[lane] > 0, summed[lane].as_unsigned(), 0) for lane in range(lanes)]
         word_maxabs, word_maxpos = _max(lane_abs), _max(lane_pos)
         reduced = op.matches(Op.SUM, Op.DOT)
 
         with m.If(p2_valid):
             with m.Switch(op):
-                with m.Case(Op.SCALE, Op.ADD):
-                    m.d.comb += [self.amem_w.en.eq(1), self.amem_w.addr.eq(p2_off)]
-                    m.d.comb += [self.amem_w.data[lane].eq(values[lane]) for lane in range(lanes)]
-                    m.d.sync += [maxabs.eq(Mux(word_maxabs > maxabs, word_maxabs, maxabs)),
-                                 maxpos.eq(Mux(word_maxpos > maxpos, word_maxpos, maxpos))]
-                with m.Case(Op.MASK):
-                    m.d.comb += [self.tmem_w.en.eq(1), self.tmem_w.addr.eq(cmd.dst.base + p2_off)]
+                with m.Case(Op.SCALE, Op.ADD, Op.POOL):
+                    with m.If(p2.last):
+                        m.d.comb += [self.amem_w.en.eq(1), self.amem_w.addr.eq(p2.out), self.amem_w.data.eq(summed)]
+                        m.d.sync += [maxabs.eq(Mux(word_maxabs > maxabs, word_maxabs, maxabs)),
+                                     maxpos.eq(Mux(word_maxpos > maxpos, word_maxpos, maxpos))]
+                with m.Case(Op.MASK, Op.UNPOOL):
+                    m.d.comb += [self.tmem_w.en.eq(1), self.tmem_w.addr.eq(cmd.dst.base + p2.out)]
                     m.d.comb += [self.tmem_w.data[lane].eq(values[lane]) for lane in range(lanes)]
                 with m.Case(Op.SUM, Op.DOT):
                     m.d.sync += total.eq(total + _sum(values[lane] for lane in range(lanes)))
@@ -169,21 +163,13 @@ class VectorEngine(wiring.Component):
             with m.State("IDLE"):
                 m.d.comb += self.cmd.ready.eq(1)
                 with m.If(self.cmd.valid):
-                    m.d.sync += [cmd.eq(self.cmd.payload), off.eq(0), col.eq(0), row.eq(0),
-                                 remaining.eq(self.cmd.payload.a.cols),
-                                 maxabs.eq(0), maxpos.eq(0), total.eq(0)]
-                    m.next = "RUN"
+                    m.d.sync += [cmd.eq(self.cmd.payload), maxabs.eq(0), maxpos.eq(0), total.eq(0)]
+                    m.next = "START"
+            with m.State("START"):
+                m.d.comb += walk.start.eq(1)
+                m.next = "RUN"
             with m.State("RUN"):
-                m.d.comb += issue.eq(1)
-                m.d.sync += off.eq(off + 1)
-                with m.If(row_end):
-                    m.d.sync += [col.eq(0), row.eq(row + 1), remaining.eq(cmd.a.cols)]
-                with m.Else():
-                    m.d.sync += [col.eq(col + 1), remaining.eq(remaining - lanes)]
-                with m.If(last):
-                    m.next = "DRAIN"
-            with m.State("DRAIN"):
-                with m.If(p2_valid & p2_last):
+                with m.If(p2_valid & p2.final):
                     m.next = "FINISH"
             with m.State("FINISH"):
                 with m.If(reduced):

@@ -14,6 +14,7 @@ with a TIMEOUT answer).  Runs: the Machine runs a program at once; with
 :meth:`complete_run`, to exercise BUSY.  The reference has no timing: the
 cycles it reports are ``cycle_model(start_pc, end_pc, code)``, by default the
 instructions executed (end_pc - start_pc; the ISA has no branches).
+:meth:`LinkDevice.reset` models the device's reset input.
 """
 
 from __future__ import annotations
@@ -90,6 +91,16 @@ class LinkDevice:
     @property
     def mid_frame(self) -> bool:
         return self.state != self.HUNT
+
+    def reset(self) -> None:
+        """A reset of the device (its rst input): the parser hunts again, a run in progress is abandoned
+        and the run state is cleared (run_seq 0: "no run yet"); TMEM, the tensor table and the program
+        are block RAM and keep their contents, and whatever was being answered is lost."""
+        self.state = self.HUNT
+        self.out = bytearray()
+        self.running = False
+        self.run_seq = 0
+        self.code, self.pc, self.cycles = int(Status.OK), 0, 0
 
     def complete_run(self) -> bytes:
         """End an active run (auto_complete=False): execute it and emit the RUN answer."""

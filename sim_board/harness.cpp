@@ -11,6 +11,8 @@
 //     instead of spinning.
 //   * EOF on stdin: finish what was received, let the core finish, flush the
 //     answers, print statistics to stderr when --stats, exit 0.
+//   * SIGUSR1: pulse rst for 4 cycles, like a board's reset button (the
+//     registers reset, block RAM keeps its contents); counted in --stats.
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
@@ -29,6 +31,9 @@
 #include "verilated.h"
 
 double sc_time_stamp() { return 0; }
+
+static volatile sig_atomic_t reset_requested = 0;
+static void request_reset(int) { reset_requested = 1; }
 
 static void write_all(int fd, const uint8_t *data, size_t n) {
     while (n) {
@@ -65,6 +70,9 @@ int main(int argc, char **argv) {
         }
     }
     signal(SIGPIPE, SIG_IGN);
+    struct sigaction reset_action {};
+    reset_action.sa_handler = request_reset;
+    sigaction(SIGUSR1, &reset_action, nullptr);   // no SA_RESTART: a blocking poll returns at once
     const int in_fd = 0, out_fd = 1;
     ::fcntl(in_fd, F_SETFL, ::fcntl(in_fd, F_GETFL) | O_NONBLOCK);
 
@@ -77,7 +85,7 @@ int main(int argc, char **argv) {
     std::vector<uint8_t> tx;
     tx.reserve(1 << 16);
     bool eof = false;
-    uint64_t cycle = 0, quiet = 0, bytes_in = 0, bytes_out = 0, blocks = 0;
+    uint64_t cycle = 0, quiet = 0, bytes_in = 0, bytes_out = 0, blocks = 0, resets = 0;
     auto start = std::chrono::steady_clock::now();
 
     // reset
@@ -117,6 +125,18 @@ int main(int argc, char **argv) {
     };
 
     for (;;) {
+        if (reset_requested) {
+            reset_requested = 0;
+            ++resets;
+            top.rst = 1;
+            for (int i = 0; i < 4; ++i) {
+                top.clk = 0; top.eval();
+                top.clk = 1; top.eval();
+                ++cycle;
+            }
+            top.rst = 0;
+            quiet = 0;
+        }
         bool have = rx_head != rx_tail;
         if (!have) {
             // Poll the pipe only every 64 cycles while the host is quiet (a
@@ -163,9 +183,10 @@ int main(int argc, char **argv) {
         double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
         std::fprintf(stderr,
                      "sim_board: cycles %llu wall_seconds %.3f cycles_per_second %.0f bytes_in %llu "
-                     "bytes_out %llu idle_blocks %llu\n",
+                     "bytes_out %llu idle_blocks %llu resets %llu\n",
                      (unsigned long long)cycle, secs, secs > 0 ? cycle / secs : 0.0,
-                     (unsigned long long)bytes_in, (unsigned long long)bytes_out, (unsigned long long)blocks);
+                     (unsigned long long)bytes_in, (unsigned long long)bytes_out, (unsigned long long)blocks,
+                     (unsigned long long)resets);
     }
     return 0;
 }

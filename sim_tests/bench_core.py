@@ -1,9 +1,10 @@
 """cocotb module behind bench/core.py: cycles of training steps on the simulated core, by phase.
 
-Runs STEPS training steps of the reference network through the same host
-flow as the golden model (golden_model.program.ProgramTrainer on
-sim_tests.core_device.CoreDevice), reads the sequencer's per-opcode cycle
-counters around every run, and writes the figures to $EOQ_BENCH_OUT.
+Runs STEPS training steps of a network ($EOQ_BENCH_ARCH: mlp, the residual
+MLP, or cnn, the ResNet) through the same host flow as the golden model
+(golden_model.program.ProgramTrainer on sim_tests.core_device.CoreDevice),
+reads the sequencer's per-opcode cycle counters around every run, and writes
+the figures to $EOQ_BENCH_OUT.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 import cocotb
 from cocotb.decorators import external, function
 
+from golden_model.cnn import ResCNN, input_rows
 from golden_model.data import load_digits_split
 from golden_model.isa import Op
 from golden_model.network import ResMLP, quantize_input
@@ -25,6 +27,15 @@ from .common import read_unsigned, settings, start
 from .core_device import CoreDevice
 
 STEPS = int(os.environ.get("EOQ_BENCH_STEPS", "3"))
+ARCH = os.environ.get("EOQ_BENCH_ARCH", "mlp")
+
+
+def network(cfg):
+    """The benchmarked network and its input conversion."""
+    if ARCH == "cnn":
+        model = ResCNN(cfg, 0, lr_shift=2)
+        return model, lambda pixels: input_rows(pixels, model.spec, cfg)
+    return ResMLP(cfg, 0, lr_shift=4), lambda pixels: quantize_input(pixels, cfg)
 
 
 def op_cycles(dut) -> np.ndarray:
@@ -58,23 +69,23 @@ async def training_step_cycles(dut):
             runs.append({"pc": pc, "cycles": cycles, "ops": (read_counters() - before).tolist()})
             return cycles
 
-    model = ResMLP(s.cfg, 0, lr_shift=4)
+    model, inputs = network(s.cfg)
 
     @external
     def host():
         trainer = ProgramTrainer(Recording(), model, s.cfg.max_batch)
         start_time = time.perf_counter()
         for idx in batches:
-            trainer.train_step(quantize_input(data.train_x[idx], s.cfg), data.train_y[idx])
+            trainer.train_step(inputs(data.train_x[idx]), data.train_y[idx])
         return time.perf_counter() - start_time
 
     wall = await host()
-    reference = ResMLP(s.cfg, 0, lr_shift=4)
-    reference.train_step(quantize_input(data.train_x[batches[0]], s.cfg), data.train_y[batches[0]])
+    reference, _ = network(s.cfg)
+    reference.train_step(inputs(data.train_x[batches[0]]), data.train_y[batches[0]])
     forward = [r for r in runs if r["pc"] == 0]
     backward = [r for r in runs if r["pc"] != 0]
     result = {
-        "config": s.cfg.name, "steps": STEPS, "batch": s.cfg.max_batch, "pes": s.cfg.num_pes,
+        "config": s.cfg.name, "arch": ARCH, "steps": STEPS, "batch": s.cfg.max_batch, "pes": s.cfg.num_pes,
         "forward_cycles": forward[-1]["cycles"], "backward_cycles": backward[-1]["cycles"],
         "forward_ops": dict(zip([op.name for op in Op], forward[-1]["ops"])),
         "backward_ops": dict(zip([op.name for op in Op], backward[-1]["ops"])),

@@ -1,4 +1,4 @@
-"""Whole-core benches: every instruction, the training step op by op, 50 steps.
+"""Whole-core benches: every instruction, the training steps op by op, 50 MLP and 20 CNN steps.
 
 The reference is the golden machine (golden_model/machine.py) and, for the
 training step, network.ResMLP itself through golden_model.program's host
@@ -14,7 +14,10 @@ import cocotb
 from cocotb.decorators import external
 
 from golden_model import isa
+from golden_model.cnn import ResCNN, input_rows
 from golden_model.data import load_digits_split
+from golden_model.geometry import Geometry
+from golden_model.inference import calibrate
 from golden_model.machine import Machine, MachineError, words_per_row
 from golden_model.network import ResMLP, Trace, quantize_input
 from golden_model.program import PARAMS, SLOTS, ProgramTrainer
@@ -24,6 +27,7 @@ from .common import settings, start
 from .core_device import CoreDevice
 
 STEPS = 50
+CNN_STEPS = 20
 
 
 def _layout(cfg, rng, shapes):
@@ -63,6 +67,23 @@ async def _compare_state(device, machine, slots, what):
             raise AssertionError(f"{what}: slot {slot} differs ({where}); DUT exp {got.exp}, golden exp {want.exp}")
 
 
+async def _run_both(device, machine, words):
+    """Run a program on the DUT and the machine; each side's (status, failing pc)."""
+    machine.load_program(words)
+    await device.load_program(words)
+    try:
+        machine.run()
+        want = (isa.Status.OK, None)
+    except MachineError as error:
+        want = (error.status, error.pc)
+    try:
+        await device.run()
+        got = (isa.Status.OK, None)
+    except MachineError as error:
+        got = (error.status, error.pc)
+    return got, want
+
+
 def _random_program(rng, cfg):
     """A legal instruction sequence over the slot plan of _instruction_shapes."""
     stochastic = bool(rng.integers(2))
@@ -93,6 +114,12 @@ def _random_program(rng, cfg):
         [isa.matmul(2, 0, transpose_a=True, transpose_b=True), qupdate(4)],
         [isa.total(2), qupdate(5)],
         [isa.dot(0, 7), qupdate(6)],
+        # QUANT with a frozen exponent (f3): dst's own exponent, EXP_RANGE when it is finer than the ACC's
+        [isa.matmul(0, 1), isa.quant(3), isa.matmul(0, 1),
+         isa.quant(3, relu=bool(rng.integers(2)), stochastic=stochastic, key=key, frozen=True)],
+        [isa.total(2), isa.quant(10, stochastic=stochastic, key=key, frozen=True)],
+        [isa.scale(0, 5), isa.quant(7, relu=bool(rng.integers(2)), frozen=True)],
+        [isa.matmul(0, 1), isa.quant(3, mask=2, frozen=True)],
     ]
     program = []
     for _ in range(int(rng.integers(1, 5))):
@@ -110,7 +137,8 @@ def _instruction_shapes(rng, cfg):
 
 @cocotb.test()
 async def instructions_match_machine(dut):
-    """Random legal programs over random tensors: TMEM, exponents and status equal the machine's."""
+    """Random programs over random tensors (legal but for frozen exponents finer than the ACC's): TMEM,
+    exponents and status equal the machine's."""
     s = settings(dut)
     rng = np.random.default_rng(s.seed)
     await start(dut)
@@ -121,12 +149,10 @@ async def instructions_match_machine(dut):
         await _setup(device, machine, rng, entries, extremes=trial % 3 == 0)
         program = _random_program(rng, s.cfg)
         words = [inst.encode() for inst in program]
-        machine.load_program(words)
-        await device.load_program(words)
-        machine.run()
-        await device.run()
-        await _compare_state(device, machine, range(len(entries)),
-                             f"trial {trial} program {[i.op.name for i in program]}")
+        got, want = await _run_both(device, machine, words)
+        what = f"trial {trial} program {[i.op.name for i in program]}"
+        assert got == want, f"{what}: DUT status {got}, golden {want}"
+        await _compare_state(device, machine, range(len(entries)), what)
 
 
 @cocotb.test()
@@ -145,8 +171,9 @@ async def errors_match_machine(dut):
     entries.append((entries[3][0] + cfg.max_dim, 2, 1, -3))  # slot 6: 2x1, after slot 3
     entries.append((entries[0][0] + 1, 4, 8, 2))           # slot 7: slot 0's shape, one word further
     await _setup(device, machine, rng, entries, extremes=False)
+    tiny = Geometry(batch=1, height=2, width=2, kh=1, kw=1)        # slot 0 (4x8) is its input
     programs = [
-        [isa.Instruction(isa.Op.HALT, reserved=5)],
+        [isa.Instruction(isa.Op.HALT, reserved=1)],
         [isa.matmul(0, 1), isa.halt()],
         [isa.matmul(0, 0, transpose_b=True), isa.quant(1), isa.halt()],
         [isa.scale(0, 1), isa.halt()],
@@ -185,22 +212,20 @@ async def errors_match_machine(dut):
         [isa.add(0, 0), isa.quant(7, mask=0), isa.halt()],
         [isa.add(0, 0), isa.quant(0, mask=7), isa.halt()],
         [isa.mask(7, 7, 7), isa.update(7, 7, 3), isa.add(7, 7), isa.quant(7, mask=7), isa.halt()],
+        # geometry instructions: a key that is no geometry, CONV's f0 without f1, a window that does not
+        # tile the image, shapes the geometry does not fit, a legal POOL
+        [isa.Instruction(isa.Op.CONV, a=0, b=1, key=0), isa.halt()],
+        [isa.Instruction(isa.Op.CONV, a=0, b=1, f0=1, key=tiny.encode()), isa.halt()],
+        [isa.pool(0, Geometry(batch=1, height=3, width=4, kh=2, kw=2)), isa.halt()],
+        [isa.conv(0, 1, tiny), isa.halt()],
+        [isa.conv(1, 0, tiny, mode="gradient"), isa.halt()],
+        [isa.unpool(7, 0, Geometry(batch=1, height=2, width=2, kh=2, kw=2)), isa.halt()],
+        [isa.pool(0, Geometry(batch=1, height=2, width=2, kh=2, kw=2)), isa.quant(2), isa.halt()],
     ]
     for program in programs:
         words = [inst.encode() for inst in program]
         words += [15] if program[-1].op != isa.Op.HALT else []
-        machine.load_program(words)
-        await device.load_program(words)
-        try:
-            machine.run()
-            want = (isa.Status.OK, None)
-        except MachineError as error:
-            want = (error.status, error.pc)
-        try:
-            await device.run()
-            got = (isa.Status.OK, None)
-        except MachineError as error:
-            got = (error.status, error.pc)
+        got, want = await _run_both(device, machine, words)
         assert got == want, f"program {[i.op.name for i in program]}: DUT {got}, golden {want}"
     await _compare_state(device, machine, [0, 1, 2, 3, 6], "after the error programs")
 
@@ -274,3 +299,143 @@ async def fifty_steps_identical(dut):
         assert params[name].exp == reference.params[name].exp
     dut._log.info(f"{STEPS} steps: {device.total_cycles} core cycles, "
                   f"{device.total_cycles / STEPS:.0f} per step; final loss {losses[-1]:.4f}")
+
+
+# ---- the convolutional instructions and network ---------------------------------------------------
+
+def _geometry_program(rng, cfg):
+    """A random geometry, tensors of its shapes, and a program of CONV, POOL and UNPOOL over them."""
+    while True:
+        pool = Geometry(batch=int(rng.integers(1, 3)), height=int(rng.choice([2, 4])), width=int(rng.choice([2, 4])),
+                        kh=2, kw=2)
+        try:        # a window larger than the padded image is drawn again
+            g = Geometry(batch=pool.batch, height=pool.height, width=pool.width, kh=int(rng.choice([1, 3])),
+                         kw=int(rng.choice([1, 3])), stride=int(rng.choice([1, 2])), pad_h=int(rng.integers(2)),
+                         pad_w=int(rng.integers(2)))
+            break
+        except ValueError:
+            continue
+    c, o = int(rng.integers(1, 2 * cfg.lanes)), int(rng.integers(1, 2 * cfg.lanes))
+    cp = -(-c // cfg.lanes) * cfg.lanes
+    shapes = [(g.in_rows, c), (o, g.taps * cp), (g.out_rows, o), (g.in_rows, c), (g.out_rows, o), (o, g.taps * cp),
+              (pool.pool_map().out_rows, c), (g.in_rows, c)]
+    lr, key = int(rng.integers(0, 12)), int(rng.integers(2**32))
+    program = [isa.conv(0, 1, g), isa.quant(4, relu=True),                         # forward
+               isa.conv(4, 1, g, mode="error", dst=0), isa.quant(3, mask=0),        # error, masked
+               isa.conv(4, 0, g, mode="gradient"),                                  # gradient -> update
+               isa.qupdate(1, lr, stochastic_grad=bool(rng.integers(2)), stochastic_update=True, key=key),
+               isa.pool(3, pool), isa.quant(6), isa.unpool(7, 6, pool), isa.halt()]
+    return shapes, program
+
+
+@cocotb.test()
+async def conv_instructions_match_machine(dut):
+    """Random geometries: CONV's three products (with their QUANT, masked QUANT and QUPDATE), POOL and
+    UNPOOL on the core leave the machine's TMEM and exponents."""
+    s = settings(dut)
+    rng = np.random.default_rng(s.seed)
+    await start(dut)
+    device = CoreDevice(dut, s.cfg)
+    for trial in range(4):
+        shapes, program = _geometry_program(rng, s.cfg)
+        machine = Machine(s.cfg)
+        entries = _layout(s.cfg, rng, shapes)
+        await _setup(device, machine, rng, entries, extremes=trial == 0)
+        w = machine.table[1]                          # the weights' padding channels are 0 (the layout's rule)
+        cp = -(-shapes[0][1] // s.cfg.lanes) * s.cfg.lanes
+        q = machine.read_tensor(1).q.reshape(w.rows, -1, cp)
+        q[:, :, shapes[0][1]:] = 0
+        t = QTensor(q.reshape(w.rows, w.cols), w.exp)
+        machine.write_tensor(1, t)
+        await device.write_tensor(1, t)
+        words = [inst.encode() for inst in program]
+        machine.load_program(words)
+        await device.load_program(words)
+        machine.run()
+        await device.run()
+        await _compare_state(device, machine, range(len(entries)), f"trial {trial} {[i.op.name for i in program]}")
+
+
+def _cnn(s):
+    data = load_digits_split()
+    return data, ResCNN(s.cfg, s.seed % 1000, lr_shift=2)
+
+
+@cocotb.test()
+async def cnn_step_op_by_op(dut):
+    """One training step of the convolutional ResNet (batch 4, every tensor in words of its own): every
+    activation, error and parameter equals the golden ResCNN's, tensor by tensor."""
+    s = settings(dut)
+    await start(dut)
+    device = CoreDevice(dut, s.cfg)
+    data, reference = _cnn(s)
+    idx = np.random.default_rng(s.seed).choice(len(data.train_y), 4, replace=False)
+    x, labels = input_rows(data.train_x[idx], reference.spec, s.cfg), data.train_y[idx]
+
+    @external
+    def host_step():
+        trainer = ProgramTrainer(device.blocking(), ResCNN(s.cfg, s.seed % 1000, lr_shift=2), 4, reuse=False)
+        trainer.train_step(x, labels)
+        return trainer.program
+
+    program = await host_step()
+    trace = Trace()
+    reference.train_step(x, labels, trace)
+    tensors = {name: out for name, _, out in trace.records}
+    compared = 0
+    for name, place in program.places.items():
+        if name in program.params:
+            want = reference.params[name]
+        elif name in tensors:
+            want = next(iter(tensors[name].values()))
+        else:
+            continue
+        got = await device.read_tensor(place.slot)
+        assert np.array_equal(got.q.reshape(want.q.shape), want.q) and got.exp == want.exp, \
+            f"{name} differs from the golden ResCNN (EOQ_SEED={s.seed})"
+        compared += 1
+    assert compared >= len(program.params) + 20, f"only {compared} tensors compared"
+    dut._log.info(f"one CNN step at batch 4: {device.total_cycles} core cycles, {compared} tensors compared")
+
+    # frozen-exponent inference with the trained weights, calibrated on the batch, at batch 4 and 1
+    calibrated = calibrate(reference, x)
+    machine = ProgramTrainer(Machine(s.cfg), reference, 4)
+    rows = x.q.shape[0] // 4
+
+    @external
+    def host_inference():
+        trainer = ProgramTrainer(device.blocking(), reference, 4)
+        return [trainer.infer(x, calibrated), trainer.infer(QTensor(x.q[:rows], x.exp), calibrated)]
+
+    together, alone = await host_inference()
+    want = machine.infer(x, calibrated)
+    assert np.array_equal(together.q, want.q) and together.exp == want.exp, "frozen inference differs"
+    assert np.array_equal(alone.q[0], want.q[0]), "a sample's frozen-inference logits depend on its batch"
+
+
+@cocotb.test(skip=os.environ.get("EOQ_MODE") == "quick")
+async def cnn_twenty_steps_identical(dut):
+    """20 training steps of the ResNet at max_batch (TMEM words reused by lifetime) end with the golden
+    model's weights, bit for bit."""
+    s = settings(dut)
+    await start(dut)
+    device = CoreDevice(dut, s.cfg)
+    data, reference = _cnn(s)
+    rng = np.random.default_rng(s.seed)
+    batches = [rng.choice(len(data.train_y), s.cfg.max_batch, replace=False) for _ in range(CNN_STEPS)]
+    inputs = [input_rows(data.train_x[idx], reference.spec, s.cfg) for idx in batches]
+
+    @external
+    def host_training():
+        trainer = ProgramTrainer(device.blocking(), ResCNN(s.cfg, s.seed % 1000, lr_shift=2), s.cfg.max_batch)
+        losses = [trainer.train_step(x, data.train_y[idx]) for x, idx in zip(inputs, batches)]
+        return losses, trainer.params()
+
+    losses, params = await host_training()
+    golden = [reference.train_step(x, data.train_y[idx]) for x, idx in zip(inputs, batches)]
+    assert losses == golden, "losses differ: the logits differed at some step"
+    for name, want in reference.params.items():
+        assert np.array_equal(params[name].q, want.q) and params[name].exp == want.exp, \
+            f"{name} differs after {CNN_STEPS} steps (EOQ_SEED={s.seed})"
+    dut._log.info(f"{CNN_STEPS} CNN steps: {device.total_cycles} core cycles, "
+                  f"{device.total_cycles / CNN_STEPS:.0f} per step; final loss {losses[-1]:.4f}")

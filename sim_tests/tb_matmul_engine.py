@@ -1,23 +1,39 @@
 """cocotb bench of hw.matmul_engine.MatmulEngine against golden_model.machine.Machine.
 
 MATMUL with all four transpose combinations on random shapes (rows, cols
-and K not multiples of the array or lane counts, K from 1 to max_dim),
-extreme values (all -128, all 127, mixed signs, zeros), 1x1 and the
-largest shapes, and the MATMULs of the reference network's training step
-(golden_model.program) on its tensor layout.  ACC and the reported maxima
+and K not multiples of the array or lane counts, K from 1 to the dense
+layers' limit), extreme values (all -128, all 127, mixed signs, zeros), 1x1
+and the largest shapes, the MATMULs of the reference network's training step
+(golden_model.program) on its tensor layout, and the three products of CONV
+over several geometries.  ACC and the reported maxima
 are compared bit-exactly; cycle counts and array utilization are logged.
+
+Beyond the valid elements, every MATMUL is held to:
+  * pad lanes: the lanes of the ACC's words past N hold op(A) . 0 = 0 (the B
+    vector is 0 past N: zeroed by a plain feeder, TMEM pad lanes for a
+    transposed one), so a feeder reading a row past a partial block shows;
+  * its ports: TMEM reads only within the words of A (port A) and B (port B),
+    no TMEM write, and each AMEM word of the ACC (rows x stride from 0)
+    written exactly once, nothing else;
+  * a cycle bound from its tile count (:func:`cycle_bound`).
 """
+
+import math
 
 import cocotb
 import numpy as np
+from cocotb.triggers import FallingEdge, ReadOnly
 
 from golden_model import isa
+from golden_model.geometry import Geometry
 from golden_model.isa import Op
 from golden_model.machine import Machine
 from golden_model.network import mlp_sizes
 from golden_model.program import MlpLayout, backward_program, forward_program, step_keys
 from golden_model.quant import QTensor
-from sim_tests.common import settings
+from golden_model.machine import words_per_row
+from sim_tests.command_model import acc_maxima
+from sim_tests.common import read_unsigned, settings
 from sim_tests.engine_bench import EngineBench, random_machine
 
 FLAGS = ((0, 0), (0, 1), (1, 0), (1, 1))
@@ -28,26 +44,122 @@ def stored_shapes(m: int, n: int, k: int, f0: int, f1: int):
     return ((k, m) if f0 else (m, k)), ((k, n) if f1 else (n, k))
 
 
+#: Hand-over cycles per tile (feeder bank switch, array clear).
+TILE_CYCLES = 2
+
+
+def cycle_bound(cfg, m: int, n: int, k: int, f0: int, f1: int) -> int:
+    """Most cycles a MATMUL with ACC m x n and inner length k may take.
+
+    A tile takes the longest of its k beats, the R rows of its readout (which
+    overlaps the next tile) and its operands' TMEM reads: a transposed
+    operand reads one word per beat, a plain one the W words of its block per
+    L beats (double-buffered, so the reads overlap the beats); plus
+    TILE_CYCLES of hand-over.  Fill and drain (the first block loads, the
+    array and the readout pipeline) take up to 2 L + 16 cycles.  Measured on
+    random and edge shapes of small4x4, default and wide8x16: every MATMUL
+    within the bound, the closest 3 % below it (64x64, K = 64, small4x4).
+    """
+    rows, cols, lanes = cfg.array_rows, cfg.array_cols, cfg.lanes
+    tiles = math.ceil(m / rows) * math.ceil(n / cols)
+    reads = [k if flag else math.ceil(k / lanes) * width for flag, width in ((f0, rows), (f1, cols))]
+    return tiles * (max(k, rows, *reads) + TILE_CYCLES) + 2 * lanes + 16
+
+
+class PortMonitor:
+    """Records the engine's TMEM reads on ports A and B, TMEM writes and AMEM writes, once per cycle."""
+
+    PORTS = {"tmem_a": "tmem_a__en", "tmem_b": "tmem_b__en", "tmem_w": "tmem_w__en", "amem_w": "amem_w__en"}
+
+    def __init__(self, dut):
+        self.dut = dut
+        self.seen: dict[str, list[int]] = {name: [] for name in self.PORTS}
+        self.task = None
+
+    async def _watch(self):
+        dut = self.dut
+        while True:
+            await FallingEdge(dut.clk)
+            await ReadOnly()
+            for name, enable in self.PORTS.items():
+                if read_unsigned(getattr(dut, enable)):
+                    self.seen[name].append(read_unsigned(getattr(dut, f"{name}__addr")))
+
+    def start(self):
+        self.seen = {name: [] for name in self.PORTS}
+        self.task = cocotb.start_soon(self._watch())
+
+    def stop(self) -> dict[str, list[int]]:
+        self.task.kill()
+        return self.seen
+
+
 class Bench:
     def __init__(self, dut, s):
         self.dut, self.s, self.cfg = dut, s, s.cfg
         self.eb = EngineBench(dut, s.cfg)
+        self.ports = PortMonitor(dut)
         self.np_rng = np.random.default_rng(s.seed)
         self.log: list[str] = []
 
     def fits(self, m: int, n: int) -> bool:
         return m * -(-n // self.cfg.lanes) <= self.cfg.acc_words
 
-    async def matmul(self, machine: Machine, inst: isa.Instruction, what: str):
-        """Execute on DUT and golden machine, compare ACC and maxima; return cycles."""
-        macs_before = machine.useful_macs
-        result, cycles = await self.eb.execute(machine, inst)
+    async def check_acc_words(self, machine: Machine, result: dict, label: str) -> None:
+        """The DUT's ACC words: valid lanes equal the machine's ACC, pad lanes 0, maxima the machine's."""
         rows, cols = machine.acc.shape
-        label = f"{what} MATMUL f0={inst.f0} f1={inst.f1} ACC {rows}x{cols}"
-        await self.eb.check_acc(machine, result, label)
+        lanes = self.cfg.lanes
+        stride = words_per_row(cols, lanes)
+        words = [await self.eb.read_amem(i) for i in range(rows * stride)]
+        got = np.array(words, dtype=np.int64).reshape(rows, stride * lanes)
+        if not np.array_equal(got[:, :cols], machine.acc):
+            bad = np.argwhere(got[:, :cols] != machine.acc)[0]
+            raise AssertionError(f"{label}: ACC differs first at {tuple(bad)}: DUT {got[tuple(bad)]} "
+                                 f"golden {machine.acc[tuple(bad)]}")
+        pad = got[:, cols:]
+        if pad.any():
+            row, lane = np.argwhere(pad != 0)[0]
+            raise AssertionError(f"{label}: pad lane {cols + lane} of ACC row {row} holds {pad[row, lane]}, not 0 "
+                                 f"(a B vector element past N was not 0)")
+        maxabs, maxpos = acc_maxima(machine.acc)
+        assert (result["maxabs"], result["maxpos"]) == (maxabs, maxpos), \
+            f"{label}: maxima DUT {result['maxabs']}, {result['maxpos']} golden {maxabs}, {maxpos}"
+
+    def check_ports(self, seen: dict[str, list[int]], operands, rows: int, cols: int, label: str) -> None:
+        """TMEM reads within each operand's words, no TMEM write, each ACC word written once."""
+        for port, entry in zip(("tmem_a", "tmem_b"), operands):
+            end = entry.base + entry.rows * words_per_row(entry.cols, self.cfg.lanes)
+            stray = [addr for addr in seen[port] if not entry.base <= addr < end]
+            assert not stray, (f"{label}: port {port} read TMEM words {sorted(set(stray))[:8]} outside its "
+                               f"operand's words {entry.base}..{end - 1}")
+        assert not seen["tmem_w"], f"{label}: the product wrote TMEM words {seen['tmem_w'][:8]}"
+        acc_words = rows * words_per_row(cols, self.cfg.lanes)
+        written = sorted(seen["amem_w"])
+        if written != list(range(acc_words)):
+            odd = sorted({a for a in written if not 0 <= a < acc_words or written.count(a) > 1})
+            raise AssertionError(f"{label}: AMEM writes are not each of the ACC's {acc_words} words once: "
+                                 f"{len(written)} writes; outside or repeated: {odd[:8]}")
+
+    async def matmul(self, machine: Machine, inst: isa.Instruction, what: str):
+        """Execute on DUT and golden machine; compare ACC words, maxima, ports and cycles; return cycles."""
+        macs_before = machine.useful_macs
+        operands = [machine.table[inst.a], machine.table[inst.b]]        # MATMUL and CONV leave the table as is
+        self.ports.start()
+        result, cycles = await self.eb.execute(machine, inst)
+        seen = self.ports.stop()
+        rows, cols = machine.acc.shape
+        label = f"{what} {inst.op.name} f0={inst.f0} f1={inst.f1} ACC {rows}x{cols}"
+        await self.check_acc_words(machine, result, label)
+        self.check_ports(seen, operands, rows, cols, label)
         macs = machine.useful_macs - macs_before
+        depth = macs // (rows * cols)
+        bounded = ""
+        if inst.op == isa.Op.MATMUL:           # (CONV's cycles: bench/cnn.py)
+            bound = cycle_bound(self.cfg, rows, cols, depth, inst.f0, inst.f1)
+            assert cycles <= bound, f"{label} K={depth}: {cycles} cycles, more than the bound {bound}"
+            bounded = f" (bound {bound})"
         utilization = macs / (self.cfg.num_pes * cycles)
-        self.log.append(f"{label} K={macs // (rows * cols)}: {cycles} cycles, {macs} MACs, "
+        self.log.append(f"{label} K={depth}: {cycles} cycles{bounded}, {macs} MACs, "
                         f"utilization {utilization:.3f}")
         return cycles
 
@@ -78,10 +190,11 @@ async def setup(dut):
 
 @cocotb.test()
 async def random_shapes(dut):
-    """Random M, N, K (1..max_dim, skewed to small and odd sizes) for every transpose combination."""
+    """Random M, N, K (1..max(max_features, max_batch), skewed to small and odd sizes) for every transpose
+    combination."""
     b = await setup(dut)
     cfg, rng = b.cfg, b.s.rng
-    limit = cfg.max_dim
+    limit = max(cfg.max_features, cfg.max_batch)
     count = 0
     while count < 24:
         m, n, k = (rng.choice([rng.randrange(1, limit + 1), rng.randrange(1, 2 * cfg.lanes + 2)]) for _ in range(3))
@@ -132,4 +245,48 @@ async def network_programs(dut):
         await b.eb.load(machine)
         for inst in program:
             await b.matmul(machine, inst, f"network batch {batch} hidden {hidden}")
+    b.dump()
+
+
+def conv_geometries(cfg, rng):
+    """3x3 pad 1 stride 1 and 2, 1x1 stride 2 (the projection), a 1-D signal and a random one."""
+    cases = [dict(batch=2, height=5, width=6, kh=3, kw=3, pad_h=1, pad_w=1),
+             dict(batch=2, height=8, width=8, kh=3, kw=3, stride=2, pad_h=1, pad_w=1),
+             dict(batch=3, height=4, width=4, kh=1, kw=1, stride=2),
+             dict(batch=2, height=1, width=12, kh=1, kw=3, pad_w=1),
+             dict(batch=rng.randrange(1, 4), height=rng.randrange(1, 8), width=rng.randrange(3, 8), kh=3, kw=3,
+                  stride=rng.choice([1, 2]), pad_h=rng.randrange(2), pad_w=rng.randrange(2))]
+    geometries = []
+    for fields in cases:
+        try:
+            g = Geometry(**fields)
+        except ValueError:
+            continue
+        if g.in_rows <= cfg.max_dim:
+            geometries.append(g)
+    return geometries
+
+
+@cocotb.test()
+async def convolutions(dut):
+    """CONV forward, error and gradient on random images, kernels and channel counts (1 to 2 words, not
+    multiples of the lanes): ACC and maxima bit-exact against the golden machine."""
+    b = await setup(dut)
+    cfg, rng = b.cfg, b.s.rng
+    for g in conv_geometries(cfg, rng):
+        channels, outputs = rng.randrange(1, 2 * cfg.lanes + 1), rng.randrange(1, 2 * cfg.lanes + 1)
+        padded = -(-channels // cfg.lanes) * cfg.lanes
+        weights = np.zeros((outputs, g.taps, padded), dtype=np.int64)
+        weights[:, :, :channels] = b.np_rng.integers(-128, 128, size=(outputs, g.taps, channels))
+        machine = random_machine(cfg, b.np_rng, [(g.in_rows, channels), (outputs, g.taps * padded),
+                                                 (g.out_rows, outputs), (g.in_rows, channels)])
+        machine.write_tensor(1, QTensor(weights.reshape(outputs, -1).astype(np.int8), machine.table[1].exp))
+        if not (b.fits(g.out_rows, outputs) and b.fits(g.in_rows, channels)
+                and b.fits(outputs, g.taps * padded)):
+            continue
+        await b.eb.load(machine)
+        what = f"{g} C={channels} O={outputs}"
+        await b.matmul(machine, isa.conv(0, 1, g), f"{what} forward")
+        await b.matmul(machine, isa.conv(2, 1, g, mode="error", dst=3), f"{what} error")
+        await b.matmul(machine, isa.conv(2, 0, g, mode="gradient"), f"{what} gradient")
     b.dump()

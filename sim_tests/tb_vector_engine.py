@@ -2,8 +2,9 @@
 
 SCALE, ADD (same shape and 1x1 broadcast), SUM, DOT and MASK (into another
 slot and in place) on random and extreme tensors, every ADD alignment shift
-up to past the flush, and the element-wise instructions of the reference
-network's programs (golden_model.program) on its tensor layout.  ACC,
+up to past the flush, POOL and UNPOOL over several windows, and the
+element-wise instructions of the reference network's programs
+(golden_model.program) on its tensor layout.  ACC,
 maxima and TMEM are compared bit-exactly; cycle counts are logged.
 """
 
@@ -11,6 +12,7 @@ import cocotb
 import numpy as np
 
 from golden_model import isa
+from golden_model.geometry import Geometry
 from golden_model.isa import Op
 from golden_model.machine import Machine
 from golden_model.network import mlp_sizes
@@ -157,4 +159,32 @@ async def network_programs(dut):
         await b.eb.load(machine)
         for inst in program:
             await b.run(machine, inst, f"network batch {batch} hidden {hidden}")
+    b.log_cycles(dut)
+
+
+def pool_geometries(cfg, rng):
+    """Windows 2x2, global (the whole image), 1xK (a 1-D signal) and 4x2 over random batches."""
+    cases = [(2, 8, 8, 2, 2), (3, 4, 4, 4, 4), (2, 1, 16, 1, 4), (1, 8, 4, 4, 2)]
+    cases.append((rng.randrange(1, 4), 2 * rng.randrange(1, 5), 4 * rng.randrange(1, 3), 2, 4))
+    return [Geometry(batch=b, height=h, width=w, kh=kh, kw=kw) for b, h, w, kh, kw in cases
+            if b * h * w <= cfg.max_dim]
+
+
+@cocotb.test()
+async def pooling(dut):
+    """POOL (window sums into ACC) and UNPOOL (each pixel takes its window's word) on random images with
+    1..2 words of channels; ACC, maxima and TMEM compared, dst's neighbours untouched."""
+    b = await setup(dut)
+    cfg = b.cfg
+    for g in pool_geometries(cfg, b.s.rng):
+        channels = b.s.rng.randrange(1, 2 * cfg.lanes + 1)
+        pooled = g.pool_map().out_rows
+        machine = random_machine(cfg, b.np_rng, [(g.in_rows, channels), (pooled, channels), (g.in_rows, channels)])
+        await b.eb.load(machine)
+        what = f"{g} C={channels}"
+        await b.run(machine, isa.pool(0, g), what)
+        result, cycles = await b.eb.execute(machine, isa.unpool(2, 1, g))
+        b.cycles[("UNPOOL", (g.in_rows, channels))] = cycles
+        for slot in (0, 1, 2):
+            await b.eb.check_tmem(machine, slot, f"{what} UNPOOL")
     b.log_cycles(dut)

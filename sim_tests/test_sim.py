@@ -4,7 +4,7 @@ The matrix is sim_tests/matrix.py; each case is built by sim_tests/runner.py
 and the cocotb bench module sim_tests.tb_<unit> then runs in it.
 Environment: SIM, WAVES (sim_tests/runner.py) and
   EOQ_SEED=N             reproduce a run (the seed is printed by every bench)
-Quick subset (not slow): default configuration, one rounding mode per unit.
+Quick subset (not slow): default configuration, both rounding modes of a unit that has two.
 """
 
 from __future__ import annotations
@@ -25,13 +25,13 @@ from sim_tests.units import BENCH_UNITS  # noqa: E402
 
 
 def _cases():
-    for unit, (modes, quick_mode) in BENCHES.items():
+    for unit, (modes, quick_modes) in BENCHES.items():
         variants = [(name, None) for name in CONFIG_NAMES]
         if BENCH_UNITS[unit].has_lanes:
             variants.append(("default", 1))
         for config, lanes in variants:
             for mode in modes:
-                quick = config == "default" and lanes is None and mode == quick_mode
+                quick = config == "default" and lanes is None and mode in quick_modes
                 marks = [pytest.mark.sim] + ([] if quick else [pytest.mark.slow])
                 ident = "-".join(str(p) for p in (unit, config, f"l{lanes}" if lanes else None, mode) if p)
                 yield pytest.param(unit, config, lanes, mode, marks=marks, id=ident)

@@ -59,3 +59,25 @@ def test_golden_section_quick(tmp_path):
         assert section["step_seconds"] > 0 and section["epoch_seconds"] > section["step_seconds"]
         assert section["fp32_epoch_seconds"] > 0 and section["int8_over_fp32_time_ratio"] > 0
     assert golden["int8_over_fp32_time_ratio"] == golden["batch16"]["int8_over_fp32_time_ratio"]
+
+
+def test_accuracy_table_in_parallel_equals_serial():
+    """bench.accuracy: each run is a pure function of its settings, so processes change nothing."""
+    from bench import accuracy
+    serial = accuracy.measure([0, 1], settings=((16, 1),), arch="mlp", jobs=1)
+    parallel = accuracy.measure([0, 1], settings=((16, 1),), arch="mlp", jobs=2)
+    for row in (serial["rows"][0], parallel["rows"][0]):
+        row.pop("seconds")
+    assert serial == parallel
+    row = serial["rows"][0]
+    assert len(row["int8_accuracy"]) == 2 and 0.1 < row["int8_mean"] <= 1
+    assert row["meets_target"] == (row["int8_mean"] >= 0.95 and row["fp32_mean"] - row["int8_mean"] <= 0.015)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", ["mlp", "cnn"])
+def test_accuracy_targets_hold(arch, tmp_path):
+    """The README's accuracy table: int8 within its target of FP32 at batch 16 and 1, seeds 0-2."""
+    from bench import accuracy
+    result = accuracy.measure([0, 1, 2], arch=arch, jobs=2)
+    assert all(row["meets_target"] for row in result["rows"]), accuracy.table([result])

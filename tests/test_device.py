@@ -262,24 +262,6 @@ def test_serial_silent_port_says_no_board(peer_factory):
 
 # ------------------------------------------------------------------------------ simulated board
 
-def sim_available() -> str | None:
-    from sim_board.build import BuildError, check_tools
-    try:
-        check_tools()
-    except BuildError as error:
-        return str(error)
-    return None
-
-
-@pytest.fixture(scope="module")
-def sim_exe():
-    reason = sim_available()
-    if reason:
-        pytest.skip(reason)
-    from sim_board.build import build
-    return build(CFG)
-
-
 def test_sim_board_ping_and_training_bit_exact(sim_exe, digits):
     device = open_device("sim", CFG, exe=sim_exe)
     try:
@@ -312,16 +294,18 @@ def run_cli(*args, timeout=600):
                           timeout=timeout)
 
 
-@pytest.mark.parametrize("target", ["golden", "sim"])
-def test_cli_device_targets(tmp_path, target, request):
+@pytest.mark.parametrize("target, arch", [("golden", "mlp"), ("sim", "mlp"), ("golden", "cnn"), ("sim", "cnn")])
+def test_cli_device_targets(tmp_path, target, arch, request):
     if target == "sim":
         request.getfixturevalue("sim_exe")
     metrics = tmp_path / "m.json"
-    proc = run_cli("--target", target, "--epochs", "1", "--steps", "4", "--metrics", str(metrics), "--no-progress")
+    proc = run_cli("--target", target, "--arch", arch, "--epochs", "1", "--steps", "4", "--metrics", str(metrics),
+                   "--no-progress")
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout.strip().splitlines()[-1])
     assert data == {k: v for k, v in json.loads(metrics.read_text()).items() if k != "history"}
-    assert data["target"] == target and data["bit_exact"] is True and data["steps"] == 4
+    assert data["target"] == target and data["arch"] == arch
+    assert data["bit_exact"] is True and data["steps"] == 4
     for key in ("device_cycles", "host_link_bytes", "test_accuracy", "train_accuracy", "final_loss"):
         assert key in data, key
     if target == "sim":

@@ -26,7 +26,7 @@ def test_row_names_only_defined_rules(op):
     spec = OPS[op]
     for check in spec.checks:
         assert check.rule in CHECK_RULES and isinstance(check.status, Status)
-        assert check.when is None or check.when in spec.fields
+        assert all(field in spec.fields for field, _ in check.when)
     assert set(spec.ports) <= set(PORTS)
     assert (spec.acc_shape in ACC_SHAPES) == (spec.acc is Acc.PRODUCES)
     assert (spec.acc_exp in ACC_EXPONENTS) == (spec.acc is Acc.PRODUCES)
@@ -34,6 +34,10 @@ def test_row_names_only_defined_rules(op):
     assert set(spec.fields) <= set(FIELDS) - {"opcode", "reserved"}
     for read in spec.reads:
         assert read.slot in spec.fields or read.slot == "dst"
+        assert all(field in spec.fields for field, _ in read.when)
+    for condition in spec.illegal:
+        assert all(field in spec.fields for field, _ in condition)
+    assert spec.geometry in (None, "conv", "pool") and (spec.geometry is None or "key" in spec.fields)
 
 
 @pytest.mark.parametrize("op", [op for op in Op if OPS[op].engine is not None])
@@ -54,9 +58,10 @@ def test_machine_and_gateware_implement_every_rule():
 def test_illegal_words():
     """Hand-made words: unknown opcode, reserved bits, f2 outside QUANT; a legal word gives None."""
     assert isa.illegal(15) == "unknown opcode 15"
-    assert isa.illegal(1 << 27) == "reserved bits 0x1 set"
-    assert isa.illegal(int(Op.SUM) | (1 << 26)) == "flag f2 is not defined for SUM"
-    assert isa.illegal(int(Op.QUANT) | (1 << 26)) is None
+    assert isa.illegal(1 << 31) == "reserved bits 0x1 set"
+    assert isa.illegal(int(Op.MATMUL) | (1 << 30)) == "flag f3 is not defined for MATMUL"
+    assert isa.illegal(int(Op.SUM) | (1 << 29)) == "flag f2 is not defined for SUM"
+    assert isa.illegal(int(Op.QUANT) | (1 << 29)) is None
     assert isa.illegal(isa.matmul(1, 2, True, True).encode()) is None
 
 

@@ -47,7 +47,7 @@ def test_instruction_roundtrip():
         isa.Instruction.decode(15)
     for inst in (isa.quant(3, relu=True, mask=7, key=5), isa.qupdate(2, 4, stochastic_grad=False, key=9)):
         assert isa.Instruction.decode(inst.encode()) == inst
-    assert isa.quant(3, mask=7).encode() >> 26 & 1 == 1 and isa.quant(3).encode() >> 26 & 1 == 0
+    assert isa.quant(3, mask=7).encode() >> 29 & 1 == 1 and isa.quant(3).encode() >> 29 & 1 == 0
     assert isa.qupdate(2, 4).encode() & 0xF == 9
 
 
@@ -117,7 +117,7 @@ def _machine_with(cfg, shapes):
      isa.Status.SHAPE_MISMATCH),
     ([isa.scale(0, 1).encode(), isa.halt().encode()], isa.Status.SHAPE_MISMATCH),
     ([isa.Instruction(isa.Op.SUM, a=2, f2=1).encode(), isa.halt().encode()], isa.Status.ILLEGAL_INSTRUCTION),
-    ([isa.Instruction(isa.Op.HALT, reserved=16).encode()], isa.Status.ILLEGAL_INSTRUCTION),
+    ([isa.Instruction(isa.Op.HALT, f3=1).encode()], isa.Status.ILLEGAL_INSTRUCTION),
     ([isa.total(2).encode(), isa.quant(2, mask=0).encode(), isa.halt().encode()], isa.Status.SHAPE_MISMATCH),
     ([isa.total(2).encode(), isa.quant(2, mask=3).encode(), isa.halt().encode()], isa.Status.TMEM_RANGE),
     ([isa.total(2).encode(), isa.quant(2, mask=4).encode(), isa.halt().encode()], isa.Status.SHAPE_MISMATCH),
@@ -152,12 +152,33 @@ def test_partly_overlapping_destination_is_refused(offset):
 
 
 def test_in_place_and_disjoint_destinations_are_legal():
+    """In-place and disjoint destinations run, and compute what the ISA says (values by hand).
+
+    Every value is a multiple of 8 and every update divides by 8, so no rounding mode matters.
+    A (slot 0, exp -6) has rows a and -a, B (slot 1, exp -4) rows b:
+      mask(0, 0, 0)     A = relu(A)                    a: [0, 8, 24, 0, 40, 0, 16, 48]   -a: [16, 0, 0, 0, 0, 8, 0, 0]
+      update(1, 1, 3)   B = B - B / 8                  [7, -7, 14, 21, -14, 0, 28, 7]
+      mask(1, 0, 1)     B = A where B > 0, exp -6      a: [0, 0, 24, 0, 0, 0, 16, 48]   -a: [16, 0, 0, 0, 0, 0, 0, 0]
+      update(0, 1, 3)   A = A - B / 8                  a: [0, 8, 21, 0, 40, 0, 14, 42]  -a: [14, 0, 0, 0, 0, 8, 0, 0]
+      add(0, 0), quant(0, mask=0)   A = 2A where A > 0, shift 0 (max 84), exp -6
+      add(0, 0), quant(1, mask=0)   B = SQ(2A) where A > 0: max 168 needs shift 1, so B = A, exp -5
+    """
     cfg = CONFIGS["default"]
     machine = _machine_with(cfg, [(4, 8), (4, 8)])
+    a = np.array([-16, 8, 24, 0, 40, -8, 16, 48], np.int8)
+    b = np.array([8, -8, 16, 24, -16, 0, 32, 8], np.int8)
+    machine.table[0].exp, machine.table[1].exp = -6, -4
+    machine.write_tensor(0, QTensor(np.stack([a, -a, a, -a]), -6))
+    machine.write_tensor(1, QTensor(np.stack([b, b, b, b]), -4))
     program = [isa.mask(0, 0, 0), isa.update(1, 1, 3), isa.mask(1, 0, 1), isa.update(0, 1, 3),
                isa.add(0, 0), isa.quant(0, mask=0), isa.add(0, 0), isa.quant(1, mask=0), isa.halt()]
     machine.load_program([inst.encode() for inst in program])
     machine.run()
+    row_a, row_minus_a = [0, 16, 42, 0, 80, 0, 28, 84], [28, 0, 0, 0, 0, 16, 0, 0]
+    want = np.array([row_a, row_minus_a, row_a, row_minus_a])
+    got_a, got_b = machine.read_tensor(0), machine.read_tensor(1)
+    assert got_a.q.tolist() == want.tolist() and got_a.exp == -6
+    assert got_b.q.tolist() == want.tolist() and got_b.exp == -5
 
 
 def test_tensor_past_tmem_is_reported():

@@ -401,7 +401,8 @@ def test_matmul_rejects_bad_shapes():
 
 # --------------------------------------------------------------------------- accumulator overflow
 
-ACC24 = CoreConfig(name="acc24", acc_bits=24, max_batch=16, max_features=16)
+ACC24 = CoreConfig(name="acc24", acc_bits=24, max_batch=16, max_features=16, max_dim=16, acc_elements=256,
+                   tmem_bytes=512)
 ACC24_MAX = 2**23 - 1
 
 

@@ -1,6 +1,7 @@
 """Host link: CRC, frames, the reference device (protocol/link_model.py) and LinkClient over faulty links."""
 
 import struct
+import time
 
 import numpy as np
 import pytest
@@ -12,14 +13,14 @@ from golden_model.network import ResMLP, quantize_input
 from golden_model.program import ProgramTrainer
 from golden_model.quant import QTensor
 from protocol.link_model import LinkDevice, LoopbackTransport
-from host.client import ConfigMismatch, DeviceError, LinkClient, LinkError
+from host.client import ConfigMismatch, DeviceError, DeviceReset, LinkClient, LinkError
 from protocol.wire import (REQUEST_OVERHEAD, RESPONSE_OVERHEAD, Cmd, FrameError, LinkStatus, crc16, decode_request,
                            decode_response, encode_request, encode_response, parse_status)
 
 CFG = get_config("default")
 
 
-class FaultyTransport(LoopbackTransport):
+class ScriptedLoopback(LoopbackTransport):
     """Loopback with scripted faults: tx_faults[i] rewrites the i-th host write before the device sees it,
     rx_faults[i] rewrites the device's answer bytes produced by that write."""
 
@@ -45,7 +46,7 @@ def flip(position, mask=0x10):
 
 def client_for(cfg=CFG, device=None, **kwargs):
     device = device or LinkDevice(cfg)
-    transport = kwargs.pop("transport", None) or FaultyTransport(device, kwargs.pop("tx", None), kwargs.pop("rx", None))
+    transport = kwargs.pop("transport", None) or ScriptedLoopback(device, kwargs.pop("tx", None), kwargs.pop("rx", None))
     return LinkClient(transport, cfg, timeout=0.05, **kwargs), device, transport
 
 
@@ -250,7 +251,7 @@ def test_retries_are_bounded():
         def read(self, n, timeout):
             return b""
     dead = LinkClient(Dead(), CFG, timeout=0.01, retries=2)
-    with pytest.raises(LinkError, match=r"PING failed after 3 attempts: no answer within 0.01 s"):
+    with pytest.raises(LinkError, match=r"PING failed after 3 attempts: no answer within 0.04 s"):   # 0.01 s, doubled twice
         dead.ping()
 
 
@@ -324,3 +325,107 @@ def test_protocol_overhead_figures():
     efficiency = payload / (out + inp)
     print(f"write {payload} B TMEM: {frames} frames, {out} B out, {inp} B in, efficiency {efficiency:.4f}")
     assert efficiency > 0.97
+
+
+# ---- faults that leave the device inside a frame, and resets ----------------------------------
+
+class SlowFrameTimeout(ScriptedLoopback):
+    """A device whose frame timeout is longer than the client's waits (the simulated board: 2**20
+    cycles take seconds): a quiet read fires nothing, so a partial frame stays open."""
+
+    def read(self, n, timeout):
+        out = bytes(self.pending[:n])
+        del self.pending[:n]
+        return out
+
+
+def test_truncated_request_is_flushed_before_the_resend():
+    """Reproduces a failure of the client before _resync: half a WRITE_TMEM of 0xA5 bytes reached a
+    device that waits for the rest; the resend completed that frame and its tail (0xA5 bytes) started
+    a bogus frame 42405 bytes long that swallowed every later resend ('failed after 5 attempts')."""
+    words = np.full((127, CFG.lanes), -91, np.int8)            # every byte 0xA5
+    client, device, _ = client_for(transport=SlowFrameTimeout(LinkDevice(CFG), {0: lambda d: d[:len(d) // 2]}))
+    device = client.transport.device
+    client.write_tmem(0, words)
+    assert np.array_equal(device.machine.tmem[:127], words)
+    assert client.stats.resyncs == 1 and client.stats.flush_bytes == CFG.max_payload + REQUEST_OVERHEAD
+    assert client.stats.retries == 1 and client.stats.resent_bytes == REQUEST_OVERHEAD + 2 + 127 * CFG.lanes
+
+
+def test_a_corrupted_length_field_needs_the_long_flush():
+    """A flipped high bit of the length field: the device waits for 32 KB more, past the first flush."""
+    transport = SlowFrameTimeout(LinkDevice(CFG), {0: flip(4, 0x80)})
+    client, _, _ = client_for(transport=transport)
+    words = np.arange(3 * CFG.lanes, dtype=np.int8).reshape(3, CFG.lanes)
+    client.write_tmem(5, words)
+    assert np.array_equal(transport.device.machine.tmem[5:8], words)
+    assert client.stats.resyncs == 2
+    assert client.stats.flush_bytes == CFG.max_payload + 0xFFFF + 2 * REQUEST_OVERHEAD
+
+
+def test_reset_between_runs_is_detected():
+    client, device, _ = client_for()
+    client.load_program([isa.halt().encode()], 0)
+    client.run(0)
+    client.run(0)
+    device.reset()                                    # run_seq back to 0; memories kept
+    with pytest.raises(DeviceReset, match=r"reports run_seq 0 where the host's last RUN had seq \d+: it was reset"):
+        client.run(0)
+
+
+def test_reset_during_a_run_is_not_mistaken_for_a_lost_run():
+    """A RUN whose answer never comes because the device was reset mid-run: STATUS shows run_seq 0,
+    neither this run nor the one before, so the client raises instead of running the program again."""
+    runs = []
+    device = LinkDevice(CFG, cycle_model=lambda start, end, code: runs.append(start) or 1)
+    client, _, transport = client_for(device=device)
+    client.load_program([isa.halt().encode()] * 2, 0)
+    client.run(0)
+    device.auto_complete = False
+    transport.rx_faults[transport.writes + 1] = lambda d: (device.reset(), d)[1]   # reset as the RUN arrives
+    with pytest.raises(DeviceReset, match="went unanswered and the device now reports run_seq 0"):
+        client.run(1)
+    assert runs == [0]
+
+
+def test_a_run_state_check_passes_on_an_untouched_device():
+    client, device, _ = client_for()
+    client.load_program([isa.halt().encode()], 0)
+    assert client.check_run_state().run_seq == 0      # no RUN yet: nothing to compare
+    client.run(0)
+    assert client.check_run_state().run_seq == device.run_seq != 0
+
+
+class SlowDevice(ScriptedLoopback):
+    """A device that takes ``per_byte`` seconds for every byte it receives (the simulated board on a loaded
+    machine: some microseconds a byte), so an answer comes only once the bytes before it are consumed."""
+
+    def __init__(self, device, rx_faults, per_byte):
+        super().__init__(device, rx_faults=rx_faults)
+        self.per_byte, self.busy_until, self.queue = per_byte, 0.0, []
+
+    def write(self, data):
+        index, self.writes = self.writes, self.writes + 1
+        self.busy_until = max(time.monotonic(), self.busy_until) + len(data) * self.per_byte
+        out = self.rx_faults.get(index, lambda d: d)(self.device.feed(bytes(data)))
+        if out:
+            self.queue.append((self.busy_until, out))
+
+    def read(self, n, timeout):
+        deadline = time.monotonic() + timeout
+        while not (self.queue and self.queue[0][0] <= time.monotonic()):
+            if time.monotonic() >= deadline:
+                return b""
+            time.sleep(0.001)
+        return self.queue.pop(0)[1]
+
+
+def test_waits_grow_after_each_silence():
+    """Reproduces a failure of the sim target under load: two lost answers, then the long flush (65 KB)
+    takes the device longer to consume than the answer timeout, so every resend's answer came too late
+    and every silence sent another long flush ('failed after 5 attempts: no answer')."""
+    lost = {0: lambda d: b"", 2: lambda d: b""}               # the answers to the first two attempts
+    transport = SlowDevice(LinkDevice(CFG), lost, per_byte=3e-6)   # the long flush takes 0.2 s
+    client, _, _ = client_for(transport=transport)             # answer timeout 50 ms
+    assert client.ping()["lanes"] == CFG.lanes
+    assert client.stats.retries == 2 and client.stats.resyncs == 2

@@ -463,7 +463,8 @@ def test_check_acc():
     with pytest.raises(OverflowError, match="32-bit"):
         check_acc("acc", np.array([INT32_MAX + 1]), CFG)
     with pytest.raises(OverflowError, match="24-bit"):
-        check_acc("acc", np.array([-(2**23) - 1]), CFG.replace(acc_bits=24, max_batch=16, max_features=16))
+        check_acc("acc", np.array([-(2**23) - 1]), CFG.replace(acc_bits=24, max_batch=16, max_features=16, max_dim=16,
+                                                                        acc_elements=256, tmem_bytes=512))
 
 
 def test_qtensor_to_float_exact():
@@ -499,13 +500,19 @@ def test_config_bad_rounding_name(field, mode):
 
 
 def test_config_accumulator_overflow_boundary():
-    # longest sum = a DOT over a max_dim x max_dim tensor; needs max_dim**2 * 2**14 < 2**31
-    CoreConfig(max_batch=362, max_features=64)  # 362**2 = 131044 < 2**17: fits
+    # longest sum = max(max_dim, tmem_bytes / 2) products of 128 * 128 = 2**14; it must stay below 2**31,
+    # so max(max_dim, tmem_bytes / 2) < 2**17 = 131072
+    CoreConfig(max_dim=131071)
     with pytest.raises(ValueError, match="overflow"):
-        CoreConfig(max_batch=363, max_features=64)  # 363**2 = 131769
-    CoreConfig(acc_bits=24, max_batch=22, max_features=22)  # 484 < 2**9
+        CoreConfig(max_dim=131072)
+    CoreConfig(tmem_bytes=262136)                       # 131068 products
     with pytest.raises(ValueError, match="overflow"):
-        CoreConfig(acc_bits=24, max_batch=23, max_features=22)
+        CoreConfig(tmem_bytes=262144)                   # 131072
+    # 24-bit accumulators: below 2**9 = 512 products
+    small = dict(acc_bits=24, max_features=16, max_batch=16, acc_elements=256, tmem_bytes=1016)
+    CoreConfig(**small, max_dim=511)
+    with pytest.raises(ValueError, match="overflow"):
+        CoreConfig(**small, max_dim=512)
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ Slow targets (measured, mean over seeds 0, 1, 2):
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 import sys
@@ -24,7 +25,9 @@ import pytest
 
 from golden_model.config import get_config
 from golden_model.data import load_digits_split
-from golden_model.train import FloatTarget, GoldenTarget, accuracy, default_lr_shift, run_training
+from golden_model.network import ResMLP, quantize_input
+from golden_model.train import (FloatTarget, GoldenTarget, accuracy, default_lr_shift, run_training,
+                                 scheduled_lr_shift)
 
 ROOT = Path(__file__).resolve().parents[1]
 SHORT_THRESHOLD = 0.80
@@ -64,10 +67,25 @@ def test_short_training_run(digits, kind):
     assert acc >= SHORT_THRESHOLD
 
 
-def test_training_is_reproducible(digits):
-    a = run_training(make("golden", 3, 16), 1, 16, 3, digits, progress=False, log=None)[0]
-    b = run_training(make("golden", 3, 16), 1, 16, 3, digits, progress=False, log=None)[0]
-    assert [vars(r) for r in a] == [vars(r) for r in b]
+def test_training_follows_the_seeds_data_order(digits):
+    """run_training = a hand-written loop: each epoch takes the batches of one permutation drawn from
+    np.random.default_rng(seed), in order, and records the mean of their losses; the weights then
+    equal a model trained on those batches directly."""
+    seed, batch, epochs = 3, 16, 2
+    target = make("golden", seed, batch)
+    history, _ = run_training(target, epochs, batch, seed, digits, progress=False, log=None)
+    cfg = get_config("default")
+    model = ResMLP(cfg, seed, default_lr_shift(batch))
+    rng = np.random.default_rng(seed)
+    for epoch in range(1, epochs + 1):
+        model.lr_shift = scheduled_lr_shift(default_lr_shift(batch), epoch, epochs)
+        order = rng.permutation(len(digits.train_y))
+        losses = [model.train_step(quantize_input(digits.train_x[order[i:i + batch]], cfg),
+                                   digits.train_y[order[i:i + batch]])
+                  for i in range(0, len(order), batch)]
+        assert history[epoch - 1].loss == float(np.mean(losses))
+    for name, param in model.params.items():
+        assert np.array_equal(target.model.params[name].q, param.q) and target.model.params[name].exp == param.exp
 
 
 def test_run_training_rejects_bad_epochs(digits):
@@ -114,7 +132,6 @@ def test_cli_fp32(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--target", "bogus"], "unknown target 'bogus'"),
     (["--target", "serial:/dev/ttyEOQ-missing"], "no board found on /dev/ttyEOQ-missing"),
-    (["--target", "sim", "--arch", "cnn"], "no core programs yet"),
     (["--target", "sim", "--batch", "32"], "exceeds max_batch 16"),
     (["--steps", "0"], "--steps must be >= 1"),
     (["--epochs", "0"], "--epochs must be >= 1"),
@@ -153,3 +170,101 @@ def test_learning_rate_schedule_halves_at_half_and_three_quarters():
     shifts = [scheduled_lr_shift(4, e, 20) for e in range(1, 21)]
     assert shifts == [4] * 10 + [5] * 5 + [6] * 5
     assert [scheduled_lr_shift(7, e, 8) for e in range(1, 9)] == [7] * 4 + [8] * 2 + [9] * 2
+
+
+class _Stop(Exception):
+    pass
+
+
+@pytest.mark.parametrize("stop_epoch, stop_step", [(2, 7), (1, 90), (3, 1)])
+def test_run_training_resumes_mid_epoch_bit_for_bit(digits, stop_epoch, stop_step):
+    """Stopped after a step (a Position and a copy of the model saved there), then resumed from them:
+    the same weights, history and step counter as one uninterrupted run."""
+    epochs, batch, seed = 3, 16, 5
+    whole = make("golden", seed, batch)
+    history, _ = run_training(whole, epochs, batch, seed, digits, progress=False, log=None, max_steps=90)
+    saved = {}
+
+    def stop(position):
+        if (position.epoch, position.step) == (stop_epoch, stop_step):
+            saved.update(position=copy.deepcopy(position), model=copy.deepcopy(interrupted.model))
+            raise _Stop
+
+    interrupted = make("golden", seed, batch)
+    with pytest.raises(_Stop):
+        run_training(interrupted, epochs, batch, seed, digits, progress=False, log=None, max_steps=90, on_step=stop)
+    resumed = make("golden", seed, batch)
+    resumed.model = saved["model"]
+    resumed.lr_shift = default_lr_shift(batch)
+    again, _ = run_training(resumed, epochs, batch, seed, digits, progress=False, log=None, max_steps=90,
+                            start=saved["position"])
+    assert [vars(r) for r in again] == [vars(r) for r in history]
+    assert resumed.model.step == whole.model.step == epochs * 90
+    for name, param in whole.model.params.items():
+        assert np.array_equal(resumed.model.params[name].q, param.q), name
+
+
+def test_on_epoch_sees_the_next_epochs_start(digits):
+    seen = []
+    run_training(make("golden", 0, 16), 2, 16, 0, digits, progress=False, log=None, max_steps=3,
+                 on_epoch=lambda position: seen.append((position.epoch, position.step, len(position.history))))
+    assert seen == [(2, 0, 1), (3, 0, 2)]
+
+
+# --------------------------------------------------------------------------- bad input, before any work
+
+def refusal(capsys, *args) -> str:
+    """eoq-train's refusal (in process): one line, raised before anything was trained or written."""
+    from host import train
+    with pytest.raises(SystemExit) as stop:
+        train.main(["--no-progress", *args])
+    message = str(stop.value)
+    assert message.startswith("eoq-train: ") and "\n" not in message, message
+    assert capsys.readouterr().out == ""                       # not even the run's header: nothing started
+    return message
+
+
+@pytest.mark.parametrize("where, message", [
+    ("afile/m.json", "cannot write the metrics JSON in {tmp}/afile: it is a file, not a directory"),
+    ("afile/deeper/m.json", "cannot write the metrics JSON in {tmp}/afile/deeper: Not a directory"),
+    ("adir", "cannot write the metrics JSON {tmp}/adir: it is a directory"),
+    ("png/m.json", "cannot write the plot {tmp}/png/m.png: it is a directory"),
+    ("/proc/eoq/m.json", "cannot write the metrics JSON in /proc/eoq:"),
+])
+def test_unwritable_metrics_are_refused_before_training(tmp_path, capsys, where, message):
+    (tmp_path / "afile").write_text("")
+    (tmp_path / "adir").mkdir()
+    (tmp_path / "png" / "m.png").mkdir(parents=True)
+    metrics = where if where.startswith("/") else str(tmp_path / where)
+    assert message.format(tmp=tmp_path) in refusal(capsys, "--target", "golden", "--metrics", metrics)
+
+
+def test_unwritable_checkpoint_directory_is_refused(tmp_path, capsys):
+    (tmp_path / "afile").write_text("")
+    refused = refusal(capsys, "--target", "golden", "--metrics", str(tmp_path / "m.json"),
+                      "--checkpoint", str(tmp_path / "afile" / "ck"))
+    assert f"cannot write the checkpoint in {tmp_path}/afile/ck: Not a directory" in refused
+    assert not (tmp_path / "m.json").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--target", "golden", "--batch", "256"],
+     "--arch mlp --batch 256 on configuration default: samples of 1x8x8 in 10 classes, mlp at batch 256: "
+     "the network needs 27218 TMEM words at batch 256; configuration default has 16384"),
+    (["--target", "golden", "--batch", "2000"],
+     "--batch 2000 does not fit configuration default: max_dim 1024 must hold max_features (64) and max_batch (2000)"),
+    (["--target", "sim", "--batch", "17"], "--batch 17 exceeds max_batch 16 of configuration default"),
+    (["--target", "golden", "--arch", "cnn", "--batch", "4000"], "--batch 4000 does not fit configuration default"),
+    (["--target", "golden", "--link-faults", "0.01"], "--link-faults needs a target with a host link"),
+    (["--target", "tpu"], "unknown target 'tpu'"),
+])
+def test_impossible_combinations_name_the_limit(tmp_path, capsys, args, message):
+    assert message in refusal(capsys, *args, "--metrics", str(tmp_path / "m.json"))
+    assert not (tmp_path / "m.json").exists()
+
+
+def test_link_fault_rate_must_be_a_probability(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        from host import train
+        train.main(["--link-faults", "2", "--metrics", str(tmp_path / "m.json")])
+    assert "--link-faults is a probability per frame, in [0, 1]; got 2.0" in capsys.readouterr().err

@@ -1,0 +1,296 @@
+"""FeedAddresses: the TMEM reads of one MATMUL or CONV operand, in the order its feeder consumes them.
+
+The feeder of an operand fills two banks of W words (hw/operand_feeder.py).
+This component walks the operand's loops and emits one request per bank word
+(``o``: an address, or ``zero`` for a word that is all padding) through a
+registered pipeline (loop counters, then the gathered row, then the address),
+so no multiplication sits between a counter and the memory port.
+
+Loops, outermost first (the A operand runs over blocks of R rows repeated
+once per N tile, B over blocks of C rows once per M tile):
+
+    outer  (0 .. outer, step outer_step)
+      block of W rows (row0 = 0, W, .. < rows)
+        rep  (0 .. repeat, step rep_step)
+          plain:       each K block of L columns: the fill of W words, one row each
+          transposed:  each k: a fill of one word (its W lanes from row0 on)
+
+and ``gather`` maps rows and K blocks (golden_model/geometry.py has the layouts):
+
+    NONE    the stored tensor: plain word (row0 + word, K block); transposed word (k, row0 / L)
+    IM2COL  rows are output pixels (plain: the forward product's M; transposed: the K of
+            the weight gradient); a K block is (tap, word of the tap's channels) and reads
+            the input pixel under the tap, zero in the padding
+    COL2IM  rows are input pixels (the error product); a K block (tap, word) reads the
+            output pixel whose tap covers the row's pixel, zero if there is none
+    TAPS    transposed weights tap by tap (the error product): k = (tap, o) reads row o
+            from word tap * tap_words + row0 / L on, zero for o >= krows
+
+A NONE fill whose block and K block are still in the bank it would use (the
+tile repeats a block whose whole K fits in the two banks) is one ``hit``
+request instead of W reads: the feeder re-arms that bank.
+"""
+
+import enum
+
+from amaranth import Cat, Module, Mux, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from golden_model.config import CoreConfig
+
+from .interfaces import dim_shape, tmem_addr_shape
+from .pixel_walker import GEOMETRY_BITS, PixelWalker, position_layout
+
+
+class Gather(enum.IntEnum):
+    NONE = 0
+    IM2COL = 1
+    COL2IM = 2
+    TAPS = 3
+
+
+def feed_params_layout(cfg: CoreConfig) -> data.StructLayout:
+    """What the engine tells a feeder about its operand (held from ``start`` to the last vector).
+
+    rows       valid rows of op(T) (plain: words past them are 0; transposed: lanes past them are pad)
+    depth      K steps of the whole product (plain: in blocks of L, the last one partial)
+    tap_words  gathers: the words of one tap's channels (K blocks per tap; TAPS: word offset per tap)
+    tap_depth  TAPS: k steps per tap; krows: TAPS' stored rows (k at or past them reads zero)
+    kh, kw     the kernel's taps (1, 1 without a gather)
+    walk_*     the walked pixel grid; src_*: the source image, src_image its rows per image
+    """
+    dim = dim_shape(cfg)
+    return data.StructLayout({
+        "transposed": 1, "gather": Gather, "base": tmem_addr_shape(cfg), "stride": dim,
+        "rows": dim, "depth": dim, "outer": dim, "repeat": dim,
+        "tap_words": dim, "tap_depth": dim, "krows": dim, "kh": 4, "kw": 4,
+        "walk_h": GEOMETRY_BITS, "walk_w": GEOMETRY_BITS, "src_h": GEOMETRY_BITS, "src_w": GEOMETRY_BITS,
+        "src_image": dim, "stride_log2": 1, "pad_h": 2, "pad_w": 2,
+    })
+
+
+def feed_request_layout(cfg: CoreConfig, width: int) -> data.StructLayout:
+    """One bank word: read ``addr`` (or zeros), as word ``word`` of the fill; ``last`` ends the fill,
+    ``steps`` + 1 vectors come out of it, ``segment`` picks a transposed word's W lanes; ``hit``
+    re-arms the bank instead (a whole fill)."""
+    return data.StructLayout({
+        "addr": tmem_addr_shape(cfg), "zero": 1, "hit": 1, "word": range(width), "last": 1,
+        "steps": range(cfg.lanes), "segment": range(max(cfg.lanes // width, 2)),
+    })
+
+
+def _source_layout(cfg: CoreConfig, width: int) -> data.StructLayout:
+    """A request before its row is gathered: the row (NONE, TAPS) or pixel and tap, and the word column."""
+    dim = dim_shape(cfg)
+    return data.StructLayout({
+        "request": feed_request_layout(cfg, width), "gather": Gather, "row": dim, "at": position_layout(cfg),
+        "th": 4, "tw": 4, "column": dim,
+    })
+
+
+def _mode(transposed: int, gather: Gather) -> int:
+    """The value of Cat(transposed, gather) for a Switch case."""
+    return transposed | int(gather) << 1
+
+
+class FeedAddresses(wiring.Component):
+    def __init__(self, cfg: CoreConfig, *, width: int, outer_step: int, rep_step: int):
+        self.cfg, self.width, self.outer_step, self.rep_step = cfg, width, outer_step, rep_step
+        super().__init__({
+            "start": In(1),
+            "params": In(feed_params_layout(cfg)),
+            "o": Out(stream.Signature(feed_request_layout(cfg, width))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg, p = self.cfg, self.params
+        m.submodules.walker = walker = PixelWalker(cfg)
+        m.d.comb += [walker.height.eq(p.walk_h), walker.width.eq(p.walk_w), walker.image_rows.eq(p.src_image)]
+
+        # one global stall: every stage moves on when the output register is free or taken
+        advance = ~self.o.valid | self.o.ready
+        source, produced = self._loops(m, walker, advance)
+        b_valid, b = Signal(), Signal(_source_layout(cfg, self.width))
+        c_valid, c_request, c_row, c_column = (Signal(), Signal(feed_request_layout(cfg, self.width)),
+                                               Signal(dim_shape(cfg)), Signal(dim_shape(cfg)))
+        row, valid = self._gathered_row(m, b)
+        with m.If(advance):
+            m.d.sync += [b_valid.eq(produced), b.eq(source)]
+            m.d.sync += [c_valid.eq(b_valid), c_request.eq(b.request), c_request.zero.eq(b.request.zero | ~valid),
+                         c_row.eq(row), c_column.eq(b.column)]
+            m.d.sync += [self.o.valid.eq(c_valid), self.o.payload.eq(c_request),
+                         self.o.payload.addr.eq(p.base + c_row * p.stride + c_column)]
+        with m.If(self.start):
+            m.d.sync += [b_valid.eq(0), c_valid.eq(0), self.o.valid.eq(0)]
+        return m
+
+    def _gathered_row(self, m, b):
+        """Stage B: the source row of a request, and whether it exists (IM2COL, COL2IM map a pixel)."""
+        p = self.params
+        y, x = b.at.y.as_signed(), b.at.x.as_signed()
+        step = p.stride_log2
+        # IM2COL: the input pixel under tap (th, tw) of output pixel (y, x)
+        yi = Signal(signed(GEOMETRY_BITS + 3))
+        xi = Signal(signed(GEOMETRY_BITS + 3))
+        m.d.comb += [yi.eq((y << step) + b.th - p.pad_h), xi.eq((x << step) + b.tw - p.pad_w)]
+        im2col_ok = (yi >= 0) & (yi < p.src_h) & (xi >= 0) & (xi < p.src_w)
+        # COL2IM: the output pixel whose tap (th, tw) covers input pixel (y, x)
+        ny = Signal(signed(GEOMETRY_BITS + 3))
+        nx = Signal(signed(GEOMETRY_BITS + 3))
+        m.d.comb += [ny.eq(y + p.pad_h - b.th), nx.eq(x + p.pad_w - b.tw)]
+        yo, xo = ny >> step, nx >> step
+        aligned = ~step | (~ny[0] & ~nx[0])
+        col2im_ok = (ny >= 0) & (nx >= 0) & aligned & (yo < p.src_h) & (xo < p.src_w)
+        row, valid = Signal(dim_shape(self.cfg)), Signal()
+        with m.Switch(b.gather):
+            with m.Case(Gather.IM2COL):
+                m.d.comb += [row.eq(b.at.image + yi * p.src_w + xi), valid.eq(im2col_ok)]
+            with m.Case(Gather.COL2IM):
+                m.d.comb += [row.eq(b.at.image + yo * p.src_w + xo), valid.eq(col2im_ok)]
+            with m.Default():
+                m.d.comb += [row.eq(b.row), valid.eq(1)]
+        return row, valid
+
+    def _loops(self, m, walker, advance):
+        """Stage A: the loop counters; returns the current request's source and whether one is made."""
+        cfg, width, p = self.cfg, self.width, self.params
+        lanes, dim = cfg.lanes, dim_shape(cfg)
+        segments = lanes // width
+        active = Signal()
+        outer0, row0, rep0 = Signal(dim), Signal(dim), Signal(dim)
+        k0, kblock, cw, tap_column = Signal(dim), Signal(dim), Signal(dim), Signal(dim)
+        th, tw = Signal(4), Signal(4)
+        word, row_i = Signal(range(width)), Signal(dim.width + 1)
+        segment, block_word = Signal(range(max(segments, 2))), Signal(dim)    # transposed: the block's lanes
+        wsel = Signal()
+        tags = [(Signal(name=f"tag_ok{b}"), Signal(dim, name=f"tag_row{b}"), Signal(dim, name=f"tag_k{b}"))
+                for b in range(2)]
+
+        tr, gather = p.transposed, p.gather
+        plain_gather = ~tr & gather.matches(Gather.IM2COL, Gather.COL2IM)
+        last_tap = (th + 1 == p.kh) & (tw + 1 == p.kw)
+        last_cw = cw + 1 == p.tap_words
+        block_taps = tr & (gather == Gather.IM2COL)     # the tap and word belong to the block, not to k
+        last_k = Signal()
+        with m.If(~tr):
+            m.d.comb += last_k.eq(Mux(plain_gather, last_cw & last_tap, k0 + lanes >= p.depth))
+        with m.Elif(gather == Gather.TAPS):
+            m.d.comb += last_k.eq((k0 + 1 == p.tap_depth) & last_tap)
+        with m.Else():
+            m.d.comb += last_k.eq(k0 + 1 >= p.depth)
+        rep_last = rep0 + self.rep_step >= p.repeat
+        blk_last = row0 + width >= p.rows
+        outer_last = outer0 + self.outer_step >= p.outer
+        hit = (gather == Gather.NONE) & (word == 0) & Cat(*[
+            ok & (t_row == row0) & (t_k == kblock) & (wsel == b) for b, (ok, t_row, t_k) in enumerate(tags)]).any()
+        last_word = tr | hit | (word == width - 1) | (row_i + 1 >= p.rows)
+        remaining = p.depth - k0
+
+        source = Signal(_source_layout(cfg, width))
+        request = source.request
+        m.d.comb += [
+            request.hit.eq(hit), request.word.eq(word), request.last.eq(last_word), request.segment.eq(segment),
+            request.steps.eq(Mux(tr, 0, Mux(remaining >= lanes, lanes - 1, remaining - 1))),
+            source.gather.eq(gather), source.at.eq(walker.at), source.th.eq(th), source.tw.eq(tw),
+        ]
+        with m.Switch(Cat(tr, gather)):
+            with m.Case(_mode(0, Gather.NONE)):                       # plain
+                m.d.comb += [source.row.eq(row_i), source.column.eq(kblock)]
+            with m.Case(_mode(1, Gather.NONE)):                       # transposed
+                m.d.comb += [source.row.eq(k0), source.column.eq(block_word)]
+            with m.Case(_mode(1, Gather.TAPS)):
+                m.d.comb += [source.row.eq(k0), source.column.eq(tap_column + block_word),
+                             request.zero.eq(k0 >= p.krows)]
+            with m.Default():                                             # IM2COL, COL2IM: the word of the tap
+                m.d.comb += source.column.eq(cw)
+
+        produced = active & advance
+        with m.If(produced & ~hit & (word == 0) & (gather == Gather.NONE)):
+            for b, (ok, t_row, t_k) in enumerate(tags):
+                with m.If(wsel == b):
+                    m.d.sync += [ok.eq(1), t_row.eq(row0), t_k.eq(kblock)]
+
+        def next_tap():
+            with m.If(tw + 1 == p.kw):
+                m.d.sync += [tw.eq(0), th.eq(th + 1)]
+            with m.Else():
+                m.d.sync += tw.eq(tw + 1)
+
+        def restart_k():
+            m.d.sync += [k0.eq(0), kblock.eq(0), tap_column.eq(0)]
+            with m.If(~block_taps):
+                m.d.sync += [cw.eq(0), th.eq(0), tw.eq(0)]
+
+        with m.If(self.start):
+            m.d.comb += walker.restart.eq(1)
+            m.d.sync += [active.eq(1), outer0.eq(0), row0.eq(0), rep0.eq(0), word.eq(0), row_i.eq(0),
+                         segment.eq(0), block_word.eq(0), wsel.eq(0), k0.eq(0), kblock.eq(0), tap_column.eq(0),
+                         cw.eq(0), th.eq(0), tw.eq(0)] + [ok.eq(0) for ok, _, _ in tags]
+        with m.Elif(produced & ~last_word):                               # the next word of a plain fill
+            m.d.comb += walker.step.eq(plain_gather)
+            m.d.sync += [word.eq(word + 1), row_i.eq(row_i + 1)]
+        with m.Elif(produced):                                            # a fill is done
+            m.d.sync += [word.eq(0), row_i.eq(row0), wsel.eq(~wsel)]
+            with m.If(~last_k):
+                self._next_k(m, walker, k0, kblock, cw, tap_column, next_tap, plain_gather, last_cw)
+            with m.Else():
+                restart_k()
+                with m.If(~rep_last):
+                    m.d.comb += walker.rewind.eq(plain_gather)
+                    m.d.comb += walker.restart.eq(tr & (gather == Gather.IM2COL))
+                    m.d.sync += rep0.eq(rep0 + self.rep_step)
+                with m.Else():
+                    m.d.sync += rep0.eq(0)
+                    with m.If(~blk_last):
+                        self._next_block(m, walker, row0, row_i, segment, block_word, cw, next_tap)
+                    with m.Else():
+                        m.d.comb += walker.restart.eq(1)
+                        m.d.sync += [row0.eq(0), row_i.eq(0), segment.eq(0), block_word.eq(0), cw.eq(0), th.eq(0),
+                                     tw.eq(0)]
+                        with m.If(outer_last):
+                            m.d.sync += active.eq(0)
+                        with m.Else():
+                            m.d.sync += outer0.eq(outer0 + self.outer_step)
+        return source, produced
+
+    def _next_k(self, m, walker, k0, kblock, cw, tap_column, next_tap, plain_gather, last_cw):
+        """The next K position of the same block and rep."""
+        p, lanes = self.params, self.cfg.lanes
+        m.d.sync += kblock.eq(kblock + 1)
+        with m.If(~p.transposed):                                         # plain: the next K block
+            m.d.sync += k0.eq(k0 + lanes)
+            m.d.comb += walker.rewind.eq(plain_gather)
+            with m.If(plain_gather):
+                with m.If(last_cw):
+                    m.d.sync += cw.eq(0)
+                    next_tap()
+                with m.Else():
+                    m.d.sync += cw.eq(cw + 1)
+        with m.Elif(p.gather == Gather.TAPS):                             # (tap, o): the next o, then tap
+            with m.If(k0 + 1 == p.tap_depth):
+                m.d.sync += [k0.eq(0), tap_column.eq(tap_column + p.tap_words)]
+                next_tap()
+            with m.Else():
+                m.d.sync += k0.eq(k0 + 1)
+        with m.Else():                                                    # the next k (IM2COL: pixel)
+            m.d.sync += k0.eq(k0 + 1)
+            m.d.comb += walker.step.eq(p.gather == Gather.IM2COL)
+
+    def _next_block(self, m, walker, row0, row_i, segment, block_word, cw, next_tap):
+        """The next block of W rows (plain) or lanes (transposed)."""
+        p, width = self.params, self.width
+        segments = self.cfg.lanes // width
+        wrap = segment == segments - 1
+        m.d.sync += [row0.eq(row0 + width), row_i.eq(row0 + width), segment.eq(Mux(wrap, 0, segment + 1)),
+                     block_word.eq(block_word + wrap)]
+        with m.If(~p.transposed):
+            m.d.comb += walker.advance.eq(1)
+        with m.Elif(p.gather == Gather.IM2COL):                           # the lanes' (tap, word) of X
+            m.d.comb += walker.restart.eq(1)
+            with m.If(cw + 1 == p.tap_words):
+                m.d.sync += cw.eq(0)
+                next_tap()
+            with m.Else():
+                m.d.sync += cw.eq(cw + 1)

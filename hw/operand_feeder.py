@@ -1,0 +1,102 @@
+"""OperandFeeder: one MATMUL or CONV operand as the W-element vectors the MAC array takes, one per k.
+
+A :class:`~hw.feed_addresses.FeedAddresses` walks the operand and asks for
+one word per bank word; this component reads them (or writes zeros for a
+word of padding) into two banks of W words and emits the vectors: while one
+bank fills, ``o`` emits lane ``beat`` of the other's words.  A plain
+operand's fill holds a block of W rows at one K block of L columns and emits
+L vectors (fewer for the last K block); a transposed operand's fill is one
+word per k, whose W lanes go to lane 0 of the W bank words.  A ``hit``
+request re-arms a bank that still holds the fill.  Parameters are sampled
+continuously: hold them from ``start`` until the last vector has left.
+"""
+
+from amaranth import Array, Module, Mux, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from golden_model.config import CoreConfig
+
+from .feed_addresses import FeedAddresses, feed_params_layout
+from .interfaces import ReadPortSignature, tmem_addr_shape, tmem_word_layout
+from .rounding import data_shape
+
+
+class OperandFeeder(wiring.Component):
+    def __init__(self, cfg: CoreConfig, *, width: int, outer_step: int, rep_step: int):
+        self.cfg, self.width = cfg, width
+        self.addresses = FeedAddresses(cfg, width=width, outer_step=outer_step, rep_step=rep_step)
+        super().__init__({
+            "start": In(1),
+            "params": In(feed_params_layout(cfg)),
+            "mem": Out(ReadPortSignature(tmem_addr_shape(cfg), tmem_word_layout(cfg))),
+            "o": Out(stream.Signature(data.ArrayLayout(data_shape(cfg), width))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg, width = self.cfg, self.width
+        lanes, bits = cfg.lanes, cfg.data_bits
+        segments = lanes // width
+        m.submodules.addresses = addresses = self.addresses
+        m.d.comb += [addresses.start.eq(self.start), addresses.params.eq(self.params)]
+        request = addresses.o.payload
+
+        wsel, rsel = Signal(), Signal()
+        full = [Signal(name=f"full{b}") for b in range(2)]
+        steps = [Signal(range(lanes), name=f"steps{b}") for b in range(2)]   # vectors in the bank - 1
+        bank = [[Signal(lanes * bits, name=f"bank{b}_{i}") for i in range(width)] for b in range(2)]
+        beat = Signal(range(lanes))
+        pop = self.o.valid & self.o.ready
+        freeing = pop & (beat == Array(steps)[rsel])
+        writable = ~Array(full)[wsel] | (freeing & (rsel == wsel))
+        take = addresses.o.valid & writable & ~self.start
+        m.d.comb += [addresses.o.ready.eq(writable), self.mem.addr.eq(request.addr),
+                     self.mem.en.eq(take & ~request.hit & ~request.zero)]
+        with m.If(take & request.last):
+            m.d.sync += wsel.eq(~wsel)
+
+        # capture: the read word (data valid the cycle after the read) goes into its bank
+        d = Signal(data.StructLayout({"valid": 1, "bank": 1, "word": range(width), "last": 1, "zero": 1,
+                                      "steps": range(lanes), "segment": range(max(segments, 2))}))
+        m.d.sync += [d.valid.eq(take & ~request.hit), d.bank.eq(wsel), d.word.eq(request.word),
+                     d.last.eq(request.last), d.zero.eq(request.zero), d.steps.eq(request.steps),
+                     d.segment.eq(request.segment)]
+        raw = Mux(d.zero, 0, self.mem.data.as_value())
+        chosen = raw if segments == 1 else Array(raw[s * width * bits:(s + 1) * width * bits]
+                                                 for s in range(segments))[d.segment]
+        tr = self.params.transposed
+        with m.If(d.valid):
+            for b in range(2):
+                with m.If(d.bank == b):
+                    for i in range(width):
+                        with m.If(tr):
+                            m.d.sync += bank[b][i].eq(chosen[i * bits:(i + 1) * bits])
+                        with m.Elif(d.word == i):
+                            m.d.sync += bank[b][i].eq(raw)
+                        if i:
+                            with m.Elif(d.last & (d.word < i)):
+                                m.d.sync += bank[b][i].eq(0)
+                    with m.If(d.last):
+                        m.d.sync += [full[b].eq(1), steps[b].eq(d.steps)]
+
+        # emit: lane ``beat`` of the words of bank ``rsel``
+        m.d.comb += self.o.valid.eq(Array(full)[rsel])
+        for i in range(width):
+            m.d.comb += self.o.payload[i].eq(Mux(rsel, bank[1][i], bank[0][i]).word_select(beat, bits))
+        with m.If(pop):
+            with m.If(freeing):
+                m.d.sync += [beat.eq(0), rsel.eq(~rsel)]
+                for b in range(2):
+                    with m.If(rsel == b):
+                        m.d.sync += full[b].eq(0)
+            with m.Else():
+                m.d.sync += beat.eq(beat + 1)
+        # a hit re-arms the bank at once (after the clear above when it is freed this cycle)
+        with m.If(take & request.hit):
+            for b in range(2):
+                with m.If(wsel == b):
+                    m.d.sync += full[b].eq(1)
+        with m.If(self.start):
+            m.d.sync += [rsel.eq(0), wsel.eq(0), beat.eq(0), d.valid.eq(0)] + [f.eq(0) for f in full]
+        return m

@@ -18,6 +18,7 @@ from tqdm import tqdm
 from .cnn import FloatResCNN, ResCNN, ResNetSpec, input_rows
 from .config import CONFIGS, CoreConfig
 from .data import DIGITS_FORMAT, DataError, Dataset, InputFormat, batches, load_digits_split
+from .float_bn import FloatBNResCNN, FloatBNResMLP
 from .float_ref import FloatResMLP
 from .inference import calibrate
 from .machine import Machine
@@ -163,14 +164,21 @@ class GoldenTarget(ModelTarget):
         return quantize_input(pixels, self.cfg, self.fmt)
 
 
+FLOAT_MODELS = {("mlp", "fixup"): FloatResMLP, ("cnn", "fixup"): FloatResCNN,
+                ("mlp", "bn"): FloatBNResMLP, ("cnn", "bn"): FloatBNResCNN}
+
+
 class FloatTarget(ModelTarget):
-    """The float32 reference behind the Trainable interface."""
+    """The float32 reference behind the Trainable interface: Fixup (``norm="fixup"``, the same network
+    as the int8 model) or batch normalization (``norm="bn"``, golden_model/float_bn.py)."""
 
     name = "fp32"
 
-    def __init__(self, seed: int, lr_shift: int, arch: str = "mlp", fmt: InputFormat = DIGITS_FORMAT):
-        shape = network_shape(arch, fmt)
-        super().__init__(FloatResCNN(seed, lr_shift, shape) if arch == "cnn" else FloatResMLP(seed, lr_shift, shape))
+    def __init__(self, seed: int, lr_shift: int, arch: str = "mlp", fmt: InputFormat = DIGITS_FORMAT, *,
+                 norm: str = "fixup"):
+        if (arch, norm) not in FLOAT_MODELS:
+            raise ValueError(f"no float reference for arch {arch!r} with norm {norm!r}; known: {sorted(FLOAT_MODELS)}")
+        super().__init__(FLOAT_MODELS[(arch, norm)](seed, lr_shift, network_shape(arch, fmt)))
         self.fmt = fmt
 
     def inputs(self, pixels):

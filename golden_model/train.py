@@ -15,6 +15,7 @@ from typing import Protocol
 import numpy as np
 from tqdm import tqdm
 
+from .arithmetic import CORE, Arithmetic
 from .cnn import FloatResCNN, ResCNN, ResNetSpec, input_rows
 from .config import CONFIGS, CoreConfig
 from .data import DIGITS_FORMAT, DataError, Dataset, InputFormat, batches, load_digits_split
@@ -57,10 +58,12 @@ def network_shape(arch: str, fmt: InputFormat):
     return mlp_sizes(inputs=fmt.features, classes=fmt.classes)
 
 
-def int_model(arch: str, cfg: CoreConfig, seed: int, lr_shift: int, fmt: InputFormat = DIGITS_FORMAT):
-    """The EOQ int8 network for ``arch`` and the data format."""
+def int_model(arch: str, cfg: CoreConfig, seed: int, lr_shift: int, fmt: InputFormat = DIGITS_FORMAT, *,
+              arithmetic: Arithmetic = CORE):
+    """The EOQ int8 network for ``arch`` and the data format (in an arithmetic variant if given)."""
     shape = network_shape(arch, fmt)
-    return ResCNN(cfg, seed, lr_shift, shape) if arch == "cnn" else ResMLP(cfg, seed, lr_shift, shape)
+    model = ResCNN if arch == "cnn" else ResMLP
+    return model(cfg, seed, lr_shift, shape, arithmetic=arithmetic)
 
 
 def check_fits(arch: str, fmt: InputFormat, cfg: CoreConfig, batch: int) -> None:
@@ -138,8 +141,8 @@ class GoldenTarget(ModelTarget):
     name = "golden"
 
     def __init__(self, cfg: CoreConfig, seed: int, lr_shift: int, arch: str = "mlp",
-                 fmt: InputFormat = DIGITS_FORMAT):
-        super().__init__(int_model(arch, cfg, seed, lr_shift, fmt))
+                 fmt: InputFormat = DIGITS_FORMAT, *, arithmetic: Arithmetic = CORE):
+        super().__init__(int_model(arch, cfg, seed, lr_shift, fmt, arithmetic=arithmetic))
         self.cfg, self.arch, self.fmt = cfg, arch, fmt
         self.calibrated: dict[str, int] | None = None
 

@@ -3,6 +3,7 @@
     python -m bench.ablation [--arch mlp cnn] [--data digits noisy-digits] [--batches 16 1]
                              [--variants core normalized ...] [--seeds 0 1 2] [--epochs N] [--quick]
                              [--out build/ablation.json]
+    python -m bench.ablation --merge a.json b.json --out merged.json       # one table of earlier runs
 
 For each data set, network and batch (16 and 1) this trains the FP32 Fixup
 reference and the EOQ int8 golden model in every arithmetic variant
@@ -127,6 +128,7 @@ def parse(argv=None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="one seed, few epochs")
     parser.add_argument("--config", default="default")
     parser.add_argument("--out", default="build/ablation.json")
+    parser.add_argument("--merge", nargs="+", metavar="JSON", help="no training: merge these runs' rows")
     args = parser.parse_args(argv)
     args.seeds = args.seeds if args.seeds is not None else ([0] if args.quick else list(SEEDS))
     return args
@@ -136,17 +138,22 @@ def main(argv=None) -> int:
     args = parse(argv)
     schedule = QUICK_EPOCHS if args.quick else EPOCHS
     rows = []
-    for data in args.data:
-        for arch in args.arch:
-            for batch in args.batches:
-                epochs = args.epochs if args.epochs is not None else schedule.get(batch, schedule[BATCHES[0]])
-                rows += measure(arch=arch, data_name=data, batch=batch, epochs=epochs, seeds=args.seeds,
-                                variants=args.variants, config=args.config)
+    if args.merge:
+        runs = [json.loads(Path(path).read_text()) for path in args.merge]
+        rows = [row for run in runs for row in run["rows"]]
+        settings = {"merged": {path: run["settings"] for path, run in zip(args.merge, runs)}}
+    else:
+        for data in args.data:
+            for arch in args.arch:
+                for batch in args.batches:
+                    epochs = args.epochs if args.epochs is not None else schedule.get(batch, schedule[BATCHES[0]])
+                    rows += measure(arch=arch, data_name=data, batch=batch, epochs=epochs, seeds=args.seeds,
+                                    variants=args.variants, config=args.config)
+        settings = {"seeds": args.seeds, "epochs": args.epochs or schedule, "config": args.config,
+                    "lr_rule": "default_lr_shift(batch, arch); normalized update: normalized_lr_shift(batch)"}
     print(table(rows))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    settings = {"seeds": args.seeds, "epochs": args.epochs or schedule, "config": args.config,
-                "lr_rule": "default_lr_shift(batch, arch); normalized update: normalized_lr_shift(batch)"}
     out.write_text(json.dumps({"settings": settings, "rows": rows}, indent=2) + "\n")
     print(f"wrote {out}")
     return 0

@@ -2,6 +2,7 @@
 
     python -m bench.batch_size [--arch mlp cnn] [--data digits noisy-digits] [--batches 1 2 4 8 16 32]
                                [--seeds 0 1 2] [--epochs 8] [--quick] [--out build/batch_size.json]
+    python -m bench.batch_size --merge a.json b.json --out merged.json     # one table and PNG of earlier runs
 
 EOQ's claim (arXiv 2105.13890): batch normalization degrades as the batch
 shrinks, Fixup without BN does not, so int8 training without BN is the better
@@ -140,6 +141,7 @@ def parse(argv=None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="one seed, few epochs")
     parser.add_argument("--config", default="default")
     parser.add_argument("--out", default="build/batch_size.json")
+    parser.add_argument("--merge", nargs="+", metavar="JSON", help="no training: merge these runs' rows")
     args = parser.parse_args(argv)
     args.seeds = args.seeds if args.seeds is not None else ([0] if args.quick else list(SEEDS))
     args.epochs = args.epochs if args.epochs is not None else (QUICK_EPOCHS if args.quick else EPOCHS)
@@ -148,15 +150,20 @@ def parse(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse(argv)
-    cfg = get_config(args.config)
-    rows = [row for data in args.data for arch in args.arch
-            for row in measure(arch=arch, data_name=data, batches=args.batches, seeds=args.seeds,
-                               epochs=args.epochs, cfg=cfg)]
+    if args.merge:
+        runs = [json.loads(Path(path).read_text()) for path in args.merge]
+        rows = [row for run in runs for row in run["rows"]]
+        settings = {"merged": {path: run["settings"] for path, run in zip(args.merge, runs)}}
+    else:
+        cfg = get_config(args.config)
+        rows = [row for data in args.data for arch in args.arch
+                for row in measure(arch=arch, data_name=data, batches=args.batches, seeds=args.seeds,
+                                   epochs=args.epochs, cfg=cfg)]
+        settings = {"seeds": args.seeds, "epochs": args.epochs, "batches": args.batches, "config": args.config,
+                    "lr_rule": "2**-default_lr_shift(batch, arch) for every method, step decay at 50% and 75%"}
     print(table(rows))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    settings = {"seeds": args.seeds, "epochs": args.epochs, "batches": args.batches, "config": args.config,
-                "lr_rule": "2**-default_lr_shift(batch, arch) for every method, step decay at 50% and 75%"}
     out.write_text(json.dumps({"settings": settings, "rows": rows}, indent=2) + "\n")
     plot(rows, out.with_suffix(".png"))
     print(f"wrote {out} and {out.with_suffix('.png')}")

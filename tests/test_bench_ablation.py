@@ -71,3 +71,20 @@ def test_ablation_quick_defaults():
     args = ablation.parse(["--quick"])
     assert args.seeds == [0] and args.epochs is None
     assert ablation.parse(["--seeds", "5", "--epochs", "2"]).seeds == [5]
+
+
+def test_merge_without_training(tmp_path):
+    first, second, merged = tmp_path / "a.json", tmp_path / "b.json", tmp_path / "m.json"
+    assert batch_size.main(["--arch", "mlp", "--data", "digits", "--batches", "4", "--seeds", "0", "--epochs", "1",
+                            "--out", str(first)]) == 0
+    assert batch_size.main(["--arch", "mlp", "--data", "noisy-digits", "--batches", "4", "--seeds", "0",
+                            "--epochs", "1", "--out", str(second)]) == 0
+    assert batch_size.main(["--merge", str(first), str(second), "--out", str(merged)]) == 0
+    rows = json.loads(merged.read_text())["rows"]
+    assert rows == json.loads(first.read_text())["rows"] + json.loads(second.read_text())["rows"]
+    assert merged.with_suffix(".png").exists()
+    small = tmp_path / "ab.json"
+    assert ablation.main(["--arch", "mlp", "--data", "digits", "--batches", "4", "--variants", "mult4", "--seeds", "0",
+                          "--epochs", "1", "--out", str(small)]) == 0
+    assert ablation.main(["--merge", str(small), str(small), "--out", str(tmp_path / "abm.json")]) == 0
+    assert json.loads((tmp_path / "abm.json").read_text())["rows"] == 2 * json.loads(small.read_text())["rows"]

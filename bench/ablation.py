@@ -70,34 +70,44 @@ def lr_shift_for(variant: str, batch: int, arch: str) -> int:
     return normalized_lr_shift(batch) if VARIANTS[variant].update == "normalized" else default_lr_shift(batch, arch)
 
 
-def accuracies(make, *, epochs: int, batch: int, seeds, data) -> tuple[list[float], float]:
-    """Final test accuracy of ``make(seed)`` per seed, and the seconds taken."""
-    start, result = time.perf_counter(), []
+def largest_multiplier(model) -> float:
+    """The largest Fixup multiplier of a trained model (int8: its value q * 2**exp)."""
+    values = [float(p.to_float()[0]) if hasattr(p, "to_float") else float(p[0])
+              for name, p in model.params.items() if name.rsplit(".", 1)[-1] == "scale"]
+    return max(values)
+
+
+def accuracies(make, *, epochs: int, batch: int, seeds, data) -> tuple[list[float], list[float], float]:
+    """Final test accuracy of ``make(seed)`` per seed, its largest Fixup multiplier, and the seconds taken."""
+    start, result, multipliers = time.perf_counter(), [], []
     for seed in seeds:
-        history, _ = run_training(make(seed), epochs, batch, seed, data, progress=False, log=None)
+        target = make(seed)
+        history, _ = run_training(target, epochs, batch, seed, data, progress=False, log=None)
         result.append(history[-1].test_accuracy)
-    return result, time.perf_counter() - start
+        multipliers.append(largest_multiplier(target.model))
+    return result, multipliers, time.perf_counter() - start
 
 
 def measure(*, arch: str, data_name: str, batch: int, epochs: int, seeds, variants, config: str = "default",
             log=print) -> list[dict]:
     """Rows for one data set, network and batch: FP32 first, then each variant."""
     data, cfg = load_dataset(data_name), get_config(config)
-    fp32, seconds = accuracies(lambda seed: FloatTarget(seed, default_lr_shift(batch, arch), arch, data.format),
+    fp32, multipliers, seconds = accuracies(lambda seed: FloatTarget(seed, default_lr_shift(batch, arch), arch, data.format),
                                epochs=epochs, batch=batch, seeds=seeds, data=data)
     base = {"data": data_name, "arch": arch, "batch": batch, "epochs": epochs, "seeds": list(seeds)}
     rows = [{**base, "variant": "fp32", "lr_shift": default_lr_shift(batch, arch), "accuracy": fp32,
              "mean": float(np.mean(fp32)), "std": float(np.std(fp32)), "gap_points": 0.0,
-             "hardware_cost": "", "seconds": round(seconds, 1)}]
+             "hardware_cost": "", "multiplier": multipliers, "seconds": round(seconds, 1)}]
     for name in variants:
         lr_shift = lr_shift_for(name, batch, arch)
-        acc, seconds = accuracies(lambda seed: GoldenTarget(cfg, seed, lr_shift, arch, data.format,
+        acc, multipliers, seconds = accuracies(lambda seed: GoldenTarget(cfg, seed, lr_shift, arch, data.format,
                                                             arithmetic=VARIANTS[name]),
                                   epochs=epochs, batch=batch, seeds=seeds, data=data)
         rows.append({**base, "variant": name, "arithmetic": VARIANTS[name].label, "lr_shift": lr_shift,
                      "accuracy": acc, "mean": float(np.mean(acc)), "std": float(np.std(acc)),
                      "gap_points": round(100 * (rows[0]["mean"] - float(np.mean(acc))), 2),
-                     "hardware_cost": HARDWARE_COST[name], "seconds": round(seconds, 1)})
+                     "hardware_cost": HARDWARE_COST[name], "multiplier": multipliers,
+                     "seconds": round(seconds, 1)})
     if log is not None:
         for row in rows:
             log(f"{data_name} {arch} batch {batch:2d} {row['variant']:10s} {100 * row['mean']:6.2f}% "
@@ -106,13 +116,15 @@ def measure(*, arch: str, data_name: str, batch: int, epochs: int, seeds, varian
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| data | network | batch | epochs | variant | lr | test accuracy (mean ± std) | gap to FP32 | hardware cost |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| data | network | batch | epochs | variant | lr | test accuracy (mean ± std) | gap to FP32 | "
+             "largest Fixup multiplier | hardware cost |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         gap = "" if r["variant"] == "fp32" else f"{r['gap_points']:+.2f}"
+        multiplier = f"{np.mean(r['multiplier']):.2f}" if "multiplier" in r else ""
         lines.append(f"| {r['data']} | {r['arch']} | {r['batch']} | {r['epochs']} | {r['variant']} | "
                      f"2^-{r['lr_shift']} | {100 * r['mean']:.1f} ± {100 * r['std']:.1f} | {gap} | "
-                     f"{r['hardware_cost']} |")
+                     f"{multiplier} | {r['hardware_cost']} |")
     return "\n".join(lines)
 
 

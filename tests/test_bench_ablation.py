@@ -57,6 +57,8 @@ def test_ablation_tiny(tmp_path, capsys):
         assert row["gap_points"] == round(100 * (fp32 - row["mean"]), 2)
         assert row["hardware_cost"] == ablation.HARDWARE_COST[row["variant"]]
     assert rows[3]["lr_shift"] == ablation.normalized_lr_shift(16) and rows[1]["lr_shift"] == 4
+    assert all(len(r["multiplier"]) == 1 and 0 < r["multiplier"][0] <= 4 for r in rows)
+    assert max(r["multiplier"][0] for r in rows[1:]) <= 127 / 64
     assert "| digits | mlp | 16 | 1 | flag |" in capsys.readouterr().out
 
 

@@ -106,8 +106,6 @@ class BatchNormNetwork(FloatNetwork):
 class FloatBNResMLP(BatchNormNetwork):
     """The residual MLP with batch normalization (module docstring)."""
 
-    norm = "bn"
-
     def __init__(self, seed: int, lr_shift: int, sizes=None):
         self.sizes = sizes = sizes or mlp_sizes()
         self.lr_shift = lr_shift
@@ -153,8 +151,6 @@ class FloatBNResMLP(BatchNormNetwork):
 class FloatBNResCNN(BatchNormNetwork):
     """The ResNet with batch normalization after every convolution (module docstring); pixel rows
     in, per-channel statistics over batch and pixels."""
-
-    norm = "bn"
 
     def __init__(self, seed: int, lr_shift: int, spec: ResNetSpec | None = None):
         self.spec = spec = spec or ResNetSpec()

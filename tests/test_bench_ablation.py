@@ -90,3 +90,13 @@ def test_merge_without_training(tmp_path):
                           "--epochs", "1", "--out", str(small)]) == 0
     assert ablation.main(["--merge", str(small), str(small), "--out", str(tmp_path / "abm.json")]) == 0
     assert json.loads((tmp_path / "abm.json").read_text())["rows"] == 2 * json.loads(small.read_text())["rows"]
+
+
+def test_batch_size_reports_what_cannot_run(tmp_path):
+    """The CNN at batch 32: no method can run it (31 images per geometry); every row says why."""
+    out = tmp_path / "cnn.json"
+    assert batch_size.main(["--arch", "cnn", "--data", "digits", "--batches", "32", "--seeds", "0", "--epochs", "1",
+                            "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["method"] for r in rows] == list(batch_size.METHODS)
+    assert all(r["mean"] is None and "31" in r["note"] for r in rows)

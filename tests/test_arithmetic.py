@@ -16,7 +16,8 @@ from golden_model.data import load_digits_split
 
 from golden_model.flag import FLAG_EXTRA_BITS, FlagTensor, flag_quantize, quantize_error
 from golden_model.loss import output_error
-from golden_model.network import quantize_input
+from golden_model.cnn import ResCNN, ResNetSpec
+from golden_model.network import ResMLP, mlp_sizes, quantize_input
 from golden_model.quant import QTensor, scale_exponent, shift_quantize, update_weights
 from golden_model.train import input_rows, int_model
 
@@ -24,8 +25,11 @@ CFG = get_config("default")
 NEAREST = arithmetic_config(CFG, Arithmetic(scale="nearest"))
 FLAG = arithmetic_config(CFG, Arithmetic(errors="flag"))
 
-#: sha256 prefixes of (every step's int8 logits, the final parameters) with the issue-9 golden model
-#: (git show issue9:golden_model), before the arithmetic switches: (arch, batch, steps, seed, config).
+#: sha256 prefixes of (every step's int8 logits, the final parameters) recorded with the golden model
+#: of commit 7785b6e (issue 9), before the arithmetic switches: (arch, batch, steps, seed, config).
+#: The networks are pinned (RECORDED_SPEC, mlp_sizes()), so a later change of the default network
+#: does not move them; a change of the arithmetic does.
+RECORDED_SPEC = ResNetSpec(stem=8, stages=((8, 1, 1), (16, 2, 2)), head_pool=2)
 BEFORE_SWITCHES = {
     ("mlp", 16, 30, 0, "default"): "120a410e850a2fbf",
     ("mlp", 16, 30, 0, "default_nearest"): "af2d0b72657e4531",
@@ -233,7 +237,8 @@ def digest(arch, batch, steps, seed, config, arithmetic=None):
     cfg = get_config(config)
     data = load_digits_split()
     kwargs = {} if arithmetic is None else {"arithmetic": arithmetic}
-    model = int_model(arch, cfg, seed, 4 if arch == "mlp" else 2, **kwargs)
+    model = (ResCNN(cfg, seed, 2, RECORDED_SPEC, **kwargs) if arch == "cnn"
+             else ResMLP(cfg, seed, 4, mlp_sizes(), **kwargs))
     rng = np.random.default_rng(seed)
     h = hashlib.sha256()
     for _ in range(steps):

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import conv, ops
+from .arithmetic import CORE, Arithmetic
 from .config import CoreConfig
 from .data import DIGITS_FORMAT, InputFormat
 from .float_ref import FloatNetwork
@@ -249,7 +250,8 @@ def image_rows(pixels: np.ndarray, spec: ResNetSpec) -> np.ndarray:
 class ResCNN(IntegerNetwork):
     """The Fixup ResNet in EOQ int8 arithmetic (see the module docstring); interface of network.ResMLP."""
 
-    def __init__(self, cfg: CoreConfig, seed: int, lr_shift: int, spec: ResNetSpec | None = None):
+    def __init__(self, cfg: CoreConfig, seed: int, lr_shift: int, spec: ResNetSpec | None = None, *,
+                 arithmetic: Arithmetic = CORE):
         self.spec = spec = spec or ResNetSpec()
         spec.check(cfg, 1)
         self.batch_limit = max(b for b in range(1, cfg.max_batch + 1) if _fits(spec, cfg, b))
@@ -258,7 +260,7 @@ class ResCNN(IntegerNetwork):
         init = fixup_float_init(spec, seed)
         stored = {name: padded_weights(value, cfg.lanes) if name in self.layers else value
                   for name, value in init.items()}
-        super().__init__(cfg, seed, lr_shift, stored, fan_in=lambda shape: shape[1])
+        super().__init__(cfg, seed, lr_shift, stored, fan_in=lambda shape: shape[1], arithmetic=arithmetic)
 
     def param_exponent(self, name, shape, fan_in) -> int:
         if name in self.layers:
@@ -343,7 +345,7 @@ class ResCNN(IntegerNetwork):
                                                                         b.proj.in_channels, cfg, macs)
                 g[f"{n}.proj"] = conv.conv_weight_gradient(e_out, t[a], b.proj.geometry(batch), cfg,
                                                            self.key(f"{n}.proj"), macs)
-            e_out = ops.relu_backward(ops.residual_add(shortcut, e[f"{n}.e_branch"], cfg), t[a])
+            e_out = ops.relu_backward(ops.error_add(shortcut, e[f"{n}.e_branch"], cfg), t[a])
             e[f"{s.blocks[index - 1].name}.e_join" if index else "e_a0"] = e_out
         g["stem"] = conv.conv_weight_gradient(e_out, t["x"], s.stem_layer.geometry(batch), cfg, self.key("stem"),
                                               macs)

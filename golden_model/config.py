@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
+from typing import ClassVar
 
 from .isa import field_width
 
@@ -51,6 +52,11 @@ class CoreConfig:
       frame_timeout_cycles  a request frame stalled mid-way for this many clock
                       cycles is discarded and answered with TIMEOUT.
     """
+
+    #: Arithmetic choices the core builds and golden_model/arithmetic.py varies (class constants, not
+    #: fields: a variant is a golden-model experiment, never a hardware configuration).
+    scale_rounding: ClassVar[str] = "up"        # R(x): 2**ceil(log2 max|x|), docs/eoq_arithmetic.md
+    error_format: ClassVar[str] = "sq"          # errors: int8 SQ, one exponent per tensor
 
     name: str = "default"
     data_bits: int = 8

@@ -22,9 +22,12 @@ window at that exponent, exactly.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from .config import CoreConfig
+from .flag import quantize_error
 from .geometry import Geometry
 from .ops import MacCounter, _count
 from .quant import QTensor, check_acc, shift_quantize
@@ -90,7 +93,7 @@ def conv_backward_error(e: QTensor, w: QTensor, g: Geometry, channels: int, cfg:
     """Ex = SQ(col2im(E . W)): every tap's contribution to an input pixel summed before the one SQ."""
     acc = check_acc("conv_backward_error", conv_error_acc(e.q, w.q, g, channels), cfg)
     _count(macs, "backward", g.out_rows * e.q.shape[1] * g.taps * channels)
-    return shift_quantize(acc, e.exp + w.exp, cfg.err_rounding, cfg)
+    return quantize_error(acc, e.exp + w.exp, cfg)
 
 
 def conv_weight_gradient(e: QTensor, x: QTensor, g: Geometry, cfg: CoreConfig, key: int | None = None,
@@ -109,4 +112,4 @@ def avgpool_forward(x: QTensor, g: Geometry, cfg: CoreConfig) -> QTensor:
 
 def avgpool_backward_error(e: QTensor, g: Geometry) -> QTensor:
     """The pooled error replicated over each window at exponent e.exp - log2(area): exact, no quantizer."""
-    return QTensor(unpool(e.q, g), e.exp - pool_shift(g))
+    return replace(e, q=unpool(e.q, g), exp=e.exp - pool_shift(g))

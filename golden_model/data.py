@@ -1,5 +1,6 @@
-"""The data sets: scikit-learn's 8x8 digits (bundled, no download) with a fixed split, and a
-user's own data from an .npz file (:func:`load_npz`).
+"""The data sets: scikit-learn's 8x8 digits (bundled, no download) with a fixed split, a harder
+"noisy digits" made from it offline by a seeded corruption (:func:`noisy_digits`), both by name
+through :func:`load_dataset`, and a user's own data from an .npz file (:func:`load_npz`).
 
 A :class:`Dataset` holds samples flattened to (N, C*H*W) in (C, H, W) order,
 integer labels 0..classes-1, and its :class:`InputFormat`: the sample shape,
@@ -66,6 +67,50 @@ def load_digits_split() -> Dataset:
         pixels, data.target.astype(np.int64), test_size=TEST_FRACTION,
         random_state=SPLIT_SEED, stratify=data.target)
     return Dataset(train_x, train_y, test_x, test_y)
+
+
+#: The corruption of noisy digits: its seed, the occluded square's side and probability, and the
+#: additive noise's standard deviation (pixel units, of 16).  Measured with the float32 Fixup MLP at
+#: batch 16 (seed 0, 10 epochs): 81% test accuracy against 97% on the clean digits.
+NOISE_SEED = 13
+NOISE_OCCLUSION = 3
+NOISE_OCCLUSION_PROBABILITY = 0.5
+NOISE_SIGMA = 3.0
+DIGITS_MAX = 16
+
+
+def corrupt(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Each 8x8 digit (pixels 0..16) with probability NOISE_OCCLUSION_PROBABILITY has a
+    NOISE_OCCLUSION-square set to 0, then Gaussian noise of NOISE_SIGMA added, rounded and clipped
+    back to 0..16 (so the digits input rule holds)."""
+    side = DIGITS_FORMAT.height
+    images = pixels.reshape(-1, side, side).copy()
+    corners = rng.integers(0, side - NOISE_OCCLUSION + 1, size=(len(images), 2))
+    occluded = rng.random(len(images)) < NOISE_OCCLUSION_PROBABILITY
+    for index in np.flatnonzero(occluded):
+        cy, cx = corners[index]
+        images[index, cy:cy + NOISE_OCCLUSION, cx:cx + NOISE_OCCLUSION] = 0
+    noisy = np.rint(images + rng.normal(0.0, NOISE_SIGMA, size=images.shape))
+    return np.clip(noisy, 0, DIGITS_MAX).astype(np.int64).reshape(pixels.shape)
+
+
+def noisy_digits() -> Dataset:
+    """The digits split with every image corrupted (:func:`corrupt`), training and test images from
+    one generator seeded NOISE_SEED: deterministic, generated offline, same labels and split."""
+    clean = load_digits_split()
+    rng = np.random.default_rng(NOISE_SEED)
+    train_x = corrupt(clean.train_x, rng)
+    return Dataset(train_x, clean.train_y, corrupt(clean.test_x, rng), clean.test_y)
+
+
+DATASETS = {"digits": load_digits_split, "noisy-digits": noisy_digits}
+
+
+def load_dataset(name: str) -> Dataset:
+    """A bundled data set by name: "digits" or "noisy-digits"."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown data set {name!r}; known: {', '.join(DATASETS)}")
+    return DATASETS[name]()
 
 
 class DataError(ValueError):

@@ -13,7 +13,8 @@ from __future__ import annotations
 import numpy as np
 
 from .config import CoreConfig
-from .quant import QTensor, fixed_point, shift_quantize
+from .flag import quantize_error
+from .quant import QTensor, fixed_point
 
 
 def softmax(z: np.ndarray) -> np.ndarray:
@@ -43,5 +44,5 @@ def output_error(logits: QTensor, labels, cfg: CoreConfig) -> tuple[QTensor, flo
     grad = probs.copy()
     grad[np.arange(batch), labels] -= 1.0
     grad /= batch
-    error = shift_quantize(fixed_point(grad, cfg.loss_fixed_exp), cfg.loss_fixed_exp, cfg.err_rounding, cfg)
+    error = quantize_error(fixed_point(grad, cfg.loss_fixed_exp), cfg.loss_fixed_exp, cfg)
     return error, cross_entropy(probs, labels)

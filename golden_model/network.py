@@ -10,7 +10,7 @@
 
 No batch normalization anywhere.  Every tensor is a QTensor; every weight,
 multiplier and bias has a fixed exponent chosen at initialization and is
-updated in place by quant.update_weights.  ``train_step`` runs forward, the
+updated in place by quant.update_weights (or a variant, golden_model/arithmetic.py).  ``train_step`` runs forward, the
 host-side loss (loss.py), backward and the update, and can record every
 integer tensor entering and leaving every op (a trace).
 """
@@ -23,11 +23,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import ops
+from .arithmetic import CORE, Arithmetic, ParameterUpdate, arithmetic_config
 from .config import CoreConfig
 from .data import DIGITS_FORMAT, InputFormat
 from .loss import output_error
 from .prng import tensor_key, update_key
-from .quant import QTensor, direct_quantize, update_weights
+from .quant import QTensor, direct_quantize
 
 INPUT_EXP = DIGITS_FORMAT.exp      # the digits input grid
 PARAM_IDS = {"fc1": 1, "fc2": 2, "fc3": 3, "scale": 4, "bias": 5, "fc_out": 6}
@@ -103,20 +104,25 @@ class IntegerNetwork:
     """What every EOQ int8 network shares: parameters with fixed exponents, the
     stochastic-rounding keys, the in-place update, the training step and
     chunked prediction.  Subclasses define ``forward``, ``backward`` and
-    ``check_input``; ``param_ids`` maps parameter names to tensor ids."""
+    ``check_input``; ``param_ids`` maps parameter names to tensor ids.
+    ``arithmetic`` selects a variant of the arithmetic (golden_model/arithmetic.py);
+    the default is the core's."""
 
     param_ids: dict[str, int] = PARAM_IDS
 
-    def __init__(self, cfg: CoreConfig, seed: int, lr_shift: int, init: dict[str, np.ndarray], fan_in):
+    def __init__(self, cfg: CoreConfig, seed: int, lr_shift: int, init: dict[str, np.ndarray], fan_in, *,
+                 arithmetic: Arithmetic = CORE):
         if lr_shift < 0:
             raise ValueError(f"learning rate must be 2**-lr_shift with integer lr_shift >= 0, got {lr_shift}")
-        self.cfg = cfg
+        self.arithmetic = arithmetic
+        self.cfg = cfg = arithmetic_config(cfg, arithmetic)
         self.lr_shift = lr_shift
         self.stream_seed = (cfg.seed ^ seed) & 0xFFFF_FFFF
         self.params: dict[str, QTensor] = {}
         for name, value in init.items():
             self.params[name] = direct_quantize(value, self.param_exponent(name, value.shape, fan_in), cfg)
         self.step = 0
+        self.parameter_update = ParameterUpdate(arithmetic, cfg, self.params)
         self.macs = ops.MacCounter()
         if not hasattr(self, "batch_limit"):
             self.batch_limit = cfg.max_batch     # the largest batch the network runs in (predict's chunks)
@@ -130,6 +136,8 @@ class IntegerNetwork:
         """A parameter's fixed exponent: the scalars' (by the name's last part, "b1.scale" -> scale),
         else weight_exponent of its fan-in."""
         kind = name.rsplit(".", 1)[-1]
+        if kind == "scale":
+            return self.arithmetic.multiplier_exp
         return self.scalar_exponent(kind) if kind in ("scale", "bias") else weight_exponent(fan_in(shape))
 
     def key(self, name: str, update: bool = False) -> int:
@@ -149,8 +157,7 @@ class IntegerNetwork:
         """W <- saturate(W - SR(lr * G)) for every parameter, in place."""
         for name, grad in grads.items():
             old = self.params[name]
-            new = update_weights(old, grad, self.lr_shift, self.cfg.update_rounding, self.cfg,
-                                 self.key(name, update=True))
+            new = self.parameter_update(name, old, grad, self.lr_shift, self.key(name, update=True))
             self.params[name] = new
             if trace is not None:
                 trace.add(f"{name}_update", {"w": old, "g": grad}, {"w": new})
@@ -184,12 +191,13 @@ class IntegerNetwork:
 class ResMLP(IntegerNetwork):
     """Fixup residual MLP in EOQ int8 arithmetic (see module docstring)."""
 
-    def __init__(self, cfg: CoreConfig, seed: int, lr_shift: int, sizes=None):
+    def __init__(self, cfg: CoreConfig, seed: int, lr_shift: int, sizes=None, *, arithmetic: Arithmetic = CORE):
         self.sizes = sizes or mlp_sizes()
         for name, (out_f, in_f) in self.sizes.items():
             if max(out_f, in_f) > cfg.max_features:
                 raise ValueError(f"layer {name} is {out_f}x{in_f}; configuration {cfg.name} holds at most {cfg.max_features} features")
-        super().__init__(cfg, seed, lr_shift, fixup_float_init(self.sizes, seed), fan_in=lambda shape: shape[1])
+        super().__init__(cfg, seed, lr_shift, fixup_float_init(self.sizes, seed), fan_in=lambda shape: shape[1],
+                         arithmetic=arithmetic)
 
     def check_input(self, x: QTensor) -> None:
         if x.q.ndim != 2 or x.q.shape[1] != self.sizes["fc1"][1]:
@@ -232,7 +240,7 @@ class ResMLP(IntegerNetwork):
         e_z = ops.relu_backward(ops.linear_backward_error(e_r, p["fc3"], cfg, macs), t["z"])
         g["fc2"] = ops.linear_weight_gradient(e_z, t["a1"], cfg, self.key("fc2"), macs)
         e_branch = ops.linear_backward_error(e_z, p["fc2"], cfg, macs)
-        e_a1 = ops.relu_backward(ops.residual_add(e_join, e_branch, cfg), t["a1"])
+        e_a1 = ops.relu_backward(ops.error_add(e_join, e_branch, cfg), t["a1"])
         g["fc1"] = ops.linear_weight_gradient(e_a1, t["a0"], cfg, self.key("fc1"), macs)
         if trace is not None:
             trace.add("fc_out_gradient", {"e": e_y, "x": t["a2"]}, {"g": g["fc_out"]})

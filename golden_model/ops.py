@@ -14,10 +14,13 @@ A :class:`MacCounter` passed to any op counts the int8 multiply-accumulates.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from .config import CoreConfig
-from .quant import QTensor, align_add, check_acc, shift_quantize
+from .flag import quantize_error
+from .quant import QTensor, align_add, check_acc, shift_quantize, shift_to_exp
 
 
 class MacCounter:
@@ -63,7 +66,7 @@ def linear_backward_error(e: QTensor, w: QTensor, cfg: CoreConfig,
         raise ValueError(f"linear_backward_error: error {e.q.shape} does not match weight {w.q.shape} (expected (B, {w.q.shape[0]}))")
     acc = _matmul("linear_backward_error", e.q, w.q, cfg)
     _count(macs, "backward", acc.size * e.q.shape[1])
-    return shift_quantize(acc, e.exp + w.exp, cfg.err_rounding, cfg)
+    return quantize_error(acc, e.exp + w.exp, cfg)
 
 
 def linear_weight_gradient(e: QTensor, x: QTensor, cfg: CoreConfig, key: int | None = None,
@@ -80,7 +83,7 @@ def relu_backward(e: QTensor, a: QTensor) -> QTensor:
     """ReLU derivative: pass the error where the stored (quantized) ReLU output is > 0."""
     if e.q.shape != a.q.shape:
         raise ValueError(f"relu_backward: error {e.q.shape} and activation {a.q.shape} differ in shape")
-    return QTensor(np.where(a.q > 0, e.q, 0).astype(np.int8), e.exp)
+    return replace(e, q=np.where(a.q > 0, e.q, 0).astype(e.q.dtype))
 
 
 def _check_scalar(name: str, t: QTensor) -> None:
@@ -99,7 +102,7 @@ def scale_backward_error(e: QTensor, m: QTensor, cfg: CoreConfig, macs: MacCount
     """Error through the scalar multiplier: SQ(m * E)."""
     _check_scalar("scale_backward_error multiplier", m)
     _count(macs, "backward", e.q.size)
-    return shift_quantize(e.q.astype(np.int64) * int(m.q[0]), e.exp + m.exp, cfg.err_rounding, cfg)
+    return quantize_error(e.q.astype(np.int64) * int(m.q[0]), e.exp + m.exp, cfg)
 
 
 def scale_gradient(e: QTensor, x: QTensor, cfg: CoreConfig, key: int | None = None,
@@ -129,3 +132,12 @@ def residual_add(a: QTensor, b: QTensor, cfg: CoreConfig, relu: bool = False) ->
     if a.q.shape != b.q.shape:
         raise ValueError(f"residual_add: shapes {a.q.shape} and {b.q.shape} differ")
     return align_add(a, b, cfg, relu=relu)
+
+
+def error_add(a: QTensor, b: QTensor, cfg: CoreConfig) -> QTensor:
+    """Errors of the two paths meeting at a residual join's input: align-add (as residual_add), then
+    the error quantizer (flag.quantize_error; SQ nearest, i.e. residual_add's result, by default)."""
+    if a.q.shape != b.q.shape:
+        raise ValueError(f"error_add: shapes {a.q.shape} and {b.q.shape} differ")
+    exp = max(a.exp, b.exp)
+    return quantize_error(shift_to_exp(a, exp, cfg) + shift_to_exp(b, exp, cfg), exp, cfg)

@@ -112,10 +112,35 @@ def saturate(x, cfg: CoreConfig) -> np.ndarray:
 
 
 def sq_shift(acc: np.ndarray, cfg: CoreConfig) -> int:
-    """Shift that brings max|acc| below 2**7: bit_length(max|acc|) - 7, at least 0."""
+    """Shift of SQ from max|acc| by cfg.scale_rounding, at least 0.
+
+    "up" (the core): bit_length(max|acc|) - 7, so the maximum lands in [64, 127].
+    "nearest" (WAGE's Shift): round(log2 max|acc|) - 7, so the maximum lands
+    in [90.5, 181) and saturates above 127 (WAGE's clip).
+    """
     acc = _as_int64("sq_shift input", acc)
     peak = int(np.abs(acc).max()) if acc.size else 0
-    return max(0, bit_length(peak) - (cfg.data_bits - 1))
+    return max(0, scale_exponent(peak, cfg.scale_rounding) - (cfg.data_bits - 1))
+
+
+SCALE_ROUNDINGS = ("up", "nearest")
+
+
+def scale_exponent(peak: int, rounding: str) -> int:
+    """The exponent of R(x) for max|x| = peak >= 0, as an exact integer rule.
+
+    up:      bit_length(peak), i.e. ceil(log2(peak + 1)); 0 for 0.
+    nearest: round(log2 peak), ties (never exact for an integer) up: with
+             b = bit_length(peak), b - 1 plus 1 when peak**2 >= 2**(2b - 1);
+             in hardware a comparison of peak with ceil(2**(b - 1/2)), one
+             constant per bit length.  0 for 0.
+    """
+    if rounding not in SCALE_ROUNDINGS:
+        raise ValueError(f"scale rounding must be one of {SCALE_ROUNDINGS}, got {rounding!r}")
+    b = bit_length(peak)
+    if rounding == "up" or peak == 0:
+        return b
+    return b - 1 + int(peak * peak >= 1 << (2 * b - 1))
 
 
 def shift_quantize(acc, exp: int, mode: str, cfg: CoreConfig, key: int | None = None,

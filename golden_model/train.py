@@ -15,9 +15,11 @@ from typing import Protocol
 import numpy as np
 from tqdm import tqdm
 
+from .arithmetic import CORE, Arithmetic
 from .cnn import FloatResCNN, ResCNN, ResNetSpec, input_rows
 from .config import CONFIGS, CoreConfig
 from .data import DIGITS_FORMAT, DataError, Dataset, InputFormat, batches, load_digits_split
+from .float_bn import FloatBNResCNN, FloatBNResMLP
 from .float_ref import FloatResMLP
 from .inference import calibrate
 from .machine import Machine
@@ -57,10 +59,12 @@ def network_shape(arch: str, fmt: InputFormat):
     return mlp_sizes(inputs=fmt.features, classes=fmt.classes)
 
 
-def int_model(arch: str, cfg: CoreConfig, seed: int, lr_shift: int, fmt: InputFormat = DIGITS_FORMAT):
-    """The EOQ int8 network for ``arch`` and the data format."""
+def int_model(arch: str, cfg: CoreConfig, seed: int, lr_shift: int, fmt: InputFormat = DIGITS_FORMAT, *,
+              arithmetic: Arithmetic = CORE):
+    """The EOQ int8 network for ``arch`` and the data format (in an arithmetic variant if given)."""
     shape = network_shape(arch, fmt)
-    return ResCNN(cfg, seed, lr_shift, shape) if arch == "cnn" else ResMLP(cfg, seed, lr_shift, shape)
+    model = ResCNN if arch == "cnn" else ResMLP
+    return model(cfg, seed, lr_shift, shape, arithmetic=arithmetic)
 
 
 def check_fits(arch: str, fmt: InputFormat, cfg: CoreConfig, batch: int) -> None:
@@ -138,8 +142,8 @@ class GoldenTarget(ModelTarget):
     name = "golden"
 
     def __init__(self, cfg: CoreConfig, seed: int, lr_shift: int, arch: str = "mlp",
-                 fmt: InputFormat = DIGITS_FORMAT):
-        super().__init__(int_model(arch, cfg, seed, lr_shift, fmt))
+                 fmt: InputFormat = DIGITS_FORMAT, *, arithmetic: Arithmetic = CORE):
+        super().__init__(int_model(arch, cfg, seed, lr_shift, fmt, arithmetic=arithmetic))
         self.cfg, self.arch, self.fmt = cfg, arch, fmt
         self.calibrated: dict[str, int] | None = None
 
@@ -164,14 +168,21 @@ class GoldenTarget(ModelTarget):
         return quantize_input(pixels, self.cfg, self.fmt)
 
 
+FLOAT_MODELS = {("mlp", "fixup"): FloatResMLP, ("cnn", "fixup"): FloatResCNN,
+                ("mlp", "bn"): FloatBNResMLP, ("cnn", "bn"): FloatBNResCNN}
+
+
 class FloatTarget(ModelTarget):
-    """The float32 reference behind the Trainable interface."""
+    """The float32 reference behind the Trainable interface: Fixup (``norm="fixup"``, the same network
+    as the int8 model) or batch normalization (``norm="bn"``, golden_model/float_bn.py)."""
 
     name = "fp32"
 
-    def __init__(self, seed: int, lr_shift: int, arch: str = "mlp", fmt: InputFormat = DIGITS_FORMAT):
-        shape = network_shape(arch, fmt)
-        super().__init__(FloatResCNN(seed, lr_shift, shape) if arch == "cnn" else FloatResMLP(seed, lr_shift, shape))
+    def __init__(self, seed: int, lr_shift: int, arch: str = "mlp", fmt: InputFormat = DIGITS_FORMAT, *,
+                 norm: str = "fixup"):
+        if (arch, norm) not in FLOAT_MODELS:
+            raise ValueError(f"no float reference for arch {arch!r} with norm {norm!r}; known: {sorted(FLOAT_MODELS)}")
+        super().__init__(FLOAT_MODELS[(arch, norm)](seed, lr_shift, network_shape(arch, fmt)))
         self.fmt = fmt
 
     def inputs(self, pixels):

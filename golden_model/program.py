@@ -167,9 +167,9 @@ def network_program(model, batch: int, *, reuse: bool = True, inference: bool = 
     return CnnProgram(model.cfg, model.spec, batch, reuse=reuse, inference=inference)
 
 
-def inference_batch(model) -> int:
-    """The largest batch, up to the model's batch_limit, whose training and inference layouts fit TMEM:
-    the chunk inference runs in on a device."""
+def largest_batch(model) -> int:
+    """The largest batch, up to the model's batch_limit, whose training and inference layouts fit TMEM
+    (the chunk inference runs in on a device; a configuration with fewer, wider words holds fewer images)."""
     for batch in range(model.batch_limit, 0, -1):
         try:
             network_program(model, batch)
@@ -242,10 +242,10 @@ class ProgramTrainer:
         return np.argmax(self.logits(x, calibrated), axis=1)
 
     def logits(self, x: QTensor, calibrated: dict[str, int] | None = None) -> np.ndarray:
-        """Logit mantissas in chunks of :func:`inference_batch`: with ``calibrated`` exponents
+        """Logit mantissas in chunks of :func:`largest_batch`: with ``calibrated`` exponents
         (inference.calibrate) by frozen-exponent inference, else by the training forward pass."""
         rows = x.q.shape[0] // self.model.batch_of(x) if x.q.shape[0] else 1
-        step = inference_batch(self.model) * rows
+        step = largest_batch(self.model) * rows
         chunks = [QTensor(x.q[i:i + step], x.exp) for i in range(0, x.q.shape[0], step)]
         if calibrated is None:
             logits = [self.forward(chunk).q for chunk in chunks]

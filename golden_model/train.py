@@ -24,7 +24,7 @@ from .float_ref import FloatResMLP
 from .inference import calibrate
 from .machine import Machine
 from .network import ResMLP, mlp_sizes, quantize_input
-from .program import ProgramTrainer, inference_batch, network_program
+from .program import ProgramTrainer, largest_batch, network_program
 
 DEFAULT_LR_SHIFT = {("mlp", 1): 7, ("mlp", 16): 4, ("cnn", 16): 3, ("cnn", 1): 6}
 
@@ -159,7 +159,7 @@ class GoldenTarget(ModelTarget):
 
     def logits(self, pixels) -> np.ndarray:
         """Logit mantissas of frozen-exponent inference on a golden Machine (needs calibrate first)."""
-        trainer = ProgramTrainer(Machine(self.cfg), self.model, inference_batch(self.model))
+        trainer = ProgramTrainer(Machine(self.cfg), self.model, largest_batch(self.model))
         return trainer.logits(self.inputs(pixels), self.calibrated)
 
     def inputs(self, pixels):

@@ -20,7 +20,7 @@ from golden_model.geometry import Geometry
 from golden_model.inference import calibrate
 from golden_model.machine import Machine, MachineError, words_per_row
 from golden_model.network import ResMLP, Trace, quantize_input
-from golden_model.program import PARAMS, SLOTS, ProgramTrainer
+from golden_model.program import PARAMS, SLOTS, ProgramTrainer, largest_batch
 from golden_model.quant import QTensor
 
 from .common import settings, start
@@ -415,19 +415,20 @@ async def cnn_step_op_by_op(dut):
 
 @cocotb.test(skip=os.environ.get("EOQ_MODE") == "quick")
 async def cnn_twenty_steps_identical(dut):
-    """20 training steps of the ResNet at max_batch (TMEM words reused by lifetime) end with the golden
-    model's weights, bit for bit."""
+    """20 training steps of the ResNet at the largest batch the configuration holds (max_batch, or fewer
+    where TMEM is smaller; words reused by lifetime) end with the golden model's weights, bit for bit."""
     s = settings(dut)
     await start(dut)
     device = CoreDevice(dut, s.cfg)
     data, reference = _cnn(s)
+    batch = largest_batch(reference)
     rng = np.random.default_rng(s.seed)
-    batches = [rng.choice(len(data.train_y), s.cfg.max_batch, replace=False) for _ in range(CNN_STEPS)]
+    batches = [rng.choice(len(data.train_y), batch, replace=False) for _ in range(CNN_STEPS)]
     inputs = [input_rows(data.train_x[idx], reference.spec, s.cfg) for idx in batches]
 
     @external
     def host_training():
-        trainer = ProgramTrainer(device.blocking(), ResCNN(s.cfg, s.seed % 1000, lr_shift=2), s.cfg.max_batch)
+        trainer = ProgramTrainer(device.blocking(), ResCNN(s.cfg, s.seed % 1000, lr_shift=2), batch)
         losses = [trainer.train_step(x, data.train_y[idx]) for x, idx in zip(inputs, batches)]
         return losses, trainer.params()
 
@@ -437,5 +438,5 @@ async def cnn_twenty_steps_identical(dut):
     for name, want in reference.params.items():
         assert np.array_equal(params[name].q, want.q) and params[name].exp == want.exp, \
             f"{name} differs after {CNN_STEPS} steps (EOQ_SEED={s.seed})"
-    dut._log.info(f"{CNN_STEPS} CNN steps: {device.total_cycles} core cycles, "
+    dut._log.info(f"{CNN_STEPS} CNN steps at batch {batch}: {device.total_cycles} core cycles, "
                   f"{device.total_cycles / CNN_STEPS:.0f} per step; final loss {losses[-1]:.4f}")

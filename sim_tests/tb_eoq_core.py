@@ -320,18 +320,19 @@ def _geometry_program(rng, cfg):
     shapes = [(g.in_rows, c), (o, g.taps * cp), (g.out_rows, o), (g.in_rows, c), (g.out_rows, o), (o, g.taps * cp),
               (pool.pool_map().out_rows, c), (g.in_rows, c)]
     lr, key = int(rng.integers(0, 12)), int(rng.integers(2**32))
-    program = [isa.conv(0, 1, g), isa.quant(4, relu=True),                         # forward
-               isa.conv(4, 1, g, mode="error", dst=0), isa.quant(3, mask=0),        # error, masked
+    rounding = [{"stochastic": bool(rng.integers(2)), "key": int(rng.integers(2**32))} for _ in range(3)]
+    program = [isa.conv(0, 1, g), isa.quant(4, relu=True, **rounding[0]),          # forward
+               isa.conv(4, 1, g, mode="error", dst=0), isa.quant(3, mask=0, **rounding[1]),   # error, masked
                isa.conv(4, 0, g, mode="gradient"),                                  # gradient -> update
                isa.qupdate(1, lr, stochastic_grad=bool(rng.integers(2)), stochastic_update=True, key=key),
-               isa.pool(3, pool), isa.quant(6), isa.unpool(7, 6, pool), isa.halt()]
+               isa.pool(3, pool), isa.quant(6, **rounding[2]), isa.unpool(7, 6, pool), isa.halt()]
     return shapes, program
 
 
 @cocotb.test()
 async def conv_instructions_match_machine(dut):
-    """Random geometries: CONV's three products (with their QUANT, masked QUANT and QUPDATE), POOL and
-    UNPOOL on the core leave the machine's TMEM and exponents."""
+    """Random geometries: CONV's three products (with their QUANT and masked QUANT, each nearest or stochastic,
+    and QUPDATE), POOL and UNPOOL on the core leave the machine's TMEM and exponents."""
     s = settings(dut)
     rng = np.random.default_rng(s.seed)
     await start(dut)

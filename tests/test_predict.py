@@ -132,3 +132,13 @@ def test_load_refuses_conflicts(saved, capsys):
     with pytest.raises(SystemExit):
         cli.main(["--no-progress", "--load", str(saved / "int8.npz"), "--resume", str(saved)])
     assert "give one of them" in capsys.readouterr().err
+
+
+def test_unwritable_save_path_is_refused_before_training(tmp_path, capsys):
+    from host import train as cli
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["--no-progress", "--target", "golden", "--metrics", str(tmp_path / "m.json"),
+                  "--save", str(tmp_path / "afile" / "w.npz")])
+    assert str(stop.value).startswith("eoq-train: cannot write the saved weights in ")
+    assert capsys.readouterr().out == "" and not (tmp_path / "m.json").exists()

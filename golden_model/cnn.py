@@ -392,6 +392,23 @@ def _float_col2im(pieces: np.ndarray, g: Geometry, channels: int) -> np.ndarray:
 CHUNK = 16
 
 
+def float_head_pool(t: dict, a: str, spec: ResNetSpec, batch: int) -> str:
+    """The float head's average pooling of ``t[a]`` into ``t["g"]`` (none when head_pool is 1); the key
+    the classifier reads."""
+    if spec.head_pool_geometry(batch) is None:
+        return a
+    (h, w), (kh, kw) = spec.final_size, spec.pool_window
+    blocks = t[a].reshape(batch, h // kh, kh, w // kw, kw, -1)
+    t["g"] = blocks.mean(axis=(2, 4)).reshape(batch * (h // kh) * (w // kw), -1)
+    return "g"
+
+
+def float_predict(forward, x: np.ndarray, spec: ResNetSpec) -> np.ndarray:
+    """Class predictions of a float ResNet's ``forward`` in chunks of CHUNK images."""
+    rows = CHUNK * spec.height * spec.width
+    return np.concatenate([np.argmax(forward(x[i:i + rows])["y"], axis=1) for i in range(0, x.shape[0], rows)])
+
+
 class FloatResCNN(FloatNetwork):
     """float32 reference of ResCNN: the same network and Fixup draws on dense (O, KH*KW*C) weights,
     plain SGD at lr 2**-lr_shift; gradients written by hand (tests/test_cnn.py checks them against
@@ -428,20 +445,13 @@ class FloatResCNN(FloatNetwork):
             shortcut = conv_(f"{n}.proj", t[a]) if b.proj else t[a]
             t[f"{n}.out"] = np.maximum(shortcut + t[f"{n}.s"], 0)
             a = f"{n}.out"
-        pooled = a
-        if s.head_pool_geometry(batch) is not None:
-            (h, w), (kh, kw) = s.final_size, s.pool_window
-            blocks = t[a].reshape(batch, h // kh, kh, w // kw, kw, -1)
-            t["g"] = blocks.mean(axis=(2, 4)).reshape(batch * (h // kh) * (w // kw), -1)
-            pooled = "g"
+        pooled = float_head_pool(t, a, s, batch)
         t["y"] = conv_("fc", t[pooled])
         return t
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Class predictions in chunks of CHUNK images (a geometry holds at most 31 images)."""
-        rows = CHUNK * self.spec.height * self.spec.width
-        return np.concatenate([np.argmax(self.forward(x[i:i + rows])["y"], axis=1)
-                               for i in range(0, x.shape[0], rows)])
+        return float_predict(self.forward, x, self.spec)
 
     def loss_and_grads(self, x: np.ndarray, labels) -> tuple[float, dict[str, np.ndarray]]:
         p, s = self.params, self.spec

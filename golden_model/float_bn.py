@@ -29,7 +29,8 @@ import math
 
 import numpy as np
 
-from .cnn import CHUNK, ResNetSpec, _float_col2im, _float_im2col, fixup_float_init as cnn_fixup_init, image_rows
+from .cnn import (ResNetSpec, _float_col2im, _float_im2col, fixup_float_init as cnn_fixup_init, float_head_pool,
+                  float_predict, image_rows)
 from .data import DIGITS_FORMAT, InputFormat
 from .float_ref import FloatNetwork
 from .loss import check_labels, cross_entropy, softmax
@@ -195,20 +196,13 @@ class FloatBNResCNN(BatchNormNetwork):
             shortcut = self._conv_bn(f"{n}.proj", t[a], batch, t, training) if b.proj else t[a]
             t[f"{n}.out"] = np.maximum(shortcut + t[f"{n}.r"], 0)
             a = f"{n}.out"
-        pooled = a
-        if s.head_pool_geometry(batch) is not None:
-            (h, w), (kh, kw) = s.final_size, s.pool_window
-            blocks = t[a].reshape(batch, h // kh, kh, w // kw, kw, -1)
-            t["g"] = blocks.mean(axis=(2, 4)).reshape(batch * (h // kh) * (w // kw), -1)
-            pooled = "g"
+        pooled = float_head_pool(t, a, s, batch)
         t["pooled"] = pooled
         t["y"] = self._conv("fc", t[pooled], batch)
         return t
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        rows = CHUNK * self.spec.height * self.spec.width
-        return np.concatenate([np.argmax(self.forward(x[i:i + rows])["y"], axis=1)
-                               for i in range(0, x.shape[0], rows)])
+        return float_predict(self.forward, x, self.spec)
 
     def loss_and_grads(self, x: np.ndarray, labels) -> tuple[float, dict[str, np.ndarray]]:
         p, s = self.params, self.spec

@@ -29,6 +29,8 @@ JOBS ?= 2
 STEPS ?= 5
 # make sim-netlist runs the small core unless CONFIG is given on the command line
 NETLIST_CONFIG := $(if $(filter command line environment,$(origin CONFIG)),$(CONFIG),small4x4)
+# make bitstream builds the board's own configuration (fpga/build.py BOARD_CONFIGS) unless CONFIG is given
+BITSTREAM_CONFIG := $(if $(filter command line environment,$(origin CONFIG)),--config $(CONFIG))
 
 .PHONY: setup test test-slow sim train predict bench rtl lint bitstream program sim-netlist formal clean help
 
@@ -42,7 +44,7 @@ help:
 	@echo "make predict    classify the test split with WEIGHTS=FILE (saved by make train SAVE=FILE) [OUT=FILE.csv]"
 	@echo "make bench      benchmarks -> BENCH_OUT=$(BENCH_OUT)"
 	@echo "make rtl        Verilog for CONFIG=$(CONFIG) into build/rtl/"
-	@echo "make bitstream BOARD=ulx3s DEVICE=85F [CONFIG=default FREQ=MHz BAUD=N]  (docs/fpga.md)"
+	@echo "make bitstream BOARD=ulx3s DEVICE=85F [CONFIG=ulx3s FREQ=MHz BAUD=N]  (docs/fpga.md)"
 	@echo "make sim-netlist BOARD=ulx3s [CONFIG=small4x4 STEPS=5]  train on the synthesized netlist (docs/fpga.md)"
 	@echo "make formal     formal proofs of the rounding units and the host link's CRC check (docs/formal.md)"
 
@@ -80,7 +82,7 @@ lint: setup
 	verilator --lint-only -Wall sim_tests/verilator_waivers.vlt build/rtl/eoq_system.v
 
 bitstream: setup
-	$(PY) -m fpga.build --board $(BOARD) --device $(DEVICE) --config $(CONFIG) $(if $(FREQ),--freq $(FREQ)) $(if $(BAUD),--baud $(BAUD))
+	$(PY) -m fpga.build --board $(BOARD) --device $(DEVICE) $(BITSTREAM_CONFIG) $(if $(FREQ),--freq $(FREQ)) $(if $(BAUD),--baud $(BAUD))
 
 program: setup
 	$(PY) -m fpga.program --board $(BOARD)

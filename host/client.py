@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import serial
 
-from golden_model.config import CoreConfig
+from golden_model.config import CONFIGS, CoreConfig
 from golden_model.isa import STATUS_HELP, Status
 from golden_model.machine import TensorEntry, words_per_row
 from golden_model.quant import QTensor
@@ -270,9 +270,11 @@ class LinkClient:
         if diff:
             built = ", ".join(f"{k}={v[0]}" for k, v in diff.items())
             host = ", ".join(f"{k}={v[1]}" for k, v in diff.items())
+            named = [c.name for c in CONFIGS.values() if parse_ping(ping_payload(c)) == info]
+            hint = f"--config {named[0]}" if named else "the matching --config"
             raise ConfigMismatch(f"bitstream built for {built}; host configured for {host} "
-                                 f"(configuration {self.cfg.name!r}): rebuild the bitstream or pick the "
-                                 f"matching --config", Cmd.PING)
+                                 f"(configuration {self.cfg.name!r}): rebuild the bitstream or use {hint}",
+                                 Cmd.PING)
         return info
 
     def status(self) -> DeviceStatus:

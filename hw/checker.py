@@ -6,9 +6,12 @@ outputs; ``error`` is the status of the first failing check of the
 instruction's row in golden_model.isa.OPS (ILLEGAL_INSTRUCTION before all),
 so the core reports the golden machine's status code.  The registers take
 the table lookup, the rows x stride products and the comparisons out of the
-issue path; ``invalidate`` (a new instruction, an exponent write-back, an
-issue, an engine finishing) restarts a two-cycle ``settle`` count, and
-``error`` is meaningful once ``settled``.
+issue path.  The geometry facts and the produced ACC shape (the decoder's
+chained multiplies: batch x Ho x Wo, then rows x stride for ``acc_fits``)
+get a register stage of their own before the rules, so no path holds two
+multiplies; ``invalidate`` (a new instruction, an exponent write-back, an
+issue, an engine finishing) restarts a ``LATENCY``-cycle ``settle`` count,
+and ``error`` is meaningful once ``settled``.
 """
 
 from amaranth import Cat, Module, Mux, Signal
@@ -23,6 +26,9 @@ from .interfaces import dim_shape, instruction_layout, table_entry_layout
 
 
 class Checker(wiring.Component):
+    #: cycles from stable inputs to a meaningful ``error``
+    LATENCY = 3
+
     def __init__(self, cfg: CoreConfig):
         self.cfg = cfg
         entry = table_entry_layout(cfg)
@@ -40,9 +46,12 @@ class Checker(wiring.Component):
             "settled": Out(1),
         })
 
-    def rules(self) -> dict:
-        """CHECK_RULES name -> the Amaranth condition that the rule fails."""
+    def rules(self, produced=None, g=None) -> dict:
+        """CHECK_RULES name -> the Amaranth condition that the rule fails (over ``produced`` and ``g``,
+        the registered copies of those inputs, when given)."""
         cfg, dst, a, b = self.cfg, self.dst, self.a, self.b
+        produced = self.produced if produced is None else produced
+        g = self.geometry if g is None else g
         limit = cfg.max_dim
         exp_limit = 1 << (cfg.exp_bits - 1)
 
@@ -58,7 +67,7 @@ class Checker(wiring.Component):
         def partly_overlaps(x, y):
             return (x.base != y.base) & (x.base < end(cfg, y)) & (y.base < end(cfg, x))
 
-        produced, g, inst = self.produced, self.geometry, self.inst
+        inst = self.inst
         lanes_log2 = cfg.lanes.bit_length() - 1
 
         def padded_taps(x):
@@ -89,13 +98,15 @@ class Checker(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         inst = self.inst
+        produced, geometry = Signal.like(self.produced), Signal.like(self.geometry)
+        m.d.sync += [produced.eq(self.produced), geometry.eq(self.geometry)]
         failed = {}
-        for name, condition in self.rules().items():
+        for name, condition in self.rules(produced, geometry).items():
             failed[name] = Signal(name="fails_" + name.replace(":", "_").replace(",", "_"))
             m.d.sync += failed[name].eq(condition)
 
         illegal_geometry = Signal()
-        m.d.sync += illegal_geometry.eq(~self.geometry.legal)
+        m.d.sync += illegal_geometry.eq(~geometry.legal)
         error = self.error
         with m.Switch(inst.opcode):
             for op, spec in OPS.items():
@@ -115,9 +126,9 @@ class Checker(wiring.Component):
         with m.If(inst.reserved != 0):
             m.d.comb += error.eq(Status.ILLEGAL_INSTRUCTION)
 
-        settle = Signal(range(3))
+        settle = Signal(range(self.LATENCY + 1))
         with m.If(self.invalidate):
-            m.d.sync += settle.eq(2)
+            m.d.sync += settle.eq(self.LATENCY)
         with m.Elif(settle != 0):
             m.d.sync += settle.eq(settle - 1)
         m.d.comb += self.settled.eq(settle == 0)

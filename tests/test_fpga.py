@@ -162,6 +162,29 @@ def test_tool_timeout_reports(tmp_path, monkeypatch):
     assert saved["failed_step"] == "yosys" and saved["exit_code"] == "timeout"
 
 
+def test_block_ram_overflow_stops_before_nextpnr(tmp_path, monkeypatch):
+    """A netlist with more DP16KD than the device has is refused after yosys, naming the board's config."""
+    yosys = tmp_path / "fake-yosys"
+    yosys.write_text("#!/bin/sh\nprintf '2.50. Printing statistics.\\n\\n     232   DP16KD\\n      76   MULT18X18D\\n'"
+                     " > top.rpt\necho '{}' > top.json\n")
+    nextpnr = tmp_path / "fake-nextpnr"
+    nextpnr.write_text(f"#!/bin/sh\ntouch {tmp_path}/nextpnr-ran\n")
+    for tool in (yosys, nextpnr):
+        tool.chmod(0o755)
+    monkeypatch.setattr(fb, "find_tools", lambda: {"YOSYS": str(yosys), "NEXTPNR_ECP5": str(nextpnr),
+                                                   "ECPPACK": str(nextpnr)})
+    with pytest.raises(fb.BuildError, match="configuration default does not fit the 85F: yosys maps it to 232 "
+                                            "DP16KD of the 85F's 208. .*--config ulx3s"):
+        fb.build(fb.BuildOptions(config="default", out=tmp_path))
+    assert not (tmp_path / "nextpnr-ran").exists()
+    fb.check_blocks({"DP16KD": 208, "MULT18X18D": 156}, "ulx3s", "85F", "ulx3s")   # exactly full fits
+
+
+def test_board_builds_its_own_configuration():
+    assert fb.BuildOptions().config is None and fb.BOARD_CONFIGS["ulx3s"] == "ulx3s"
+    assert get_config("ulx3s").tmem_bytes < get_config("default").tmem_bytes
+
+
 # ---------------------------------------------------------------- program
 
 def _fake_loader(tmp_path, detect_output, detect_rc=0):

@@ -149,8 +149,12 @@ def test_ping_checks_configuration():
     client, _, _ = client_for()
     assert client.ping()["lanes"] == CFG.lanes
     mismatch = LinkClient(LoopbackTransport(LinkDevice(get_config("small4x4"))), CFG, timeout=0.05)
-    with pytest.raises(ConfigMismatch, match=r"bitstream built for lanes=4.*host configured for lanes=8"):
+    with pytest.raises(ConfigMismatch, match=r"bitstream built for lanes=4.*host configured for lanes=8.*"
+                                             r"use --config small4x4"):
         mismatch.ping()
+    board = LinkClient(LoopbackTransport(LinkDevice(get_config("ulx3s"))), CFG, timeout=0.05)
+    with pytest.raises(ConfigMismatch, match=r"built for tmem_words=8192; .* use --config ulx3s"):
+        board.ping()
 
 
 def test_tmem_round_trip_in_frames():

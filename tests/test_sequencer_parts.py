@@ -169,7 +169,7 @@ def test_decoder_and_checker_agree_with_the_golden_machine(config):
                 ctx.set(getattr(d, name), {"base": e.base, "rows": e.rows, "cols": e.cols, "exp": e.exp})
             ctx.set(d.acc, {"rows": machine.acc.shape[0], "cols": machine.acc.shape[1], "exp": machine.acc_exp,
                             "maxabs": maxabs, "maxpos": maxpos})
-            await ctx.tick().repeat(2)
+            await ctx.tick().repeat(Checker.LATENCY)
             got = Status(ctx.get(c.error))
             cmd, record = ctx.get(d.cmd), ctx.get(d.record)
             want = golden_status(machine, inst)

@@ -70,7 +70,7 @@ def int_model(arch: str, cfg: CoreConfig, seed: int, lr_shift: int, fmt: InputFo
 def check_fits(arch: str, fmt: InputFormat, cfg: CoreConfig, batch: int) -> None:
     """DataError naming the limit when the network for this data does not fit ``cfg`` at ``batch``
     (a device target's layout included), and the configurations that would hold it."""
-    def problem(config: CoreConfig) -> str | None:
+    def problem(config: CoreConfig, batch: int = batch) -> str | None:
         try:
             if batch > config.max_batch:
                 return f"batch {batch} exceeds max_batch {config.max_batch}"
@@ -85,6 +85,9 @@ def check_fits(arch: str, fmt: InputFormat, cfg: CoreConfig, batch: int) -> None
     holding = [name for name, config in CONFIGS.items() if problem(config) is None]
     hint = (f"configuration {', '.join(holding)} holds it (--config {holding[0]})" if holding
             else "no configuration holds it: lower the batch or the image size")
+    smaller = next((b for b in range(min(batch - 1, cfg.max_batch), 0, -1) if problem(cfg, b) is None), None)
+    if smaller is not None:
+        hint = f"configuration {cfg.name} holds batch {smaller} (--batch {smaller}); {hint}"
     raise DataError(f"samples of {fmt.channels}x{fmt.height}x{fmt.width} in {fmt.classes} classes, {arch} at batch "
                     f"{batch}: {reason}; {hint}")
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from golden_model.config import get_config
-from golden_model.data import DataError, load_npz
+from golden_model.data import DIGITS_FORMAT, DataError, load_npz
 from golden_model.train import FloatTarget, GoldenTarget, check_fits, run_training
 
 CFG = get_config("default")
@@ -114,9 +114,13 @@ def test_a_shape_the_configuration_cannot_hold_names_the_limit_and_a_configurati
     with pytest.raises(DataError, match=r"1x16x16 .*mlp at batch 16: layer fc1 is 64x256; configuration default "
                                         r"holds at most 64 features; no configuration holds it"):
         check_fits("mlp", fmt, CFG, 16)
-    with pytest.raises(DataError, match=r"cnn at batch 16: layer stem needs 4096 pixel rows.*max_dim"):
+    with pytest.raises(DataError, match=r"cnn at batch 16: layer stem needs 4096 pixel rows.*max_dim.*"
+                                        r"configuration default holds batch 4 \(--batch 4\)"):
         check_fits("cnn", fmt, CFG, 16)
     check_fits("cnn", fmt, CFG, 4)                       # 4 images of 16x16 fit
+    with pytest.raises(DataError, match=r"TMEM words of configuration ulx3s.*holds batch 7 \(--batch 7\); "
+                                        r"configuration default, default_nearest holds it"):
+        check_fits("cnn", DIGITS_FORMAT, get_config("ulx3s"), 16)
 
 
 @pytest.mark.parametrize("arch", ["mlp", "cnn"])

@@ -13,11 +13,14 @@ Three stages after it:
            count become 0, so a broadcast scalar never reaches pad lanes, the
            maxima or the sums;
   write    SCALE, ADD, POOL: the ACC word (a group of KH*KW words summed for
-           POOL) and the running max |x| / max(x, 0); MASK, UNPOOL: the TMEM
-           word at dst; SUM, DOT: the lane sum added to the running total.
+           POOL); MASK, UNPOOL: the TMEM word at dst; SUM, DOT: the lane sum
+           added to the running total.
+
+Two more stages follow the ACC words for the running max |x| / max(x, 0):
+the written word registered, then its lane maxima; ``done`` waits for them.
 
 SUM / DOT then write the total to lane 0 of AMEM word 0 (other lanes 0) and
-take the maxima from it.  ``done`` follows the last write.  MASK reads every
+take the maxima from it.  MASK reads every
 word before it writes it and later reads are at higher offsets, so it may
 write in place over A or B; UNPOOL's dst must not overlap A (its checks).
 """
@@ -136,22 +139,30 @@ class VectorEngine(wiring.Component):
         with m.If(p2_valid):
             m.d.sync += group.eq(summed)
 
+        # --- maxima: the written words registered, then their lane maxima, then the running maxima; each
+        # step its own cycle (add, |x|, an 8-lane comparator tree and the running compare in one cycle
+        # were the 8x8 board build's critical path) ------------------------------------------------------
         maxabs = Signal(unsigned(cfg.acc_bits))
         maxpos = Signal(unsigned(cfg.acc_bits))
         total = Signal(signed(cfg.acc_bits))
         m.d.comb += [self.result.maxabs.eq(maxabs), self.result.maxpos.eq(maxpos)]
-        lane_abs = [_abs(summed[lane], cfg.acc_bits) for lane in range(lanes)]
-        lane_pos = [Mux(summed[lane] > 0, summed[lane].as_unsigned(), 0) for lane in range(lanes)]
-        word_maxabs, word_maxpos = _max(lane_abs), _max(lane_pos)
+        written, written_valid = Signal.like(summed), Signal()
         reduced = op.matches(Op.SUM, Op.DOT)
+        m.d.sync += [written.eq(summed), written_valid.eq(p2_valid & p2.last & op.matches(Op.SCALE, Op.ADD, Op.POOL))]
+        word_maxabs, word_maxpos, word_valid = Signal.like(maxabs), Signal.like(maxpos), Signal()
+        m.d.sync += [word_maxabs.eq(_max(_abs(written[lane], cfg.acc_bits) for lane in range(lanes))),
+                     word_maxpos.eq(_max(Mux(written[lane] > 0, written[lane].as_unsigned(), 0)
+                                         for lane in range(lanes))),
+                     word_valid.eq(written_valid)]
+        with m.If(word_valid):
+            m.d.sync += [maxabs.eq(Mux(word_maxabs > maxabs, word_maxabs, maxabs)),
+                         maxpos.eq(Mux(word_maxpos > maxpos, word_maxpos, maxpos))]
 
         with m.If(p2_valid):
             with m.Switch(op):
                 with m.Case(Op.SCALE, Op.ADD, Op.POOL):
                     with m.If(p2.last):
                         m.d.comb += [self.amem_w.en.eq(1), self.amem_w.addr.eq(p2.out), self.amem_w.data.eq(summed)]
-                        m.d.sync += [maxabs.eq(Mux(word_maxabs > maxabs, word_maxabs, maxabs)),
-                                     maxpos.eq(Mux(word_maxpos > maxpos, word_maxpos, maxpos))]
                 with m.Case(Op.MASK, Op.UNPOOL):
                     m.d.comb += [self.tmem_w.en.eq(1), self.tmem_w.addr.eq(cmd.dst.base + p2.out)]
                     m.d.comb += [self.tmem_w.data[lane].eq(values[lane]) for lane in range(lanes)]
@@ -179,8 +190,9 @@ class VectorEngine(wiring.Component):
                                  maxpos.eq(Mux(total > 0, total.as_unsigned(), 0))]
                     m.next = "DONE"
                 with m.Else():
-                    m.d.comb += self.done.eq(1)
-                    m.next = "IDLE"
+                    m.next = "DRAIN"
+            with m.State("DRAIN"):                    # the last word's maxima are one cycle from maxabs
+                m.next = "DONE"
             with m.State("DONE"):
                 m.d.comb += self.done.eq(1)
                 m.next = "IDLE"

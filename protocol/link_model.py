@@ -22,6 +22,8 @@ from __future__ import annotations
 import os
 import select
 import struct
+import threading
+import tty
 
 import numpy as np
 
@@ -271,3 +273,28 @@ def serve_fd(device: LinkDevice, fd: int, idle_seconds: float = 0.05) -> None:
             out = device.feed(data)
         if out:
             os.write(fd, out)
+
+
+class PtyPeer:
+    """``device`` served on the master side of a pseudo-terminal, as a board on a serial port at ``path``
+    (the serial transport's tests; its frame timeout: 50 ms of quiet)."""
+
+    def __init__(self, device: LinkDevice):
+        self.master, self.slave = os.openpty()
+        tty.setraw(self.slave)
+        self.path = os.ttyname(self.slave)
+        self.device = device
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        try:
+            serve_fd(self.device, self.master)
+        except OSError:
+            pass                          # the slave side closed
+
+    def close(self) -> None:
+        """Slave first: the server sees EIO and ends before its descriptor number can be reused."""
+        os.close(self.slave)
+        self.thread.join(timeout=5)
+        os.close(self.master)

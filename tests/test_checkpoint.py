@@ -12,8 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
-import tty
 import zipfile
 from dataclasses import replace
 from pathlib import Path
@@ -25,7 +23,7 @@ from golden_model.config import get_config
 from host import train
 from host.checkpoint import FORMAT, STATE_FILE, load
 from host.session import Session
-from protocol.link_model import LinkDevice, serve_fd
+from protocol.link_model import LinkDevice, PtyPeer
 
 ROOT = Path(__file__).resolve().parents[1]
 #: golden: full epochs (90 steps, a few tenths of a second each); sim: 6 steps an epoch (about a second);
@@ -275,35 +273,16 @@ class ResettingDevice(LinkDevice):
         return super()._run(payload)
 
 
-class PtyBoard:
+def pty_board(at: int) -> PtyPeer:
     """A ResettingDevice served on a pseudo-terminal, as a board on a serial port."""
-
-    def __init__(self, at: int):
-        self.master, self.slave = os.openpty()
-        tty.setraw(self.slave)
-        self.path = os.ttyname(self.slave)
-        self.device = ResettingDevice(get_config("default"), at)
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self):
-        try:
-            serve_fd(self.device, self.master)
-        except OSError:
-            pass                          # the slave side closed
-
-    def close(self):
-        """Slave first: the server sees EIO and ends before its descriptor number can be reused."""
-        os.close(self.slave)
-        self.thread.join(timeout=5)
-        os.close(self.master)
+    return PtyPeer(ResettingDevice(get_config("default"), at))
 
 
 def test_device_reset_on_a_serial_line_is_reloaded_from_the_checkpoint(tmp_path, uninterrupted, capsys):
     """The board behind a pty resets during a run of epoch 2: the trainer notices (run_seq 0), reloads
     the epoch-2 checkpoint into the device and the golden model, and ends where the golden run ends."""
     whole, whole_metrics = uninterrupted("golden", "short")
-    board = PtyBoard(at=37)               # epoch 1: 5 steps x 2 runs + 23 for the test set; 37: in epoch 2
+    board = pty_board(at=37)               # epoch 1: 5 steps x 2 runs + 23 for the test set; 37: in epoch 2
     try:
         code = train.main(["--no-progress", "--seed", "2", "--target", f"serial:{board.path}", *RUNS["short"],
                            "--checkpoint", str(tmp_path / "ck"), "--metrics", str(tmp_path / "m.json")])
@@ -319,7 +298,7 @@ def test_device_reset_on_a_serial_line_is_reloaded_from_the_checkpoint(tmp_path,
 
 
 def test_reset_without_a_checkpoint_stops_with_a_clear_message(tmp_path):
-    board = PtyBoard(at=3)
+    board = pty_board(at=3)
     try:
         with pytest.raises(SystemExit) as stop:
             train.main(["--no-progress", "--target", f"serial:{board.path}", "--epochs", "1",

@@ -4,13 +4,10 @@ simulated board): retries make a run slower, never different."""
 from __future__ import annotations
 
 import json
-import os
 import select
 import subprocess
 import sys
-import threading
 import time
-import tty
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +20,7 @@ from golden_model.program import PARAMS, ProgramTrainer
 from host.client import LinkClient
 from host.device import open_device
 from host.faults import DIRECTIONS, FAULT_KINDS, FaultyTransport
-from protocol.link_model import LinkDevice, LoopbackTransport, serve_fd
+from protocol.link_model import LinkDevice, LoopbackTransport, PtyPeer
 from protocol.wire import Cmd, decode_response, encode_request, encode_response
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -148,32 +145,8 @@ def test_training_over_a_faulty_loopback_stays_bit_exact():
     assert client.stats.retries > 0 and client.stats.resent_bytes > 0
 
 
-class PtyPeer:
-    """The reference device served on the master side of a pty (its frame timeout: 50 ms of quiet)."""
-
-    def __init__(self):
-        self.master, self.slave = os.openpty()
-        tty.setraw(self.slave)
-        self.path = os.ttyname(self.slave)
-        self.device = LinkDevice(CFG)
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self):
-        try:
-            serve_fd(self.device, self.master)
-        except OSError:
-            pass
-
-    def close(self):
-        """Slave first: the server sees EIO and ends before its descriptor number can be reused."""
-        os.close(self.slave)
-        self.thread.join(timeout=5)
-        os.close(self.master)
-
-
 def test_training_over_a_faulty_serial_line_stays_bit_exact():
-    peer = PtyPeer()
+    peer = PtyPeer(LinkDevice(CFG))
     try:
         device = open_device(f"serial:{peer.path}", CFG, link_faults=0.1, fault_seed=2, timeout=0.2, retries=8)
         try:

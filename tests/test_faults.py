@@ -4,7 +4,6 @@ simulated board): retries make a run slower, never different."""
 from __future__ import annotations
 
 import json
-import select
 import subprocess
 import sys
 import time
@@ -21,7 +20,7 @@ from host.client import LinkClient
 from host.device import open_device
 from host.faults import DIRECTIONS, FAULT_KINDS, FaultyTransport
 from protocol.link_model import LinkDevice, LoopbackTransport, PtyPeer
-from protocol.wire import Cmd, decode_response, encode_request, encode_response
+from protocol.wire import Cmd, encode_request, encode_response
 
 ROOT = Path(__file__).resolve().parents[1]
 CFG = get_config("default")

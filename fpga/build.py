@@ -317,7 +317,11 @@ def build(options: BuildOptions) -> dict:
                 steps["yosys"] = 0.0
                 continue
             if tool == "nextpnr-ecp5":
-                check_blocks(_yosys_cells(build_dir), board, device, config)
+                try:
+                    check_blocks(_yosys_cells(build_dir), board, device, config)
+                except BuildError:
+                    _write_failure_report(build_dir, board, device, config, cfg, top, "yosys", "does not fit")
+                    raise
             argv = [env[tool.upper().replace("-", "_")]] + command[1:]
             step_start = time.monotonic()
             print(f"fpga.build: {tool} ...", flush=True)

@@ -185,6 +185,46 @@ def test_board_builds_its_own_configuration():
     assert get_config("ulx3s").tmem_bytes < get_config("default").tmem_bytes
 
 
+def fake_flow(tmp_path, dp16kd: int, fmax: float) -> dict:
+    """Stand-in tools: yosys reports ``dp16kd`` block RAMs, nextpnr routes at ``fmax`` MHz."""
+    yosys = tmp_path / "fake-yosys"
+    yosys.write_text(f"#!/bin/sh\nprintf '2.50. Printing statistics.\\n\\n     {dp16kd}   DP16KD\\n' > top.rpt\n"
+                     "echo '{}' > top.json\n")
+    report = {"utilization": {"TRELLIS_COMB": {"used": 40000, "available": 83640},
+                              "TRELLIS_FF": {"used": 9000, "available": 83640},
+                              "MULT18X18D": {"used": 76, "available": 156}, "DP16KD": {"used": dp16kd, "available": 208}},
+              "fmax": {"$glbnet$clk": {"achieved": fmax, "constraint": 30.0}}}
+    nextpnr = tmp_path / "fake-nextpnr"
+    nextpnr.write_text(f"#!/bin/sh\necho '{json.dumps(report)}' > report.json\ntouch top.bit\n")
+    for tool in (yosys, nextpnr):
+        tool.chmod(0o755)
+    return {"YOSYS": str(yosys), "NEXTPNR_ECP5": str(nextpnr), "ECPPACK": str(nextpnr)}
+
+
+def test_sweep_tabulates_met_missed_and_unfit_points(tmp_path, monkeypatch):
+    from fpga import sweep
+    for directory in ("a", "b"):
+        (tmp_path / directory).mkdir()
+    flows = {"ulx3s": fake_flow(tmp_path / "a", 136, 31.5), "default": fake_flow(tmp_path / "b", 232, 31.5)}
+    current = {}
+    monkeypatch.setattr(fb, "find_tools", lambda: flows[current["config"]])
+    rows = []
+    for config, freq in (("ulx3s", 30.0), ("default", 30.0)):
+        current["config"] = config
+        rows.append(sweep.point(config, freq, 1, board="ulx3s", device="85F", out=tmp_path / "out", threads=1))
+    fit, unfit = rows
+    assert fit["met"] and fit["fmax_mhz"] == 31.5 and fit["DP16KD"] == 136 and fit["macs"] == 64
+    assert fit["gmacs"] == round(64 * 30.0 / 1e3, 2)                 # at the clock it runs, not its Fmax
+    assert not unfit["met"] and "does not fit" in unfit["error"] and unfit["DP16KD"] == 232
+    text = sweep.table(rows)
+    assert "| ulx3s | 64 | 30.0 | 1 | 40,000 |" in text and "| default |" in text and "does not fit" in text
+    missed = sweep.row("ulx3s", 40.0, 2, {"resources": {}, "clocks": [{"achieved_mhz": 31.5}], "timing_met": False},
+                       None)
+    assert not missed["met"] and "| no |" in sweep.table([missed])
+    spread = sweep.table([fit, {**fit, "seed": 2, "fmax_mhz": 33.0}])
+    assert "ulx3s at 30 MHz: Fmax 31.50 to 33.00 MHz over 2 seeds" in spread
+
+
 # ---------------------------------------------------------------- program
 
 def _fake_loader(tmp_path, detect_output, detect_rc=0):

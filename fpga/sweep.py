@@ -1,0 +1,110 @@
+"""Build a list of configurations x clock targets x nextpnr seeds and write one table.
+
+    python -m fpga.sweep --configs ulx3s small4x4 --freqs 30 40 [--seeds 1 2 3] [--out build/fpga/sweep]
+
+Each point is one ``fpga.build`` (its own build directory, ``<board>-<device>-<config>-<MHz>MHz-s<seed>``);
+a point that does not fit or misses timing is a row too.  Writes ``sweep.json`` (every report) and
+``sweep.md`` (the table: MACs, LUT4, FF, MULT18X18D, DP16KD, routed Fmax, met, build minutes, and GMAC/s
+at the achieved clock, the Fmax spread over the seeds where several were built).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from golden_model.config import get_config
+
+from .build import BOARD_CONFIGS, BuildError, BuildOptions, build
+
+COLUMNS = ("config", "MACs", "clock MHz", "seed", "LUT4", "FF", "MULT18X18D", "DP16KD", "Fmax MHz", "met",
+           "build min", "GMAC/s")
+
+
+def point(config: str, freq: float, seed: int, *, board: str, device: str, out: Path, threads: int) -> dict:
+    """One build's row (BuildError: the failure report's figures and the error)."""
+    name = f"{board}-{device}-{config}-{freq:g}MHz-s{seed}"
+    options = BuildOptions(board=board, device=device, config=config, freq_mhz=freq, out=out, name=name,
+                           seed=seed, threads=threads)
+    try:
+        report, error = build(options), None
+    except BuildError as failure:
+        saved = out / name / "fpga_report.json"
+        report, error = (json.loads(saved.read_text()) if saved.exists() else {}), str(failure).splitlines()[0]
+    return row(config, freq, seed, report, error)
+
+
+def row(config: str, freq: float, seed: int, report: dict, error: str | None) -> dict:
+    """The table's row of one build report."""
+    cfg = get_config(config)
+    resources = report.get("resources", {})
+    used = {name: resources.get(name, {}).get("used") for name in ("LUT4", "TRELLIS_FF", "MULT18X18D", "DP16KD")}
+    for name, count in report.get("yosys_cells", {}).items():      # a build that stopped before nextpnr
+        if name in ("MULT18X18D", "DP16KD") and used[name] is None:
+            used[name] = count
+    fmax = min((c["achieved_mhz"] for c in report.get("clocks", [])), default=None)
+    met = bool(report.get("timing_met")) and error is None
+    return {"config": config, "macs": cfg.num_pes, "freq_mhz": freq, "seed": seed, **used, "fmax_mhz": fmax,
+            "met": met, "minutes": round(report["seconds"] / 60, 1) if "seconds" in report else None,
+            "gmacs": round(cfg.num_pes * min(fmax, freq) / 1e3, 2) if fmax else None, "error": error}
+
+
+def table(rows: list[dict]) -> str:
+    """Markdown table of the rows, then the Fmax spread of each (config, clock) over its seeds."""
+    def cell(value):
+        return "-" if value is None else (f"{value:,}" if isinstance(value, int) and not isinstance(value, bool)
+                                          else str(value))
+
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for r in rows:
+        met = "yes" if r["met"] else ("no" if r["error"] is None or "timing" in r["error"] else "does not fit")
+        values = (r["config"], r["macs"], r["freq_mhz"], r["seed"], r["LUT4"], r["TRELLIS_FF"], r["MULT18X18D"],
+                  r["DP16KD"], r["fmax_mhz"], met, r["minutes"], r["gmacs"])
+        lines.append("| " + " | ".join(cell(v) for v in values) + " |")
+    spread = {}
+    for r in rows:
+        if r["fmax_mhz"] is not None:
+            spread.setdefault((r["config"], r["freq_mhz"]), []).append(r["fmax_mhz"])
+    for (config, freq), fmaxes in spread.items():
+        if len(fmaxes) > 1:
+            lines.append(f"\n{config} at {freq:g} MHz: Fmax {min(fmaxes):.2f} to {max(fmaxes):.2f} MHz over "
+                         f"{len(fmaxes)} seeds")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m fpga.sweep", description=__doc__.splitlines()[0])
+    parser.add_argument("--board", default="ulx3s")
+    parser.add_argument("--device", default="85F")
+    parser.add_argument("--configs", nargs="+", default=None, help="CONFIGS names (default: the board's)")
+    parser.add_argument("--freqs", nargs="+", type=float, required=True, help="core clocks in MHz")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[1], help="nextpnr placement seeds")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", default="build/fpga/sweep")
+    args = parser.parse_args(argv)
+    configs = args.configs or [BOARD_CONFIGS.get(args.board, "default")]
+    try:
+        for config in configs:
+            get_config(config)
+    except ValueError as error:
+        parser.error(str(error))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for config in configs:
+        for freq in args.freqs:
+            for seed in args.seeds:
+                print(f"fpga.sweep: {config} at {freq:g} MHz, seed {seed}", flush=True)
+                rows.append(point(config, freq, seed, board=args.board, device=args.device, out=out,
+                                  threads=args.threads))
+                (out / "sweep.json").write_text(json.dumps(rows, indent=2) + "\n")
+                (out / "sweep.md").write_text(table(rows) + "\n")
+    print(table(rows))
+    print(f"fpga.sweep: wrote {out / 'sweep.json'} and {out / 'sweep.md'}")
+    return 0 if all(r["met"] for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -20,7 +20,7 @@ from golden_model.geometry import Geometry
 from golden_model.inference import calibrate
 from golden_model.machine import Machine, MachineError, words_per_row
 from golden_model.network import ResMLP, Trace, quantize_input
-from golden_model.program import PARAMS, SLOTS, ProgramTrainer, largest_batch
+from golden_model.program import PARAMS, SLOTS, ProgramTrainer, largest_batch, network_program
 from golden_model.quant import QTensor
 
 from .common import settings, start
@@ -357,6 +357,14 @@ async def conv_instructions_match_machine(dut):
         await _compare_state(device, machine, range(len(entries)), f"trial {trial} {[i.op.name for i in program]}")
 
 
+def _fits_unshared(model, batch: int) -> bool:
+    try:
+        network_program(model, batch, reuse=False)
+    except ValueError:
+        return False
+    return True
+
+
 def _cnn(s):
     data = load_digits_split()
     return data, ResCNN(s.cfg, s.seed % 1000, lr_shift=2)
@@ -364,18 +372,20 @@ def _cnn(s):
 
 @cocotb.test()
 async def cnn_step_op_by_op(dut):
-    """One training step of the convolutional ResNet (batch 4, every tensor in words of its own): every
-    activation, error and parameter equals the golden ResCNN's, tensor by tensor."""
+    """One training step of the convolutional ResNet (batch 4, or the largest below it whose tensors all
+    fit TMEM in words of their own): every activation, error and parameter equals the golden ResCNN's,
+    tensor by tensor."""
     s = settings(dut)
     await start(dut)
     device = CoreDevice(dut, s.cfg)
     data, reference = _cnn(s)
-    idx = np.random.default_rng(s.seed).choice(len(data.train_y), 4, replace=False)
+    batch = next(b for b in range(4, 0, -1) if _fits_unshared(reference, b))
+    idx = np.random.default_rng(s.seed).choice(len(data.train_y), batch, replace=False)
     x, labels = input_rows(data.train_x[idx], reference.spec, s.cfg), data.train_y[idx]
 
     @external
     def host_step():
-        trainer = ProgramTrainer(device.blocking(), ResCNN(s.cfg, s.seed % 1000, lr_shift=2), 4, reuse=False)
+        trainer = ProgramTrainer(device.blocking(), ResCNN(s.cfg, s.seed % 1000, lr_shift=2), batch, reuse=False)
         trainer.train_step(x, labels)
         return trainer.program
 
@@ -396,16 +406,16 @@ async def cnn_step_op_by_op(dut):
             f"{name} differs from the golden ResCNN (EOQ_SEED={s.seed})"
         compared += 1
     assert compared >= len(program.params) + 20, f"only {compared} tensors compared"
-    dut._log.info(f"one CNN step at batch 4: {device.total_cycles} core cycles, {compared} tensors compared")
+    dut._log.info(f"one CNN step at batch {batch}: {device.total_cycles} core cycles, {compared} tensors compared")
 
-    # frozen-exponent inference with the trained weights, calibrated on the batch, at batch 4 and 1
+    # frozen-exponent inference with the trained weights, calibrated on the batch, at its size and 1
     calibrated = calibrate(reference, x)
-    machine = ProgramTrainer(Machine(s.cfg), reference, 4)
-    rows = x.q.shape[0] // 4
+    machine = ProgramTrainer(Machine(s.cfg), reference, batch)
+    rows = x.q.shape[0] // batch
 
     @external
     def host_inference():
-        trainer = ProgramTrainer(device.blocking(), reference, 4)
+        trainer = ProgramTrainer(device.blocking(), reference, batch)
         return [trainer.infer(x, calibrated), trainer.infer(QTensor(x.q[:rows], x.exp), calibrated)]
 
     together, alone = await host_inference()

@@ -28,10 +28,12 @@ DEVICE ?= 85F
 SIM ?= verilator
 JOBS ?= 2
 STEPS ?= 5
-# make sim-netlist runs the small core unless CONFIG is given on the command line
-NETLIST_CONFIG := $(if $(filter command line environment,$(origin CONFIG)),$(CONFIG),small4x4)
+# CONFIG given on the command line (or in the environment), not this file's default
+CONFIG_GIVEN := $(filter command line environment,$(origin CONFIG))
+# make sim-netlist runs the small core unless CONFIG is given
+NETLIST_CONFIG := $(if $(CONFIG_GIVEN),$(CONFIG),small4x4)
 # make bitstream builds the board's own configuration (fpga/build.py BOARD_CONFIGS) unless CONFIG is given
-BITSTREAM_CONFIG := $(if $(filter command line environment,$(origin CONFIG)),--config $(CONFIG))
+BITSTREAM_CONFIG := $(if $(CONFIG_GIVEN),--config $(CONFIG))
 
 .PHONY: setup test test-slow sim train predict bench rtl lint bitstream sweep program sim-netlist formal clean help
 
@@ -87,7 +89,7 @@ bitstream: setup
 	$(PY) -m fpga.build --board $(BOARD) --device $(DEVICE) $(BITSTREAM_CONFIG) $(if $(FREQ),--freq $(FREQ)) $(if $(BAUD),--baud $(BAUD))
 
 sweep: setup
-	$(PY) -m fpga.sweep --board $(BOARD) --device $(DEVICE) $(if $(filter command line environment,$(origin CONFIG)),--configs $(CONFIG)) --freqs $(or $(FREQS),30) --seeds $(or $(SEEDS),1)
+	$(PY) -m fpga.sweep --board $(BOARD) --device $(DEVICE) $(if $(CONFIG_GIVEN),--configs $(CONFIG)) --freqs $(or $(FREQS),30) --seeds $(or $(SEEDS),1)
 
 program: setup
 	$(PY) -m fpga.program --board $(BOARD)

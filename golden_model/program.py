@@ -167,12 +167,13 @@ def network_program(model, batch: int, *, reuse: bool = True, inference: bool = 
     return CnnProgram(model.cfg, model.spec, batch, reuse=reuse, inference=inference)
 
 
-def largest_batch(model) -> int:
-    """The largest batch, up to the model's batch_limit, whose training and inference layouts fit TMEM
-    (the chunk inference runs in on a device; a configuration with fewer, wider words holds fewer images)."""
-    for batch in range(model.batch_limit, 0, -1):
+def largest_batch(model, *, most: int | None = None, reuse: bool = True) -> int:
+    """The largest batch, up to ``most`` (default the model's batch_limit), whose training layout (words
+    shared by lifetime unless ``reuse`` is False) and inference layout fit TMEM (the chunk inference runs
+    in on a device; a configuration with fewer, wider words holds fewer images)."""
+    for batch in range(min(most or model.batch_limit, model.batch_limit), 0, -1):
         try:
-            network_program(model, batch)
+            network_program(model, batch, reuse=reuse)
             network_program(model, batch, inference=True)
         except ValueError:
             continue

@@ -20,7 +20,7 @@ from golden_model.geometry import Geometry
 from golden_model.inference import calibrate
 from golden_model.machine import Machine, MachineError, words_per_row
 from golden_model.network import ResMLP, Trace, quantize_input
-from golden_model.program import PARAMS, SLOTS, ProgramTrainer, largest_batch, network_program
+from golden_model.program import PARAMS, SLOTS, ProgramTrainer, largest_batch
 from golden_model.quant import QTensor
 
 from .common import settings, start
@@ -357,14 +357,6 @@ async def conv_instructions_match_machine(dut):
         await _compare_state(device, machine, range(len(entries)), f"trial {trial} {[i.op.name for i in program]}")
 
 
-def _fits_unshared(model, batch: int) -> bool:
-    try:
-        network_program(model, batch, reuse=False)
-    except ValueError:
-        return False
-    return True
-
-
 def _cnn(s):
     data = load_digits_split()
     return data, ResCNN(s.cfg, s.seed % 1000, lr_shift=2)
@@ -379,7 +371,7 @@ async def cnn_step_op_by_op(dut):
     await start(dut)
     device = CoreDevice(dut, s.cfg)
     data, reference = _cnn(s)
-    batch = next(b for b in range(4, 0, -1) if _fits_unshared(reference, b))
+    batch = largest_batch(reference, most=4, reuse=False)
     idx = np.random.default_rng(s.seed).choice(len(data.train_y), batch, replace=False)
     x, labels = input_rows(data.train_x[idx], reference.spec, s.cfg), data.train_y[idx]
 

@@ -1,13 +1,16 @@
 """Accuracy table: EOQ int8 golden model vs the float32 reference on digits.
 
-    python -m bench.accuracy [--arch mlp cnn] [--seeds 0 1 2] [--batch 16 1] [--jobs N] [--out build/accuracy.json]
+    python -m bench.accuracy [--arch mlp cnn] [--seeds 0 1 2] [--batch 16 1] [--loss float|int] [--jobs N]
+                             [--out build/accuracy.json]
 
 For each network, at batch 16 (20 epochs) and batch 1 (8 epochs, online
 training), trains both targets with each seed and prints the mean test
 accuracy, the gap in points, and whether the targets hold: the residual MLP
 int8 >= 95% and within 1.5 points of FP32, the convolutional ResNet int8 >=
 97.5% and within 1.0 point.  int8 test accuracy is by frozen-exponent
-inference (golden_model/inference.py).
+inference (golden_model/inference.py).  ``--loss int`` trains the int8
+network with the integer output error the core computes
+(golden_model/int_loss.py) instead of the host's float softmax.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from golden_model.arithmetic import LOSSES, Arithmetic
 from golden_model.config import get_config
 from golden_model.data import load_digits_split
 from golden_model.train import FloatTarget, GoldenTarget, default_lr_shift, run_training
@@ -31,20 +35,22 @@ TARGETS = {"mlp": (0.95, 0.015), "cnn": (0.975, 0.010)}
 
 
 def train_one(job: tuple) -> tuple[float, float]:
-    """(final test accuracy, training seconds) of one (target, arch, config, batch, epochs, seed) run."""
-    name, arch, config, batch, epochs, seed = job
+    """(final test accuracy, training seconds) of one (target, arch, config, batch, epochs, seed, loss) run."""
+    name, arch, config, batch, epochs, seed, loss = job
     cfg, lr_shift = get_config(config), default_lr_shift(batch, arch)
-    target = GoldenTarget(cfg, seed, lr_shift, arch) if name == "golden" else FloatTarget(seed, lr_shift, arch)
+    target = (GoldenTarget(cfg, seed, lr_shift, arch, arithmetic=Arithmetic(loss=loss)) if name == "golden"
+              else FloatTarget(seed, lr_shift, arch))
     start = time.perf_counter()
     history, _ = run_training(target, epochs, batch, seed, load_digits_split(), progress=False, log=None)
     return history[-1].test_accuracy, time.perf_counter() - start
 
 
-def measure(seeds, settings=None, config: str = "default", arch: str = "mlp", jobs: int = 1) -> dict:
+def measure(seeds, settings=None, config: str = "default", arch: str = "mlp", jobs: int = 1,
+            loss: str = "float") -> dict:
     """Train every (setting, seed, target) in ``jobs`` processes; the table's rows, one per setting."""
     settings = settings or SETTINGS[arch]
     least, most_gap = TARGETS[arch]
-    runs = [(name, arch, config, batch, epochs, seed) for batch, epochs in settings for seed in seeds
+    runs = [(name, arch, config, batch, epochs, seed, loss) for batch, epochs in settings for seed in seeds
             for name in ("golden", "fp32")]
     if jobs > 1:
         with ProcessPoolExecutor(jobs) as pool:
@@ -53,9 +59,9 @@ def measure(seeds, settings=None, config: str = "default", arch: str = "mlp", jo
         results = {run: train_one(run) for run in runs}
     rows = []
     for batch, epochs in settings:
-        accuracies = {name: [results[(name, arch, config, batch, epochs, seed)][0] for seed in seeds]
+        accuracies = {name: [results[(name, arch, config, batch, epochs, seed, loss)][0] for seed in seeds]
                       for name in ("golden", "fp32")}
-        seconds = {name: sum(results[(name, arch, config, batch, epochs, seed)][1] for seed in seeds)
+        seconds = {name: sum(results[(name, arch, config, batch, epochs, seed, loss)][1] for seed in seeds)
                    for name in ("golden", "fp32")}
         golden, fp32 = float(np.mean(accuracies["golden"])), float(np.mean(accuracies["fp32"]))
         rows.append({
@@ -65,7 +71,7 @@ def measure(seeds, settings=None, config: str = "default", arch: str = "mlp", jo
             "meets_target": golden >= least and fp32 - golden <= most_gap,
             "seconds": {k: round(v, 1) for k, v in seconds.items()},
         })
-    return {"config": config, "arch": arch, "target": {"int8_at_least": least, "gap_at_most": most_gap},
+    return {"config": config, "arch": arch, "loss": loss, "target": {"int8_at_least": least, "gap_at_most": most_gap},
             "rows": rows}
 
 
@@ -86,6 +92,8 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", default="build/accuracy.json")
     parser.add_argument("--batch", type=int, nargs="+", default=None, help="only these settings' batch sizes")
+    parser.add_argument("--loss", choices=LOSSES, default="float",
+                        help="the int8 network's output error (golden_model/arithmetic.py LOSSES)")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="training processes (default: cores)")
     args = parser.parse_args(argv)
     results = []
@@ -94,7 +102,7 @@ def main(argv=None) -> int:
         if not settings:
             parser.error(f"--batch {args.batch}: {arch} is measured at batch "
                          f"{', '.join(str(batch) for batch, _ in SETTINGS[arch])}")
-        results.append(measure(args.seeds, settings, arch=arch, jobs=args.jobs))
+        results.append(measure(args.seeds, settings, arch=arch, jobs=args.jobs, loss=args.loss))
     print(table(results))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

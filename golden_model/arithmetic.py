@@ -18,6 +18,9 @@ variants, each exact in integers (docs/eoq_arithmetic.md, "Arithmetic variants")
                   "nearest" (WAGE's Shift, max in [90.5, 181) clipped to 127).
   multiplier_exp  the Fixup multiplier's grid: -6 (range +-2, the core) or
                   -5 (range +-4: one more integer bit, one fraction bit less).
+  loss            the output error: "float" (softmax in float64 on the host,
+                  golden_model/loss.py) or "int" (the integer algorithm of
+                  golden_model/int_loss.py, which the core runs itself).
 
 The two quantizer switches (errors, scale) reach every op through the
 configuration: :func:`arithmetic_config` returns an :class:`ArithmeticConfig`,
@@ -34,12 +37,16 @@ import numpy as np
 
 from .config import CoreConfig
 from .flag import FLAG_EXTRA_BITS
+from .int_loss import int_output_error
+from .loss import output_error
 from .quant import SCALE_ROUNDINGS, QTensor, round_shift, saturate, update_weights
 
 UPDATES = ("sgd", "normalized")
 ERROR_FORMATS = ("sq", "flag")
 MULTIPLIER_EXPS = (-6, -5)
 MASTER_BITS = range(8, 25)
+#: loss name -> its output error: (logits, labels, cfg) -> (int8 error, mean cross-entropy)
+LOSSES = {"float": output_error, "int": int_output_error}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -51,14 +58,21 @@ class Arithmetic:
     errors: str = "sq"
     scale: str = "up"
     multiplier_exp: int = -6
+    loss: str = "float"
 
     def __post_init__(self):
         for name, value, allowed in (("update", self.update, UPDATES), ("errors", self.errors, ERROR_FORMATS),
                                      ("scale", self.scale, SCALE_ROUNDINGS),
                                      ("multiplier_exp", self.multiplier_exp, MULTIPLIER_EXPS),
-                                     ("master_bits", self.master_bits, MASTER_BITS)):
+                                     ("master_bits", self.master_bits, MASTER_BITS),
+                                     ("loss", self.loss, LOSSES)):
             if value not in allowed:
                 raise ValueError(f"Arithmetic.{name} must be one of {list(allowed)}, got {value!r}")
+
+    @property
+    def output_error(self):
+        """The output error function of this variant's loss (LOSSES)."""
+        return LOSSES[self.loss]
 
     @property
     def label(self) -> str:

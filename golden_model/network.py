@@ -26,7 +26,6 @@ from . import ops
 from .arithmetic import CORE, Arithmetic, ParameterUpdate, arithmetic_config
 from .config import CoreConfig
 from .data import DIGITS_FORMAT, InputFormat
-from .loss import output_error
 from .prng import tensor_key, update_key
 from .quant import QTensor, direct_quantize
 
@@ -166,7 +165,7 @@ class IntegerNetwork:
         """One SGD step on a batch; returns the batch's mean cross-entropy."""
         t = self.forward(x, trace)
         self.last_logits = t["y"].q       # the step's logits (running train accuracy)
-        e_y, loss = output_error(t["y"], labels, self.cfg)
+        e_y, loss = self.arithmetic.output_error(t["y"], labels, self.cfg)
         if trace is not None:
             trace.add("host_output_error", {"y": t["y"]}, {"e": e_y})
         self.update(self.backward(t, e_y, trace), trace)

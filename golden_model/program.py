@@ -16,7 +16,6 @@ import numpy as np
 
 from . import isa
 from .config import CoreConfig
-from .loss import output_error
 from .cnn_program import CnnProgram
 from .inference import freeze, inference_program
 from .machine import TensorPlace, words_per_row
@@ -230,7 +229,7 @@ class ProgramTrainer:
     def train_step(self, x: QTensor, labels) -> float:
         logits = self.forward(x)
         self.last_logits = logits.q       # the step's logits (running train accuracy)
-        error, loss = output_error(logits, labels, self.cfg)
+        error, loss = self.model.arithmetic.output_error(logits, labels, self.cfg)
         self.device.write_tensor(self.program.slot("e_y"), error)
         program = self.program.backward_program(self.program.keys(self.stream_seed, self.step), self.lr_shift)
         self.device.load_program(encode(program), self.backward_pc)

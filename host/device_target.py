@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from golden_model.arithmetic import CORE, Arithmetic
 from golden_model.data import DIGITS_FORMAT, InputFormat
 from golden_model.program import ProgramTrainer
 from golden_model.quant import QTensor
@@ -34,10 +35,10 @@ class DeviceTarget:
     """
 
     def __init__(self, device, cfg, seed: int, lr_shift: int, batch: int, arch: str = "mlp",
-                 fmt: InputFormat = DIGITS_FORMAT):
+                 fmt: InputFormat = DIGITS_FORMAT, *, arithmetic: Arithmetic = CORE):
         self.name = device.target
         self.device, self.cfg, self.batch = device, cfg, batch
-        self.reference = GoldenTarget(cfg, seed, lr_shift, arch, fmt)
+        self.reference = GoldenTarget(cfg, seed, lr_shift, arch, fmt, arithmetic=arithmetic)
         self.golden = self.reference.model
         self.trainer = ProgramTrainer(device, self.golden, batch)   # copies the initial weights
         self.steps = self.samples = 0

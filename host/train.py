@@ -45,9 +45,10 @@ from pathlib import Path
 from matplotlib.figure import Figure
 from tqdm import tqdm
 
-from golden_model.config import get_config
 from dataclasses import asdict
 
+from golden_model.arithmetic import LOSSES, Arithmetic
+from golden_model.config import get_config
 from golden_model.train import FloatTarget, GoldenTarget, default_lr_shift
 
 from .checkpoint import CheckpointError, check_run, load, load_file, save_file, state_path
@@ -61,7 +62,7 @@ TARGETS = ("sim", "golden", "fp32", "serial:PORT[@BAUD]")
 ARCHS = ("mlp", "cnn")
 #: Settings that define a run, with their defaults (lr_shift None: tuned per batch and arch).
 DEFAULTS = {"target": "sim", "arch": "mlp", "epochs": 20, "batch": 16, "seed": 0, "lr_shift": None,
-            "config": "default", "steps": None, "data": None}
+            "config": "default", "steps": None, "data": None, "loss": "float"}
 #: Settings a --load file fixes (the network it holds).
 LOADED = ("arch", "config", "seed", "data")
 EXIT_INTERRUPTED = 130
@@ -80,9 +81,12 @@ def count_int_macs(arch: str, batch: int, cfg, data, seed: int = 0) -> int | Non
 
 
 def make_target(name: str, arch: str, cfg, seed: int, lr_shift: int, batch: int = 16, link_faults: float = 0.0,
-                fmt=None):
+                fmt=None, *, loss: str = "float"):
     fmt = fmt or load_data(None).format
     if name == "fp32":
+        if loss != "float":
+            raise SystemExit(f"eoq-train: the fp32 target computes its loss in float; --loss {loss} is for the "
+                             f"int8 targets (sim, golden, serial:PORT)")
         return FloatTarget(seed, lr_shift, arch, fmt)
     if is_device_target(name):
         options = {"link_faults": link_faults, "fault_seed": seed} if link_faults else {}
@@ -91,7 +95,7 @@ def make_target(name: str, arch: str, cfg, seed: int, lr_shift: int, batch: int 
         except (DeviceNotFound, LinkError, ValueError) as error:
             raise SystemExit(f"eoq-train: {error}")
         try:
-            return DeviceTarget(device, cfg, seed, lr_shift, batch, arch, fmt)
+            return DeviceTarget(device, cfg, seed, lr_shift, batch, arch, fmt, arithmetic=Arithmetic(loss=loss))
         except BaseException:
             device.close()
             raise
@@ -156,6 +160,9 @@ def parse_args(argv=None):
                         help="train on your own data: x_train, y_train, x_test, y_test (docs: README)")
     parser.add_argument("--save", default=None, metavar="FILE", help="write the trained weights to FILE at the end")
     parser.add_argument("--load", default=None, metavar="FILE", help="start from weights saved with --save")
+    parser.add_argument("--loss", default=None, choices=LOSSES,
+                        help="output error: float (softmax on the host, default) | int (the integer algorithm the "
+                             "core runs, golden_model/int_loss.py)")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     for name in ("steps", "epochs", "batch"):
@@ -243,7 +250,7 @@ def train(args, run, cfg, checkpoint, directory) -> tuple:
     """Build the target and train; returns (target, history, seconds, bit_exact, difference)."""
     dataset, loaded = run["dataset"], run["loaded"]
     target = make_target(run["target"], run["arch"], cfg, run["seed"], run["lr_shift"], run["batch"],
-                         args.link_faults, dataset.format)
+                         args.link_faults, dataset.format, loss=run["loss"])
     settings = {k: v for k, v in run.items() if k not in ("dataset", "loaded")}
     try:
         log = tqdm.write if not args.no_progress else (lambda message: print(message, flush=True))
@@ -283,6 +290,7 @@ def report(args, run, cfg, checkpoint, outcome) -> int:
     metrics = {
         "target": run["target"], "arch": run["arch"], "epochs": run["epochs"], "batch": run["batch"],
         "seed": run["seed"], "lr_shift": run["lr_shift"], "config": cfg.name, "data": run["data"] or "digits",
+        "loss": run["loss"],
         "test_accuracy": history[-1].test_accuracy,
         "train_accuracy": history[-1].train_accuracy,
         "final_loss": history[-1].loss,
@@ -322,7 +330,7 @@ def main(argv=None) -> int:
     except (InputError, CheckpointError) as error:
         raise SystemExit(f"eoq-train: {error}")
     print(f"eoq-train: target={run['target']} arch={run['arch']} epochs={run['epochs']} batch={run['batch']} "
-          f"seed={run['seed']} lr=2^-{run['lr_shift']} config={cfg.name}"
+          f"seed={run['seed']} lr=2^-{run['lr_shift']} config={cfg.name} loss={run['loss']}"
           + (f" link_faults={args.link_faults}/frame" if args.link_faults else "")
           + (f" resuming {checkpoint.where}" if checkpoint else ""), flush=True)
     try:

@@ -121,6 +121,16 @@ def test_cli_writes_metrics_and_plot(tmp_path):
     assert summary == {k: v for k, v in data.items() if k != "history"}
 
 
+def test_cli_int_loss(tmp_path):
+    """--loss int trains the golden device and model with the integer error: still bit-exact, recorded."""
+    metrics = tmp_path / "i.json"
+    proc = run_cli("--target", "golden", "--loss", "int", "--epochs", "1", "--steps", "5", "--metrics", str(metrics),
+                   "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(metrics.read_text())
+    assert data["loss"] == "int" and data["bit_exact"] is True and data["steps"] == 5
+
+
 def test_cli_fp32(tmp_path):
     metrics = tmp_path / "f.json"
     proc = run_cli("--target", "fp32", "--epochs", "1", "--batch", "8", "--metrics", str(metrics), "--no-progress")
@@ -141,6 +151,8 @@ def test_cli_fp32(tmp_path):
     (["--lr-shift", "-1"], "--lr-shift must be >= 0"),
     (["--config", "nope"], "unknown configuration 'nope'"),
     (["--arch", "rnn"], "invalid choice"),
+    (["--loss", "hinge"], "invalid choice"),
+    (["--target", "fp32", "--loss", "int"], "the fp32 target computes its loss in float"),
 ])
 def test_cli_bad_arguments(tmp_path, args, message):
     proc = run_cli(*args, "--metrics", str(tmp_path / "m.json"), "--no-progress", timeout=60)

@@ -20,11 +20,12 @@ from pathlib import Path
 
 import numpy
 
-from bench import cnn, core, golden, host_link, link_faults
+from bench import cnn, core, golden, host_link, int_loss, link_faults
 
 #: (name, module) of every benchmark section, run in this order.
 SECTIONS = [
     ("golden", golden),
+    ("int_loss", int_loss),
     ("host_link", host_link),
     ("link_faults", link_faults),
     ("core", core),
@@ -61,7 +62,8 @@ def flatten(data: dict, prefix: str = "") -> dict:
     return flat
 
 
-def format_value(value) -> str:
+def format_value(value, seconds: bool = True) -> str:
+    """A figure for the table; small ``seconds`` in microseconds, other small figures in scientific form."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return str(value)
     if isinstance(value, int):
@@ -69,7 +71,7 @@ def format_value(value) -> str:
     if value == 0:
         return "0"
     if abs(value) < 1e-3:
-        return f"{value * 1e6:.1f} us"
+        return f"{value * 1e6:.1f} us" if seconds else f"{value:.3e}"
     if abs(value) < 1:
         return f"{value:.4g}"
     return f"{value:,.3f}" if abs(value) < 1e6 else f"{value:.3e}"
@@ -80,7 +82,7 @@ def table(results: dict) -> str:
     width = max((len(k) for k in flat), default=10)
     lines = [f"{'metric':<{width}}  value", f"{'-' * width}  {'-' * 16}"]
     for key, value in flat.items():
-        shown = format_value(value)
+        shown = format_value(value, seconds="seconds" in key)
         if key.endswith("_seconds") and isinstance(value, float) and abs(value) >= 1e-3:
             shown += " s"
         lines.append(f"{key:<{width}}  {shown}")

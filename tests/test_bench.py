@@ -81,3 +81,15 @@ def test_accuracy_targets_hold(arch, tmp_path):
     from bench import accuracy
     result = accuracy.measure([0, 1, 2], arch=arch, jobs=2)
     assert all(row["meets_target"] for row in result["rows"]), accuracy.table([result])
+
+
+def test_int_loss_section_quick(tmp_path):
+    """The integer loss section compares against the float error and reports shares in [0, 1]."""
+    out = tmp_path / "b.json"
+    bench_main.main(["--out", str(out), "--only", "int_loss", "--quick"])
+    section = json.loads(out.read_text())["int_loss"]
+    for batch in ("batch16", "batch1"):
+        row = section[batch]
+        assert row["elements"] == row["vectors"] * 10 > 0
+        assert 0 <= row["share_off_by_more_than_one_step"] < 1e-3
+        assert row["worst_difference_steps"] <= 1

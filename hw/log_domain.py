@@ -1,0 +1,115 @@
+"""Exp2 and Log2: the base-2 pipelines of the integer loss, golden ``int_loss.exp2_neg`` and ``log2_q16``.
+
+Each is fully pipelined (one operand per cycle, ``LATENCY`` cycles to its
+result, no back-pressure: a ``valid`` bit and a ``tag`` travel with the
+operand) and reads its 256-entry (value, difference) table, the golden
+model's ``EXP2_TABLE`` / ``LOG2_TABLE``, from a ROM with a linear
+interpolation on the low 8 fraction bits.
+"""
+
+from amaranth import Module, Signal, signed, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from golden_model.int_loss import EXP2_TABLE, EXP_BITS, INTERP_BITS, LOG2_TABLE, LOG_FRAC
+
+from .sq_shift import bit_length
+
+#: a shift beyond this many bits leaves 0 of a Q24 mantissa (golden exp2_neg's cap)
+FLUSH_SHIFT = EXP_BITS + 1
+
+
+def table_rom(m: Module, name: str, table) -> tuple:
+    """A synchronous-read ROM of (value, diff) pairs; returns (read port, value, diff)."""
+    value_bits = int(table[:, 0].max()).bit_length()
+    diff_bits = int(abs(table[:, 1]).max()).bit_length() + 1
+    layout = data.StructLayout({"value": unsigned(value_bits), "diff": signed(diff_bits)})
+    rom = Memory(shape=layout, depth=len(table),
+                 init=[{"value": int(v), "diff": int(d)} for v, d in table])
+    m.submodules[name] = rom
+    port = rom.read_port()
+    return port, port.data.value, port.data.diff
+
+
+def interpolate(value, diff, low):
+    """Golden ``int_loss.interpolate`` on a table entry: value + (diff * low + half) >> 8 (arithmetic)."""
+    return value + ((diff * low + (1 << (INTERP_BITS - 1))) >> INTERP_BITS)
+
+
+class Exp2(wiring.Component):
+    """Golden ``exp2_neg(z, scale_bits=24 - offset)``: round(2**(-z / 2**16) * 2**(24 - offset)).
+
+    ``z`` signed Q16; ``offset`` (0..24) adds to the right shift.  The caller
+    keeps ``(z >> 16) + offset >= 0`` (the golden model raises otherwise).
+    """
+
+    LATENCY = 3
+
+    def __init__(self, z_bits: int, tag_bits: int = 1):
+        self.z_bits = z_bits
+        super().__init__({
+            "valid": In(1), "z": In(signed(z_bits)), "offset": In(range(EXP_BITS + 1)), "tag": In(tag_bits),
+            "out_valid": Out(1), "out": Out(EXP_BITS + 1), "out_tag": Out(tag_bits),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        port, value, diff = table_rom(m, "rom", EXP2_TABLE)
+        low = [Signal(INTERP_BITS, name=f"low{i}") for i in range(2)]
+        shift = [Signal(signed(self.z_bits - LOG_FRAC + 2), name=f"shift{i}") for i in range(2)]
+        mantissa = Signal(EXP_BITS + 1)
+        valid = [Signal(name=f"valid{i}") for i in range(2)]
+        tag = [Signal.like(self.tag, name=f"tag{i}") for i in range(2)]
+        m.d.comb += [port.addr.eq(self.z[INTERP_BITS:LOG_FRAC]), port.en.eq(1)]
+        # stage 1: table entry read; stage 2: interpolated mantissa; stage 3: rounding right shift
+        m.d.sync += [low[0].eq(self.z[:INTERP_BITS]), shift[0].eq((self.z >> LOG_FRAC) + self.offset),
+                     valid[0].eq(self.valid), tag[0].eq(self.tag),
+                     mantissa.eq(interpolate(value, diff, low[0])), low[1].eq(low[0]), shift[1].eq(shift[0]),
+                     valid[1].eq(valid[0]), tag[1].eq(tag[0]),
+                     self.out_valid.eq(valid[1]), self.out_tag.eq(tag[1])]
+        rounded = Signal(EXP_BITS + 1)
+        with m.Switch(shift[1]):
+            with m.Case(0):
+                m.d.comb += rounded.eq(mantissa)
+            for s in range(1, FLUSH_SHIFT + 1):
+                with m.Case(s):
+                    m.d.comb += rounded.eq((mantissa + (1 << (s - 1))) >> s)
+            with m.Default():
+                m.d.comb += rounded.eq(0)
+        m.d.sync += self.out.eq(rounded)
+        return m
+
+
+class Log2(wiring.Component):
+    """log2(v) in Q16 for unsigned v >= 1: golden ``log2_q16`` (leading one, the 16 bits below it, table)."""
+
+    LATENCY = 3
+
+    def __init__(self, v_bits: int, tag_bits: int = 1):
+        if v_bits > 2**(LOG_FRAC - 1):
+            raise ValueError(f"Log2 takes at most {2**(LOG_FRAC - 1)} bits, got {v_bits}")
+        self.v_bits = v_bits
+        super().__init__({
+            "valid": In(1), "v": In(v_bits), "tag": In(tag_bits),
+            "out_valid": Out(1), "out": Out(unsigned(v_bits.bit_length() + LOG_FRAC)), "out_tag": Out(tag_bits),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        port, value, diff = table_rom(m, "rom", LOG2_TABLE)
+        whole = [Signal(range(self.v_bits), name=f"whole{i}") for i in range(2)]
+        v = Signal(self.v_bits)
+        low = Signal(INTERP_BITS)
+        valid = [Signal(name=f"valid{i}") for i in range(2)]
+        tag = [Signal.like(self.tag, name=f"tag{i}") for i in range(2)]
+        # stage 1: the leading one; stage 2: the 16 bits below it address the table; stage 3: interpolation
+        m.d.sync += [whole[0].eq(bit_length(m, self.v) - 1), v.eq(self.v), valid[0].eq(self.valid), tag[0].eq(self.tag)]
+        below = Signal(LOG_FRAC + 1)
+        m.d.comb += below.eq((v << LOG_FRAC) >> whole[0])
+        m.d.comb += [port.addr.eq(below[INTERP_BITS:LOG_FRAC]), port.en.eq(1)]
+        m.d.sync += [low.eq(below[:INTERP_BITS]), whole[1].eq(whole[0]), valid[1].eq(valid[0]), tag[1].eq(tag[0]),
+                     self.out.eq((whole[1] << LOG_FRAC) + interpolate(value, diff, low)),
+                     self.out_valid.eq(valid[1]), self.out_tag.eq(tag[1])]
+        return m
+

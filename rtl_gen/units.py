@@ -20,6 +20,7 @@ from amaranth.back import verilog
 from golden_model.config import CoreConfig
 from hw.core import EoqCore
 from hw.host_link import HostLink
+from hw.loss_unit import LossUnit
 from hw.mac_array import MacArray
 from hw.matmul_engine import MatmulEngine
 from hw.prng import RandomLanes
@@ -68,6 +69,7 @@ register(Unit("quant_engine", lambda cfg, lanes: QuantEngine(cfg)))
 register(Unit("vector_engine", lambda cfg, lanes: VectorEngine(cfg)))
 register(Unit("update_engine", lambda cfg, lanes: UpdateEngine(cfg)))
 register(Unit("host_link", lambda cfg, lanes: HostLink(cfg)))
+register(Unit("loss_unit", lambda cfg, lanes: LossUnit(cfg)))
 register(Unit("eoq_core", lambda cfg, lanes: EoqCore(cfg)))
 register(Unit("eoq_system", lambda cfg, lanes: EoqSystem(cfg)))
 

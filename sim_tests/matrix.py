@@ -23,5 +23,6 @@ BENCHES = {
     "update_engine": (MODES, MODES),
     "matmul_engine": ((None,), (None,)),
     "host_link": ((None,), (None,)),
+    "loss_unit": ((None,), (None,)),
     "eoq_core": (("quick", "full"), ("quick",)),  # full adds the 50-step training run
 }

@@ -117,9 +117,16 @@ def check_grid(cfg: CoreConfig) -> int:
 
 def int_softmax_grid(logits: QTensor, labels, cfg: CoreConfig) -> tuple[np.ndarray, np.ndarray]:
     """The error on the grid 2**loss_fixed_exp (int64, |err| <= 2**-loss_fixed_exp) and each sample's
-    cross-entropy in Q16 bits (-log2 p[y] * 2**16)."""
+    cross-entropy in Q16 bits (-log2 p[y] * 2**16); labels must be classes."""
     batch, classes = logits.q.shape
-    labels = check_labels(labels, batch, classes)
+    return softmax_grid(logits, check_labels(labels, batch, classes), cfg)
+
+
+def softmax_grid(logits: QTensor, labels, cfg: CoreConfig) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`int_softmax_grid` as the core's LOSS runs it: a row whose label is not a class (outside
+    [0, classes), e.g. a padding row) gets no one-hot term and a loss of 0."""
+    batch, classes = logits.q.shape
+    labels = np.asarray(labels, dtype=np.int64).reshape(batch)
     grid_bits = check_grid(cfg)
     q = logits.q.astype(np.int64)
     z = log2e_scaled(q.max(axis=1, keepdims=True) - q, logits.exp)
@@ -131,8 +138,10 @@ def int_softmax_grid(logits: QTensor, labels, cfg: CoreConfig) -> tuple[np.ndarr
     rows, top = np.arange(batch), np.argmax(q, axis=1)
     g[rows, top] = 0
     g[rows, top] = whole - g.sum(axis=1)
-    g[rows, labels] -= whole
-    bits = z[rows, labels] + ls[:, 0] - (EXP_BITS << LOG_FRAC)
+    valid = (labels >= 0) & (labels < classes)
+    g[rows[valid], labels[valid]] -= whole
+    bits = np.zeros(batch, dtype=np.int64)
+    bits[valid] = z[rows[valid], labels[valid]] + ls[valid, 0] - (EXP_BITS << LOG_FRAC)
     return g, bits
 
 

@@ -57,6 +57,7 @@ class Op(enum.IntEnum):
     CONV = 10
     POOL = 11
     UNPOOL = 12
+    LOSS = 13
 
 
 class Status(enum.IntEnum):
@@ -111,6 +112,7 @@ class Engine(enum.IntEnum):
     QUANT = 1
     VECTOR = 2
     UPDATE = 3
+    LOSS = 4
 
 
 class Acc(enum.Enum):
@@ -150,6 +152,7 @@ CHECK_RULES = {
              "Cp = ceil(C / lanes) * lanes"),
     "pool": "A is (B*H*W, C) for the geometry",
     "unpool": "A is (B*(H/KH)*(W/KW), C) and dst (B*H*W, C) for the geometry",
+    "loss": "B is (rows of A) x 1 (the labels) and A has at most max_features columns (the classes)",
     "exp_fits": "the exponent written to dst (ACC.exp + SQ shift) fits exp_bits",
     "frozen": "dst's (frozen) exponent is not finer than ACC's: the shift dst.exp - ACC.exp is not negative",
 }
@@ -169,6 +172,7 @@ ACC_EXPONENTS = {
     "max": "max(eA, eB) (the operands are aligned to the coarser one)",
     "a": "eA",
     "a-window": "eA - log2(KH*KW) (an average over the window: the division is the exponent)",
+    "loss-grid": "loss_fixed_exp: the integer loss writes its error on that grid (golden_model/int_loss.py)",
 }
 
 #: Exponent an instruction writes to dst's table entry.
@@ -305,6 +309,11 @@ OPS: dict[Op, OpSpec] = {
         checks=_operand("a") + (Check("dims:dst", _SHAPE), Check("unpool", _SHAPE),
                                 Check("extent:dst", Status.TMEM_RANGE), Check("disjoint:dst,a", _OVERLAP)),
         fields=("dst", "a", "key")),
+    Op.LOSS: OpSpec(
+        Engine.LOSS, ports=_ELEMENTWISE_PORTS, reads=(Read("a"), Read("b")),
+        acc=Acc.PRODUCES, acc_shape="a", acc_exp="loss-grid",
+        checks=_operand("a") + _operand("b") + (Check("loss", _SHAPE), Check("acc_fits", _ACC)),
+        fields=("a", "b")),
 }
 
 
@@ -463,6 +472,12 @@ def conv(a: int, b: int, geometry: Geometry, mode: str = "forward", dst: int = 0
 def pool(a: int, geometry: Geometry) -> Instruction:
     """ACC (B*(H/KH)*(W/KW), C) = sum of each KH x KW window of A; ACC.exp = eA - log2(KH*KW) (average pooling)."""
     return Instruction(Op.POOL, a=a, key=geometry.encode())
+
+
+def loss(logits: int, labels: int) -> Instruction:
+    """ACC (B, C) = (softmax(A) - onehot(B)) / B on the grid 2**loss_fixed_exp, in integers
+    (golden_model/int_loss.py); A = the int8 logits (B, C), B = the labels (B, 1)."""
+    return Instruction(Op.LOSS, a=logits, b=labels)
 
 
 def unpool(dst: int, a: int, geometry: Geometry) -> Instruction:

@@ -18,6 +18,7 @@ import numpy as np
 from .config import CoreConfig
 from .conv import conv_error_acc, conv_forward_acc, conv_gradient_acc, padded_channels, pool_acc, pool_shift, unpool
 from .geometry import Geometry
+from .int_loss import softmax_grid
 from .isa import CHECK_RULES, CONV_ERROR, CONV_GRADIENT, OPS, Check, Instruction, Op, Status, holds, illegal
 from .prng import update_key
 from .quant import QTensor, check_acc, round_shift, saturate, shift_quantize, sq_shift, update_weights
@@ -238,6 +239,10 @@ class Machine:
         a, dst = self._shape(inst.a), self._shape(inst.dst)
         return a[0] == g.pool_map().out_rows and dst == (g.in_rows, a[1])
 
+    def _rule_loss(self, inst):
+        (rows, cols), labels = self._shape(inst.a), self._shape(inst.b)
+        return labels == (rows, 1) and cols <= self.cfg.max_features
+
     def _rule_frozen(self, inst):
         return self.table[inst.dst].exp >= self.acc_exp
 
@@ -269,6 +274,8 @@ class Machine:
         ea, eb = self.table[inst.a].exp, self.table[inst.b].exp
         if rule == "a-window":
             return ea - self._window_shift(inst)
+        if rule == "loss-grid":
+            return self.cfg.loss_fixed_exp
         return {"a+b": ea + eb, "max": max(ea, eb), "a": ea}[rule]
 
     @staticmethod
@@ -395,9 +402,16 @@ class Machine:
         dst.exp = exp
 
 
+    def _loss(self, inst):
+        logits = QTensor(self._load(self.table[inst.a]), self.table[inst.a].exp)
+        grid, _ = softmax_grid(logits, self._load_slot(inst.b)[:, 0], self.cfg)
+        self._produce(inst, grid)
+
+
 #: opcode -> its golden semantics (run after the table's checks passed)
 SEMANTICS = {
     Op.MATMUL: Machine._matmul, Op.QUANT: Machine._quant, Op.SCALE: Machine._scale, Op.ADD: Machine._add,
     Op.SUM: Machine._sum, Op.DOT: Machine._dot, Op.MASK: Machine._mask, Op.UPDATE: Machine._update,
     Op.QUPDATE: Machine._qupdate, Op.CONV: Machine._conv, Op.POOL: Machine._pool, Op.UNPOOL: Machine._unpool,
+    Op.LOSS: Machine._loss,
 }

@@ -88,7 +88,8 @@ class Checker(wiring.Component):
                  "conv": conv_fails, "pool": a.rows != g.in_rows,
                  "unpool": (a.rows != g.pool_rows) | (dst.rows != g.in_rows) | (dst.cols != a.cols),
                  "exp_fits": (self.dst_exp < -exp_limit) | (self.dst_exp >= exp_limit),
-                 "frozen": dst.exp < self.acc_exp}
+                 "frozen": dst.exp < self.acc_exp,
+                 "loss": (b.rows != a.rows) | (b.cols != 1) | (a.cols > cfg.max_features)}
         for name, x in (("dst", dst), ("a", a), ("b", b)):
             fails[f"dims:{name}"] = dims_bad(x)
             fails[f"extent:{name}"] = end(cfg, x) > cfg.tmem_words

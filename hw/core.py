@@ -1,7 +1,7 @@
-"""EoqCore: sequencer, tensor table, memories and the four execution engines.
+"""EoqCore: sequencer, tensor table, memories and the five execution engines.
 
     control (host link) --> TensorTable, program memory, run/status, TMEM host ports
-    Sequencer --cmd--> MatmulEngine | QuantEngine | VectorEngine | UpdateEngine
+    Sequencer --cmd--> MatmulEngine | QuantEngine | VectorEngine | UpdateEngine | LossEngine
     engine ports --> DataMemories (TMEM, two AMEM banks)
 
 Up to two engines run at once (hw/sequencer.py issues an instruction beside
@@ -23,6 +23,7 @@ from golden_model.config import CoreConfig
 from golden_model.isa import PORTS, Engine
 
 from .interfaces import CoreControlSignature
+from .loss_engine import LossEngine
 from .matmul_engine import MatmulEngine
 from .memories import DataMemories
 from .quant_engine import QuantEngine
@@ -43,10 +44,11 @@ PORT_MAP = {
     (Engine.VECTOR, "amem_w"): "amem_w",
     (Engine.UPDATE, "tmem_a"): "tmem_c", (Engine.UPDATE, "tmem_b"): "tmem_b", (Engine.UPDATE, "tmem_w"): "tmem_w",
     (Engine.UPDATE, "amem_r"): "amem_r",
+    (Engine.LOSS, "tmem_a"): "tmem_a", (Engine.LOSS, "tmem_b"): "tmem_b", (Engine.LOSS, "amem_w"): "amem_w",
 }
 
 ENGINE_CLASSES = {Engine.MATMUL: MatmulEngine, Engine.QUANT: QuantEngine, Engine.VECTOR: VectorEngine,
-                  Engine.UPDATE: UpdateEngine}
+                  Engine.UPDATE: UpdateEngine, Engine.LOSS: LossEngine}
 ENGINE_PORTS = ("tmem_a", "tmem_b", "tmem_w", "amem_r", "amem_w")
 
 

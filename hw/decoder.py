@@ -5,7 +5,8 @@ engine, the memory ports and TMEM word ranges the instruction holds while it
 runs, the ACC a producer will write (shape and exponent rules), the SQ shift
 of the ACC a consumer quantizes (one :class:`~hw.sq_shift.SqShift`), the
 exponent written to dst, and the fields an engine needs
-(:func:`hw.interfaces.command_layout`).  The sequencer registers its outputs
+(:func:`hw.interfaces.command_layout`; LOSS's ``shift`` carries A's
+exponent).  The sequencer registers its outputs
 before they are used (hw/sequencer.py).
 """
 
@@ -19,6 +20,7 @@ from golden_model.isa import OPS, PORTS, Acc, Engine, Op, field_width
 from .geometry import key_layout, legal, out_height, out_width, pool_shape
 from .interfaces import (command_layout, dim_shape, exp_shape, instruction_layout, slot_shape, table_entry_layout,
                          tmem_addr_shape)
+from .loss_unit import EXP_LEFT_MOST, EXP_RIGHT_MOST
 from .sq_shift import SqShift
 
 
@@ -81,6 +83,11 @@ def stride(cfg: CoreConfig, cols):
 def end(cfg: CoreConfig, entry):
     """One past the entry's last TMEM word."""
     return entry.base + entry.rows * stride(cfg, entry.cols)
+
+
+def loss_exponent(exp):
+    """LOSS's logit exponent for the engine, clamped to the LossUnit's range (no result changes)."""
+    return Mux(exp > EXP_LEFT_MOST, EXP_LEFT_MOST, Mux(exp < -EXP_RIGHT_MOST, -EXP_RIGHT_MOST, exp))
 
 
 class Decoder(wiring.Component):
@@ -157,7 +164,7 @@ class Decoder(wiring.Component):
         shapes = {"matmul": (mat_m, mat_n), "a": (a.rows, a.cols), "scalar": (1, 1), "conv": (conv_rows, conv_cols),
                   "pool": (facts.pool_rows, a.cols)}
         exponents = {"a+b": a.exp + b.exp, "max": Mux(a.exp > b.exp, a.exp, b.exp), "a": a.exp,
-                     "a-window": a.exp - facts.window_shift}
+                     "a-window": a.exp - facts.window_shift, "loss-grid": C(cfg.loss_fixed_exp, wide_exp_shape(cfg))}
         dst_exponents = {"sq": self.quant_exp, "a": a.exp, "a-window": a.exp - facts.window_shift}
         produced, record = self.produced, self.record
         with m.Switch(opcode):
@@ -198,7 +205,8 @@ class Decoder(wiring.Component):
             cmd.key.eq(inst.key),
             cmd.acc_rows.eq(acc_rows), cmd.acc_cols.eq(acc_cols), cmd.acc_stride.eq(stride(cfg, acc_cols)),
             cmd.shift_a.eq(exp_max - a.exp), cmd.shift_b.eq(exp_max - b.exp),
-            cmd.shift.eq(dst.exp + inst.lr - Mux(opcode == Op.QUPDATE, self.quant_exp, a.exp)),
+            cmd.shift.eq(Mux(opcode == Op.LOSS, loss_exponent(a.exp),
+                             dst.exp + inst.lr - Mux(opcode == Op.QUPDATE, self.quant_exp, a.exp))),
             cmd.sq_shift.eq(consumer_shift),
         ]
         return m

@@ -1,18 +1,18 @@
-"""Exp2 and Log2: the base-2 pipelines of the integer loss, golden ``int_loss.exp2_neg`` and ``log2_q16``.
+"""Exp2, Log2 and Log2eScale: the base-2 pipelines of the integer loss (golden_model/int_loss.py).
 
 Each is fully pipelined (one operand per cycle, ``LATENCY`` cycles to its
 result, no back-pressure: a ``valid`` bit and a ``tag`` travel with the
-operand) and reads its 256-entry (value, difference) table, the golden
-model's ``EXP2_TABLE`` / ``LOG2_TABLE``, from a ROM with a linear
+operand).  Exp2 and Log2 read their 256-entry (value, difference) tables,
+the golden model's ``EXP2_TABLE`` / ``LOG2_TABLE``, from a ROM with a linear
 interpolation on the low 8 fraction bits.
 """
 
-from amaranth import Module, Signal, signed, unsigned
+from amaranth import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from golden_model.int_loss import EXP2_TABLE, EXP_BITS, INTERP_BITS, LOG2_TABLE, LOG_FRAC
+from golden_model.int_loss import EXP2_TABLE, EXP_BITS, INTERP_BITS, LOG2E, LOG2_TABLE, LOG_FRAC, Z_LIMIT
 
 from .sq_shift import bit_length
 
@@ -113,3 +113,31 @@ class Log2(wiring.Component):
                      self.out_valid.eq(valid[1]), self.out_tag.eq(tag[1])]
         return m
 
+
+
+class Log2eScale(wiring.Component):
+    """Golden ``int_loss.log2e_scaled``: z = min((top - q) * LOG2E shifted by the exponent, Z_LIMIT), Q16.
+
+    ``left``/``right`` are the exponent's shift (one of them 0), clamped so that
+    nothing changes (golden_model/int_loss.py).  Pipelined, ``LATENCY`` 2.
+    """
+
+    LATENCY = 2
+
+    def __init__(self, *, data_bits: int, left_most: int, right_most: int, tag_bits: int):
+        super().__init__({
+            "valid": In(1), "q": In(signed(data_bits)), "top": In(signed(data_bits)), "tag": In(tag_bits),
+            "left": In(range(left_most + 1)), "right": In(range(right_most + 1)),
+            "out_valid": Out(1), "z": Out(range(Z_LIMIT + 1)), "out_tag": Out(tag_bits),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        product = Signal(unsigned(2 * len(self.q) + LOG2E.bit_length()))
+        valid, tag = Signal(), Signal.like(self.tag)
+        m.d.sync += [product.eq((self.top - self.q).as_unsigned()[:len(self.q) + 1] * LOG2E),
+                     valid.eq(self.valid), tag.eq(self.tag)]
+        shifted = (product << self.left) >> self.right
+        m.d.sync += [self.z.eq(Mux(shifted > Z_LIMIT, Z_LIMIT, shifted)), self.out_valid.eq(valid),
+                     self.out_tag.eq(tag)]
+        return m

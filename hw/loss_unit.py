@@ -16,6 +16,9 @@ row:
         (-log2 p[label] in Q16) and whether the top is the label.
 
 ``rows`` and ``cols`` must be at least 1 (the sequencer's checks see to it).
+A row whose label is no class (``max_features``: golden
+``int_loss.softmax_grid``) gets no one-hot term; its loss and ``correct``
+are then meaningless.
 
 The passes run one class per cycle through the Exp2 pipeline; a row takes
 about 5 * cols + 16 cycles.  ``exp`` is clamped to [-25, 5], which changes
@@ -28,10 +31,10 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from golden_model.config import CoreConfig
-from golden_model.int_loss import EXP_BITS, LOG2E, LOG_FRAC, Z_LIMIT, check_grid
+from golden_model.int_loss import EXP_BITS, LOG_FRAC, Z_LIMIT, check_grid
 
 from .interfaces import dim_shape, exp_shape
-from .log_domain import Exp2, Log2
+from .log_domain import Exp2, Log2, Log2eScale
 from .rounding import acc_shape, data_shape
 
 #: the clamp of the logit exponent: beyond it z is 0 (right) or saturates (left) for every d
@@ -52,7 +55,8 @@ def loss_command(cfg: CoreConfig) -> data.StructLayout:
 
 
 def logit_layout(cfg: CoreConfig) -> data.StructLayout:
-    return data.StructLayout({"logit": data_shape(cfg), "label": range(cfg.max_features)})
+    """A logit with its row's label; label max_features (no class) adds no one-hot term."""
+    return data.StructLayout({"logit": data_shape(cfg), "label": range(cfg.max_features + 1)})
 
 
 def error_layout(cfg: CoreConfig) -> data.StructLayout:
@@ -69,6 +73,23 @@ class LossUnit(wiring.Component):
             "i": In(stream.Signature(logit_layout(cfg))),
             "o": Out(stream.Signature(error_layout(cfg))),
         })
+
+    def _batch_constants(self, m, log2, exp2, rows, lb, whole):
+        """FSM states from BATCH_LOG to RECV: lb = Log2(rows), then w = Exp2(lb) on the grid."""
+        with m.State("BATCH_LOG"):
+            m.d.comb += [log2.valid.eq(1), log2.v.eq(rows)]
+            m.next = "BATCH_LOG_WAIT"
+        with m.State("BATCH_LOG_WAIT"):
+            with m.If(log2.out_valid):
+                m.d.sync += lb.eq(log2.out)
+                m.next = "WHOLE"
+        with m.State("WHOLE"):
+            m.d.comb += [exp2.valid.eq(1), exp2.z.eq(lb), exp2.offset.eq(EXP_BITS - self.shapes["grid"])]
+            m.next = "WHOLE_WAIT"
+        with m.State("WHOLE_WAIT"):
+            with m.If(exp2.out_valid):
+                m.d.sync += whole.eq(exp2.out)
+                m.next = "RECV"
 
     def elaborate(self, platform):
         m = Module()
@@ -94,21 +115,19 @@ class LossUnit(wiring.Component):
         grid_pass = Signal()
         base = Signal(signed(shapes["a"]))
 
-        # the z pipeline: row buffer read -> d * LOG2E -> shift and cap -> Exp2 (offset 24 on the grid pass)
+        # the z pipeline: row buffer read -> Log2eScale -> Exp2 (z + base, offset 24 on the grid pass)
         issue = Signal()
-        product = Signal(unsigned(25))
-        z = Signal(range(Z_LIMIT + 1))
-        valid = [Signal(name=f"z_valid{i}") for i in range(3)]      # row data, product, z
-        tag = [Signal.like(cols, name=f"z_tag{i}") for i in range(3)]
+        m.submodules.scale = scale = Log2eScale(data_bits=cfg.data_bits, left_most=EXP_LEFT_MOST,
+                                                right_most=EXP_RIGHT_MOST, tag_bits=len(cols))
+        valid, tag = Signal(), Signal.like(cols)
         m.d.comb += [row_read.addr.eq(issued), row_read.en.eq(issue)]
-        m.d.sync += [valid[0].eq(issue), tag[0].eq(issued), valid[1].eq(valid[0]), tag[1].eq(tag[0]),
-                     valid[2].eq(valid[1]), tag[2].eq(tag[1]),
-                     product.eq((top_value - row_read.data).as_unsigned()[:9] * LOG2E)]
-        shifted = (product << left) >> right
-        m.d.sync += z.eq(Mux(shifted > Z_LIMIT, Z_LIMIT, shifted))
-        with m.If(valid[2] & ~grid_pass & (tag[2] == label)):
+        m.d.sync += [valid.eq(issue), tag.eq(issued)]
+        m.d.comb += [scale.valid.eq(valid), scale.tag.eq(tag), scale.q.eq(row_read.data), scale.top.eq(top_value),
+                     scale.left.eq(left), scale.right.eq(right)]
+        z = scale.z
+        with m.If(scale.out_valid & ~grid_pass & (scale.out_tag == label)):
             m.d.sync += z_label.eq(z)
-        m.d.comb += [exp2.valid.eq(valid[2]), exp2.tag.eq(tag[2]),
+        m.d.comb += [exp2.valid.eq(scale.out_valid), exp2.tag.eq(scale.out_tag),
                      exp2.z.eq(Mux(grid_pass, z + base, z)), exp2.offset.eq(Mux(grid_pass, EXP_BITS, 0))]
 
         def issue_pass():
@@ -138,20 +157,7 @@ class LossUnit(wiring.Component):
                                  left.eq(Mux(exp > EXP_LEFT_MOST, EXP_LEFT_MOST, Mux(exp > 0, exp, 0))),
                                  right.eq(Mux(exp < -EXP_RIGHT_MOST, EXP_RIGHT_MOST, Mux(exp < 0, -exp, 0)))]
                     m.next = "BATCH_LOG"
-            with m.State("BATCH_LOG"):
-                m.d.comb += [log2.valid.eq(1), log2.v.eq(rows)]
-                m.next = "BATCH_LOG_WAIT"
-            with m.State("BATCH_LOG_WAIT"):
-                with m.If(log2.out_valid):
-                    m.d.sync += lb.eq(log2.out)
-                    m.next = "WHOLE"
-            with m.State("WHOLE"):
-                m.d.comb += [exp2.valid.eq(1), exp2.z.eq(lb), exp2.offset.eq(EXP_BITS - shapes["grid"])]
-                m.next = "WHOLE_WAIT"
-            with m.State("WHOLE_WAIT"):
-                with m.If(exp2.out_valid):
-                    m.d.sync += whole.eq(exp2.out)
-                    m.next = "RECV"
+            self._batch_constants(m, log2, exp2, rows, lb, whole)
             with m.State("RECV"):
                 m.d.comb += self.i.ready.eq(1)
                 with m.If(self.i.valid):

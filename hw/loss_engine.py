@@ -1,0 +1,108 @@
+"""LossEngine: the LOSS instruction, a :class:`~hw.loss_unit.LossUnit` between TMEM and the ACC.
+
+Feeds the logits A (B, C) from TMEM port A one element per cycle, row by
+row, each row with its label (lane 0 of B's row, through port B; a label
+outside [0, C) marks no class: golden ``int_loss.softmax_grid``), and packs
+the unit's int32 errors into ACC words (C elements per row in
+ceil(C / lanes) words, from AMEM word 0), keeping the ACC's max |x| and
+max(x, 0) for the QUANT that follows.  The logits' exponent arrives in the
+command's ``shift`` field, clamped by the decoder to the LossUnit's range.
+``done`` pulses the cycle after the last word is written.
+"""
+
+from amaranth import Module, Mux, Signal
+from amaranth.lib import wiring
+
+from golden_model.config import CoreConfig
+
+from .interfaces import EngineSignature, amem_addr_shape, amem_word_layout, dim_shape, tmem_addr_shape
+from .loss_unit import LossUnit
+
+
+class LossEngine(wiring.Component):
+    def __init__(self, cfg: CoreConfig):
+        self.cfg = cfg
+        super().__init__(EngineSignature(cfg).members)
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg, lanes = self.cfg, self.cfg.lanes
+        m.submodules.unit = unit = LossUnit(cfg)
+        cmd = Signal.like(self.cmd.payload)
+        row, col = Signal(dim_shape(cfg)), Signal(dim_shape(cfg))
+        lane = Signal(range(lanes))
+        row_addr, read_addr = Signal(tmem_addr_shape(cfg)), Signal(tmem_addr_shape(cfg))
+        word = Signal.like(self.tmem_a.data)
+        label = Signal.like(unit.i.payload.label)
+
+        m.d.comb += [self.tmem_a.addr.eq(read_addr), self.tmem_b.addr.eq(cmd.b.base + row),
+                     unit.cmd.payload.rows.eq(self.cmd.payload.a.rows),
+                     unit.cmd.payload.cols.eq(self.cmd.payload.a.cols),
+                     unit.cmd.payload.exp.eq(self.cmd.payload.shift),
+                     unit.i.payload.logit.eq(word[lane]), unit.i.payload.label.eq(label)]
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += self.cmd.ready.eq(1)
+                with m.If(self.cmd.valid):
+                    m.d.comb += unit.cmd.valid.eq(1)           # the unit is idle whenever the engine is
+                    m.d.sync += [cmd.eq(self.cmd.payload), row.eq(0), row_addr.eq(self.cmd.payload.a.base),
+                                 read_addr.eq(self.cmd.payload.a.base)]
+                    m.next = "LABEL"
+            with m.State("LABEL"):
+                m.d.comb += self.tmem_b.en.eq(1)
+                m.next = "LABEL_WAIT"
+            with m.State("LABEL_WAIT"):
+                value = self.tmem_b.data[0]
+                m.d.sync += [label.eq(Mux((value >= 0) & (value < cmd.a.cols), value, cfg.max_features)),
+                             col.eq(0), lane.eq(0)]
+                m.next = "READ"
+            with m.State("READ"):
+                m.d.comb += self.tmem_a.en.eq(1)
+                m.next = "READ_WAIT"
+            with m.State("READ_WAIT"):
+                m.d.sync += [word.eq(self.tmem_a.data), read_addr.eq(read_addr + 1)]
+                m.next = "FEED"
+            with m.State("FEED"):
+                m.d.comb += unit.i.valid.eq(1)
+                with m.If(unit.i.ready):
+                    m.d.sync += [col.eq(col + 1), lane.eq(lane + 1)]
+                    with m.If(col == cmd.a.cols - 1):
+                        m.d.sync += [row.eq(row + 1), row_addr.eq(row_addr + cmd.a.stride),
+                                     read_addr.eq(row_addr + cmd.a.stride)]
+                        m.next = "LABEL"
+                        with m.If(row == cmd.a.rows - 1):
+                            m.next = "DRAIN"
+                    with m.Elif(lane == lanes - 1):
+                        m.next = "READ"
+            with m.State("DRAIN"):
+                with m.If(self.done):
+                    m.next = "IDLE"
+        self._collect(m, unit)
+        return m
+
+    def _collect(self, m, unit):
+        """Errors from the unit into ACC words, with the ACC maxima; ``done`` after the last word."""
+        cfg, lanes = self.cfg, self.cfg.lanes
+        lane = Signal(range(lanes))
+        addr = Signal(amem_addr_shape(cfg))
+        held = Signal(amem_word_layout(cfg))
+        maxabs, maxpos = Signal(cfg.acc_bits), Signal(cfg.acc_bits)
+        error = unit.o.payload.error
+        magnitude = Mux(error < 0, -error, error)
+        merged = Signal.like(held)
+        for n in range(lanes):
+            m.d.comb += merged[n].eq(Mux(lane == n, error, held[n]))
+        m.d.comb += [unit.o.ready.eq(1), self.amem_w.addr.eq(addr), self.amem_w.data.eq(merged),
+                     self.result.maxabs.eq(maxabs), self.result.maxpos.eq(maxpos)]
+        finish = Signal()
+        m.d.sync += [finish.eq(0), self.done.eq(finish)]
+        with m.If(self.cmd.valid & self.cmd.ready):
+            m.d.sync += [lane.eq(0), addr.eq(0), maxabs.eq(0), maxpos.eq(0)]
+        with m.If(unit.o.valid):
+            m.d.sync += [maxabs.eq(Mux(magnitude > maxabs, magnitude, maxabs)),
+                         maxpos.eq(Mux((error > 0) & (error > maxpos), error, maxpos)),
+                         held.eq(merged), lane.eq(lane + 1)]
+            with m.If((lane == lanes - 1) | unit.o.payload.row_last):
+                m.d.comb += self.amem_w.en.eq(1)
+                m.d.sync += [held.eq(0), lane.eq(0), addr.eq(addr + 1), finish.eq(unit.o.payload.last)]
+

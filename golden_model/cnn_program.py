@@ -38,14 +38,18 @@ class CnnProgram:
     ``inference=True``: the forward program only, every tensor in a slot of its
     own (a frozen-exponent QUANT reads its destination's exponent from the
     table, golden_model/inference.py), words still reused by lifetime.
+    ``device_loss=True``: the backward program starts with LOSS of the logits
+    and the host-written ``labels`` (B, 1) and its QUANT into e_y, instead of
+    the host writing e_y.
     """
 
     def __init__(self, cfg: CoreConfig, spec: ResNetSpec, batch: int, *, reuse: bool = True,
-                 inference: bool = False):
+                 inference: bool = False, device_loss: bool = False):
         if not 1 <= batch <= cfg.max_batch:
             raise ValueError(f"batch {batch} outside [1, {cfg.max_batch}] of configuration {cfg.name}")
         spec.check(cfg, batch)
         self.cfg, self.spec, self.batch, self.reuse, self.inference = cfg, spec, batch, reuse, inference
+        self.device_loss = device_loss and not inference
         self.shapes: dict[str, tuple[int, int]] = {}
         self.params = spec.param_names
         self._param_shapes()
@@ -117,6 +121,9 @@ class CnnProgram:
     def _backward(self) -> list[_Op]:
         s, batch, code = self.spec, self.batch, []
         self.shapes["e_y"] = (batch, s.classes)
+        if self.device_loss:
+            self.shapes["labels"] = (batch, 1)
+            code += [_Op(isa.loss, {"logits": "y", "labels": "labels"}), _Op(isa.quant, {"dst": "e_y"})]
         last, out = s.blocks[-1], f"{s.blocks[-1].name}.out"
         pool = s.head_pool_geometry(batch)
         # the classifier's error product (old weights), then its gradient and update
@@ -162,12 +169,13 @@ class CnnProgram:
     # ---- placement ----------------------------------------------------------------------------
     def _allocate(self) -> dict[str, TensorPlace]:
         """TMEM words by lifetime (first fit): parameters and the input live throughout, e_y from the
-        host's write on, everything else from its first to its last use (``reuse=False``: every tensor
+        host's write on (or its QUANT with ``device_loss``; the labels, like x, throughout), everything else from its first to its last use (``reuse=False``: every tensor
         keeps its words, so all of a step can be read back after it).  A tensor placed in the words and
         shape of a dead one takes over its tensor-table slot (the slot's exponent is its own from its
         first write on)."""
         cfg = self.cfg
-        sequence = self.forward_ops + ([] if self.inference else [_Op(None, {"host": "e_y"})] + self.backward_ops)
+        host = [] if self.inference or self.device_loss else [_Op(None, {"host": "e_y"})]
+        sequence = self.forward_ops + host + self.backward_ops
         first, last = {}, {}
         for index, op in enumerate(sequence):
             for name in op.names.values():
@@ -175,6 +183,8 @@ class CnnProgram:
                 last[name] = index
         for name in list(self.params) + ["x"] + ([] if self.reuse else list(self.shapes)):
             first[name], last[name] = -1, len(sequence)
+        if self.device_loss:        # written with x, placed after the parameters (their words stay put)
+            first["labels"], last["labels"] = 0, len(sequence)
         names = sorted(self.shapes, key=lambda n: (first.get(n, 0), n))
         places, live, slots = {}, [], []           # live: (end, base, words); slots: [end, base, rows, cols]
         for name in names:

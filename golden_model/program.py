@@ -18,6 +18,7 @@ from . import isa
 from .config import CoreConfig
 from .cnn_program import CnnProgram
 from .inference import freeze, inference_program
+from .loss import check_labels
 from .machine import TensorPlace, words_per_row
 from .network import PARAM_IDS, ResMLP
 from .prng import tensor_key, update_key
@@ -27,12 +28,14 @@ PARAMS = ("fc1", "fc2", "fc3", "scale", "bias", "fc_out")
 ACTIVATIONS = ("x", "a1", "z", "r", "sm", "s", "a2", "y")
 ERRORS = ("e_y", "e_join", "e_r", "e_z", "e_branch", "e_a1")
 SLOTS = {name: slot for slot, name in enumerate(PARAMS + ACTIVATIONS + ERRORS)}
+#: the slot of the labels (B, 1) a program with the device's loss reads (after every other tensor)
+LABELS_SLOT = len(SLOTS)
 
 
 class MlpLayout:
     """Tensor table and TMEM placement of the residual MLP for one batch size."""
 
-    def __init__(self, cfg: CoreConfig, batch: int, sizes: dict[str, tuple[int, int]]):
+    def __init__(self, cfg: CoreConfig, batch: int, sizes: dict[str, tuple[int, int]], device_loss: bool = False):
         if not 1 <= batch <= cfg.max_batch:
             raise ValueError(f"batch {batch} outside [1, {cfg.max_batch}] of configuration {cfg.name}")
         hidden, inputs = sizes["fc1"]
@@ -42,18 +45,21 @@ class MlpLayout:
                   "e_y": (batch, classes)}
         for name in ACTIVATIONS + ERRORS:
             shapes.setdefault(name, (batch, hidden))
+        slots = dict(SLOTS)
+        if device_loss:
+            shapes["labels"], slots["labels"] = (batch, 1), LABELS_SLOT
         self.cfg, self.batch, self.shapes = cfg, batch, shapes
         self.places: dict[str, TensorPlace] = {}
         base = 0
-        for name, slot in SLOTS.items():
+        for name, slot in slots.items():
             rows, cols = shapes[name]
             self.places[name] = TensorPlace(slot, base, rows, cols)
             base += rows * words_per_row(cols, cfg.lanes)
         if base > cfg.tmem_words:
             raise ValueError(f"the network needs {base} TMEM words at batch {batch}; "
                              f"configuration {cfg.name} has {cfg.tmem_words}")
-        if len(SLOTS) > cfg.tensor_slots:
-            raise ValueError(f"the network needs {len(SLOTS)} tensor slots; configuration has {cfg.tensor_slots}")
+        if len(slots) > cfg.tensor_slots:
+            raise ValueError(f"the network needs {len(slots)} tensor slots; configuration has {cfg.tensor_slots}")
         self.words_used = base
 
     def slot(self, name: str) -> int:
@@ -85,8 +91,10 @@ def step_keys(stream_seed: int, step: int) -> dict[str, tuple[int, int]]:
     return {name: (key, update_key(key)) for name, key in keys.items()}
 
 
-def backward_program(cfg: CoreConfig, keys: dict[str, tuple[int, int]], lr_shift: int) -> list[isa.Instruction]:
-    """Backward pass and in-place updates, from the host-written output error e_y.
+def backward_program(cfg: CoreConfig, keys: dict[str, tuple[int, int]], lr_shift: int,
+                     device_loss: bool = False) -> list[isa.Instruction]:
+    """Backward pass and in-place updates, from the host-written output error e_y (``device_loss``: from
+    the LOSS of the logits and the host-written labels, quantized into e_y).
 
     Per layer: the error product with the old weights, its QUANT (masked by
     the ReLU derivative where one follows), the gradient product, then QUPDATE
@@ -107,7 +115,8 @@ def backward_program(cfg: CoreConfig, keys: dict[str, tuple[int, int]], lr_shift
     def error(e: str, w: str) -> isa.Instruction:
         return isa.matmul(s[e], s[w], transpose_b=True)
 
-    return [
+    loss = [isa.loss(s["y"], LABELS_SLOT), isa.quant(s["e_y"])] if device_loss else []
+    return loss + [
         # output layer; e_join = relu'(a2) * SQ(e_y . W_out)
         error("e_y", "fc_out"), isa.quant(s["e_join"], mask=s["a2"]),
         gradient("e_y", "a2"), qupdate("fc_out"),
@@ -137,10 +146,10 @@ class MlpProgram:
 
     params = PARAMS
 
-    def __init__(self, cfg: CoreConfig, sizes: dict[str, tuple[int, int]], batch: int):
+    def __init__(self, cfg: CoreConfig, sizes: dict[str, tuple[int, int]], batch: int, device_loss: bool = False):
         """Every tensor has a slot of its own, so the layout serves inference too."""
-        self.cfg, self.batch = cfg, batch
-        self.layout = MlpLayout(cfg, batch, sizes)
+        self.cfg, self.batch, self.device_loss = cfg, batch, device_loss
+        self.layout = MlpLayout(cfg, batch, sizes, device_loss)
         self.places, self.shapes = self.layout.places, self.layout.shapes
         self.words_used = self.layout.words_used
 
@@ -151,7 +160,8 @@ class MlpProgram:
         return forward_program(self.cfg)
 
     def backward_program(self, keys: dict[str, int], lr_shift: int) -> list[isa.Instruction]:
-        return backward_program(self.cfg, {name: (key, update_key(key)) for name, key in keys.items()}, lr_shift)
+        return backward_program(self.cfg, {name: (key, update_key(key)) for name, key in keys.items()}, lr_shift,
+                                self.device_loss)
 
     def keys(self, stream_seed: int, step: int) -> dict[str, int]:
         return {name: pair[0] for name, pair in step_keys(stream_seed, step).items()}
@@ -160,10 +170,12 @@ class MlpProgram:
 def network_program(model, batch: int, *, reuse: bool = True, inference: bool = False):
     """The layout and programs of ``model`` (a ResMLP or a cnn.ResCNN) at ``batch``; ``reuse=False``
     keeps every CNN tensor in words of its own (the MLP's layout never reuses words); ``inference``
-    gives the forward program's layout with a slot per tensor (golden_model/inference.py)."""
+    gives the forward program's layout with a slot per tensor (golden_model/inference.py).  A model
+    whose arithmetic has the integer loss gets programs with the device's LOSS."""
+    device_loss = model.arithmetic.loss == "int"
     if isinstance(model, ResMLP):
-        return MlpProgram(model.cfg, model.sizes, batch)
-    return CnnProgram(model.cfg, model.spec, batch, reuse=reuse, inference=inference)
+        return MlpProgram(model.cfg, model.sizes, batch, device_loss)
+    return CnnProgram(model.cfg, model.spec, batch, reuse=reuse, inference=inference, device_loss=device_loss)
 
 
 def largest_batch(model, *, most: int | None = None, reuse: bool = True) -> int:
@@ -227,10 +239,19 @@ class ProgramTrainer:
         return self.device.read_tensor(self.program.slot("y"))
 
     def train_step(self, x: QTensor, labels) -> float:
+        """One step: forward, then the output error (the host's, or with the integer loss the device's own
+        LOSS from the labels written beside x), then backward."""
+        device_loss = "labels" in self.program.places
+        if device_loss:
+            batch = self.model.batch_of(x)
+            labels = check_labels(labels, batch, self.program.shapes["y"][1])
+            self.configure(batch)
+            self.device.write_tensor(self.program.slot("labels"), QTensor(labels.reshape(-1, 1).astype(np.int8), 0))
         logits = self.forward(x)
         self.last_logits = logits.q       # the step's logits (running train accuracy)
         error, loss = self.model.arithmetic.output_error(logits, labels, self.cfg)
-        self.device.write_tensor(self.program.slot("e_y"), error)
+        if not device_loss:
+            self.device.write_tensor(self.program.slot("e_y"), error)
         program = self.program.backward_program(self.program.keys(self.stream_seed, self.step), self.lr_shift)
         self.device.load_program(encode(program), self.backward_pc)
         self.device.run(self.backward_pc)

@@ -22,7 +22,7 @@ from .loss_unit import LossUnit
 class LossEngine(wiring.Component):
     def __init__(self, cfg: CoreConfig):
         self.cfg = cfg
-        super().__init__(EngineSignature(cfg).members)
+        super().__init__(EngineSignature(cfg))
 
     def elaborate(self, platform):
         m = Module()

@@ -120,6 +120,9 @@ def _random_program(rng, cfg):
         [isa.total(2), isa.quant(10, stochastic=stochastic, key=key, frozen=True)],
         [isa.scale(0, 5), isa.quant(7, relu=bool(rng.integers(2)), frozen=True)],
         [isa.matmul(0, 1), isa.quant(3, mask=2, frozen=True)],
+        # the integer loss (labels in slot 11, some outside the classes), and its error quantized
+        [isa.loss(0, 11), isa.quant(7)],
+        [isa.loss(3, 11), isa.quant(2), isa.matmul(2, 1, transpose_b=True), isa.quant(8)],
     ]
     program = []
     for _ in range(int(rng.integers(1, 5))):
@@ -132,7 +135,16 @@ def _instruction_shapes(rng, cfg):
     k = int(rng.integers(1, cfg.max_features + 1))
     n = int(rng.integers(1, cfg.max_features + 1))
     return [(batch, k), (n, k), (batch, n), (batch, n), (n, k), (1, 1), (1, 1), (batch, k), (batch, k),
-            (n, k), (1, 1)]
+            (n, k), (1, 1), (batch, 1)]
+
+
+async def _write_labels(device, machine, rng, slot, entries):
+    """Labels for LOSS in ``slot``: classes of the widest operand, and a few that are none (-1, too large)."""
+    rows = entries[slot][1]
+    classes = max(cols for _, _, cols, _ in entries)
+    labels = QTensor(rng.integers(-1, classes + 2, size=(rows, 1)).astype(np.int8), 0)
+    machine.write_tensor(slot, labels)
+    await device.write_tensor(slot, labels)
 
 
 @cocotb.test()
@@ -147,6 +159,7 @@ async def instructions_match_machine(dut):
         machine = Machine(s.cfg)
         entries = _layout(s.cfg, rng, _instruction_shapes(rng, s.cfg))
         await _setup(device, machine, rng, entries, extremes=trial % 3 == 0)
+        await _write_labels(device, machine, rng, 11, entries)
         program = _random_program(rng, s.cfg)
         words = [inst.encode() for inst in program]
         got, want = await _run_both(device, machine, words)
@@ -170,6 +183,7 @@ async def errors_match_machine(dut):
     entries.append((0, cfg.max_dim + 1, 1, 0))             # slot 5: too many rows
     entries.append((entries[3][0] + cfg.max_dim, 2, 1, -3))  # slot 6: 2x1, after slot 3
     entries.append((entries[0][0] + 1, 4, 8, 2))           # slot 7: slot 0's shape, one word further
+    entries.append((0, 2, cfg.max_features + 1, 0))        # slot 8: more classes than LOSS takes
     await _setup(device, machine, rng, entries, extremes=False)
     tiny = Geometry(batch=1, height=2, width=2, kh=1, kw=1)        # slot 0 (4x8) is its input
     programs = [
@@ -221,6 +235,12 @@ async def errors_match_machine(dut):
         [isa.conv(1, 0, tiny, mode="gradient"), isa.halt()],
         [isa.unpool(7, 0, Geometry(batch=1, height=2, width=2, kh=2, kw=2)), isa.halt()],
         [isa.pool(0, Geometry(batch=1, height=2, width=2, kh=2, kw=2)), isa.quant(2), isa.halt()],
+        # LOSS: labels not (rows of A) x 1, too many classes, A past TMEM, then a legal one
+        [isa.loss(0, 6), isa.halt()],
+        [isa.loss(0, 1), isa.halt()],
+        [isa.loss(8, 6), isa.halt()],
+        [isa.loss(4, 6), isa.halt()],
+        [isa.loss(6, 6), isa.quant(6), isa.halt()],
     ]
     for program in programs:
         words = [inst.encode() for inst in program]

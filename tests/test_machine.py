@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from golden_model import isa
+from golden_model.arithmetic import Arithmetic
 from golden_model.config import CONFIGS, get_config
 from golden_model.data import load_digits_split
 from golden_model.machine import Machine, MachineError
@@ -20,11 +21,16 @@ def digits():
 
 @pytest.mark.parametrize("config", ["default", "small4x4", "wide8x16", "default_nearest"])
 @pytest.mark.parametrize("seed", [0, 7])
-def test_programs_match_network(digits, config, seed):
+@pytest.mark.parametrize("loss", ["float", "int"])
+def test_programs_match_network(digits, config, seed, loss):
+    """The host flow on the machine trains as ResMLP.train_step; with the integer loss the programs run
+    LOSS on the device (the host writes labels, not the error)."""
     cfg = get_config(config)
-    print(f"config={config} seed={seed}")
-    reference = ResMLP(cfg, seed, lr_shift=4)
-    trainer = ProgramTrainer(Machine(cfg), ResMLP(cfg, seed, lr_shift=4), batch=16)
+    print(f"config={config} seed={seed} loss={loss}")
+    arithmetic = Arithmetic(loss=loss)
+    reference = ResMLP(cfg, seed, lr_shift=4, arithmetic=arithmetic)
+    trainer = ProgramTrainer(Machine(cfg), ResMLP(cfg, seed, lr_shift=4, arithmetic=arithmetic), batch=16)
+    assert ("labels" in trainer.program.places) == (loss == "int")
     rng = np.random.default_rng(seed)
     for step in range(12):
         batch = 16 if step % 4 else 5  # also a short batch: the tensor table is rewritten

@@ -16,6 +16,7 @@ BOARD ?= ulx3s
 CONFIG ?= $(if $(filter serial:%,$(TARGET)),$(BOARD),default)
 METRICS ?= build/metrics-$(subst /,_,$(subst :,_,$(TARGET)))-$(ARCH)-b$(BATCH)-s$(SEED).json
 LINK_FAULTS ?= 0
+LOSS ?= float
 CHECKPOINT ?=
 RESUME ?=
 DATA ?=
@@ -44,6 +45,7 @@ help:
 	@echo "make sim        full cocotb + Verilator regression with a pass/fail table"
 	@echo "make train      train the digits network (TARGET=sim|golden|fp32|serial:PORT)"
 	@echo "                ARCH=mlp|cnn DATA=FILE.npz SAVE=FILE LOAD=FILE LINK_FAULTS=RATE CHECKPOINT=DIR RESUME=DIR"
+	@echo "                LOSS=float|int (int: the core computes the output error itself, LOSS instruction)"
 	@echo "make predict    classify the test split with WEIGHTS=FILE (saved by make train SAVE=FILE) [OUT=FILE.csv]"
 	@echo "make bench      benchmarks -> BENCH_OUT=$(BENCH_OUT)"
 	@echo "make rtl        Verilog for CONFIG=$(CONFIG) into build/rtl/"
@@ -69,7 +71,7 @@ sim: setup
 
 # RESUME=DIR continues the run checkpointed in DIR with its own settings.
 train: setup
-	$(PY) -m host.train $(if $(RESUME),--resume $(RESUME),--target $(TARGET) --epochs $(EPOCHS) --batch $(BATCH) $(if $(LOAD),--load $(LOAD),--arch $(ARCH) --seed $(SEED) --config $(CONFIG) $(if $(DATA),--data $(DATA)))) --metrics $(METRICS) $(if $(filter-out 0,$(LINK_FAULTS)),--link-faults $(LINK_FAULTS)) $(if $(CHECKPOINT),--checkpoint $(CHECKPOINT)) $(if $(SAVE),--save $(SAVE))
+	$(PY) -m host.train $(if $(RESUME),--resume $(RESUME),--target $(TARGET) --epochs $(EPOCHS) --batch $(BATCH) $(if $(LOAD),--load $(LOAD),--arch $(ARCH) --seed $(SEED) --config $(CONFIG) $(if $(DATA),--data $(DATA))) --loss $(LOSS)) --metrics $(METRICS) $(if $(filter-out 0,$(LINK_FAULTS)),--link-faults $(LINK_FAULTS)) $(if $(CHECKPOINT),--checkpoint $(CHECKPOINT)) $(if $(SAVE),--save $(SAVE))
 
 # WEIGHTS=FILE (from make train SAVE=FILE) classifies the test split on TARGET (sim by default)
 predict: setup

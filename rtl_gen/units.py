@@ -18,6 +18,7 @@ from typing import Callable
 from amaranth.back import verilog
 
 from golden_model.config import CoreConfig
+from golden_model.shuffle import MAX_SAMPLES
 from hw.core import EoqCore
 from hw.host_link import HostLink
 from hw.loss_unit import LossUnit
@@ -26,6 +27,7 @@ from hw.matmul_engine import MatmulEngine
 from hw.prng import RandomLanes
 from hw.quant_engine import QuantEngine
 from hw.shift_quantizer import ShiftQuantizer
+from hw.shuffler import Shuffler
 from hw.system import EoqSystem
 from hw.update_engine import UpdateEngine
 from hw.update_unit import UpdateUnit
@@ -70,6 +72,7 @@ register(Unit("vector_engine", lambda cfg, lanes: VectorEngine(cfg)))
 register(Unit("update_engine", lambda cfg, lanes: UpdateEngine(cfg)))
 register(Unit("host_link", lambda cfg, lanes: HostLink(cfg)))
 register(Unit("loss_unit", lambda cfg, lanes: LossUnit(cfg)))
+register(Unit("shuffler", lambda cfg, lanes: Shuffler(max_count=MAX_SAMPLES)))
 register(Unit("eoq_core", lambda cfg, lanes: EoqCore(cfg)))
 register(Unit("eoq_system", lambda cfg, lanes: EoqSystem(cfg)))
 

@@ -24,5 +24,6 @@ BENCHES = {
     "matmul_engine": ((None,), (None,)),
     "host_link": ((None,), (None,)),
     "loss_unit": ((None,), (None,)),
+    "shuffler": ((None,), (None,)),
     "eoq_core": (("quick", "full"), ("quick",)),  # full adds the 50-step training run
 }

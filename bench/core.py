@@ -14,6 +14,7 @@ import json
 import os
 import tempfile
 
+from golden_model.arithmetic import Arithmetic
 from golden_model.cnn import ResNetSpec
 from golden_model.config import get_config
 from golden_model.data import load_digits_split
@@ -78,13 +79,14 @@ def _elementwise_macs(raw: dict) -> int:
     return 3 * raw["batch"] * mlp_sizes()["fc2"][0]
 
 
-def simulate(config: str, arch: str, steps: int) -> dict:
-    """The cocotb module's raw counters for ``steps`` training steps of ``arch`` on the simulated core."""
+def simulate(config: str, arch: str, steps: int, loss: str = "float") -> dict:
+    """The cocotb module's raw counters for ``steps`` training steps of ``arch`` on the simulated core
+    (``loss``: the output error from the host, float, or from the core's LOSS, int)."""
     runner, directory = build("eoq_core", config, None)
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "core.json")
         env = {"EOQ_CONFIG": config, "EOQ_BENCH_OUT": out, "EOQ_SEED": "1", "EOQ_BENCH_STEPS": str(steps),
-               "EOQ_BENCH_ARCH": arch}
+               "EOQ_BENCH_ARCH": arch, "EOQ_BENCH_LOSS": loss}
         runner.test(hdl_toplevel="eoq_core", hdl_toplevel_lang="verilog", test_module="sim_tests.bench_core",
                     build_dir=directory, test_dir=directory, extra_env=env, results_xml="bench-results.xml")
         with open(out) as handle:
@@ -92,15 +94,19 @@ def simulate(config: str, arch: str, steps: int) -> dict:
 
 
 def run(quick: bool = False, config: str = "default") -> dict:
-    return summarize(simulate(config, "mlp", 2 if quick else 3), link_bytes_per_step())
+    """The step with the host's float error; ``device_loss``: the same step with the core's LOSS."""
+    steps = 2 if quick else 3
+    result = summarize(simulate(config, "mlp", steps), link_bytes_per_step())
+    result["device_loss"] = summarize(simulate(config, "mlp", steps, loss="int"), link_bytes_per_step(loss="int"))
+    return result
 
 
-def link_bytes_per_step(config: str = "default") -> int:
+def link_bytes_per_step(config: str = "default", loss: str = "float") -> int:
     """Host-link bytes (both directions) of one batch training step, counted on the golden device."""
     cfg = get_config(config)
     data = load_digits_split()
     client = LinkClient(LoopbackTransport(LinkDevice(cfg)), cfg)
-    trainer = ProgramTrainer(client, ResMLP(cfg, 0, lr_shift=4), cfg.max_batch)
+    trainer = ProgramTrainer(client, ResMLP(cfg, 0, lr_shift=4, arithmetic=Arithmetic(loss=loss)), cfg.max_batch)
     x, y = quantize_input(data.train_x[:cfg.max_batch], cfg), data.train_y[:cfg.max_batch]
     trainer.train_step(x, y)
     before = client.stats.bytes_out + client.stats.bytes_in

@@ -1,7 +1,8 @@
 """cocotb module behind bench/core.py: cycles of training steps on the simulated core, by phase.
 
 Runs STEPS training steps of a network ($EOQ_BENCH_ARCH: mlp, the residual
-MLP, or cnn, the ResNet) through the same host flow as the golden model
+MLP, or cnn, the ResNet; $EOQ_BENCH_LOSS: float, the host's error, or int,
+the core's LOSS) through the same host flow as the golden model
 (golden_model.program.ProgramTrainer on sim_tests.core_device.CoreDevice),
 reads the sequencer's per-opcode cycle counters around every run, and writes
 the figures to $EOQ_BENCH_OUT.
@@ -17,6 +18,7 @@ import numpy as np
 import cocotb
 from cocotb.decorators import external, function
 
+from golden_model.arithmetic import Arithmetic
 from golden_model.cnn import ResCNN, input_rows
 from golden_model.data import load_digits_split
 from golden_model.isa import Op
@@ -28,14 +30,15 @@ from .core_device import CoreDevice
 
 STEPS = int(os.environ.get("EOQ_BENCH_STEPS", "3"))
 ARCH = os.environ.get("EOQ_BENCH_ARCH", "mlp")
+ARITHMETIC = Arithmetic(loss=os.environ.get("EOQ_BENCH_LOSS", "float"))
 
 
 def network(cfg):
     """The benchmarked network and its input conversion."""
     if ARCH == "cnn":
-        model = ResCNN(cfg, 0, lr_shift=2)
+        model = ResCNN(cfg, 0, lr_shift=2, arithmetic=ARITHMETIC)
         return model, lambda pixels: input_rows(pixels, model.spec, cfg)
-    return ResMLP(cfg, 0, lr_shift=4), lambda pixels: quantize_input(pixels, cfg)
+    return ResMLP(cfg, 0, lr_shift=4, arithmetic=ARITHMETIC), lambda pixels: quantize_input(pixels, cfg)
 
 
 def op_cycles(dut) -> np.ndarray:

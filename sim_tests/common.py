@@ -59,6 +59,13 @@ async def start(dut, reset_cycles: int = 2) -> None:
     dut.rst.value = 0
 
 
+async def start_bench(dut, bench_class):
+    """The settings, a ``bench_class(dut, settings)`` (its stream drivers idle the inputs), then clock and reset."""
+    bench = bench_class(dut, settings(dut))
+    await start(dut)
+    return bench
+
+
 # ---- payload encoding following Amaranth shapes / layouts -----------------------------------
 
 def encode(shape, value) -> int:

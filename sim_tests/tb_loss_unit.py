@@ -12,7 +12,7 @@ import numpy as np
 from golden_model.int_loss import int_softmax_grid
 from golden_model.quant import QTensor
 from hw.loss_unit import LossUnit
-from sim_tests.common import StreamSink, StreamSource, payload_layout, settings, start
+from sim_tests.common import StreamSink, StreamSource, payload_layout, start_bench
 
 
 class Bench:
@@ -48,10 +48,7 @@ class Bench:
 
 
 async def setup(dut):
-    s = settings(dut)
-    b = Bench(dut, s)
-    await start(dut)
-    return b
+    return await start_bench(dut, Bench)
 
 
 @cocotb.test()

@@ -9,7 +9,7 @@ import numpy as np
 from golden_model import quant
 from golden_model.prng import MASK32
 from hw.shift_quantizer import ShiftQuantizer
-from sim_tests.common import StreamSink, StreamSource, chunk, payload_layout, settings, start
+from sim_tests.common import StreamSink, StreamSource, chunk, payload_layout, start_bench
 
 
 class Bench:
@@ -69,10 +69,7 @@ class Bench:
 
 
 async def setup(dut):
-    s = settings(dut)
-    b = Bench(dut, s)
-    await start(dut)
-    return b
+    return await start_bench(dut, Bench)
 
 
 @cocotb.test()

@@ -11,7 +11,7 @@ import numpy as np
 from golden_model.prng import MASK32, tensor_key
 from golden_model.shuffle import MAX_SAMPLES, SHUFFLE_TENSOR_ID, permute
 from hw.shuffler import Shuffler
-from sim_tests.common import StreamSink, StreamSource, payload_layout, settings, start
+from sim_tests.common import StreamSink, StreamSource, payload_layout, start_bench
 
 
 class Bench:
@@ -37,9 +37,8 @@ class Bench:
 @cocotb.test()
 async def whole_epochs(dut):
     """Every index of sets of 1 to 1,437 samples (the digits split, with an epoch's key as training draws it)."""
-    s = settings(dut)
-    b = Bench(dut, s)
-    await start(dut)
+    b = await start_bench(dut, Bench)
+    s = b.s
     for n, count in enumerate((1, 2, 3, 5, 16, 17, 100, 1437)):
         await b.epoch(count, s.rng.randrange(MASK32 + 1), gap=0.3 if n % 2 else 0.0, stall=0.3 if n % 3 else 0.0)
     await b.epoch(1437, tensor_key(s.rng.randrange(2**32), 2, SHUFFLE_TENSOR_ID))
@@ -48,9 +47,8 @@ async def whole_epochs(dut):
 @cocotb.test()
 async def the_limit_and_epoch_changes(dut):
     """The largest set (sampled indices), then a new key between indices of a running epoch."""
-    s = settings(dut)
-    b = Bench(dut, s)
-    await start(dut)
+    b = await start_bench(dut, Bench)
+    s = b.s
     indices = sorted(s.rng.sample(range(MAX_SAMPLES), 300)) + [0, MAX_SAMPLES - 1]
     await b.epoch(MAX_SAMPLES, s.rng.randrange(MASK32 + 1), indices=indices, stall=0.2)
     for count in (7, 4000, 1):

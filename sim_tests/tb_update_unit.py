@@ -9,7 +9,7 @@ import numpy as np
 from golden_model import quant
 from golden_model.prng import MASK32
 from hw.update_unit import UpdateUnit
-from sim_tests.common import StreamSink, StreamSource, chunk, payload_layout, settings, start
+from sim_tests.common import StreamSink, StreamSource, chunk, payload_layout, start_bench
 
 
 class Bench:
@@ -49,10 +49,7 @@ class Bench:
 
 
 async def setup(dut):
-    s = settings(dut)
-    b = Bench(dut, s)
-    await start(dut)
-    return b
+    return await start_bench(dut, Bench)
 
 
 @cocotb.test()

@@ -16,16 +16,9 @@ from hw.link_parser import FrameParser
 from hw.link_responder import Responder
 from protocol.wire import (CRC, PING_PAYLOAD_BYTES, SMALL_ANSWER_BYTES, Cmd, LinkStatus, crc16, encode_request,
                            encode_response, ping_payload)
+from sim_tests.amaranth_sim import simulate
 
 CFG = get_config("small4x4")
-
-
-def simulate(dut, bench):
-    """Simulate until the testbench returns."""
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(bench)
-    sim.run()
 
 
 def test_crc_is_the_catalog_algorithm_and_the_host_twin_agrees():

@@ -9,22 +9,15 @@ import random
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from golden_model.config import get_config
 from golden_model.int_loss import EXP_BITS, LOG_FRAC, exp2_neg, int_softmax_grid, log2_q16
 from golden_model.quant import QTensor
 from hw.log_domain import Exp2, Log2
 from hw.loss_unit import LossUnit
+from sim_tests.amaranth_sim import simulate
 
 SEED = int(os.environ.get("EOQ_SEED", random.randrange(2**31)))
-
-
-def run(dut, bench):
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(bench)
-    sim.run()
 
 
 def test_exp2_pipeline_matches_the_golden_function():
@@ -46,7 +39,7 @@ def test_exp2_pipeline_matches_the_golden_function():
             if ctx.get(dut.out_valid):
                 got.append((ctx.get(dut.out_tag), ctx.get(dut.out)))
 
-    run(dut, bench)
+    simulate(dut, bench)
     want = [(n % 256, int(exp2_neg(np.array(z), scale_bits=EXP_BITS - offset))) for n, (z, offset) in enumerate(cases)]
     assert got == want, f"EOQ_SEED={SEED}"
 
@@ -66,7 +59,7 @@ def test_log2_pipeline_matches_the_golden_function():
             if ctx.get(dut.out_valid):
                 got.append(ctx.get(dut.out))
 
-    run(dut, bench)
+    simulate(dut, bench)
     assert got == log2_q16(np.array(values)).tolist(), f"EOQ_SEED={SEED}"
 
 
@@ -104,7 +97,7 @@ def loss_unit_run(cfg, logits: QTensor, labels, stall: float = 0.0, seed: int = 
                     correct.append(payload.correct)
                 assert payload.last == (len(out) == rows * cols)
 
-    run(dut, bench)
+    simulate(dut, bench)
     return np.array(out, dtype=np.int64).reshape(rows, cols), bits, correct
 
 

@@ -10,7 +10,6 @@ import random
 import numpy as np
 import pytest
 from amaranth import Elaboratable, Module
-from amaranth.sim import Simulator
 
 from golden_model import isa
 from golden_model.config import get_config
@@ -22,17 +21,10 @@ from hw.checker import Checker
 from hw.decoder import Decoder, port_mask
 from hw.issue_tracker import IssueTracker
 from hw.sq_shift import SqShift
+from sim_tests.amaranth_sim import simulate
 from sim_tests.command_model import acc_maxima, resolve
 
 SEED = int(os.environ.get("EOQ_SEED", random.randrange(2**31)))
-
-
-def run(dut, bench):
-    """Simulate until the testbench returns."""
-    sim = Simulator(dut)
-    sim.add_clock(1e-6, if_exists=True)
-    sim.add_testbench(bench)
-    sim.run()
 
 
 @pytest.mark.parametrize("config", ["small4x4", "default"])
@@ -49,7 +41,7 @@ def test_sq_shift_matches_the_golden_rule_at_every_bit_length(config):
             await ctx.delay(1e-9)
             assert ctx.get(dut.shift) == sq_shift(np.array([peak]), cfg), f"peak {peak} (EOQ_SEED={SEED})"
 
-    run(dut, bench)
+    simulate(dut, bench)
 
 
 class DecodeAndCheck(Elaboratable):
@@ -188,7 +180,7 @@ def test_decoder_and_checker_agree_with_the_golden_machine(config):
                 assert record.wb_exp == machine.table[inst.dst].exp, f"{what}: written exponent"
             assert record.ports == port_mask(spec.ports) and ctx.get(d.engine) == spec.engine
 
-    run(dut, bench)
+    simulate(dut, bench)
     statuses = {status for _, status in seen}
     assert {Status.OK, Status.SHAPE_MISMATCH, Status.TMEM_RANGE, Status.ILLEGAL_INSTRUCTION} <= statuses
 
@@ -254,7 +246,7 @@ def test_issue_tracker_hazards_banks_and_write_back():
         ctx.set(dut.done, 0)
         assert not ctx.get(dut.any_inflight) and not ctx.get(dut.must_wait)
 
-    run(dut, bench)
+    simulate(dut, bench)
 
 
 def test_port_masks_follow_the_port_list():

@@ -8,11 +8,11 @@ import random
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from golden_model.prng import tensor_key
 from golden_model.shuffle import ROUNDS, SHUFFLE_TENSOR_ID, epoch_order, feistel, half_bits, permute
 from hw.shuffler import Shuffler
+from sim_tests.amaranth_sim import simulate
 
 SEED = int(os.environ.get("EOQ_SEED", random.randrange(2**31)))
 
@@ -75,10 +75,7 @@ def shuffler_run(counts_keys, max_count):
                 out.append(value)
             results.append(out)
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(bench)
-    sim.run()
+    simulate(dut, bench)
     return results
 
 

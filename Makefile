@@ -36,7 +36,7 @@ NETLIST_CONFIG := $(if $(CONFIG_GIVEN),$(CONFIG),small4x4)
 # make bitstream builds the board's own configuration (fpga/build.py BOARD_CONFIGS) unless CONFIG is given
 BITSTREAM_CONFIG := $(if $(CONFIG_GIVEN),--config $(CONFIG))
 
-.PHONY: setup test test-slow sim train predict bench rtl lint bitstream sweep program sim-netlist formal clean help
+.PHONY: setup test test-slow sim train predict bench rtl lint bitstream sweep blocks program sim-netlist formal clean help
 
 help:
 	@echo "make setup      install simulators (apt) and the Python environment (.venv)"
@@ -51,6 +51,7 @@ help:
 	@echo "make rtl        Verilog for CONFIG=$(CONFIG) into build/rtl/"
 	@echo "make bitstream BOARD=ulx3s DEVICE=85F [CONFIG=ulx3s FREQ=MHz BAUD=N]  (docs/fpga.md)"
 	@echo "make sweep BOARD=ulx3s [CONFIG='a b' FREQS='30 40' SEEDS='1 2']  build table -> build/fpga/sweep/sweep.md"
+	@echo "make blocks BOARD=ulx3s [CONFIG=ulx3s]  LUT4/FF/DSP/block RAM per block of the core -> build/fpga/blocks/"
 	@echo "make sim-netlist BOARD=ulx3s [CONFIG=small4x4 STEPS=5]  train on the synthesized netlist (docs/fpga.md)"
 	@echo "make formal     formal proofs of the rounding units and the host link's CRC check (docs/formal.md)"
 
@@ -89,6 +90,9 @@ lint: setup
 
 bitstream: setup
 	$(PY) -m fpga.build --board $(BOARD) --device $(DEVICE) $(BITSTREAM_CONFIG) $(if $(FREQ),--freq $(FREQ)) $(if $(BAUD),--baud $(BAUD))
+
+blocks: setup
+	$(PY) -m fpga.blocks --board $(BOARD) --device $(DEVICE) $(BITSTREAM_CONFIG)
 
 sweep: setup
 	$(PY) -m fpga.sweep --board $(BOARD) --device $(DEVICE) $(if $(CONFIG_GIVEN),--configs $(CONFIG)) --freqs $(or $(FREQS),30) --seeds $(or $(SEEDS),1)

@@ -9,10 +9,12 @@ from pathlib import Path
 import pytest
 
 from fpga import build as fb
+from fpga.blocks import BLOCKS, stat_script, table
 from fpga import program as fp
 from fpga.pll import pll_params
 from fpga.top import DEFAULT_FREQ, UlxTop
 from golden_model.config import get_config
+from golden_model.isa import Engine
 
 DATA = Path(__file__).parent / "data"
 
@@ -300,3 +302,15 @@ def test_build_leaves_the_tool_environment_as_it_was(tmp_path, monkeypatch):
     with pytest.raises(fb.BuildError):
         fb.build(fb.BuildOptions(config="small4x4", freq_mhz=50, out=tmp_path, echo=True, timeout_min=0.01))
     assert "YOSYS" not in os.environ
+
+
+def test_block_report_covers_every_engine_and_ends_in_statistics():
+    """fpga.blocks synthesizes each engine of the core (a new engine cannot be left out) with make bitstream's
+    script, which there ends in yosys' statistics instead of a netlist."""
+    assert {f"{engine.name.lower()}_engine" for engine in Engine} <= set(BLOCKS)
+    script = stat_script("ulx3s", "85F")
+    assert "write_verilog" not in script and "stat" in script and "synth_ecp5" in script
+    text = table("small4x4", {"mac_array": {"cells": {"LUT4": 1200, "MULT18X18D": 16}, "seconds": 3.0},
+                              "loss_engine": {"cells": {"LUT4": 2500, "DP16KD": 4}, "seconds": 9.0}})
+    assert "| mac_array | 1,200 | 0 | 0 | 16 | 0 | 3.0 |" in text
+    assert "| sum of the blocks | 3,700 | 0 | 0 | 16 | 4 | |" in text

@@ -1,0 +1,123 @@
+"""Resources per block of the core: each block synthesized alone with ``make bitstream``'s yosys script.
+
+    python -m fpga.blocks --config ulx3s [--only loss_engine ...] [--out build/fpga/blocks]
+
+The board build flattens the design, so its report has one total.  Here
+every block (:data:`BLOCKS`: the MAC array, each engine, the sequencer,
+the tensor table, the memories, the host link) is converted alone and run
+through the same script (fpga.netlist.synthesis_script, ending in ``stat``
+instead of a netlist), and its LUT4, FF, MULT18X18D and DP16KD are read
+from yosys' statistics.  A block alone is optimized without its neighbours
+(no constant crosses its ports), so the blocks add up to about, not
+exactly, the flattened total.  Writes ``blocks.json`` and ``blocks.md``
+in ``<out>/<board>-<device>-<config>/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from amaranth.back import rtlil
+
+from golden_model.config import get_config
+from hw.core import ENGINE_CLASSES
+from hw.host_link import HostLink
+from hw.mac_array import MacArray
+from hw.memories import DataMemories
+from hw.sequencer import Sequencer
+from hw.tensor_table import TensorTable
+
+from .build import BOARD_CONFIGS, BuildError, find_tools, normalize_device, parse_yosys_stats
+from .netlist import TOP, synthesis_script
+
+ROOT = Path(__file__).resolve().parents[1]
+BLOCKS_ROOT = ROOT / "build" / "fpga" / "blocks"
+_WRITE_NETLIST = "write_verilog -noattr netlist.v"
+COLUMNS = ("LUT4", "TRELLIS_FF", "CCU2C", "MULT18X18D", "DP16KD")
+
+#: block name -> its component for a configuration (every engine of hw.core.ENGINE_CLASSES, by its name)
+BLOCKS = {
+    "mac_array": MacArray,
+    **{f"{engine.name.lower()}_engine": cls for engine, cls in ENGINE_CLASSES.items()},
+    "sequencer": Sequencer,
+    "tensor_table": TensorTable,
+    "memories": lambda cfg: DataMemories(cfg, banks=2),
+    "host_link": HostLink,
+}
+
+
+def stat_script(board: str, device: str, lut_mapper: str = "abc") -> str:
+    """``make bitstream``'s script for a block: synthesis, then statistics only."""
+    script = synthesis_script(board, device, lut_mapper)
+    if _WRITE_NETLIST not in script:
+        raise BuildError(f"fpga.netlist's script has no '{_WRITE_NETLIST}' line to drop")
+    return script.replace(_WRITE_NETLIST, "")
+
+
+def synthesize_block(name: str, cfg, script: str, directory: Path, yosys: str) -> dict:
+    """One block's cells (yosys statistics) and seconds."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / f"{TOP}.il").write_text(rtlil.convert(BLOCKS[name](cfg), name=TOP))
+    (directory / f"{TOP}.ys").write_text(script)
+    start = time.monotonic()
+    proc = subprocess.run([yosys, "-q", "-l", f"{TOP}.rpt", f"{TOP}.ys"], cwd=directory, capture_output=True,
+                          text=True)
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-10:])
+        raise BuildError(f"yosys failed on block {name} (exit {proc.returncode}); see {directory / (TOP + '.rpt')}"
+                         f"\n{tail}")
+    cells = parse_yosys_stats((directory / "stat.txt").read_text())
+    return {"cells": cells, "seconds": round(time.monotonic() - start, 1)}
+
+
+def table(config: str, blocks: dict) -> str:
+    lines = [f"| block ({config}) | " + " | ".join(COLUMNS) + " | yosys s |", "|" + "---|" * (len(COLUMNS) + 2)]
+    for name, result in blocks.items():
+        cells = result["cells"]
+        lines.append(f"| {name} | " + " | ".join(f"{cells.get(c, 0):,}" for c in COLUMNS) + f" | {result['seconds']} |")
+    totals = {c: sum(r["cells"].get(c, 0) for r in blocks.values()) for c in COLUMNS}
+    lines.append("| sum of the blocks | " + " | ".join(f"{totals[c]:,}" for c in COLUMNS) + " | |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m fpga.blocks", description=__doc__.splitlines()[0])
+    parser.add_argument("--board", default="ulx3s")
+    parser.add_argument("--device", default="85F")
+    parser.add_argument("--config", default=None, help="golden_model.config.CONFIGS name (default: the board's, "
+                                                       "fpga.build.BOARD_CONFIGS)")
+    parser.add_argument("--only", nargs="+", choices=sorted(BLOCKS), help="these blocks only")
+    parser.add_argument("--out", type=Path, default=BLOCKS_ROOT)
+    args = parser.parse_args(argv)
+    args.config = args.config or BOARD_CONFIGS.get(args.board, "default")
+    try:
+        cfg = get_config(args.config)
+        script = stat_script(args.board, args.device)
+        yosys = find_tools()["YOSYS"]
+    except (BuildError, ValueError) as error:
+        print(f"fpga.blocks: ERROR: {error}", file=sys.stderr)
+        return 1
+    out = args.out / f"{args.board}-{normalize_device(args.device)}-{args.config}"
+    blocks = {}
+    for name in args.only or BLOCKS:
+        print(f"fpga.blocks: {name} ...", file=sys.stderr, flush=True)
+        try:
+            blocks[name] = synthesize_block(name, cfg, script, out / name, yosys)
+        except BuildError as error:
+            print(f"fpga.blocks: ERROR: {error}", file=sys.stderr)
+            return 1
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "blocks.json").write_text(json.dumps({"config": args.config, "blocks": blocks}, indent=2) + "\n")
+    text = table(args.config, blocks)
+    (out / "blocks.md").write_text(text + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

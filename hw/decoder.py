@@ -93,12 +93,18 @@ def loss_exponent(exp):
 class Decoder(wiring.Component):
     """``inst`` with the entries of its dst, a and b slots and the ACC state in; decode out.
 
+    Combinational but for the geometry facts, which follow ``inst`` after ``GEOMETRY_LATENCY`` cycles
+    (the sequencer's check waits longer than that: hw/checker.py).
+
     ``uses`` (dst, a, b): the slots whose words or exponent the instruction
     touches (for the exponent write-back hazard); ``inner_a``/``inner_b``:
     MATMUL's inner lengths of op(A) and op(B); ``quant_exp``: ACC.exp plus the
     SQ shift; ``dst_exp``: the exponent it writes to dst, before the range check;
     ``geometry``: what a CONV, POOL or UNPOOL key implies.
     """
+
+    #: cycles from ``inst`` to its geometry facts (and what derives from them: a CONV or POOL's ACC shape)
+    GEOMETRY_LATENCY = 1
 
     def __init__(self, cfg: CoreConfig):
         self.cfg = cfg
@@ -121,11 +127,13 @@ class Decoder(wiring.Component):
         })
 
     def _geometry(self, m):
-        """The key's geometry facts (hw.geometry), for every opcode; meaningful for CONV, POOL, UNPOOL."""
+        """The key's geometry facts (hw.geometry), for every opcode; meaningful for CONV, POOL, UNPOOL.
+        Registered (``GEOMETRY_LATENCY``): the chained multiplies batch x Ho x Wo end in a register, not in
+        the ACC shape and the command behind them."""
         inst, facts = self.inst, self.geometry
         g = key_layout()(inst.key)
         pool_h, pool_w, shift = pool_shape(g)
-        m.d.comb += [
+        m.d.sync += [
             facts.in_rows.eq(g.batch * g.height * g.width),
             facts.out_rows.eq(g.batch * out_height(g) * out_width(g)),
             facts.pool_rows.eq(g.batch * pool_h * pool_w),

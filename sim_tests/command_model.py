@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from golden_model.isa import OPS, Acc, Instruction, Op
+from hw.loss_unit import EXP_LEFT_MOST, EXP_RIGHT_MOST
 from golden_model.machine import Machine, words_per_row
 from hw.interfaces import command_layout
 
@@ -50,6 +51,8 @@ def resolve(machine: Machine, inst: Instruction) -> dict:
         fields["shift"] = table[inst.dst].exp + inst.lr - table[inst.a].exp
     if inst.op == Op.QUPDATE:
         fields["shift"] = table[inst.dst].exp + inst.lr - machine.quant_exponent(inst)
+    if inst.op == Op.LOSS:          # the logits' exponent, clamped to the LossUnit's range
+        fields["shift"] = min(max(table[inst.a].exp, -EXP_RIGHT_MOST), EXP_LEFT_MOST)
     return fields
 
 

@@ -173,7 +173,7 @@ def test_decoder_and_checker_agree_with_the_golden_machine(config):
             spec = OPS[inst.op]
             fields = ["acc_rows", "acc_cols", "acc_stride"] if spec.acc is not Acc.NONE else []
             fields += {Op.ADD: ["shift_a", "shift_b"], Op.UPDATE: ["shift"], Op.QUPDATE: ["shift", "sq_shift"],
-                       Op.QUANT: ["sq_shift"]}.get(inst.op, [])
+                       Op.QUANT: ["sq_shift"], Op.LOSS: ["shift"]}.get(inst.op, [])
             for field in fields:
                 assert getattr(cmd, field) == want_cmd[field], f"{what}: command {field}"
             if spec.dst_exp is not None:

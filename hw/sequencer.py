@@ -35,6 +35,11 @@ from .issue_tracker import IssueTracker
 from .tensor_table import ExpWriteSignature, TableReadSignature
 
 
+#: CHECK's wait covers the decoder's registered geometry: the instruction is latched, its geometry facts
+#: follow GEOMETRY_LATENCY cycles later, then the checker's two register stages (hw/checker.py)
+assert Checker.LATENCY >= 2 + Decoder.GEOMETRY_LATENCY, "the checker would settle before the geometry reaches it"
+
+
 class Sequencer(wiring.Component):
     def __init__(self, cfg: CoreConfig):
         self.cfg = cfg

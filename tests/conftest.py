@@ -1,4 +1,5 @@
-"""Shared by the test modules: the simulated board (``sim_exe``), and a guard for the Amaranth simulator.
+"""Shared by the test modules: a seeded generator (``rng``), the simulated board (``sim_exe``), and a guard for
+the Amaranth simulator.
 
 ``sim_exe`` builds (or reuses) the simulated board of the default configuration
 once per module and skips the test when Verilator is missing.
@@ -26,12 +27,23 @@ tests/test_uart.py also never wait unboundedly (tests/test_uart.py, wait_for).
 from __future__ import annotations
 
 import gc
+import os
+import random
 
+import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
 from golden_model.config import get_config
 from sim_board.build import BuildError, build, check_tools
+
+
+@pytest.fixture
+def rng(request):
+    """numpy Generator with a printed seed (TEST_SEED=<n> replays a failure)."""
+    seed = int(os.environ.get("TEST_SEED", random.SystemRandom().randrange(2**32)))
+    print(f"\n[{request.node.nodeid}] numpy seed = {seed}  (replay: TEST_SEED={seed})")
+    return np.random.default_rng(seed)
 
 
 @pytest.fixture(scope="module")

@@ -25,8 +25,6 @@ Random stimulus comes from the ``rng`` fixture, which prints its seed.
 from __future__ import annotations
 
 import copy
-import os
-import random
 
 import types
 
@@ -42,14 +40,6 @@ REL_TOL = 1e-5
 STEP = 1e-6
 ATOL = 1e-9
 SAMPLES = 300
-
-
-@pytest.fixture
-def rng(request):
-    """numpy Generator with a printed seed (TEST_SEED=<n> replays a failure)."""
-    seed = int(os.environ.get("TEST_SEED", random.SystemRandom().randrange(2**32)))
-    print(f"\n[{request.node.nodeid}] numpy seed = {seed}  (replay: TEST_SEED={seed})")
-    return np.random.default_rng(seed)
 
 
 def float64_namespace():

@@ -6,8 +6,6 @@ Random cases draw from a printed seed (TEST_SEED=<n> replays a failure).
 from __future__ import annotations
 
 import math
-import os
-import random
 
 import numpy as np
 import pytest
@@ -20,13 +18,6 @@ from golden_model.loss import output_error
 from golden_model.quant import QTensor
 
 CFG = get_config("default")
-
-
-@pytest.fixture
-def rng(request):
-    seed = int(os.environ.get("TEST_SEED", random.SystemRandom().randrange(2**32)))
-    print(f"\n[{request.node.nodeid}] numpy seed = {seed}  (replay: TEST_SEED={seed})")
-    return np.random.default_rng(seed)
 
 
 def test_tables_endpoints_and_monotone():

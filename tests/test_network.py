@@ -18,8 +18,6 @@ Random stimulus comes from the ``rng`` fixture, which prints its seed.
 from __future__ import annotations
 
 import math
-import os
-import random
 
 import numpy as np
 import pytest
@@ -38,14 +36,6 @@ BACKWARD_OPS = ["fc_out_gradient", "fc_out_error", "join_relu_backward", "bias_g
                 "scale_error", "fc3_gradient", "fc3_error_relu", "fc2_gradient", "fc2_error",
                 "skip_join_relu_backward", "fc1_gradient"]
 PARAMS = ["fc1", "fc2", "fc3", "scale", "bias", "fc_out"]
-
-
-@pytest.fixture
-def rng(request):
-    """numpy Generator with a printed seed (TEST_SEED=<n> replays a failure)."""
-    seed = int(os.environ.get("TEST_SEED", random.SystemRandom().randrange(2**32)))
-    print(f"\n[{request.node.nodeid}] numpy seed = {seed}  (replay: TEST_SEED={seed})")
-    return np.random.default_rng(seed)
 
 
 @pytest.fixture(scope="module")

@@ -26,8 +26,6 @@ Random stimulus comes from the ``rng`` fixture, which prints its seed
 
 from __future__ import annotations
 
-import os
-import random
 
 import numpy as np
 import pytest
@@ -39,14 +37,6 @@ from golden_model.quant import QTensor
 CFG = get_config("default")                  # nearest act/err, stochastic grad
 CFG_NEAREST = get_config("default_nearest")  # nearest everywhere
 CASES = 40
-
-
-@pytest.fixture
-def rng(request):
-    """numpy Generator with a printed seed (TEST_SEED=<n> replays a failure)."""
-    seed = int(os.environ.get("TEST_SEED", random.SystemRandom().randrange(2**32)))
-    print(f"\n[{request.node.nodeid}] numpy seed = {seed}  (replay: TEST_SEED={seed})")
-    return np.random.default_rng(seed)
 
 
 # --------------------------------------------------------------------------- helpers

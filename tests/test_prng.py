@@ -6,8 +6,6 @@ the reference path), so that a NumPy dtype/overflow slip cannot hide.
 
 from __future__ import annotations
 
-import os
-import random
 
 import numpy as np
 import pytest
@@ -18,14 +16,6 @@ from golden_model.prng import MASK32, PHI, STEP_MIX, random_words, tensor_key, x
 
 PROPS = settings(max_examples=200, deadline=None)
 keys = st.integers(0, MASK32)
-
-
-@pytest.fixture
-def rng(request):
-    """numpy Generator with a printed seed (TEST_SEED=<n> replays a failure)."""
-    seed = int(os.environ.get("TEST_SEED", random.SystemRandom().randrange(2**32)))
-    print(f"\n[{request.node.nodeid}] numpy seed = {seed}  (replay: TEST_SEED={seed})")
-    return np.random.default_rng(seed)
 
 
 def ref_xs32(x: int) -> int:

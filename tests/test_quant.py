@@ -10,8 +10,6 @@ from the ``rng`` fixture, which prints its seed (set TEST_SEED to replay).
 from __future__ import annotations
 
 import math
-import os
-import random
 from fractions import Fraction
 
 import numpy as np
@@ -46,14 +44,6 @@ PROPS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthC
 
 
 # --------------------------------------------------------------------------- fixtures / references
-
-@pytest.fixture
-def rng(request):
-    """numpy Generator with a printed seed (TEST_SEED=<n> replays a failure)."""
-    seed = int(os.environ.get("TEST_SEED", random.SystemRandom().randrange(2**32)))
-    print(f"\n[{request.node.nodeid}] numpy seed = {seed}  (replay: TEST_SEED={seed})")
-    return np.random.default_rng(seed)
-
 
 def qt(values, exp=0) -> QTensor:
     return QTensor(np.array(values, dtype=np.int8), exp)

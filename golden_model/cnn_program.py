@@ -168,9 +168,10 @@ class CnnProgram:
 
     # ---- placement ----------------------------------------------------------------------------
     def _allocate(self) -> dict[str, TensorPlace]:
-        """TMEM words by lifetime (first fit): parameters and the input live throughout, e_y from the
-        host's write on (or its QUANT with ``device_loss``; the labels, like x, throughout), everything else from its first to its last use (``reuse=False``: every tensor
-        keeps its words, so all of a step can be read back after it).  A tensor placed in the words and
+        """TMEM words by lifetime (first fit): parameters, the input (and with ``device_loss`` the labels)
+        live throughout, e_y from the host's write on (or from its QUANT), everything else from its first
+        to its last use (``reuse=False``: every tensor keeps its words, so all of a step can be read back
+        after it).  A tensor placed in the words and
         shape of a dead one takes over its tensor-table slot (the slot's exponent is its own from its
         first write on)."""
         cfg = self.cfg

@@ -401,7 +401,6 @@ class Machine:
         self._store(dst, unpool(self._load(self.table[inst.a]), Geometry.decode(inst.key)))
         dst.exp = exp
 
-
     def _loss(self, inst):
         logits = QTensor(self._load(self.table[inst.a]), self.table[inst.a].exp)
         grid, _ = softmax_grid(logits, self._load_slot(inst.b)[:, 0], self.cfg)

@@ -11,10 +11,13 @@ import numpy as np
 import pytest
 
 from bench.int_loss import draw
+from golden_model.arithmetic import Arithmetic
 from golden_model.config import get_config
+from golden_model.data import load_digits_split
 from golden_model.int_loss import (EXP2_TABLE, EXP_BITS, LOG2_TABLE, LOG2E, LOG_FRAC, Z_LIMIT, exp2_neg,
                                    int_output_error, int_softmax_grid, interpolate, log2_q16, log2e_scaled)
 from golden_model.loss import output_error
+from golden_model.network import ResMLP, Trace, quantize_input
 from golden_model.quant import QTensor
 
 CFG = get_config("default")
@@ -130,9 +133,6 @@ def test_bad_labels_and_grid():
 
 def test_the_int_loss_variant_trains_with_the_integer_error():
     """ResMLP with Arithmetic(loss="int"): the step's output error is int_output_error of its logits."""
-    from golden_model.arithmetic import Arithmetic
-    from golden_model.data import load_digits_split
-    from golden_model.network import ResMLP, Trace, quantize_input
     data = load_digits_split()
     x, labels = quantize_input(data.train_x[:16], CFG), data.train_y[:16]
     trace = Trace()

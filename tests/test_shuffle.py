@@ -9,7 +9,7 @@ import random
 import numpy as np
 import pytest
 
-from golden_model.prng import tensor_key
+from golden_model.prng import PHI, tensor_key, xs32
 from golden_model.shuffle import ROUNDS, SHUFFLE_TENSOR_ID, epoch_order, feistel, half_bits, permute
 from hw.shuffler import Shuffler
 from sim_tests.amaranth_sim import simulate
@@ -26,7 +26,6 @@ def test_epoch_order_is_a_permutation(count):
 def test_half_bits_and_one_round_by_hand():
     assert [half_bits(n) for n in (1, 2, 3, 4, 5, 16, 17, 1437)] == [1, 1, 1, 1, 2, 2, 3, 6]
     # one pass over 2 bits (half 1), key 0: each round L, R = R, L ^ (xs32(R + r * PHI) & 1)
-    from golden_model.prng import PHI, xs32
     left, right = 1, 0
     for r in range(ROUNDS):
         left, right = right, left ^ (int(xs32((right + r * PHI) & 0xFFFFFFFF)) & 1)

@@ -10,6 +10,7 @@ import pytest
 
 from fpga import build as fb
 from fpga.blocks import BLOCKS, stat_script, table
+from fpga.blocks import main as blocks_main
 from fpga import program as fp
 from fpga.pll import pll_params
 from fpga.top import DEFAULT_FREQ, UlxTop
@@ -139,6 +140,12 @@ def test_unknown_device():
 def test_unknown_config(capsys):
     assert fb.main(["--config", "nope"]) == 1
     assert "unknown configuration 'nope'" in capsys.readouterr().err
+
+
+def test_block_report_unknown_config(capsys):
+    assert blocks_main(["--config", "nope"]) == 1
+    err = capsys.readouterr().err
+    assert "unknown configuration 'nope'" in err and "Traceback" not in err
 
 
 def test_missing_tools(tmp_path, monkeypatch):

@@ -9,11 +9,14 @@
 //     WRITETHROUGH: the new data, READBEFOREWRITE: the old data);
 //   * pseudo dual port x36 (DATA_WIDTH_A = DATA_WIDTH_B = 36): port A writes {DIB, DIA} at AD[13:5]
 //     with AD[3:0] the four 9-bit byte enables, port B reads {DOB, DOA};
-//   * NOREG outputs, chip selects tied 0 with CSDECODE "0b000", resets tied 0, zero INITVALs, both
-//     ports on one clock.  A read on one port of a word the other port writes in the same cycle
-//     returns the old word (Amaranth's non-transparent read ports).
-// The 18 Kbit array is kept as 512 rows of 36 bits; a word of width w sits at bit w * index, and no
-// width straddles a row.
+//   * NOREG outputs, chip selects tied 0 with CSDECODE "0b000", resets tied 0.  A true dual port
+//     has both ports on one clock; a pseudo dual port writes on CLKA and reads on CLKB (a ROM ties
+//     port A off: CEA 0, CLKA 0).  A read on one port of a word the other port writes in the same
+//     cycle returns the old word (Amaranth's non-transparent read ports).
+//   * INITVAL_00..3F as brams_map_16kd.v packs yosys' INIT: the array is 1024 18-bit halves, half h
+//     at bits 20 * (h % 16) + 17 .. 20 * (h % 16) of INITVAL_(h / 16), two padding bits per half.
+// The 18 Kbit array is kept as 512 rows of 36 bits, row r = {half 2r + 1, half 2r}; a word of width
+// w sits at bit w * index, and no width straddles a row.
 module DP16KD(
     input DIA17, DIA16, DIA15, DIA14, DIA13, DIA12, DIA11, DIA10, DIA9, DIA8, DIA7, DIA6, DIA5, DIA4, DIA3, DIA2, DIA1, DIA0,
     input ADA13, ADA12, ADA11, ADA10, ADA9, ADA8, ADA7, ADA6, ADA5, ADA4, ADA3, ADA2, ADA1, ADA0,
@@ -111,8 +114,9 @@ module DP16KD(
     assign {DOB17, DOB16, DOB15, DOB14, DOB13, DOB12, DOB11, DOB10, DOB9, DOB8, DOB7, DOB6, DOB5, DOB4, DOB3, DOB2, DOB1, DOB0} = dob;
 
     reg [35:0] mem [0:511];
+    localparam [20479:0] INITVAL = {INITVAL_3F, INITVAL_3E, INITVAL_3D, INITVAL_3C, INITVAL_3B, INITVAL_3A, INITVAL_39, INITVAL_38, INITVAL_37, INITVAL_36, INITVAL_35, INITVAL_34, INITVAL_33, INITVAL_32, INITVAL_31, INITVAL_30, INITVAL_2F, INITVAL_2E, INITVAL_2D, INITVAL_2C, INITVAL_2B, INITVAL_2A, INITVAL_29, INITVAL_28, INITVAL_27, INITVAL_26, INITVAL_25, INITVAL_24, INITVAL_23, INITVAL_22, INITVAL_21, INITVAL_20, INITVAL_1F, INITVAL_1E, INITVAL_1D, INITVAL_1C, INITVAL_1B, INITVAL_1A, INITVAL_19, INITVAL_18, INITVAL_17, INITVAL_16, INITVAL_15, INITVAL_14, INITVAL_13, INITVAL_12, INITVAL_11, INITVAL_10, INITVAL_0F, INITVAL_0E, INITVAL_0D, INITVAL_0C, INITVAL_0B, INITVAL_0A, INITVAL_09, INITVAL_08, INITVAL_07, INITVAL_06, INITVAL_05, INITVAL_04, INITVAL_03, INITVAL_02, INITVAL_01, INITVAL_00};
     integer i;
-    initial for (i = 0; i < 512; i = i + 1) mem[i] = 36'd0;
+    initial for (i = 0; i < 512; i = i + 1) mem[i] = {INITVAL[40 * i + 20 +: 18], INITVAL[40 * i +: 18]};
 
     localparam PDP = DATA_WIDTH_A == 36;
     localparam W = DATA_WIDTH_A;
@@ -138,9 +142,10 @@ module DP16KD(
         end
     endfunction
 
+    always @(posedge CLKB) if (PDP && CEB) {dob, doa} <= mem[adb[13:5]];
+
     always @(posedge CLKA) begin
         if (PDP) begin
-            if (CEB) {dob, doa} <= mem[adb[13:5]];
             if (CEA & WEA)
                 mem[ada[13:5]] <= (mem[ada[13:5]] & ~{{9{ada[3]}}, {9{ada[2]}}, {9{ada[1]}}, {9{ada[0]}}})
                                 | ({dib, dia} & {{9{ada[3]}}, {9{ada[2]}}, {9{ada[1]}}, {9{ada[0]}}});

@@ -74,7 +74,8 @@ def test_cell_check_counts_the_cells():
 
 @pytest.mark.parametrize("edit, message", [
     (('.REGMODE_A("NOREG")', '.REGMODE_A("OUTREG")'), "REGMODE_A"),
-    (("320'h000", "320'h001"), "non-zero INITVAL"),
+    (("320'h000", "320'h0x0"), "INITVAL_00 = 320'h0x0"),
+    ((".CLKB(clk),", ".CLKB(clk2),"), "different clocks"),
     ((".WEB(1'h0)", ".WEB(we)"), "WEB is not tied 0"),
     (("DATA_WIDTH_B(32'd9)", "DATA_WIDTH_B(32'd18)"), "port widths 9/18"),
     (("LUT4 #(", "EHXPLLL #("), "cell EHXPLLL"),
@@ -83,6 +84,13 @@ def test_cell_check_counts_the_cells():
 def test_cell_check_refuses_what_no_model_covers(edit, message):
     with pytest.raises(UnsupportedCell, match=message):
         check_netlist(GOOD.replace(*edit))
+
+
+def test_cell_check_accepts_an_initialized_rom_on_its_read_clock():
+    rom = GOOD.replace("32'd9", "32'd36").replace("320'h000", "320'h123").replace(".CLKA(clk),", ".CLKA(1'h0),\n    .CEA(1'h0),")
+    assert check_netlist(rom)["DP16KD"] == 1
+    with pytest.raises(UnsupportedCell, match="different clocks"):
+        check_netlist(rom.replace(".CEA(1'h0)", ".CEA(en)"))
 
 
 def test_unknown_board_is_a_build_error():

@@ -20,7 +20,7 @@ from .cnn import ResNetSpec
 from .config import CoreConfig
 from .conv import padded_channels
 from .machine import TensorPlace, words_per_row
-from .prng import tensor_key
+from .prng import tensor_key, tensor_mix
 
 
 @dataclass
@@ -217,23 +217,29 @@ class CnnProgram:
         return places
 
     # ---- instructions -------------------------------------------------------------------------
-    def _resolve(self, op: _Op, keys: dict[str, int], lr_shift: int) -> isa.Instruction:
+    def _resolve(self, op: _Op, keys: dict[str, int], lr_shift: int, step_key: bool = False) -> isa.Instruction:
         slots = {role: self.slot(name) for role, name in op.names.items()}
         fields = dict(op.fields)
         if op.make is isa.qupdate:
             param = fields.pop("param")
             grad_sr, upd_sr = self.cfg.grad_rounding == "stochastic", self.cfg.update_rounding == "stochastic"
             return isa.qupdate(slots["w"], lr_shift, stochastic_grad=grad_sr, stochastic_update=upd_sr,
-                               key=keys[param])
+                               key=keys[param], step_key=step_key)
         return op.make(**slots, **fields)
 
     def forward_program(self) -> list[isa.Instruction]:
         return [self._resolve(op, {}, 0) for op in self.forward_ops] + [isa.halt()]
 
-    def backward_program(self, keys: dict[str, int], lr_shift: int) -> list[isa.Instruction]:
-        return [self._resolve(op, keys, lr_shift) for op in self.backward_ops] + [isa.halt()]
+    def backward_program(self, keys: dict[str, int], lr_shift: int, step_key: bool = False) -> list[isa.Instruction]:
+        """QUPDATE carries ``keys[param]``: the gradient key, or with ``step_key`` the tensor's mix."""
+        return [self._resolve(op, keys, lr_shift, step_key) for op in self.backward_ops] + [isa.halt()]
 
     def keys(self, stream_seed: int, step: int) -> dict[str, int]:
         """The gradient key of every parameter this step (ResCNN.key)."""
         ids = self.spec.param_ids()
         return {name: tensor_key(stream_seed, step, ids[name]) for name in self.params}
+
+    def mixes(self) -> dict[str, int]:
+        """Every parameter's prng.tensor_mix: the keys of a step-key backward program."""
+        ids = self.spec.param_ids()
+        return {name: tensor_mix(ids[name]) for name in self.params}

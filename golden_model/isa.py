@@ -15,9 +15,10 @@ An instruction is 64 bits (:data:`FIELDS`):
     [28:24] lr      UPDATE/QUPDATE: learning rate 2**-lr
     [29]    f2      QUANT: mask the result by slot b > 0 (ReLU derivative); 0 for other opcodes
     [30]    f3      QUANT: frozen exponent, dst keeps its exponent (inference); 0 for other opcodes
-    [31]    reserved, must be 0
-    [63:32] key     generator key for stochastic rounding; CONV, POOL, UNPOOL: the geometry
-                    (golden_model.geometry)
+    [31]    f4      QUANT/UPDATE/QUPDATE: step key, the key field is a tensor's prng.tensor_mix and the
+                    key is prng.step_key of the core's seed and step registers; 0 for other opcodes
+    [63:32] key     generator key for stochastic rounding (with f4 the tensor's mix); CONV, POOL, UNPOOL:
+                    the geometry (golden_model.geometry)
 
 Tensors live in the tensor memory (TMEM), described by the tensor table:
 slot -> (base word address, rows, cols, exponent).  A row of ``cols`` int8
@@ -74,8 +75,9 @@ class Status(enum.IntEnum):
 
 
 STATUS_HELP = {
-    Status.ILLEGAL_INSTRUCTION: ("unknown opcode, reserved bits set, f2 or f3 outside QUANT, CONV f0 without f1 or a "
-                                  "key that is no geometry; re-encode the program with golden_model.isa"),
+    Status.ILLEGAL_INSTRUCTION: ("unknown opcode, f2 or f3 outside QUANT, f4 outside QUANT/UPDATE/QUPDATE, CONV f0 "
+                                  "without f1 or a key that is no geometry; re-encode the program with "
+                                  "golden_model.isa"),
     Status.SHAPE_MISMATCH: "operand shapes do not fit the instruction; check the tensor table entries",
     Status.TMEM_RANGE: "a tensor extends past the tensor memory; place it lower or use a larger configuration",
     Status.ACC_RANGE: "the result does not fit the accumulator memory; split the layer or raise acc_elements",
@@ -96,7 +98,7 @@ FIELDS = {  # name: (low bit, width)
     "lr": (24, 5),
     "f2": (29, 1),
     "f3": (30, 1),
-    "reserved": (31, 1),
+    "f4": (31, 1),
     "key": (32, 32),
 }
 
@@ -257,7 +259,7 @@ OPS: dict[Op, OpSpec] = {
                 Check("dims:b", _SHAPE, _MASKED), Check("extent:b", Status.TMEM_RANGE, _MASKED),
                 Check("b_acc", _SHAPE, _MASKED), Check("overlap:dst,b", _OVERLAP, _MASKED),
                 Check("frozen", Status.EXP_RANGE, _FROZEN), Check("exp_fits", Status.EXP_RANGE)),
-        fields=("dst", "b", "f0", "f1", "f2", "f3", "key")),
+        fields=("dst", "b", "f0", "f1", "f2", "f3", "f4", "key")),
     Op.SCALE: OpSpec(
         Engine.VECTOR, ports=_ELEMENTWISE_PORTS, reads=(Read("a"), Read("b")),
         acc=Acc.PRODUCES, acc_shape="a", acc_exp="a+b",
@@ -286,12 +288,12 @@ OPS: dict[Op, OpSpec] = {
     Op.UPDATE: OpSpec(
         Engine.UPDATE, ports=("tmem_c", "tmem_b", "tmem_w"), reads=(Read("dst"), Read("a")), writes_dst=True,
         checks=_operand("dst") + _operand("a") + (Check("dst_a", _SHAPE), Check("overlap:dst,a", _OVERLAP)),
-        fields=("dst", "a", "f1", "lr", "key")),
+        fields=("dst", "a", "f1", "lr", "f4", "key")),
     Op.QUPDATE: OpSpec(
         Engine.UPDATE, ports=("tmem_c", "amem_r", "tmem_w"), reads=(Read("dst"),), writes_dst=True,
         acc=Acc.CONSUMES,
         checks=_operand("dst") + (Check("dst_acc", _SHAPE),),
-        fields=("dst", "f0", "f1", "lr", "key")),
+        fields=("dst", "f0", "f1", "lr", "f4", "key")),
     Op.CONV: OpSpec(
         Engine.MATMUL, ports=("tmem_a", "tmem_b", "amem_w"), reads=(Read("a"), Read("b")),
         acc=Acc.PRODUCES, acc_shape="conv", acc_exp="a+b", geometry="conv", illegal=(flags(f0=1, f1=0),),
@@ -320,8 +322,8 @@ OPS: dict[Op, OpSpec] = {
 def illegal(word: int) -> str | None:
     """Why a 64-bit word is not a legal instruction (ILLEGAL_INSTRUCTION), or None.
 
-    Unknown opcode, reserved bits set, a flag bit the opcode does not define
-    (today f2 and f3, defined for QUANT only), a combination of fields the opcode
+    Unknown opcode, a flag bit the opcode does not define (f2 and f3 are
+    QUANT's, f4 QUANT's, UPDATE's and QUPDATE's), a combination of fields the opcode
     refuses (CONV's f0 without f1), or a key that is not a geometry where the
     opcode takes one.  Checked before anything else.
     """
@@ -329,8 +331,6 @@ def illegal(word: int) -> str | None:
     if opcode not in Op._value2member_map_:
         return f"unknown opcode {opcode}"
     inst = Instruction.decode(word)
-    if inst.reserved:
-        return f"reserved bits {inst.reserved:#x} set"
     spec = OPS[inst.op]
     for flag in STRICT_FLAGS:
         if getattr(inst, flag) and flag not in spec.fields:
@@ -350,7 +350,7 @@ def illegal(word: int) -> str | None:
 
 
 #: Flag fields that must be 0 on an opcode that does not define them (the others are ignored there).
-STRICT_FLAGS = ("f2", "f3")
+STRICT_FLAGS = ("f2", "f3", "f4")
 
 
 def status_bits() -> int:
@@ -370,7 +370,7 @@ class Instruction:
     key: int = 0
     f2: int = 0
     f3: int = 0
-    reserved: int = 0
+    f4: int = 0
 
     def encode(self) -> int:
         word = 0
@@ -403,8 +403,9 @@ def matmul(a: int, b: int, transpose_a: bool = False, transpose_b: bool = False)
 
 
 def quant(dst: int, relu: bool = False, stochastic: bool = False, key: int = 0,
-          mask: int | None = None, frozen: bool = False) -> Instruction:
-    """dst = SQ(ACC) with optional ReLU; nearest or stochastic rounding.
+          mask: int | None = None, frozen: bool = False, step_key: bool = False) -> Instruction:
+    """dst = SQ(ACC) with optional ReLU; nearest or stochastic rounding (``step_key``: ``key`` is a
+    tensor's mix and the core derives the key from its seed and step, golden_model/prng.py).
 
     With ``mask=slot``: dst = where(B > 0, SQ(ACC), 0), B = that slot (ACC's
     shape); the shift still comes from the whole ACC (QUANT then MASK, fused).
@@ -413,7 +414,7 @@ def quant(dst: int, relu: bool = False, stochastic: bool = False, key: int = 0,
     inference result does not depend on the rest of its batch.
     """
     return Instruction(Op.QUANT, dst=dst, b=0 if mask is None else mask, f0=int(relu), f1=int(stochastic),
-                       key=key, f2=int(mask is not None), f3=int(frozen))
+                       key=key, f2=int(mask is not None), f3=int(frozen), f4=int(step_key))
 
 
 def scale(a: int, m: int) -> Instruction:
@@ -441,16 +442,19 @@ def mask(dst: int, a: int, b: int) -> Instruction:
     return Instruction(Op.MASK, dst=dst, a=a, b=b)
 
 
-def update(w: int, g: int, lr_shift: int, stochastic: bool = True, key: int = 0) -> Instruction:
-    """W = saturate(W - round(G * 2**(eG - lr_shift - eW)))."""
-    return Instruction(Op.UPDATE, dst=w, a=g, lr=lr_shift, f1=int(stochastic), key=key)
+def update(w: int, g: int, lr_shift: int, stochastic: bool = True, key: int = 0,
+           step_key: bool = False) -> Instruction:
+    """W = saturate(W - round(G * 2**(eG - lr_shift - eW))) (``step_key`` as for :func:`quant`)."""
+    return Instruction(Op.UPDATE, dst=w, a=g, lr=lr_shift, f1=int(stochastic), key=key, f4=int(step_key))
 
 
 def qupdate(w: int, lr_shift: int, stochastic_grad: bool = True, stochastic_update: bool = True,
-            key: int = 0) -> Instruction:
+            key: int = 0, step_key: bool = False) -> Instruction:
     """Fused gradient quantization and update: g = SQ(ACC) (rounding f0, ``key``), then
-    W = saturate(W - round(g * 2**(eg - lr_shift - eW))) (rounding f1, prng.update_key(key))."""
-    return Instruction(Op.QUPDATE, dst=w, lr=lr_shift, f0=int(stochastic_grad), f1=int(stochastic_update), key=key)
+    W = saturate(W - round(g * 2**(eg - lr_shift - eW))) (rounding f1, prng.update_key(key));
+    ``step_key`` as for :func:`quant`."""
+    return Instruction(Op.QUPDATE, dst=w, lr=lr_shift, f0=int(stochastic_grad), f1=int(stochastic_update), key=key,
+                       f4=int(step_key))
 
 
 CONV_MODES = {"forward": (0, 0), "error": (0, 1), "gradient": (1, 1)}

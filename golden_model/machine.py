@@ -11,7 +11,7 @@ isa.CHECK_RULES implemented once here (``_rule_<name>``), then its semantics
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -20,7 +20,7 @@ from .conv import conv_error_acc, conv_forward_acc, conv_gradient_acc, padded_ch
 from .geometry import Geometry
 from .int_loss import softmax_grid
 from .isa import CHECK_RULES, CONV_ERROR, CONV_GRADIENT, OPS, Check, Instruction, Op, Status, holds, illegal
-from .prng import update_key
+from .prng import MASK32, step_key, update_key
 from .quant import QTensor, check_acc, round_shift, saturate, shift_quantize, sq_shift, update_weights
 
 
@@ -67,6 +67,7 @@ class Machine:
         self.status = Status.OK
         self.pc = 0
         self.useful_macs = 0
+        self.seed, self.step = 0, 0
 
     # --- host-side access -------------------------------------------------
     def set_tensor(self, slot: int, base: int, rows: int, cols: int, exp: int) -> None:
@@ -84,6 +85,13 @@ class Machine:
     def read_tensor(self, slot: int) -> QTensor:
         entry = self.table[slot]
         return QTensor(self._load(entry), entry.exp)
+
+    def set_keys(self, seed: int, step: int) -> None:
+        """The seed and step a step-key instruction (f4) derives its key from (prng.step_key)."""
+        for name, value in (("seed", seed), ("step", step)):
+            if not 0 <= value <= MASK32:
+                raise ValueError(f"{name} must be a 32-bit unsigned integer, got {value}")
+        self.seed, self.step = seed, step
 
     def load_program(self, words: list[int], start: int = 0) -> None:
         if start < 0 or start + len(words) > self.cfg.program_depth:
@@ -148,7 +156,12 @@ class Machine:
         for check in spec.checks:
             if holds(check.when, inst):
                 self._check(check, inst)
-        SEMANTICS[inst.op](self, inst)
+        SEMANTICS[inst.op](self, replace(inst, key=self.key_of(inst), f4=0) if inst.f4 else inst)
+
+    def key_of(self, inst: Instruction) -> int:
+        """The rounding key ``inst`` uses: its key field, or with f4 (a step key) prng.step_key of the
+        seed and step registers and the field (a tensor's mix)."""
+        return step_key(self.seed, self.step, inst.key) if inst.f4 else inst.key
 
     # --- the check rules (isa.CHECK_RULES) -----------------------------------
     def _check(self, check: Check, inst: Instruction) -> None:

@@ -11,8 +11,11 @@ hardware lane handling elements ``l, l + L, l + 2L, ...`` keeps a 32-bit
 counter starting at ``key + l * PHI`` and adds ``L * PHI`` per element: one
 adder and two XOR networks, no multiplier.
 
-The per-tensor ``key`` is computed on the host by :func:`tensor_key` and
-travels in the instruction that asks for stochastic rounding; a weight
+The per-tensor ``key`` of a training step is :func:`tensor_key` of the
+run's seed, the step and the tensor's id.  An instruction either carries the
+key itself, or (its ``f4``, a step key) the tensor's :func:`tensor_mix` and
+the core derives the key from its seed and step registers with
+:func:`step_key`, so a training program is loaded once per run.  A weight
 update rounds with :func:`update_key` of its gradient's key.
 """
 
@@ -48,13 +51,31 @@ def random_words(key: int, count: int, start: int = 0) -> np.ndarray:
     return xs32(xs32(counter))
 
 
+def tensor_mix(tensor_id: int) -> int:
+    """What a step-key instruction carries for a tensor: ``tensor_id * STEP_MIX mod 2^32``."""
+    if tensor_id < 0:
+        raise ValueError(f"tensor_id must be non-negative, got {tensor_id}")
+    return (tensor_id * STEP_MIX) & MASK32
+
+
+def step_base(seed: int, step: int) -> int:
+    """The step's part of every tensor's key, ``xs32(seed + (step + 1) * PHI mod 2^32)`` (the core
+    keeps it in a register, hw/step_keys.py)."""
+    if step < 0:
+        raise ValueError(f"step must be non-negative, got {step}")
+    return int(xs32((seed + (step + 1) * PHI) & MASK32))
+
+
+def step_key(seed: int, step: int, mix: int) -> int:
+    """Key of the tensor whose :func:`tensor_mix` is ``mix`` at ``step``: ``xs32(step_base ^ mix)``."""
+    if not 0 <= mix <= MASK32:
+        raise ValueError(f"mix must be a 32-bit unsigned integer, got {mix}")
+    return int(xs32(step_base(seed, step) ^ mix))
+
+
 def tensor_key(seed: int, step: int, tensor_id: int) -> int:
-    """Key of the random stream for one tensor at one training step (host side)."""
-    if step < 0 or tensor_id < 0:
-        raise ValueError(f"step and tensor_id must be non-negative, got {step}, {tensor_id}")
-    mixed = (seed + (step + 1) * PHI) & MASK32
-    mixed = int(xs32(mixed)) ^ ((tensor_id * STEP_MIX) & MASK32)
-    return int(xs32(mixed))
+    """Key of the random stream for one tensor at one training step."""
+    return step_key(seed, step, tensor_mix(tensor_id))
 
 
 def update_key(key: int) -> int:

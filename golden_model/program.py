@@ -21,7 +21,7 @@ from .inference import freeze, inference_program
 from .loss import check_labels
 from .machine import TensorPlace, words_per_row
 from .network import PARAM_IDS, ResMLP
-from .prng import tensor_key, update_key
+from .prng import tensor_key, tensor_mix, update_key
 from .quant import QTensor
 
 PARAMS = ("fc1", "fc2", "fc3", "scale", "bias", "fc_out")
@@ -92,9 +92,11 @@ def step_keys(stream_seed: int, step: int) -> dict[str, tuple[int, int]]:
 
 
 def backward_program(cfg: CoreConfig, keys: dict[str, tuple[int, int]], lr_shift: int,
-                     device_loss: bool = False) -> list[isa.Instruction]:
+                     device_loss: bool = False, step_key: bool = False) -> list[isa.Instruction]:
     """Backward pass and in-place updates, from the host-written output error e_y (``device_loss``: from
-    the LOSS of the logits and the host-written labels, quantized into e_y).
+    the LOSS of the logits and the host-written labels, quantized into e_y).  QUPDATE carries each
+    parameter's gradient key ``keys[name][0]``; with ``step_key`` that is the parameter's prng.tensor_mix
+    and the core derives the key from its seed and step (the program then serves every step).
 
     Per layer: the error product with the old weights, its QUANT (masked by
     the ReLU derivative where one follows), the gradient product, then QUPDATE
@@ -107,7 +109,8 @@ def backward_program(cfg: CoreConfig, keys: dict[str, tuple[int, int]], lr_shift
     upd_sr = cfg.update_rounding == "stochastic"
 
     def qupdate(name: str) -> isa.Instruction:
-        return isa.qupdate(s[name], lr_shift, stochastic_grad=grad_sr, stochastic_update=upd_sr, key=keys[name][0])
+        return isa.qupdate(s[name], lr_shift, stochastic_grad=grad_sr, stochastic_update=upd_sr, key=keys[name][0],
+                           step_key=step_key)
 
     def gradient(e: str, x: str) -> isa.Instruction:
         return isa.matmul(s[e], s[x], transpose_a=True, transpose_b=True)
@@ -159,12 +162,16 @@ class MlpProgram:
     def forward_program(self) -> list[isa.Instruction]:
         return forward_program(self.cfg)
 
-    def backward_program(self, keys: dict[str, int], lr_shift: int) -> list[isa.Instruction]:
+    def backward_program(self, keys: dict[str, int], lr_shift: int, step_key: bool = False) -> list[isa.Instruction]:
         return backward_program(self.cfg, {name: (key, update_key(key)) for name, key in keys.items()}, lr_shift,
-                                self.device_loss)
+                                self.device_loss, step_key)
 
     def keys(self, stream_seed: int, step: int) -> dict[str, int]:
         return {name: pair[0] for name, pair in step_keys(stream_seed, step).items()}
+
+    def mixes(self) -> dict[str, int]:
+        """Every parameter's prng.tensor_mix: the keys of a step-key backward program."""
+        return {name: tensor_mix(PARAM_IDS[name]) for name in PARAMS}
 
 
 def network_program(model, batch: int, *, reuse: bool = True, inference: bool = False):
@@ -195,9 +202,12 @@ def largest_batch(model, *, most: int | None = None, reuse: bool = True) -> int:
 class ProgramTrainer:
     """Host flow of a training step over a device exposing the Machine API, for either network.
 
-    The device needs: set_tensor, write_tensor, read_tensor, load_program, run.
+    The device needs: set_tensor, write_tensor, read_tensor, load_program, set_keys, run.
     Programs and the tensor table follow the batch size (a CNN's programs carry
-    the batch in their geometry, so they are reloaded when it changes).
+    the batch in their geometry, so they are reloaded when it changes); the
+    backward program has step keys (isa f4), so a step writes only the seed and
+    step for its stochastic rounding, and the program is loaded again only when
+    the batch or the learning rate changes.
     """
 
     def __init__(self, device, model, batch: int, *, reuse: bool = True):
@@ -207,6 +217,7 @@ class ProgramTrainer:
         self.step = model.step
         self.batch = None
         self.reload = False
+        self.backward_lr = None
         self.configure(batch)
         for name in self.program.params:
             param = model.params[name]
@@ -224,7 +235,7 @@ class ProgramTrainer:
         forward = encode(program.forward_program())
         self.device.load_program(forward, 0)
         self.backward_pc = len(forward)
-        self.program, self.batch, self.reload = program, batch, False
+        self.program, self.batch, self.reload, self.backward_lr = program, batch, False, None
 
     def param_exponents(self) -> dict[str, int]:
         """The parameters' exponents in the device's table."""
@@ -252,8 +263,11 @@ class ProgramTrainer:
         error, loss = self.model.arithmetic.output_error(logits, labels, self.cfg)
         if not device_loss:
             self.device.write_tensor(self.program.slot("e_y"), error)
-        program = self.program.backward_program(self.program.keys(self.stream_seed, self.step), self.lr_shift)
-        self.device.load_program(encode(program), self.backward_pc)
+        if self.backward_lr != self.lr_shift:
+            program = self.program.backward_program(self.program.mixes(), self.lr_shift, step_key=True)
+            self.device.load_program(encode(program), self.backward_pc)
+            self.backward_lr = self.lr_shift
+        self.device.set_keys(self.stream_seed, self.step)
         self.device.run(self.backward_pc)
         self.step += 1
         return loss

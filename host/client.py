@@ -25,7 +25,7 @@ from golden_model.machine import TensorEntry, words_per_row
 from golden_model.quant import QTensor
 from protocol.wire import (ADDRESS_BYTES, ADDRESS_FORMAT, INSTRUCTION_BYTES, LINK_STATUS_HELP, PING_FIELDS,
                            PING_PAYLOAD_BYTES, READ_TMEM_FORMAT, REQUEST_OVERHEAD, RESPONSE_OVERHEAD, RESPONSE_SYNC,
-                           WRITE_TENSOR_FORMAT,
+                           WRITE_KEYS_FORMAT, WRITE_TENSOR_FORMAT,
                            Cmd, DeviceStatus, FrameError, LinkStatus, Response, check_protocol_fit, command_name,
                            decode_response, encode_request, parse_entry, parse_ping, parse_run, parse_status,
                            ping_payload)
@@ -414,3 +414,10 @@ class LinkClient:
 
     def load_program(self, words, start: int = 0) -> None:
         self.write_program(start, words)
+
+    def set_keys(self, seed: int, step: int) -> None:
+        """The seed and step the device's step keys derive from (golden_model.prng.step_key)."""
+        for name, value in (("seed", seed), ("step", step)):
+            if not 0 <= value < 1 << 32:
+                raise ValueError(f"{name} must be a 32-bit unsigned integer, got {value}")
+        self.request(Cmd.WRITE_KEYS, struct.pack(WRITE_KEYS_FORMAT, seed, step))

@@ -12,7 +12,7 @@
                        link: cycles and link bytes stay 0).
 
 Every device offers what golden_model.program.ProgramTrainer needs
-(set_tensor, write_tensor, read_tensor, load_program, run), ``stats``
+(set_tensor, write_tensor, read_tensor, load_program, set_keys, run), ``stats``
 (:class:`DeviceStats`: core cycles of runs, host-link bytes in/out, frames,
 retries, resent bytes), ``info`` (what PING answered) and close().  Link
 devices PING on connect and raise host.client.ConfigMismatch when the
@@ -122,6 +122,9 @@ class GoldenDevice(Device):
     def load_program(self, words, start=0):
         self.machine.load_program(words, start)
 
+    def set_keys(self, seed, step):
+        self.machine.set_keys(seed, step)
+
     def _run(self, pc):
         try:
             self.machine.run(pc)
@@ -161,6 +164,9 @@ class LinkDevice(Device):
 
     def load_program(self, words, start=0):
         self.client.load_program(words, start)
+
+    def set_keys(self, seed, step):
+        self.client.set_keys(seed, step)
 
     def _run(self, pc):
         return self.client.run(pc)

@@ -124,8 +124,6 @@ class Checker(wiring.Component):
                             m.d.comb += error.eq(Status.ILLEGAL_INSTRUCTION)
             with m.Default():
                 m.d.comb += error.eq(Status.ILLEGAL_INSTRUCTION)
-        with m.If(inst.reserved != 0):
-            m.d.comb += error.eq(Status.ILLEGAL_INSTRUCTION)
 
         settle = Signal(range(self.LATENCY + 1))
         with m.If(self.invalidate):

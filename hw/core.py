@@ -10,7 +10,8 @@ Every engine port maps to one physical memory port (:data:`PORT_MAP`); the
 sequencer never lets two running engines use the same physical port, so each
 port is the OR of its engines' requests gated by their enables.  The host may
 write TMEM, the tensor table and the program only while the core is not
-busy; the host link refuses with BUSY, and the core ignores such writes.
+busy (and the step keys' seed and step likewise); the host link refuses with
+BUSY, and the core ignores such writes.
 """
 
 from __future__ import annotations
@@ -87,6 +88,8 @@ class EoqCore(wiring.Component):
             table.host_r.slot.eq(control.table_r_slot), control.table_r.eq(table.host_r.entry),
             seq.prog_w.addr.eq(control.prog_w.addr), seq.prog_w.data.eq(control.prog_w.data),
             seq.prog_w.en.eq(control.prog_w.en & ~busy),
+            seq.keys_w.seed.eq(control.keys_w.seed), seq.keys_w.step.eq(control.keys_w.step),
+            seq.keys_w.en.eq(control.keys_w.en & ~busy),
             seq.run.start.eq(control.run.start & ~busy), seq.run.pc.eq(control.run.pc),
             control.status.eq(seq.status),
         ]

@@ -20,7 +20,7 @@ from golden_model.isa import OPS, PORTS, Acc, Engine, Op, field_width
 from .geometry import key_layout, legal, out_height, out_width, pool_shape
 from .interfaces import (command_layout, dim_shape, exp_shape, instruction_layout, slot_shape, table_entry_layout,
                          tmem_addr_shape)
-from .loss_unit import EXP_LEFT_MOST, EXP_RIGHT_MOST
+from .prng import xs32
 from .sq_shift import SqShift
 
 
@@ -85,11 +85,6 @@ def end(cfg: CoreConfig, entry):
     return entry.base + entry.rows * stride(cfg, entry.cols)
 
 
-def loss_exponent(exp):
-    """LOSS's logit exponent for the engine, clamped to the LossUnit's range (no result changes)."""
-    return Mux(exp > EXP_LEFT_MOST, EXP_LEFT_MOST, Mux(exp < -EXP_RIGHT_MOST, -EXP_RIGHT_MOST, exp))
-
-
 class Decoder(wiring.Component):
     """``inst`` with the entries of its dst, a and b slots and the ACC state in; decode out.
 
@@ -113,6 +108,7 @@ class Decoder(wiring.Component):
             "inst": In(instruction_layout()),
             "dst": In(entry), "a": In(entry), "b": In(entry),
             "acc": In(acc_state_layout(cfg)),
+            "step_base": In(32),
             "cmd": Out(command_layout(cfg)),
             "engine": Out(range(len(Engine))),
             "record": Out(issue_record_layout(cfg)),
@@ -210,10 +206,10 @@ class Decoder(wiring.Component):
                          field.stride.eq(stride(cfg, entry.cols))]
         m.d.comb += [
             cmd.op.eq(opcode), cmd.f0.eq(inst.f0), cmd.f1.eq(inst.f1), cmd.f2.eq(inst.f2), cmd.lr.eq(inst.lr),
-            cmd.key.eq(inst.key),
+            cmd.key.eq(Mux(inst.f4, xs32(self.step_base ^ inst.key), inst.key)),
             cmd.acc_rows.eq(acc_rows), cmd.acc_cols.eq(acc_cols), cmd.acc_stride.eq(stride(cfg, acc_cols)),
             cmd.shift_a.eq(exp_max - a.exp), cmd.shift_b.eq(exp_max - b.exp),
-            cmd.shift.eq(Mux(opcode == Op.LOSS, loss_exponent(a.exp),
+            cmd.shift.eq(Mux(opcode == Op.LOSS, a.exp,
                              dst.exp + inst.lr - Mux(opcode == Op.QUPDATE, self.quant_exp, a.exp))),
             cmd.sq_shift.eq(consumer_shift),
         ]

@@ -178,6 +178,11 @@ def status_layout(cfg: CoreConfig) -> data.StructLayout:
     })
 
 
+def keys_write_signature() -> wiring.Signature:
+    """A write of the step keys' seed and step registers (hw/step_keys.py), host side."""
+    return wiring.Signature({"en": Out(1), "seed": Out(32), "step": Out(32)})
+
+
 class CoreControlSignature(wiring.Signature):
     """What the host link drives on the core (host-link side; the core takes it flipped).
 
@@ -185,6 +190,7 @@ class CoreControlSignature(wiring.Signature):
     table_w         write one tensor-table entry when en.
     table_r_slot    slot whose entry table_r shows in the next cycle (synchronous read).
     prog_w          write one 64-bit instruction when en.
+    keys_w          write the seed and step registers of step keys (hw/step_keys.py) when en.
     run             start pulse with the pc to start from.
     status          busy / status code / pc / cycle count of the current or last run.
     """
@@ -198,6 +204,7 @@ class CoreControlSignature(wiring.Signature):
             "table_r_slot": Out(slot_shape(cfg)),
             "table_r": In(table_entry_layout(cfg)),
             "prog_w": Out(wiring.Signature({"en": Out(1), "addr": Out(pc_shape(cfg)), "data": Out(64)})),
+            "keys_w": Out(keys_write_signature()),
             "run": Out(wiring.Signature({"start": Out(1), "pc": Out(pc_shape(cfg))})),
             "status": In(status_layout(cfg)),
         })

@@ -4,8 +4,8 @@ Takes a parsed frame, applies the checks in the protocol's order (stall,
 CRC, length beyond max_payload, unknown command, BUSY while a run is active,
 then the command's own length and range rules from protocol.wire.COMMANDS)
 and only then changes the core: a :class:`BulkWriter` copies a bulk write
-from the frame buffer into TMEM or program memory, a table entry is written,
-or a run starts.  Every frame ends in one answer for the responder, except a
+from the frame buffer into TMEM or program memory, a table entry or the step
+keys' seed and step are written, or a run starts.  Every frame ends in one answer for the responder, except a
 RUN that starts a run (its answer is sent when the run ends, at a frame
 boundary) and a repeated RUN of the active run.
 """
@@ -27,10 +27,10 @@ from .link_responder import answer_layout
 
 def arguments(frame) -> SimpleNamespace:
     """The frame's argument fields (little-endian, protocol.wire formats): the address (bulk writes,
-    READ_TMEM, RUN's pc), READ_TMEM's count, and WRITE_TENSOR's slot and entry."""
+    READ_TMEM, RUN's pc), READ_TMEM's count, WRITE_TENSOR's slot and entry, WRITE_KEYS' seed and step."""
     args = frame.args
     return SimpleNamespace(addr=args[0:16], count=args[16:32], slot=args[0:8], base=args[8:24], rows=args[24:40],
-                           cols=args[40:56], exp=args[56:72].as_signed())
+                           cols=args[40:56], exp=args[56:72].as_signed(), seed=args[0:32], step=args[32:64])
 
 
 def executor_core_signature(cfg: CoreConfig) -> wiring.Signature:
@@ -140,7 +140,7 @@ class LinkExecutor(wiring.Component):
             core.table_w.slot.eq(args.slot), core.table_w.entry.base.eq(args.base),
             core.table_w.entry.rows.eq(args.rows), core.table_w.entry.cols.eq(args.cols),
             core.table_w.entry.exp.eq(args.exp), core.table_r_slot.eq(args.slot),
-            core.run.pc.eq(args.addr),
+            core.run.pc.eq(args.addr), core.keys_w.seed.eq(args.seed), core.keys_w.step.eq(args.step),
             answer.cmd.eq(frame.cmd), answer.seq.eq(frame.seq),
         ]
 
@@ -239,6 +239,9 @@ class LinkExecutor(wiring.Component):
                 with m.Else():
                     m.d.comb += core.table_w.en.eq(1)
                     reply(LinkStatus.OK)
+            with m.Case(Cmd.WRITE_KEYS):
+                m.d.comb += core.keys_w.en.eq(1)
+                reply(LinkStatus.OK)
             with m.Case(Cmd.READ_TENSOR):
                 with m.If(slot >= cfg.tensor_slots):
                     reply(LinkStatus.ADDR_RANGE)

@@ -6,7 +6,7 @@ outside [0, C) marks no class: golden ``int_loss.softmax_grid``), and packs
 the unit's int32 errors into ACC words (C elements per row in
 ceil(C / lanes) words, from AMEM word 0), keeping the ACC's max |x| and
 max(x, 0) for the QUANT that follows.  The logits' exponent arrives in the
-command's ``shift`` field, clamped by the decoder to the LossUnit's range.
+command's ``shift`` field (the LossUnit clamps it to its range).
 ``done`` pulses the cycle after the last word is written.
 """
 

@@ -17,7 +17,9 @@ pending instruction shares no engine, memory port or TMEM words with one in
 flight, so two instructions run side by side where they can, and the result
 is that of in-order execution.  A failed check waits for the running
 instructions, then stops the run with the status code and the pc of the
-failing instruction; HALT stops it with OK the same way.
+failing instruction; HALT stops it with OK the same way.  The
+:class:`~hw.step_keys.StepKeys` registers give the decoder the step's part
+of a step key (instruction flag f4).
 """
 
 from amaranth import Module, Signal
@@ -30,8 +32,10 @@ from golden_model.isa import Engine, Op, Status, status_bits
 
 from .checker import Checker
 from .decoder import Decoder, issue_record_layout
-from .interfaces import command_layout, instruction_layout, pc_shape, result_layout, status_layout
+from .interfaces import (command_layout, instruction_layout, keys_write_signature, pc_shape, result_layout,
+                         status_layout)
 from .issue_tracker import IssueTracker
+from .step_keys import StepKeys
 from .tensor_table import ExpWriteSignature, TableReadSignature
 
 
@@ -47,6 +51,7 @@ class Sequencer(wiring.Component):
         super().__init__({
             "prog_w": In(wiring.Signature({"en": Out(1), "addr": Out(pc_shape(cfg)), "data": Out(64)})),
             "run": In(wiring.Signature({"start": Out(1), "pc": Out(pc_shape(cfg))})),
+            "keys_w": In(keys_write_signature()),
             "status": Out(status_layout(cfg)),
             "rd_dst": Out(TableReadSignature(cfg)),
             "rd_a": Out(TableReadSignature(cfg)),
@@ -67,6 +72,8 @@ class Sequencer(wiring.Component):
         m.submodules.decoder = decoder = Decoder(cfg)
         m.submodules.checker = checker = Checker(cfg)
         m.submodules.tracker = tracker = IssueTracker(cfg)
+        m.submodules.step_keys = step_keys = StepKeys()
+        wiring.connect(m, wiring.flipped(self.keys_w), step_keys.write)
         write, read = program.write_port(), program.read_port()
         m.d.comb += [write.en.eq(self.prog_w.en), write.addr.eq(self.prog_w.addr), write.data.eq(self.prog_w.data)]
 
@@ -84,7 +91,7 @@ class Sequencer(wiring.Component):
         for part in (decoder, checker):
             m.d.comb += [part.inst.eq(inst)] + [getattr(part, name).eq(entry) for name, entry in entries.items()]
         m.d.comb += [
-            decoder.acc.eq(tracker.acc),
+            decoder.acc.eq(tracker.acc), decoder.step_base.eq(step_keys.base),
             checker.acc.rows.eq(tracker.acc.rows), checker.acc.cols.eq(tracker.acc.cols),
             checker.produced.rows.eq(decoder.produced.rows), checker.produced.cols.eq(decoder.produced.cols),
             checker.inner_a.eq(decoder.inner_a), checker.inner_b.eq(decoder.inner_b),

@@ -31,7 +31,8 @@ from golden_model.config import CoreConfig
 from golden_model.isa import Status
 from golden_model.machine import Machine, MachineError, TensorEntry
 
-from .wire import (ADDRESS_BYTES, ADDRESS_FORMAT, CRC, COMMANDS, READ_TMEM_FORMAT, REQUEST_SYNC, WRITE_TENSOR_FORMAT,
+from .wire import (ADDRESS_BYTES, ADDRESS_FORMAT, CRC, COMMANDS, READ_TMEM_FORMAT, REQUEST_SYNC, WRITE_KEYS_FORMAT,
+                   WRITE_TENSOR_FORMAT,
                    Cmd, LinkStatus, Unit, check_protocol_fit, crc16_update, encode_response, entry_payload, pc_mask,
                    ping_payload, run_payload, status_payload, unit_bytes, unit_depth)
 
@@ -214,6 +215,10 @@ class LinkDevice:
         if slot >= self.cfg.tensor_slots or not -limit <= exp < limit:
             return self._answer(LinkStatus.ADDR_RANGE)
         self.machine.table[slot] = TensorEntry(base, rows, cols, exp)
+        return self._answer(LinkStatus.OK)
+
+    def _write_keys(self, p: bytes) -> None:
+        self.machine.set_keys(*struct.unpack(WRITE_KEYS_FORMAT, p))
         return self._answer(LinkStatus.OK)
 
     def _read_tensor(self, p: bytes) -> None:

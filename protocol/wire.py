@@ -45,6 +45,7 @@ class Cmd(enum.IntEnum):
     WRITE_PROGRAM = 0x06
     RUN = 0x07
     STATUS = 0x08
+    WRITE_KEYS = 0x09
 
 
 class LinkStatus(enum.IntEnum):
@@ -74,6 +75,7 @@ RUN_FORMAT = "<BHI"                 # code, pc, cycles
 ENTRY_FORMAT = "<HHHh"              # base, rows, cols, exp
 WRITE_TENSOR_FORMAT = "<BHHHh"      # slot, then an entry
 READ_TMEM_FORMAT = "<HH"            # addr, count
+WRITE_KEYS_FORMAT = "<II"           # seed, step (golden_model.prng.step_key)
 ADDRESS_FORMAT = "<H"
 
 PING_PAYLOAD_BYTES = struct.calcsize(PING_FORMAT)
@@ -115,6 +117,7 @@ COMMANDS: dict[Cmd, CommandSpec] = {
     Cmd.WRITE_PROGRAM: CommandSpec(None, Unit.INSTRUCTION),
     Cmd.RUN: CommandSpec(struct.calcsize(ADDRESS_FORMAT), answer_bytes=RUN_PAYLOAD_BYTES),
     Cmd.STATUS: CommandSpec(0, while_running=True, answer_bytes=STATUS_PAYLOAD_BYTES),
+    Cmd.WRITE_KEYS: CommandSpec(struct.calcsize(WRITE_KEYS_FORMAT)),
 }
 
 #: The longest fixed request payload: the gateware keeps these bytes in an argument register.

@@ -12,7 +12,6 @@ from __future__ import annotations
 import numpy as np
 
 from golden_model.isa import OPS, Acc, Instruction, Op
-from hw.loss_unit import EXP_LEFT_MOST, EXP_RIGHT_MOST
 from golden_model.machine import Machine, words_per_row
 from hw.interfaces import command_layout
 
@@ -33,7 +32,7 @@ def acc_maxima(acc: np.ndarray) -> tuple[int, int]:
 def resolve(machine: Machine, inst: Instruction) -> dict:
     """The engine command for ``inst`` in the machine's current state."""
     cfg, table, spec = machine.cfg, machine.table, OPS[inst.op]
-    fields = {"op": int(inst.op), "f0": inst.f0, "f1": inst.f1, "f2": inst.f2, "lr": inst.lr, "key": inst.key,
+    fields = {"op": int(inst.op), "f0": inst.f0, "f1": inst.f1, "f2": inst.f2, "lr": inst.lr, "key": machine.key_of(inst),
               "a": _tensor(machine, inst.a), "b": _tensor(machine, inst.b), "dst": _tensor(machine, inst.dst),
               "shift_a": 0, "shift_b": 0, "shift": 0, "sq_shift": 0}
     rows, cols = 0, 0
@@ -51,8 +50,8 @@ def resolve(machine: Machine, inst: Instruction) -> dict:
         fields["shift"] = table[inst.dst].exp + inst.lr - table[inst.a].exp
     if inst.op == Op.QUPDATE:
         fields["shift"] = table[inst.dst].exp + inst.lr - machine.quant_exponent(inst)
-    if inst.op == Op.LOSS:          # the logits' exponent, clamped to the LossUnit's range
-        fields["shift"] = min(max(table[inst.a].exp, -EXP_RIGHT_MOST), EXP_LEFT_MOST)
+    if inst.op == Op.LOSS:          # the logits' exponent (the LossUnit clamps it to its range)
+        fields["shift"] = table[inst.a].exp
     return fields
 
 

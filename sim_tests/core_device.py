@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import numpy as np
 from cocotb.decorators import function
-from cocotb.triggers import FallingEdge, ReadOnly, Timer
+from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, Timer
 
 from golden_model.config import CoreConfig
 from golden_model.isa import Status
 from golden_model.machine import MachineError, TensorEntry, words_per_row
 from golden_model.quant import QTensor
 from hw.interfaces import status_layout, table_entry_layout, tmem_word_layout
+from hw.step_keys import StepKeys
 
 from .common import CLOCK_NS, decode, encode, read_unsigned
 
@@ -33,7 +34,7 @@ class CoreDevice:
         self.entry_layout = table_entry_layout(cfg)
         self.status_layout = status_layout(cfg)
         self.table = [TensorEntry() for _ in range(cfg.tensor_slots)]
-        for name in ("tmem_r__en", "tmem_w__en", "table_w__en", "prog_w__en", "run__start"):
+        for name in ("tmem_r__en", "tmem_w__en", "table_w__en", "prog_w__en", "keys_w__en", "run__start"):
             self.port(name).value = 0
         self.last_cycles = 0
         self.total_cycles = 0
@@ -95,6 +96,13 @@ class CoreDevice:
         for offset, word in enumerate(words):
             await self._pulse({"prog_w__addr": start + offset, "prog_w__data": int(word), "prog_w__en": 1})
 
+    async def set_keys(self, seed: int, step: int) -> None:
+        """The step keys' seed and step; waits until the core's base follows them (the host link's
+        turnaround covers that wait on the board: hw/step_keys.py)."""
+        await self._pulse({"keys_w__seed": seed, "keys_w__step": step, "keys_w__en": 1})
+        await ClockCycles(self.dut.clk, StepKeys.LATENCY)
+        await FallingEdge(self.dut.clk)
+
     async def status(self) -> dict:
         await ReadOnly()
         status = decode(self.status_layout, read_unsigned(self.port("status")))
@@ -129,6 +137,7 @@ class CoreDevice:
             write_tensor = staticmethod(function(device.write_tensor))
             read_tensor = staticmethod(function(device.read_tensor))
             load_program = staticmethod(function(device.load_program))
+            set_keys = staticmethod(function(device.set_keys))
             run = staticmethod(function(device.run))
 
         return Blocking()

@@ -8,6 +8,7 @@ flow; every comparison is integer equality.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 import numpy as np
 import cocotb
@@ -127,6 +128,9 @@ def _random_program(rng, cfg):
     program = []
     for _ in range(int(rng.integers(1, 5))):
         program += choices[int(rng.integers(len(choices)))]
+    # about half the rounding instructions take step keys (f4): the key field is then a tensor's mix
+    program = [replace(inst, f4=1) if "f4" in isa.OPS[inst.op].fields and rng.random() < 0.5 else inst
+               for inst in program]
     return program + [isa.halt()]
 
 
@@ -149,8 +153,8 @@ async def _write_labels(device, machine, rng, slot, entries):
 
 @cocotb.test()
 async def instructions_match_machine(dut):
-    """Random programs over random tensors (legal but for frozen exponents finer than the ACC's): TMEM,
-    exponents and status equal the machine's."""
+    """Random programs over random tensors (legal but for frozen exponents finer than the ACC's), with
+    fixed and step keys at a random seed and step: TMEM, exponents and status equal the machine's."""
     s = settings(dut)
     rng = np.random.default_rng(s.seed)
     await start(dut)
@@ -160,6 +164,9 @@ async def instructions_match_machine(dut):
         entries = _layout(s.cfg, rng, _instruction_shapes(rng, s.cfg))
         await _setup(device, machine, rng, entries, extremes=trial % 3 == 0)
         await _write_labels(device, machine, rng, 11, entries)
+        seed, step = (int(v) for v in rng.integers(2**32, size=2))
+        machine.set_keys(seed, step)
+        await device.set_keys(seed, step)
         program = _random_program(rng, s.cfg)
         words = [inst.encode() for inst in program]
         got, want = await _run_both(device, machine, words)
@@ -187,7 +194,7 @@ async def errors_match_machine(dut):
     await _setup(device, machine, rng, entries, extremes=False)
     tiny = Geometry(batch=1, height=2, width=2, kh=1, kw=1)        # slot 0 (4x8) is its input
     programs = [
-        [isa.Instruction(isa.Op.HALT, reserved=1)],
+        [isa.Instruction(isa.Op.HALT, f4=1)],
         [isa.matmul(0, 1), isa.halt()],
         [isa.matmul(0, 0, transpose_b=True), isa.quant(1), isa.halt()],
         [isa.scale(0, 1), isa.halt()],

@@ -98,13 +98,15 @@ class CoreModel:
             ev["table"] = (read_unsigned(dut.core__table_w__slot), decode(self.entry, read_unsigned(dut.core__table_w__entry)))
         if read_unsigned(dut.core__prog_w__en):
             ev["prog"] = (read_unsigned(dut.core__prog_w__addr), read_unsigned(dut.core__prog_w__data))
+        if read_unsigned(dut.core__keys_w__en):
+            ev["keys"] = (read_unsigned(dut.core__keys_w__seed), read_unsigned(dut.core__keys_w__step))
         if read_unsigned(dut.core__run__start):
             ev["run"] = read_unsigned(dut.core__run__pc)
         return ev
 
     def apply(self, ev):
         m, cfg = self.machine, self.cfg
-        assert not (self.status["busy"] and set(ev) & {"write", "table", "prog", "run", "read"}), \
+        assert not (self.status["busy"] and set(ev) & {"write", "table", "prog", "keys", "run", "read"}), \
             f"core port used during a run: {ev}"
         if "read" in ev:
             self.dut.core__tmem_r__data.value = encode(self.tword, [int(v) for v in m.tmem[ev["read"]]])
@@ -117,6 +119,8 @@ class CoreModel:
         if "prog" in ev:
             addr, word = ev["prog"]
             m.program[addr] = word
+        if "keys" in ev:
+            m.set_keys(*ev["keys"])
         if "run" in ev:
             pc = ev["run"]
             code, end_pc = run_machine(m, pc)
@@ -183,6 +187,7 @@ class Bench:
         assert np.array_equal(a.tmem, b.tmem), "TMEM differs from the reference"
         assert a.program == b.program, "program memory differs from the reference"
         assert [vars(e) for e in a.table] == [vars(e) for e in b.table], "tensor table differs"
+        assert (a.seed, a.step) == (b.seed, b.step), "step keys' seed and step differ"
 
 
 async def setup(dut, **kwargs) -> Bench:
@@ -225,6 +230,8 @@ async def ping_status_and_refusals(dut):
         (Cmd.WRITE_PROGRAM, struct.pack("<H", 0) + bytes(12), LinkStatus.BAD_LENGTH),
         (Cmd.RUN, struct.pack("<H", cfg.program_depth), LinkStatus.ADDR_RANGE),
         (Cmd.RUN, b"\x00", LinkStatus.BAD_LENGTH),
+        (Cmd.WRITE_KEYS, bytes(7), LinkStatus.BAD_LENGTH),
+        (Cmd.WRITE_KEYS, bytes(9), LinkStatus.BAD_LENGTH),
     ]
     for cmd, payload, status in cases:
         await b.request(cmd, payload, status, what=f"cmd {cmd:#x} payload {payload.hex()}")
@@ -234,7 +241,7 @@ async def ping_status_and_refusals(dut):
 
 @cocotb.test()
 async def writes_and_reads_with_backpressure(dut):
-    """TMEM/table/program writes and reads up to max_payload, random rx gaps and tx back-pressure."""
+    """TMEM/table/program/step-key writes and reads up to max_payload, random rx gaps and tx back-pressure."""
     b = await setup(dut, gap=0.3, stall=0.5)
     cfg, rng = b.cfg, b.s.rng
     lanes = cfg.lanes
@@ -251,6 +258,9 @@ async def writes_and_reads_with_backpressure(dut):
                   rng.randrange(-(1 << (cfg.exp_bits - 1)), 1 << (cfg.exp_bits - 1)))
         await b.request(Cmd.WRITE_TENSOR, struct.pack("<BHHHh", *fields))
         await b.request(Cmd.READ_TENSOR, bytes([slot]))
+    for seed, step in ((rng.randrange(1 << 32), rng.randrange(1 << 32)), (0xFFFF_FFFF, 0xFFFF_FFFF)):
+        await b.request(Cmd.WRITE_KEYS, struct.pack("<II", seed, step))
+        b.check_state()
     words = [rng.randrange(1 << 64) for _ in range(5)]
     await b.request(Cmd.WRITE_PROGRAM, struct.pack("<H5Q", cfg.program_depth - 5, *words))
     n = min((cfg.max_payload - 2) // 8, cfg.program_depth)
@@ -298,6 +308,7 @@ async def run_busy_and_repeat(dut):
         assert status[0] == 1, "busy"
         await b.request(Cmd.PING)
         await b.request(Cmd.WRITE_TMEM, struct.pack("<H", 0) + bytes(cfg.lanes), LinkStatus.BUSY)
+        await b.request(Cmd.WRITE_KEYS, struct.pack("<II", 1, 2), LinkStatus.BUSY)
         await b.exchange(run, "repeated RUN while active")  # ignored
         expected = b.ref.complete_run()
         got = await b.receive(len(expected))

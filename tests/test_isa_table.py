@@ -31,7 +31,8 @@ def test_row_names_only_defined_rules(op):
     assert (spec.acc_shape in ACC_SHAPES) == (spec.acc is Acc.PRODUCES)
     assert (spec.acc_exp in ACC_EXPONENTS) == (spec.acc is Acc.PRODUCES)
     assert spec.dst_exp is None or spec.dst_exp in DST_EXPONENTS
-    assert set(spec.fields) <= set(FIELDS) - {"opcode", "reserved"}
+    assert set(spec.fields) <= set(FIELDS) - {"opcode"}
+    assert "f4" not in spec.fields or ("key" in spec.fields and spec.geometry is None)
     for read in spec.reads:
         assert read.slot in spec.fields or read.slot == "dst"
         assert all(field in spec.fields for field, _ in read.when)
@@ -56,9 +57,11 @@ def test_machine_and_gateware_implement_every_rule():
 
 
 def test_illegal_words():
-    """Hand-made words: unknown opcode, reserved bits, f2 outside QUANT; a legal word gives None."""
+    """Hand-made words: unknown opcode, f2 outside QUANT, f4 outside the rounding opcodes; a legal word gives None."""
     assert isa.illegal(15) == "unknown opcode 15"
-    assert isa.illegal(1 << 31) == "reserved bits 0x1 set"
+    assert isa.illegal(1 << 31) == "flag f4 is not defined for HALT"
+    assert isa.illegal(int(Op.MATMUL) | (1 << 31)) == "flag f4 is not defined for MATMUL"
+    assert isa.illegal(isa.qupdate(1, 3, key=7, step_key=True).encode()) is None
     assert isa.illegal(int(Op.MATMUL) | (1 << 30)) == "flag f3 is not defined for MATMUL"
     assert isa.illegal(int(Op.SUM) | (1 << 29)) == "flag f2 is not defined for SUM"
     assert isa.illegal(int(Op.QUANT) | (1 << 29)) is None

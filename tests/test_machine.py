@@ -1,5 +1,7 @@
 """The instruction-level machine running the reference programs equals ResMLP bit for bit."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -9,7 +11,7 @@ from golden_model.config import CONFIGS, get_config
 from golden_model.data import load_digits_split
 from golden_model.machine import Machine, MachineError
 from golden_model.network import ResMLP, quantize_input
-from golden_model.prng import UPDATE_KEY_SALT, update_key
+from golden_model.prng import UPDATE_KEY_SALT, tensor_key, tensor_mix, update_key
 from golden_model.program import PARAMS, MlpLayout, ProgramTrainer, backward_program, step_keys
 from golden_model.quant import QTensor, shift_quantize, update_weights
 
@@ -106,6 +108,31 @@ def test_qupdate_is_sq_then_update():
         assert np.array_equal(machine.read_tensor(0).q, want.q) and machine.read_tensor(0).exp == -7
 
 
+def test_step_keys_round_with_the_tensor_key(rng):
+    """QUANT, UPDATE and QUPDATE with f4 round as with the key field tensor_key(seed, step, id), when the
+    field holds tensor_mix(id) and the machine's seed and step registers hold seed and step."""
+    cfg = CONFIGS["default"]
+    seed, step, tid = (int(v) for v in rng.integers(2**32 - 1, size=3))
+    w = QTensor(rng.integers(-127, 128, size=(6, 9)).astype(np.int8), -7)
+    g = QTensor(rng.integers(-127, 128, size=(6, 9)).astype(np.int8), -9)
+    acc = rng.integers(-2**18, 2**18, size=(6, 9))
+
+    def run(inst, at_step):
+        machine = _machine_with(cfg, [(6, 9), (6, 9)])
+        machine.write_tensor(0, w)
+        machine.write_tensor(1, g)
+        machine.acc, machine.acc_exp = acc.copy(), -14
+        machine.set_keys(seed, at_step)
+        machine.execute(inst)
+        return [machine.read_tensor(slot).q for slot in (0, 1)]
+
+    for at_step in (step, step + 1):
+        key = tensor_key(seed, at_step, tid)
+        for inst in (isa.quant(1, stochastic=True, key=key), isa.update(0, 1, 3, key=key), isa.qupdate(0, 3, key=key)):
+            fixed, derived = run(inst, at_step), run(replace(inst, key=tensor_mix(tid), f4=1), at_step)
+            assert all(np.array_equal(a, b) for a, b in zip(fixed, derived)), f"{inst.op.name} at step {at_step}"
+
+
 def _machine_with(cfg, shapes):
     machine = Machine(cfg)
     base = 0
@@ -117,7 +144,7 @@ def _machine_with(cfg, shapes):
 
 @pytest.mark.parametrize("program, status", [
     ([15], isa.Status.ILLEGAL_INSTRUCTION),
-    ([isa.Instruction(isa.Op.HALT, reserved=1).encode()], isa.Status.ILLEGAL_INSTRUCTION),
+    ([isa.Instruction(isa.Op.HALT, f4=1).encode()], isa.Status.ILLEGAL_INSTRUCTION),
     ([isa.matmul(0, 1).encode(), isa.halt().encode()], isa.Status.SHAPE_MISMATCH),
     ([isa.matmul(0, 0, transpose_b=True).encode(), isa.quant(1).encode(), isa.halt().encode()],
      isa.Status.SHAPE_MISMATCH),

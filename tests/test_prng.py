@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from golden_model.prng import MASK32, PHI, STEP_MIX, random_words, tensor_key, xs32
+from golden_model.prng import MASK32, PHI, STEP_MIX, random_words, step_base, step_key, tensor_key, tensor_mix, xs32
 
 PROPS = settings(max_examples=200, deadline=None)
 keys = st.integers(0, MASK32)
@@ -144,6 +144,18 @@ def test_tensor_key_matches_reference_and_is_int():
                 k = tensor_key(seed, step, tid)
                 assert type(k) is int and 0 <= k <= MASK32
                 assert k == ref_tensor_key(seed, step, tid)
+
+
+def test_step_key_of_a_tensor_mix_is_the_tensor_key(rng):
+    """What the core derives from its seed and step registers and an instruction's mix (isa f4)."""
+    for _ in range(200):
+        seed, step = (int(v) for v in rng.integers(2**32, size=2))
+        tid = int(rng.integers(0, 2**16))
+        assert tensor_mix(tid) == (tid * STEP_MIX) & MASK32
+        assert step_key(seed, step, tensor_mix(tid)) == ref_tensor_key(seed, step, tid)
+        assert step_base(seed, step) == ref_xs32((seed + (step + 1) * PHI) & MASK32)
+    with pytest.raises(ValueError, match="mix"):
+        step_key(0, 0, 1 << 32)
 
 
 def test_tensor_key_distinct_across_steps_and_tensors():

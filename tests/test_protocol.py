@@ -135,6 +135,7 @@ def test_device_oversize_length_is_drained():
     (Cmd.WRITE_PROGRAM, struct.pack("<H", 0) + bytes(12), LinkStatus.BAD_LENGTH),
     (Cmd.RUN, struct.pack("<H", CFG.program_depth), LinkStatus.ADDR_RANGE),
     (Cmd.RUN, b"\x00", LinkStatus.BAD_LENGTH),
+    (Cmd.WRITE_KEYS, bytes(7), LinkStatus.BAD_LENGTH),
 ])
 def test_device_refusals(cmd, payload, status):
     device = LinkDevice(CFG)
@@ -155,6 +156,15 @@ def test_ping_checks_configuration():
     board = LinkClient(LoopbackTransport(LinkDevice(get_config("ulx3s"))), CFG, timeout=0.05)
     with pytest.raises(ConfigMismatch, match=r"built for tmem_words=8192; .* use --config ulx3s"):
         board.ping()
+
+
+def test_step_keys_are_written_over_the_link():
+    client, device, _ = client_for()
+    client.set_keys(0xDEADBEEF, 0xFFFF_FFFF)
+    assert (device.machine.seed, device.machine.step) == (0xDEADBEEF, 0xFFFF_FFFF)
+    with pytest.raises(ValueError, match="seed must be a 32-bit unsigned integer"):
+        client.set_keys(1 << 32, 0)
+    assert device.machine.seed == 0xDEADBEEF
 
 
 def test_tmem_round_trip_in_frames():

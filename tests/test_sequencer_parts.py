@@ -1,5 +1,5 @@
 """Unit tests of the sequencer's parts in Amaranth's simulator: SqShift, Decoder + Checker against the
-golden machine, and the IssueTracker's hazards.  The whole sequencer is checked inside the core by the
+golden machine, StepKeys, and the IssueTracker's hazards.  The whole sequencer is checked inside the core by the
 cocotb benches (sim_tests/tb_eoq_core.py)."""
 
 from __future__ import annotations
@@ -16,11 +16,13 @@ from golden_model.config import get_config
 from golden_model.geometry import Geometry
 from golden_model.isa import OPS, PORTS, Acc, Engine, Instruction, Op, Status
 from golden_model.machine import Machine, MachineError, TensorEntry
+from golden_model.prng import step_base
 from golden_model.quant import sq_shift
 from hw.checker import Checker
 from hw.decoder import Decoder, port_mask
 from hw.issue_tracker import IssueTracker
 from hw.sq_shift import SqShift
+from hw.step_keys import StepKeys
 from sim_tests.amaranth_sim import simulate
 from sim_tests.command_model import acc_maxima, resolve
 
@@ -83,7 +85,8 @@ def random_case(cfg, rng):
     op = rng.choice([op for op in Op if op != Op.HALT])
     inst = Instruction(op, dst=rng.randrange(4), a=rng.randrange(4), b=rng.randrange(4), f0=rng.randrange(2),
                        f1=rng.randrange(2), lr=rng.randrange(32), key=rng.randrange(2**32),
-                       f2=int(rng.random() < 0.3), f3=int(rng.random() < 0.2), reserved=int(rng.random() < 0.05))
+                       f2=int(rng.random() < 0.3), f3=int(rng.random() < 0.2), f4=int(rng.random() < 0.2))
+    machine.set_keys(rng.randrange(2**32), rng.choice([0, rng.randrange(2**32), 2**32 - 1]))
     if OPS[op].geometry is not None and rng.random() < 0.8:
         inst = geometry_case(cfg, machine, inst, rng)
     return machine, inst
@@ -161,6 +164,7 @@ def test_decoder_and_checker_agree_with_the_golden_machine(config):
                 ctx.set(getattr(d, name), {"base": e.base, "rows": e.rows, "cols": e.cols, "exp": e.exp})
             ctx.set(d.acc, {"rows": machine.acc.shape[0], "cols": machine.acc.shape[1], "exp": machine.acc_exp,
                             "maxabs": maxabs, "maxpos": maxpos})
+            ctx.set(d.step_base, step_base(machine.seed, machine.step))
             await ctx.tick().repeat(Checker.LATENCY)
             got = Status(ctx.get(c.error))
             cmd, record = ctx.get(d.cmd), ctx.get(d.record)
@@ -172,8 +176,8 @@ def test_decoder_and_checker_agree_with_the_golden_machine(config):
                 continue
             spec = OPS[inst.op]
             fields = ["acc_rows", "acc_cols", "acc_stride"] if spec.acc is not Acc.NONE else []
-            fields += {Op.ADD: ["shift_a", "shift_b"], Op.UPDATE: ["shift"], Op.QUPDATE: ["shift", "sq_shift"],
-                       Op.QUANT: ["sq_shift"], Op.LOSS: ["shift"]}.get(inst.op, [])
+            fields += {Op.ADD: ["shift_a", "shift_b"], Op.UPDATE: ["shift", "key"], Op.QUPDATE: ["shift", "sq_shift", "key"],
+                       Op.QUANT: ["sq_shift", "key"], Op.LOSS: ["shift"]}.get(inst.op, [])
             for field in fields:
                 assert getattr(cmd, field) == want_cmd[field], f"{what}: command {field}"
             if spec.dst_exp is not None:
@@ -183,6 +187,30 @@ def test_decoder_and_checker_agree_with_the_golden_machine(config):
     simulate(dut, bench)
     statuses = {status for _, status in seen}
     assert {Status.OK, Status.SHAPE_MISMATCH, Status.TMEM_RANGE, Status.ILLEGAL_INSTRUCTION} <= statuses
+
+
+def test_step_keys_follow_their_writes():
+    """StepKeys' base is prng.step_base of the last seed and step written, LATENCY cycles after the write
+    (and of seed 0, step 0 out of reset, as the golden machine starts)."""
+    rng = random.Random(SEED)
+    dut = StepKeys()
+
+    async def bench(ctx):
+        await ctx.tick().repeat(StepKeys.LATENCY)
+        assert ctx.get(dut.base) == step_base(0, 0)
+        for trial in range(40):
+            seed = rng.choice([0, 2**32 - 1, rng.randrange(2**32)])
+            step = rng.choice([0, 2**32 - 1, rng.randrange(2**32)])
+            ctx.set(dut.write.en, 1)
+            ctx.set(dut.write.seed, seed)
+            ctx.set(dut.write.step, step)
+            await ctx.tick()
+            ctx.set(dut.write.en, 0)
+            ctx.set(dut.write.seed, rng.randrange(2**32))
+            await ctx.tick().repeat(StepKeys.LATENCY - 1)
+            assert ctx.get(dut.base) == step_base(seed, step), f"trial {trial} (EOQ_SEED={SEED})"
+
+    simulate(dut, bench)
 
 
 def record(engine, ports=(), w=(0, 0), r0=(0, 0), r1=(0, 0), producer=0, writes_exp=0, dst=0, wb_exp=0):

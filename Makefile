@@ -52,7 +52,7 @@ help:
 	@echo "make bitstream BOARD=ulx3s DEVICE=85F [CONFIG=ulx3s FREQ=MHz BAUD=N]  (docs/fpga.md)"
 	@echo "make sweep BOARD=ulx3s [CONFIG='a b' FREQS='30 40' SEEDS='1 2']  build table -> build/fpga/sweep/sweep.md"
 	@echo "make blocks BOARD=ulx3s [CONFIG=ulx3s]  LUT4/FF/DSP/block RAM per block of the core -> build/fpga/blocks/"
-	@echo "make sim-netlist BOARD=ulx3s [CONFIG=small4x4 STEPS=5]  train on the synthesized netlist (docs/fpga.md)"
+	@echo "make sim-netlist BOARD=ulx3s [CONFIG=small4x4 STEPS=5 LOSS=float|int]  train on the synthesized netlist (docs/fpga.md)"
 	@echo "make formal     formal proofs of the rounding units and the host link's CRC check (docs/formal.md)"
 
 setup: $(VENV)/.setup-stamp
@@ -101,7 +101,7 @@ program: setup
 	$(PY) -m fpga.program --board $(BOARD)
 
 sim-netlist: setup
-	$(PY) -m sim_netlist --board $(BOARD) --device $(DEVICE) --config $(NETLIST_CONFIG) --steps $(STEPS)
+	$(PY) -m sim_netlist --board $(BOARD) --device $(DEVICE) --config $(NETLIST_CONFIG) --steps $(STEPS) --loss $(LOSS)
 
 formal: setup
 	$(PY) -m formal

@@ -5,7 +5,8 @@ compiles it with the ECP5 cell models (sim_netlist.build), opens it as a
 simulated board (host.device.SimDevice over the harness' byte pipe) and runs
 ``--steps`` training steps of the digits ResMLP at batch ``--batch`` through
 the host link (host.train.DeviceTarget: the golden ResMLP trains alongside on
-the same batches).  Then the weights are read back and compared with the
+the same batches); ``--loss int`` has the core compute the output error
+(its LOSS instruction and the loss tables' block-RAM ROMs) instead of the host.  Then the weights are read back and compared with the
 golden model's bit for bit.  Prints one JSON line: steps, bit_exact, the
 first step whose loss or logits differed, simulated cycles, wall seconds and
 cycles per second; exits 1 on any difference.
@@ -22,6 +23,7 @@ from pathlib import Path
 
 from fpga.build import BuildError as FpgaBuildError
 from fpga.netlist import NETLIST_ROOT, NetlistOptions, synthesize
+from golden_model.arithmetic import LOSSES, Arithmetic
 from golden_model.config import get_config
 from golden_model.data import load_digits_split
 from golden_model.train import default_lr_shift
@@ -38,12 +40,13 @@ RUN_TIMEOUT = 3600.0
 
 @dataclass(frozen=True)
 class RunOptions:
-    """netlist: what to synthesize; steps, batch, seed: the training run."""
+    """netlist: what to synthesize; steps, batch, seed, loss: the training run."""
 
     netlist: NetlistOptions = NetlistOptions()
     steps: int = 5
     batch: int = 16
     seed: int = 0
+    loss: str = "float"
 
 
 def run(options: RunOptions, log=print) -> dict:
@@ -56,7 +59,8 @@ def run(options: RunOptions, log=print) -> dict:
     start = time.monotonic()
     device = SimDevice(cfg, exe=exe, timeout=ANSWER_TIMEOUT, run_timeout=RUN_TIMEOUT)
     try:
-        target = DeviceTarget(device, cfg, options.seed, default_lr_shift(options.batch), options.batch)
+        target = DeviceTarget(device, cfg, options.seed, default_lr_shift(options.batch), options.batch,
+                              arithmetic=Arithmetic(loss=options.loss))
         for step in range(options.steps):
             rows = slice(step * options.batch, (step + 1) * options.batch)
             loss = target.step(digits.train_x[rows], digits.train_y[rows])
@@ -70,6 +74,7 @@ def run(options: RunOptions, log=print) -> dict:
     return {
         "board": options.netlist.board, "device": options.netlist.device, "config": cfg.name,
         "netlist": str(exe.parent / "netlist.v"), "steps": options.steps, "batch": options.batch,
+        "loss": options.loss,
         "bit_exact": bit_exact and target.first_divergence is None, "difference": difference,
         "first_divergence": target.first_divergence,
         "core_cycles": stats.cycles, "link_bytes": stats.bytes_out + stats.bytes_in,
@@ -86,6 +91,8 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--loss", choices=sorted(LOSSES), default="float",
+                        help="int: the core's LOSS computes the output error (default: the host, in float)")
     parser.add_argument("--out", default=str(NETLIST_ROOT), help="build root (default build/netlist)")
     args = parser.parse_args(argv)
 
@@ -94,7 +101,8 @@ def main(argv=None) -> int:
 
     try:
         netlist = NetlistOptions(board=args.board, device=args.device, config=args.config, out=Path(args.out))
-        result = run(RunOptions(netlist=netlist, steps=args.steps, batch=args.batch, seed=args.seed), log=log)
+        result = run(RunOptions(netlist=netlist, steps=args.steps, batch=args.batch, seed=args.seed,
+                                loss=args.loss), log=log)
     except (FpgaBuildError, BuildError, ValueError) as exc:
         print(f"sim_netlist: ERROR: {exc}", file=sys.stderr)
         return 1

@@ -64,8 +64,8 @@ def test_bad_input_is_one_clear_line(args, message):
 def test_make_sim_netlist_defaults_to_the_small_core():
     def dry(*args):
         return subprocess.run(["make", "-n", "sim-netlist", *args], cwd=ROOT, capture_output=True, text=True).stdout
-    assert "--board ulx3s --device 85F --config small4x4 --steps 5" in dry("BOARD=ulx3s")
-    assert "--config default --steps 2" in dry("CONFIG=default", "STEPS=2")
+    assert "--board ulx3s --device 85F --config small4x4 --steps 5 --loss float" in dry("BOARD=ulx3s")
+    assert "--config default --steps 2 --loss int" in dry("CONFIG=default", "STEPS=2", "LOSS=int")
 
 
 def test_cell_check_counts_the_cells():
@@ -99,9 +99,11 @@ def test_unknown_board_is_a_build_error():
 
 
 @pytest.mark.slow
-def test_netlist_training_bit_exact():
-    """Five training steps of the small core on its synthesized netlist, weights compared bit for bit
-    (the first run synthesizes and compiles the netlist: 10-40 min on 2 cores)."""
-    result = run(RunOptions(netlist=NetlistOptions(config="small4x4"), steps=5))
+@pytest.mark.parametrize("loss", ["float", "int"])
+def test_netlist_training_bit_exact(loss):
+    """Five training steps of the small core on its synthesized netlist, weights compared bit for bit, with
+    the host's loss and with the core's LOSS (the first run synthesizes and compiles the netlist: 10-40 min
+    on 2 cores)."""
+    result = run(RunOptions(netlist=NetlistOptions(config="small4x4"), steps=5, loss=loss))
     assert result["bit_exact"], result["difference"] or f"diverged at step {result['first_divergence']}"
     assert result["steps"] == 5 and result["core_cycles"] > 0 and result["cycles_per_second"] > 0

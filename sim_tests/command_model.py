@@ -38,7 +38,9 @@ def resolve(machine: Machine, inst: Instruction) -> dict:
     rows, cols = 0, 0
     if spec.acc is Acc.CONSUMES:
         rows, cols = machine.acc.shape
-        fields["sq_shift"] = machine.quant_shift(inst)
+        # a frozen QUANT's shift dst.exp - ACC.exp can be any size: beyond max_shift the decoder sends
+        # max_shift + 1, which flushes alike
+        fields["sq_shift"] = min(machine.quant_shift(inst), cfg.max_shift + 1)
     elif spec.acc is Acc.PRODUCES:
         rows, cols = machine.acc_shape_of(inst)
     fields.update(acc_rows=rows, acc_cols=cols, acc_stride=words_per_row(cols, cfg.lanes) if cols else 0)

@@ -36,6 +36,8 @@ def test_programs_match_network(digits, config, seed, loss):
     rng = np.random.default_rng(seed)
     for step in range(12):
         batch = 16 if step % 4 else 5  # also a short batch: the tensor table is rewritten
+        if step == 6:                   # a learning-rate schedule's step: the backward program is rewritten
+            reference.lr_shift = trainer.lr_shift = 5
         idx = rng.choice(len(digits.train_y), batch, replace=False)
         x = quantize_input(digits.train_x[idx], cfg)
         assert reference.train_step(x, digits.train_y[idx]) == trainer.train_step(x, digits.train_y[idx])
@@ -44,6 +46,27 @@ def test_programs_match_network(digits, config, seed, loss):
             assert param.exp == reference.params[name].exp, (step, name)
     x_test = quantize_input(digits.test_x[:40], cfg)
     assert np.array_equal(trainer.predict(x_test), reference.predict(x_test))
+
+
+def test_backward_program_is_written_once_per_batch_size_and_learning_rate(digits):
+    """With step keys a step writes the seed and step, not the program (the link's bytes per step)."""
+    cfg = get_config("default")
+
+    class Counting(Machine):
+        loads = 0
+
+        def load_program(self, words, start=0):
+            Counting.loads += start != 0
+            super().load_program(words, start)
+
+    trainer = ProgramTrainer(Counting(cfg), ResMLP(cfg, 0, lr_shift=4), batch=16)
+    x, labels = quantize_input(digits.train_x[:16], cfg), digits.train_y[:16]
+    for _ in range(5):
+        trainer.train_step(x, labels)
+    assert Counting.loads == 1
+    trainer.lr_shift = 6
+    trainer.train_step(x, labels)
+    assert Counting.loads == 2 and trainer.device.step == 5
 
 
 def test_instruction_roundtrip():

@@ -40,6 +40,24 @@ class TensorEntry:
     exp: int = 0
 
 
+#: Widths of the loss counters (they wrap): samples and correct count rows, loss_bits sums Q16 bits.
+COUNTER_BITS = {"samples": 32, "correct": 32, "loss_bits": 64}
+
+
+@dataclass
+class LossCounters:
+    """What LOSS adds up over the rows whose label is a class: the rows, those whose first largest logit
+    is the label, and their cross-entropy -log2 p[label] in Q16 bits (golden int_loss.softmax_grid)."""
+
+    samples: int = 0
+    correct: int = 0
+    loss_bits: int = 0
+
+    def add(self, samples: int, correct: int, loss_bits: int) -> None:
+        for name, value in (("samples", samples), ("correct", correct), ("loss_bits", loss_bits)):
+            setattr(self, name, (getattr(self, name) + value) % (1 << COUNTER_BITS[name]))
+
+
 @dataclass(frozen=True)
 class TensorPlace:
     """Where a program puts a tensor: its table slot and its TMEM words (base, rows x cols int8)."""
@@ -68,6 +86,7 @@ class Machine:
         self.pc = 0
         self.useful_macs = 0
         self.seed, self.step = 0, 0
+        self.counters = LossCounters()
 
     # --- host-side access -------------------------------------------------
     def set_tensor(self, slot: int, base: int, rows: int, cols: int, exp: int) -> None:
@@ -92,6 +111,14 @@ class Machine:
             if not 0 <= value <= MASK32:
                 raise ValueError(f"{name} must be a 32-bit unsigned integer, got {value}")
         self.seed, self.step = seed, step
+
+    def read_counters(self) -> LossCounters:
+        """A copy of the loss counters."""
+        return replace(self.counters)
+
+    def clear_counters(self) -> None:
+        """The loss counters start again from 0 (the host reads an epoch's, then clears them)."""
+        self.counters = LossCounters()
 
     def load_program(self, words: list[int], start: int = 0) -> None:
         if start < 0 or start + len(words) > self.cfg.program_depth:
@@ -416,8 +443,12 @@ class Machine:
 
     def _loss(self, inst):
         logits = QTensor(self._load(self.table[inst.a]), self.table[inst.a].exp)
-        grid, _ = softmax_grid(logits, self._load_slot(inst.b)[:, 0], self.cfg)
+        labels = self._load_slot(inst.b)[:, 0]
+        grid, bits = softmax_grid(logits, labels, self.cfg)
         self._produce(inst, grid)
+        labelled = (labels >= 0) & (labels < logits.q.shape[1])
+        top = np.argmax(logits.q, axis=1)
+        self.counters.add(int(labelled.sum()), int((labelled & (top == labels)).sum()), int(bits[labelled].sum()))
 
 
 #: opcode -> its golden semantics (run after the table's checks passed)

@@ -21,14 +21,14 @@ import serial
 
 from golden_model.config import CONFIGS, CoreConfig
 from golden_model.isa import STATUS_HELP, Status
-from golden_model.machine import TensorEntry, words_per_row
+from golden_model.machine import LossCounters, TensorEntry, words_per_row
 from golden_model.quant import QTensor
 from protocol.wire import (ADDRESS_BYTES, ADDRESS_FORMAT, INSTRUCTION_BYTES, LINK_STATUS_HELP, PING_FIELDS,
                            PING_PAYLOAD_BYTES, READ_TMEM_FORMAT, REQUEST_OVERHEAD, RESPONSE_OVERHEAD, RESPONSE_SYNC,
                            WRITE_KEYS_FORMAT, WRITE_TENSOR_FORMAT,
                            Cmd, DeviceStatus, FrameError, LinkStatus, Response, check_protocol_fit, command_name,
-                           decode_response, encode_request, parse_entry, parse_ping, parse_run, parse_status,
-                           ping_payload)
+                           decode_response, encode_request, parse_counters, parse_entry, parse_ping, parse_run,
+                           parse_status, ping_payload)
 
 # ---- errors -------------------------------------------------------------------------------------
 
@@ -414,6 +414,14 @@ class LinkClient:
 
     def load_program(self, words, start: int = 0) -> None:
         self.write_program(start, words)
+
+    def read_counters(self) -> LossCounters:
+        """The device's loss counters (LOSS adds to them)."""
+        return LossCounters(*parse_counters(self.request(Cmd.READ_COUNTERS)))
+
+    def clear_counters(self) -> None:
+        """The device's loss counters start again from 0."""
+        self.request(Cmd.CLEAR_COUNTERS)
 
     def set_keys(self, seed: int, step: int) -> None:
         """The seed and step the device's step keys derive from (golden_model.prng.step_key)."""

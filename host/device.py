@@ -12,7 +12,8 @@
                        link: cycles and link bytes stay 0).
 
 Every device offers what golden_model.program.ProgramTrainer needs
-(set_tensor, write_tensor, read_tensor, load_program, set_keys, run), ``stats``
+(set_tensor, write_tensor, read_tensor, load_program, set_keys, run), the
+loss counters (read_counters, clear_counters), ``stats``
 (:class:`DeviceStats`: core cycles of runs, host-link bytes in/out, frames,
 retries, resent bytes), ``info`` (what PING answered) and close().  Link
 devices PING on connect and raise host.client.ConfigMismatch when the
@@ -125,6 +126,12 @@ class GoldenDevice(Device):
     def set_keys(self, seed, step):
         self.machine.set_keys(seed, step)
 
+    def read_counters(self):
+        return self.machine.read_counters()
+
+    def clear_counters(self):
+        self.machine.clear_counters()
+
     def _run(self, pc):
         try:
             self.machine.run(pc)
@@ -167,6 +174,12 @@ class LinkDevice(Device):
 
     def set_keys(self, seed, step):
         self.client.set_keys(seed, step)
+
+    def read_counters(self):
+        return self.client.read_counters()
+
+    def clear_counters(self):
+        self.client.clear_counters()
 
     def _run(self, pc):
         return self.client.run(pc)

@@ -90,6 +90,8 @@ class EoqCore(wiring.Component):
             seq.prog_w.en.eq(control.prog_w.en & ~busy),
             seq.keys_w.seed.eq(control.keys_w.seed), seq.keys_w.step.eq(control.keys_w.step),
             seq.keys_w.en.eq(control.keys_w.en & ~busy),
+            control.counters.eq(self.engines[Engine.LOSS].counters),
+            self.engines[Engine.LOSS].clear.eq(control.counters_clear & ~busy),
             seq.run.start.eq(control.run.start & ~busy), seq.run.pc.eq(control.run.pc),
             control.status.eq(seq.status),
         ]

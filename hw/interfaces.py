@@ -24,6 +24,7 @@ from amaranth.lib.wiring import In, Out
 
 from golden_model.config import CoreConfig
 from golden_model.isa import FIELDS, field_width, status_bits
+from golden_model.machine import COUNTER_BITS
 
 from .rounding import acc_shape, data_shape, shift_shape, signed_shift_shape
 
@@ -178,6 +179,11 @@ def status_layout(cfg: CoreConfig) -> data.StructLayout:
     })
 
 
+def counters_layout() -> data.StructLayout:
+    """The loss counters (golden_model.machine.LossCounters, COUNTER_BITS wide)."""
+    return data.StructLayout({name: unsigned(bits) for name, bits in COUNTER_BITS.items()})
+
+
 def keys_write_signature() -> wiring.Signature:
     """A write of the step keys' seed and step registers (hw/step_keys.py), host side."""
     return wiring.Signature({"en": Out(1), "seed": Out(32), "step": Out(32)})
@@ -191,6 +197,7 @@ class CoreControlSignature(wiring.Signature):
     table_r_slot    slot whose entry table_r shows in the next cycle (synchronous read).
     prog_w          write one 64-bit instruction when en.
     keys_w          write the seed and step registers of step keys (hw/step_keys.py) when en.
+    counters        the loss counters (hw/loss_engine.py); counters_clear sets them to 0.
     run             start pulse with the pc to start from.
     status          busy / status code / pc / cycle count of the current or last run.
     """
@@ -205,6 +212,7 @@ class CoreControlSignature(wiring.Signature):
             "table_r": In(table_entry_layout(cfg)),
             "prog_w": Out(wiring.Signature({"en": Out(1), "addr": Out(pc_shape(cfg)), "data": Out(64)})),
             "keys_w": Out(keys_write_signature()),
+            "counters": In(counters_layout()), "counters_clear": Out(1),
             "run": Out(wiring.Signature({"start": Out(1), "pc": Out(pc_shape(cfg))})),
             "status": In(status_layout(cfg)),
         })

@@ -5,7 +5,8 @@ CRC, length beyond max_payload, unknown command, BUSY while a run is active,
 then the command's own length and range rules from protocol.wire.COMMANDS)
 and only then changes the core: a :class:`BulkWriter` copies a bulk write
 from the frame buffer into TMEM or program memory, a table entry or the step
-keys' seed and step are written, or a run starts.  Every frame ends in one answer for the responder, except a
+keys' seed and step are written, the loss counters are read or cleared,
+or a run starts.  Every frame ends in one answer for the responder, except a
 RUN that starts a run (its answer is sent when the run ends, at a frame
 boundary) and a repeated RUN of the active run.
 """
@@ -17,8 +18,9 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from golden_model.config import CoreConfig
-from protocol.wire import (ADDRESS_BYTES, COMMANDS, PING_PAYLOAD_BYTES, RUN_PAYLOAD_BYTES, STATUS_PAYLOAD_BYTES,
-                           TENSOR_ENTRY_BYTES, Cmd, LinkStatus, Unit, ping_payload, unit_bytes, unit_depth)
+from protocol.wire import (ADDRESS_BYTES, COMMANDS, COUNTERS_PAYLOAD_BYTES, PING_PAYLOAD_BYTES, RUN_PAYLOAD_BYTES,
+                           STATUS_PAYLOAD_BYTES, TENSOR_ENTRY_BYTES, Cmd, LinkStatus, Unit, ping_payload, unit_bytes,
+                           unit_depth)
 
 from .interfaces import CoreControlSignature, ReadPortSignature, WritePortSignature, tmem_addr_shape, tmem_word_layout
 from .link_parser import frame_layout
@@ -133,7 +135,8 @@ class LinkExecutor(wiring.Component):
         status_bytes = Cat(st.busy, C(0, 7), code_byte, pc16, st.cycles, run_seq)
         entry_bytes = Cat(core.table_r.base, core.table_r.rows, core.table_r.cols, exp16)
         ping_bytes = C(int.from_bytes(ping_payload(cfg), "little"), 8 * PING_PAYLOAD_BYTES)
-        payloads = {"ping": ping_bytes, "status": status_bytes, "run": run_bytes}
+        counter_bytes = Cat(core.counters.samples, core.counters.correct, core.counters.loss_bits)
+        payloads = {"ping": ping_bytes, "status": status_bytes, "run": run_bytes, "counters": counter_bytes}
 
         m.d.comb += [
             bulk.address.eq(args.addr), bulk.count.eq(frame.units),
@@ -241,6 +244,11 @@ class LinkExecutor(wiring.Component):
                     reply(LinkStatus.OK)
             with m.Case(Cmd.WRITE_KEYS):
                 m.d.comb += core.keys_w.en.eq(1)
+                reply(LinkStatus.OK)
+            with m.Case(Cmd.READ_COUNTERS):
+                reply(LinkStatus.OK, COUNTERS_PAYLOAD_BYTES, state.payloads["counters"])
+            with m.Case(Cmd.CLEAR_COUNTERS):
+                m.d.comb += core.counters_clear.eq(1)
                 reply(LinkStatus.OK)
             with m.Case(Cmd.READ_TENSOR):
                 with m.If(slot >= cfg.tensor_slots):

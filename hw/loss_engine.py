@@ -7,22 +7,26 @@ the unit's int32 errors into ACC words (C elements per row in
 ceil(C / lanes) words, from AMEM word 0), keeping the ACC's max |x| and
 max(x, 0) for the QUANT that follows.  The logits' exponent arrives in the
 command's ``shift`` field (the LossUnit clamps it to its range).
-``done`` pulses the cycle after the last word is written.
+``done`` pulses the cycle after the last word is written.  ``counters``
+add up, over the rows with a label, the rows, the correct predictions and
+the loss in Q16 bits (golden ``machine.LossCounters``); ``clear`` zeroes them.
 """
 
 from amaranth import Module, Mux, Signal
 from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
 
 from golden_model.config import CoreConfig
 
-from .interfaces import EngineSignature, amem_addr_shape, amem_word_layout, dim_shape, tmem_addr_shape
+from .interfaces import (EngineSignature, amem_addr_shape, amem_word_layout, counters_layout, dim_shape,
+                         tmem_addr_shape)
 from .loss_unit import LossUnit
 
 
 class LossEngine(wiring.Component):
     def __init__(self, cfg: CoreConfig):
         self.cfg = cfg
-        super().__init__(EngineSignature(cfg))
+        super().__init__({**EngineSignature(cfg).members, "counters": Out(counters_layout()), "clear": In(1)})
 
     def elaborate(self, platform):
         m = Module()
@@ -78,7 +82,18 @@ class LossEngine(wiring.Component):
                 with m.If(self.done):
                     m.next = "IDLE"
         self._collect(m, unit)
+        self._count(m, unit)
         return m
+
+    def _count(self, m, unit):
+        """The loss counters, from each labelled row's last beat."""
+        out, counters = unit.o.payload, self.counters
+        with m.If(self.clear):
+            m.d.sync += counters.eq(0)
+        with m.Elif(unit.o.valid & out.row_last & out.labelled):
+            m.d.sync += [counters.samples.eq(counters.samples + 1),
+                         counters.correct.eq(counters.correct + out.correct),
+                         counters.loss_bits.eq(counters.loss_bits + out.loss_bits)]
 
     def _collect(self, m, unit):
         """Errors from the unit into ACC words, with the ACC maxima; ``done`` after the last word."""

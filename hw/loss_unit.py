@@ -13,7 +13,8 @@ row:
         with the sum of every class but the top;
   EMIT  err = g (the top: w - that sum), minus w at the label, one int32
         per beat on ``o``; the row's last beat carries its loss
-        (-log2 p[label] in Q16) and whether the top is the label.
+        (-log2 p[label] in Q16), whether the top is the label, and
+        whether the row has a label (``labelled``).
 
 ``rows`` and ``cols`` must be at least 1 (the sequencer's checks see to it).
 A row whose label is no class (``max_features``: golden
@@ -61,7 +62,7 @@ def logit_layout(cfg: CoreConfig) -> data.StructLayout:
 
 def error_layout(cfg: CoreConfig) -> data.StructLayout:
     return data.StructLayout({"error": acc_shape(cfg), "row_last": 1, "last": 1,
-                              "loss_bits": unsigned(loss_shapes(cfg)["loss"]), "correct": 1})
+                              "loss_bits": unsigned(loss_shapes(cfg)["loss"]), "correct": 1, "labelled": 1})
 
 
 class LossUnit(wiring.Component):
@@ -146,7 +147,7 @@ class LossUnit(wiring.Component):
             self.o.payload.error.eq(g_value - Mux(col == label, whole, 0)),
             self.o.payload.row_last.eq(col == cols - 1), self.o.payload.last.eq((col == cols - 1) & (row == rows - 1)),
             self.o.payload.loss_bits.eq(z_label + ls - (EXP_BITS << LOG_FRAC)),
-            self.o.payload.correct.eq(top == label),
+            self.o.payload.correct.eq(top == label), self.o.payload.labelled.eq(label != classes),
         ]
         with m.FSM():
             with m.State("IDLE"):

@@ -33,7 +33,8 @@ from golden_model.machine import Machine, MachineError, TensorEntry
 
 from .wire import (ADDRESS_BYTES, ADDRESS_FORMAT, CRC, COMMANDS, READ_TMEM_FORMAT, REQUEST_SYNC, WRITE_KEYS_FORMAT,
                    WRITE_TENSOR_FORMAT,
-                   Cmd, LinkStatus, Unit, check_protocol_fit, crc16_update, encode_response, entry_payload, pc_mask,
+                   Cmd, LinkStatus, Unit, check_protocol_fit, counters_payload, crc16_update, encode_response,
+                   entry_payload, pc_mask,
                    ping_payload, run_payload, status_payload, unit_bytes, unit_depth)
 
 
@@ -219,6 +220,13 @@ class LinkDevice:
 
     def _write_keys(self, p: bytes) -> None:
         self.machine.set_keys(*struct.unpack(WRITE_KEYS_FORMAT, p))
+        return self._answer(LinkStatus.OK)
+
+    def _read_counters(self, p: bytes) -> None:
+        return self._answer(LinkStatus.OK, counters_payload(self.machine.counters))
+
+    def _clear_counters(self, p: bytes) -> None:
+        self.machine.clear_counters()
         return self._answer(LinkStatus.OK)
 
     def _read_tensor(self, p: bytes) -> None:

@@ -46,6 +46,8 @@ class Cmd(enum.IntEnum):
     RUN = 0x07
     STATUS = 0x08
     WRITE_KEYS = 0x09
+    READ_COUNTERS = 0x0A
+    CLEAR_COUNTERS = 0x0B
 
 
 class LinkStatus(enum.IntEnum):
@@ -76,11 +78,13 @@ ENTRY_FORMAT = "<HHHh"              # base, rows, cols, exp
 WRITE_TENSOR_FORMAT = "<BHHHh"      # slot, then an entry
 READ_TMEM_FORMAT = "<HH"            # addr, count
 WRITE_KEYS_FORMAT = "<II"           # seed, step (golden_model.prng.step_key)
+COUNTERS_FORMAT = "<IIQ"            # samples, correct, loss_bits (golden_model.machine.LossCounters)
 ADDRESS_FORMAT = "<H"
 
 PING_PAYLOAD_BYTES = struct.calcsize(PING_FORMAT)
 STATUS_PAYLOAD_BYTES = struct.calcsize(STATUS_FORMAT)
 RUN_PAYLOAD_BYTES = struct.calcsize(RUN_FORMAT)
+COUNTERS_PAYLOAD_BYTES = struct.calcsize(COUNTERS_FORMAT)
 TENSOR_ENTRY_BYTES = struct.calcsize(ENTRY_FORMAT)
 WRITE_TENSOR_BYTES = struct.calcsize(WRITE_TENSOR_FORMAT)
 
@@ -118,6 +122,8 @@ COMMANDS: dict[Cmd, CommandSpec] = {
     Cmd.RUN: CommandSpec(struct.calcsize(ADDRESS_FORMAT), answer_bytes=RUN_PAYLOAD_BYTES),
     Cmd.STATUS: CommandSpec(0, while_running=True, answer_bytes=STATUS_PAYLOAD_BYTES),
     Cmd.WRITE_KEYS: CommandSpec(struct.calcsize(WRITE_KEYS_FORMAT)),
+    Cmd.READ_COUNTERS: CommandSpec(0, answer_bytes=COUNTERS_PAYLOAD_BYTES),
+    Cmd.CLEAR_COUNTERS: CommandSpec(0),
 }
 
 #: The longest fixed request payload: the gateware keeps these bytes in an argument register.
@@ -272,6 +278,15 @@ def run_payload(code: int, pc: int, cycles: int) -> bytes:
 def parse_run(payload: bytes) -> tuple[Status | int, int, int]:
     code, pc, cycles = struct.unpack(RUN_FORMAT, payload)
     return status_code(code), pc, cycles
+
+
+def counters_payload(counters) -> bytes:
+    return struct.pack(COUNTERS_FORMAT, counters.samples, counters.correct, counters.loss_bits)
+
+
+def parse_counters(payload: bytes) -> tuple[int, int, int]:
+    """(samples, correct, loss_bits) of a READ_COUNTERS answer."""
+    return struct.unpack(COUNTERS_FORMAT, payload)
 
 
 def entry_payload(base: int, rows: int, cols: int, exp: int) -> bytes:

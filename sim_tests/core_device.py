@@ -16,9 +16,9 @@ from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, Timer
 
 from golden_model.config import CoreConfig
 from golden_model.isa import Status
-from golden_model.machine import MachineError, TensorEntry, words_per_row
+from golden_model.machine import LossCounters, MachineError, TensorEntry, words_per_row
 from golden_model.quant import QTensor
-from hw.interfaces import status_layout, table_entry_layout, tmem_word_layout
+from hw.interfaces import counters_layout, status_layout, table_entry_layout, tmem_word_layout
 from hw.step_keys import StepKeys
 
 from .common import CLOCK_NS, decode, encode, read_unsigned
@@ -34,7 +34,8 @@ class CoreDevice:
         self.entry_layout = table_entry_layout(cfg)
         self.status_layout = status_layout(cfg)
         self.table = [TensorEntry() for _ in range(cfg.tensor_slots)]
-        for name in ("tmem_r__en", "tmem_w__en", "table_w__en", "prog_w__en", "keys_w__en", "run__start"):
+        for name in ("tmem_r__en", "tmem_w__en", "table_w__en", "prog_w__en", "keys_w__en", "counters_clear",
+                     "run__start"):
             self.port(name).value = 0
         self.last_cycles = 0
         self.total_cycles = 0
@@ -44,7 +45,7 @@ class CoreDevice:
             self.port(name).value = value
         await FallingEdge(self.dut.clk)
         for name in values:
-            if name.endswith("en") or name.endswith("start"):
+            if name.endswith("en") or name.endswith("start") or name.endswith("clear"):
                 self.port(name).value = 0
 
     async def write_word(self, addr: int, lanes) -> None:
@@ -102,6 +103,15 @@ class CoreDevice:
         await self._pulse({"keys_w__seed": seed, "keys_w__step": step, "keys_w__en": 1})
         await ClockCycles(self.dut.clk, StepKeys.LATENCY)
         await FallingEdge(self.dut.clk)
+
+    async def read_counters(self) -> LossCounters:
+        await ReadOnly()
+        counters = LossCounters(**decode(counters_layout(), read_unsigned(self.port("counters"))))
+        await FallingEdge(self.dut.clk)
+        return counters
+
+    async def clear_counters(self) -> None:
+        await self._pulse({"counters_clear": 1})
 
     async def status(self) -> dict:
         await ReadOnly()

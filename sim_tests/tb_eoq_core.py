@@ -19,7 +19,7 @@ from golden_model.cnn import ResCNN, input_rows
 from golden_model.data import load_digits_split
 from golden_model.geometry import Geometry
 from golden_model.inference import calibrate
-from golden_model.machine import Machine, MachineError, words_per_row
+from golden_model.machine import LossCounters, Machine, MachineError, words_per_row
 from golden_model.network import ResMLP, Trace, quantize_input
 from golden_model.program import PARAMS, SLOTS, ProgramTrainer, largest_batch
 from golden_model.quant import QTensor
@@ -173,6 +173,10 @@ async def instructions_match_machine(dut):
         what = f"trial {trial} program {[i.op.name for i in program]}"
         assert got == want, f"{what}: DUT status {got}, golden {want}"
         await _compare_state(device, machine, range(len(entries)), what)
+        counters = await device.read_counters()
+        assert counters == machine.counters, f"{what}: loss counters {counters}, golden {machine.counters}"
+        await device.clear_counters()
+        assert await device.read_counters() == LossCounters(), f"{what}: the counters did not clear"
 
 
 @cocotb.test()

@@ -16,10 +16,10 @@ from cocotb.utils import get_sim_time
 
 from golden_model import isa
 from golden_model.isa import Status
-from golden_model.machine import Machine, TensorEntry
+from golden_model.machine import LossCounters, Machine, TensorEntry
 from protocol.link_model import LinkDevice, run_machine
 from protocol.wire import Cmd, LinkStatus, decode_response, encode_request, pc_mask
-from hw.interfaces import status_layout, table_entry_layout, tmem_word_layout
+from hw.interfaces import counters_layout, status_layout, table_entry_layout, tmem_word_layout
 from sim_tests.units import bench_timeout_cycles
 from sim_tests.common import CLOCK_NS, StreamSink, StreamSource, decode, encode, read_unsigned, settings, start
 
@@ -52,6 +52,11 @@ class CoreModel:
         self.drive_status()
         dut.core__tmem_r__data.value = 0
         dut.core__table_r.value = 0
+        self.counters_layout = counters_layout()
+        self.drive_counters()
+
+    def drive_counters(self):
+        self.dut.core__counters.value = encode(self.counters_layout, vars(self.machine.counters))
 
     def drive_status(self):
         self.dut.core__status.value = encode(self.status_layout, self.status)
@@ -100,13 +105,15 @@ class CoreModel:
             ev["prog"] = (read_unsigned(dut.core__prog_w__addr), read_unsigned(dut.core__prog_w__data))
         if read_unsigned(dut.core__keys_w__en):
             ev["keys"] = (read_unsigned(dut.core__keys_w__seed), read_unsigned(dut.core__keys_w__step))
+        if read_unsigned(dut.core__counters_clear):
+            ev["clear"] = True
         if read_unsigned(dut.core__run__start):
             ev["run"] = read_unsigned(dut.core__run__pc)
         return ev
 
     def apply(self, ev):
         m, cfg = self.machine, self.cfg
-        assert not (self.status["busy"] and set(ev) & {"write", "table", "prog", "keys", "run", "read"}), \
+        assert not (self.status["busy"] and set(ev) & {"write", "table", "prog", "keys", "clear", "run", "read"}), \
             f"core port used during a run: {ev}"
         if "read" in ev:
             self.dut.core__tmem_r__data.value = encode(self.tword, [int(v) for v in m.tmem[ev["read"]]])
@@ -121,6 +128,9 @@ class CoreModel:
             m.program[addr] = word
         if "keys" in ev:
             m.set_keys(*ev["keys"])
+        if "clear" in ev:
+            m.clear_counters()
+            self.drive_counters()
         if "run" in ev:
             pc = ev["run"]
             code, end_pc = run_machine(m, pc)
@@ -188,6 +198,7 @@ class Bench:
         assert a.program == b.program, "program memory differs from the reference"
         assert [vars(e) for e in a.table] == [vars(e) for e in b.table], "tensor table differs"
         assert (a.seed, a.step) == (b.seed, b.step), "step keys' seed and step differ"
+        assert a.counters == b.counters, "loss counters differ"
 
 
 async def setup(dut, **kwargs) -> Bench:
@@ -232,6 +243,8 @@ async def ping_status_and_refusals(dut):
         (Cmd.RUN, b"\x00", LinkStatus.BAD_LENGTH),
         (Cmd.WRITE_KEYS, bytes(7), LinkStatus.BAD_LENGTH),
         (Cmd.WRITE_KEYS, bytes(9), LinkStatus.BAD_LENGTH),
+        (Cmd.READ_COUNTERS, b"\x00", LinkStatus.BAD_LENGTH),
+        (Cmd.CLEAR_COUNTERS, b"\x01", LinkStatus.BAD_LENGTH),
     ]
     for cmd, payload, status in cases:
         await b.request(cmd, payload, status, what=f"cmd {cmd:#x} payload {payload.hex()}")
@@ -261,6 +274,14 @@ async def writes_and_reads_with_backpressure(dut):
     for seed, step in ((rng.randrange(1 << 32), rng.randrange(1 << 32)), (0xFFFF_FFFF, 0xFFFF_FFFF)):
         await b.request(Cmd.WRITE_KEYS, struct.pack("<II", seed, step))
         b.check_state()
+    counters = LossCounters(rng.randrange(1 << 32), rng.randrange(1 << 32), rng.randrange(1 << 64))
+    b.core.machine.counters, b.ref.machine.counters = counters, LossCounters(**vars(counters))
+    b.core.drive_counters()
+    answer = await b.request(Cmd.READ_COUNTERS)
+    assert answer == struct.pack("<IIQ", counters.samples, counters.correct, counters.loss_bits)
+    await b.request(Cmd.CLEAR_COUNTERS)
+    assert await b.request(Cmd.READ_COUNTERS) == bytes(16)
+    b.check_state()
     words = [rng.randrange(1 << 64) for _ in range(5)]
     await b.request(Cmd.WRITE_PROGRAM, struct.pack("<H5Q", cfg.program_depth - 5, *words))
     n = min((cfg.max_payload - 2) // 8, cfg.program_depth)
@@ -309,6 +330,8 @@ async def run_busy_and_repeat(dut):
         await b.request(Cmd.PING)
         await b.request(Cmd.WRITE_TMEM, struct.pack("<H", 0) + bytes(cfg.lanes), LinkStatus.BUSY)
         await b.request(Cmd.WRITE_KEYS, struct.pack("<II", 1, 2), LinkStatus.BUSY)
+        await b.request(Cmd.READ_COUNTERS, b"", LinkStatus.BUSY)
+        await b.request(Cmd.CLEAR_COUNTERS, b"", LinkStatus.BUSY)
         await b.exchange(run, "repeated RUN while active")  # ignored
         expected = b.ref.complete_run()
         got = await b.receive(len(expected))

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from golden_model.config import get_config
-from golden_model.int_loss import EXP_BITS, LOG_FRAC, exp2_neg, int_softmax_grid, log2_q16
+from golden_model.int_loss import EXP_BITS, LOG_FRAC, exp2_neg, int_softmax_grid, log2_q16, softmax_grid
 from golden_model.quant import QTensor
 from hw.log_domain import Exp2, Log2
 from hw.loss_unit import LossUnit
@@ -64,11 +64,12 @@ def test_log2_pipeline_matches_the_golden_function():
 
 
 def loss_unit_run(cfg, logits: QTensor, labels, stall: float = 0.0, seed: int = 0):
-    """Drive one command through the LossUnit; returns (errors (rows, cols), loss bits per row, correct per row)."""
+    """Drive one command through the LossUnit; returns (errors (rows, cols), loss bits per row, correct per row,
+    labelled per row)."""
     dut = LossUnit(cfg)
     rows, cols = logits.q.shape
     rng = random.Random(seed)
-    out, bits, correct = [], [], []
+    out, bits, correct, labelled = [], [], [], []
 
     async def bench(ctx):
         ctx.set(dut.cmd.payload, {"rows": rows, "cols": cols, "exp": logits.exp})
@@ -95,19 +96,32 @@ def loss_unit_run(cfg, logits: QTensor, labels, stall: float = 0.0, seed: int = 
                 if payload.row_last:
                     bits.append(payload.loss_bits)
                     correct.append(payload.correct)
+                    labelled.append(payload.labelled)
                 assert payload.last == (len(out) == rows * cols)
 
     simulate(dut, bench)
-    return np.array(out, dtype=np.int64).reshape(rows, cols), bits, correct
+    return np.array(out, dtype=np.int64).reshape(rows, cols), bits, correct, labelled
 
 
 def check(cfg, logits, labels, stall=0.0):
-    got, bits, correct = loss_unit_run(cfg, logits, labels, stall, SEED)
+    got, bits, correct, labelled = loss_unit_run(cfg, logits, labels, stall, SEED)
     want, want_bits = int_softmax_grid(logits, labels, cfg)
     context = f"EOQ_SEED={SEED} exp {logits.exp} labels {list(labels)}\nlogits {logits.q.tolist()}"
     assert np.array_equal(got, want), f"{context}\n got {got.tolist()}\nwant {want.tolist()}"
     assert bits == want_bits.tolist(), context
     assert correct == (np.argmax(logits.q, axis=1) == labels).astype(int).tolist(), context
+    assert labelled == [1] * len(labels), context
+
+
+def test_a_row_without_a_label_is_not_labelled():
+    """Label max_features (what the LossEngine feeds for a label outside the classes): no one-hot term,
+    and the row is not counted (labelled 0)."""
+    cfg = get_config("small4x4")
+    logits = QTensor(np.array([[5, -3, 9], [1, 2, 3], [0, 0, 7]], dtype=np.int8), -2)
+    labels = np.array([2, cfg.max_features, 0])
+    got, _, _, labelled = loss_unit_run(cfg, logits, labels)
+    want, _ = softmax_grid(logits, np.where(labels == cfg.max_features, -1, labels), cfg)
+    assert np.array_equal(got, want) and labelled == [1, 0, 1]
 
 
 @pytest.mark.parametrize("config", ["small4x4", "default"])

@@ -9,7 +9,8 @@ from golden_model import isa
 from golden_model.arithmetic import Arithmetic
 from golden_model.config import CONFIGS, get_config
 from golden_model.data import load_digits_split
-from golden_model.machine import Machine, MachineError
+from golden_model.int_loss import int_softmax_grid
+from golden_model.machine import LossCounters, Machine, MachineError
 from golden_model.network import ResMLP, quantize_input
 from golden_model.prng import UPDATE_KEY_SALT, tensor_key, tensor_mix, update_key
 from golden_model.program import PARAMS, MlpLayout, ProgramTrainer, backward_program, step_keys
@@ -154,6 +155,33 @@ def test_step_keys_round_with_the_tensor_key(rng):
         for inst in (isa.quant(1, stochastic=True, key=key), isa.update(0, 1, 3, key=key), isa.qupdate(0, 3, key=key)):
             fixed, derived = run(inst, at_step), run(replace(inst, key=tensor_mix(tid), f4=1), at_step)
             assert all(np.array_equal(a, b) for a, b in zip(fixed, derived)), f"{inst.op.name} at step {at_step}"
+
+
+def test_loss_counts_the_labelled_rows(rng):
+    """LOSS adds each labelled row to the counters: one sample, correct when the first largest logit is
+    the label, and its Q16 loss; a label outside the classes (a padding row) adds nothing."""
+    cfg = CONFIGS["default"]
+    machine = _machine_with(cfg, [(6, 10), (6, 1)])
+    total = LossCounters()
+    for _ in range(3):
+        q = rng.integers(-127, 128, size=(6, 10)).astype(np.int8)
+        labels = rng.integers(-2, 12, size=6)
+        machine.write_tensor(0, QTensor(q, -4))
+        machine.write_tensor(1, QTensor(labels.reshape(6, 1).astype(np.int8), 0))
+        machine.execute(isa.loss(0, 1))
+        for row in range(6):
+            if 0 <= labels[row] < 10:
+                _, bits = int_softmax_grid(QTensor(q[row:row + 1], -4), labels[row:row + 1], cfg)
+                total.add(1, int(np.argmax(q[row]) == labels[row]), int(bits[0]))
+    assert machine.read_counters() == total and total.samples > 0
+    machine.clear_counters()
+    assert machine.read_counters() == LossCounters()
+
+
+def test_loss_counters_wrap_at_their_widths():
+    counters = LossCounters(samples=2**32 - 1, correct=5, loss_bits=2**64 - 3)
+    counters.add(2, 1, 4)
+    assert counters == LossCounters(samples=1, correct=6, loss_bits=1)
 
 
 def _machine_with(cfg, shapes):

@@ -8,7 +8,7 @@ import pytest
 
 from golden_model import isa
 from golden_model.config import get_config
-from golden_model.machine import Machine
+from golden_model.machine import LossCounters, Machine
 from golden_model.network import ResMLP, quantize_input
 from golden_model.program import ProgramTrainer
 from golden_model.quant import QTensor
@@ -136,6 +136,8 @@ def test_device_oversize_length_is_drained():
     (Cmd.RUN, struct.pack("<H", CFG.program_depth), LinkStatus.ADDR_RANGE),
     (Cmd.RUN, b"\x00", LinkStatus.BAD_LENGTH),
     (Cmd.WRITE_KEYS, bytes(7), LinkStatus.BAD_LENGTH),
+    (Cmd.READ_COUNTERS, b"\x01", LinkStatus.BAD_LENGTH),
+    (Cmd.CLEAR_COUNTERS, b"\x00", LinkStatus.BAD_LENGTH),
 ])
 def test_device_refusals(cmd, payload, status):
     device = LinkDevice(CFG)
@@ -165,6 +167,15 @@ def test_step_keys_are_written_over_the_link():
     with pytest.raises(ValueError, match="seed must be a 32-bit unsigned integer"):
         client.set_keys(1 << 32, 0)
     assert device.machine.seed == 0xDEADBEEF
+
+
+def test_loss_counters_are_read_and_cleared_over_the_link():
+    client, device, _ = client_for()
+    device.machine.counters = LossCounters(samples=7, correct=3, loss_bits=2**40 + 5)
+    assert client.read_counters() == LossCounters(7, 3, 2**40 + 5)
+    assert client.read_counters() == LossCounters(7, 3, 2**40 + 5)      # reading changes nothing
+    client.clear_counters()
+    assert client.read_counters() == LossCounters() == device.machine.counters
 
 
 def test_tmem_round_trip_in_frames():

@@ -20,7 +20,7 @@ from .cnn import ResNetSpec
 from .config import CoreConfig
 from .conv import padded_channels
 from .machine import TensorPlace, words_per_row
-from .prng import tensor_key, tensor_mix
+from .prng import tensor_mix
 
 
 @dataclass
@@ -233,11 +233,6 @@ class CnnProgram:
     def backward_program(self, keys: dict[str, int], lr_shift: int, step_key: bool = False) -> list[isa.Instruction]:
         """QUPDATE carries ``keys[param]``: the gradient key, or with ``step_key`` the tensor's mix."""
         return [self._resolve(op, keys, lr_shift, step_key) for op in self.backward_ops] + [isa.halt()]
-
-    def keys(self, stream_seed: int, step: int) -> dict[str, int]:
-        """The gradient key of every parameter this step (ResCNN.key)."""
-        ids = self.spec.param_ids()
-        return {name: tensor_key(stream_seed, step, ids[name]) for name in self.params}
 
     def mixes(self) -> dict[str, int]:
         """Every parameter's prng.tensor_mix: the keys of a step-key backward program."""

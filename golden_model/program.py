@@ -166,9 +166,6 @@ class MlpProgram:
         return backward_program(self.cfg, {name: (key, update_key(key)) for name, key in keys.items()}, lr_shift,
                                 self.device_loss, step_key)
 
-    def keys(self, stream_seed: int, step: int) -> dict[str, int]:
-        return {name: pair[0] for name, pair in step_keys(stream_seed, step).items()}
-
     def mixes(self) -> dict[str, int]:
         """Every parameter's prng.tensor_mix: the keys of a step-key backward program."""
         return {name: tensor_mix(PARAM_IDS[name]) for name in PARAMS}

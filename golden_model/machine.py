@@ -20,7 +20,7 @@ from .conv import conv_error_acc, conv_forward_acc, conv_gradient_acc, padded_ch
 from .geometry import Geometry
 from .int_loss import softmax_grid
 from .isa import CHECK_RULES, CONV_ERROR, CONV_GRADIENT, OPS, Check, Instruction, Op, Status, holds, illegal
-from .prng import MASK32, step_key, update_key
+from .prng import check_word, step_key, update_key
 from .quant import QTensor, check_acc, round_shift, saturate, shift_quantize, sq_shift, update_weights
 
 
@@ -107,9 +107,8 @@ class Machine:
 
     def set_keys(self, seed: int, step: int) -> None:
         """The seed and step a step-key instruction (f4) derives its key from (prng.step_key)."""
-        for name, value in (("seed", seed), ("step", step)):
-            if not 0 <= value <= MASK32:
-                raise ValueError(f"{name} must be a 32-bit unsigned integer, got {value}")
+        check_word("seed", seed)
+        check_word("step", step)
         self.seed, self.step = seed, step
 
     def read_counters(self) -> LossCounters:

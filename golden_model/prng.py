@@ -42,10 +42,15 @@ def xs32(x):
     return x
 
 
+def check_word(name: str, value: int) -> None:
+    """ValueError unless ``value`` is a 32-bit unsigned integer (a key, a mix, a seed, a step)."""
+    if not 0 <= value <= MASK32:
+        raise ValueError(f"{name} must be a 32-bit unsigned integer, got {value}")
+
+
 def random_words(key: int, count: int, start: int = 0) -> np.ndarray:
     """The uint32 random words for flat element indices start .. start+count-1."""
-    if not 0 <= key <= MASK32:
-        raise ValueError(f"key must be a 32-bit unsigned integer, got {key}")
+    check_word("key", key)
     index = np.arange(start, start + count, dtype=np.uint64)
     counter = ((np.uint64(key) + index * np.uint64(PHI)) & np.uint64(MASK32)).astype(np.uint32)
     return xs32(xs32(counter))
@@ -68,8 +73,7 @@ def step_base(seed: int, step: int) -> int:
 
 def step_key(seed: int, step: int, mix: int) -> int:
     """Key of the tensor whose :func:`tensor_mix` is ``mix`` at ``step``: ``xs32(step_base ^ mix)``."""
-    if not 0 <= mix <= MASK32:
-        raise ValueError(f"mix must be a 32-bit unsigned integer, got {mix}")
+    check_word("mix", mix)
     return int(xs32(step_base(seed, step) ^ mix))
 
 
@@ -84,6 +88,5 @@ def update_key(key: int) -> int:
     One instruction key then serves both roundings of QUPDATE (gradient and
     update); the two streams differ in every element.
     """
-    if not 0 <= key <= MASK32:
-        raise ValueError(f"key must be a 32-bit unsigned integer, got {key}")
+    check_word("key", key)
     return key ^ UPDATE_KEY_SALT

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .prng import MASK32, PHI, tensor_key, xs32
+from .prng import MASK32, PHI, check_word, tensor_key, xs32
 
 ROUNDS = 4
 #: tensor id of the shuffle's key stream (parameter gradients use small ids)
@@ -47,8 +47,7 @@ def feistel(x, half: int, key: int) -> np.ndarray:
 
 def permute(index, count: int, key: int) -> np.ndarray:
     """The position ``index`` maps to (cycle walking keeps it in [0, count))."""
-    if not 0 <= key <= MASK32:
-        raise ValueError(f"key must be a 32-bit unsigned integer, got {key}")
+    check_word("key", key)
     half = half_bits(count)
     x = feistel(index, half, key)
     while np.any(x >= count):

@@ -22,6 +22,7 @@ import serial
 from golden_model.config import CONFIGS, CoreConfig
 from golden_model.isa import STATUS_HELP, Status
 from golden_model.machine import LossCounters, TensorEntry, words_per_row
+from golden_model.prng import check_word
 from golden_model.quant import QTensor
 from protocol.wire import (ADDRESS_BYTES, ADDRESS_FORMAT, INSTRUCTION_BYTES, LINK_STATUS_HELP, PING_FIELDS,
                            PING_PAYLOAD_BYTES, READ_TMEM_FORMAT, REQUEST_OVERHEAD, RESPONSE_OVERHEAD, RESPONSE_SYNC,
@@ -425,7 +426,6 @@ class LinkClient:
 
     def set_keys(self, seed: int, step: int) -> None:
         """The seed and step the device's step keys derive from (golden_model.prng.step_key)."""
-        for name, value in (("seed", seed), ("step", step)):
-            if not 0 <= value < 1 << 32:
-                raise ValueError(f"{name} must be a 32-bit unsigned integer, got {value}")
+        check_word("seed", seed)
+        check_word("step", step)
         self.request(Cmd.WRITE_KEYS, struct.pack(WRITE_KEYS_FORMAT, seed, step))

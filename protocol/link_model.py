@@ -32,10 +32,9 @@ from golden_model.isa import Status
 from golden_model.machine import Machine, MachineError, TensorEntry
 
 from .wire import (ADDRESS_BYTES, ADDRESS_FORMAT, CRC, COMMANDS, READ_TMEM_FORMAT, REQUEST_SYNC, WRITE_KEYS_FORMAT,
-                   WRITE_TENSOR_FORMAT,
-                   Cmd, LinkStatus, Unit, check_protocol_fit, counters_payload, crc16_update, encode_response,
-                   entry_payload, pc_mask,
-                   ping_payload, run_payload, status_payload, unit_bytes, unit_depth)
+                   WRITE_TENSOR_FORMAT, Cmd, LinkStatus, Unit, check_protocol_fit, counters_payload, crc16_update,
+                   encode_response, entry_payload, pc_mask, ping_payload, run_payload, status_payload, unit_bytes,
+                   unit_depth)
 
 
 def default_cycle_model(start_pc: int, end_pc: int, code: int) -> int:

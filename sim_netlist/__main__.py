@@ -6,8 +6,9 @@ simulated board (host.device.SimDevice over the harness' byte pipe) and runs
 ``--steps`` training steps of the digits ResMLP at batch ``--batch`` through
 the host link (host.train.DeviceTarget: the golden ResMLP trains alongside on
 the same batches); ``--loss int`` has the core compute the output error
-(its LOSS instruction and the loss tables' block-RAM ROMs) instead of the host.  Then the weights are read back and compared with the
-golden model's bit for bit.  Prints one JSON line: steps, bit_exact, the
+(its LOSS instruction and the loss tables' block-RAM ROMs) instead of the
+host.  Then the weights are read back and compared with the golden model's
+bit for bit.  Prints one JSON line: steps, bit_exact, the
 first step whose loss or logits differed, simulated cycles, wall seconds and
 cycles per second; exits 1 on any difference.
 """

@@ -61,6 +61,12 @@ def test_bad_input_is_one_clear_line(args, message):
     assert proc.returncode == 1 and message in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_an_unknown_loss_is_refused_by_name():
+    proc = subprocess.run([sys.executable, "-m", "sim_netlist", "--loss", "soft"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2 and "invalid choice: 'soft'" in proc.stderr and "Traceback" not in proc.stderr
+
+
 def test_make_sim_netlist_defaults_to_the_small_core():
     def dry(*args):
         return subprocess.run(["make", "-n", "sim-netlist", *args], cwd=ROOT, capture_output=True, text=True).stdout
@@ -87,7 +93,8 @@ def test_cell_check_refuses_what_no_model_covers(edit, message):
 
 
 def test_cell_check_accepts_an_initialized_rom_on_its_read_clock():
-    rom = GOOD.replace("32'd9", "32'd36").replace("320'h000", "320'h123").replace(".CLKA(clk),", ".CLKA(1'h0),\n    .CEA(1'h0),")
+    rom = (GOOD.replace("32'd9", "32'd36").replace("320'h000", "320'h123")
+           .replace(".CLKA(clk),", ".CLKA(1'h0),\n    .CEA(1'h0),"))
     assert check_netlist(rom)["DP16KD"] == 1
     with pytest.raises(UnsupportedCell, match="different clocks"):
         check_netlist(rom.replace(".CEA(1'h0)", ".CEA(en)"))

@@ -16,7 +16,8 @@ BOARD ?= ulx3s
 CONFIG ?= $(if $(filter serial:%,$(TARGET)),$(BOARD),default)
 METRICS ?= build/metrics-$(subst /,_,$(subst :,_,$(TARGET)))-$(ARCH)-b$(BATCH)-s$(SEED).json
 LINK_FAULTS ?= 0
-LOSS ?= float
+LOSS ?=
+HOST_LOOP ?=
 CHECKPOINT ?=
 RESUME ?=
 DATA ?=
@@ -45,7 +46,8 @@ help:
 	@echo "make sim        full cocotb + Verilator regression with a pass/fail table"
 	@echo "make train      train the digits network (TARGET=sim|golden|fp32|serial:PORT)"
 	@echo "                ARCH=mlp|cnn DATA=FILE.npz SAVE=FILE LOAD=FILE LINK_FAULTS=RATE CHECKPOINT=DIR RESUME=DIR"
-	@echo "                LOSS=float|int (int: the core computes the output error itself, LOSS instruction)"
+	@echo "                the MLP on sim and serial: trains autonomously (data on the core, a LOOP per epoch);"
+	@echo "                HOST_LOOP=1: the host drives every step; LOSS=float|int (float: the host's softmax, host loop)"
 	@echo "make predict    classify the test split with WEIGHTS=FILE (saved by make train SAVE=FILE) [OUT=FILE.csv]"
 	@echo "make bench      benchmarks -> BENCH_OUT=$(BENCH_OUT)"
 	@echo "make rtl        Verilog for CONFIG=$(CONFIG) into build/rtl/"
@@ -72,7 +74,7 @@ sim: setup
 
 # RESUME=DIR continues the run checkpointed in DIR with its own settings.
 train: setup
-	$(PY) -m host.train $(if $(RESUME),--resume $(RESUME),--target $(TARGET) --epochs $(EPOCHS) --batch $(BATCH) $(if $(LOAD),--load $(LOAD),--arch $(ARCH) --seed $(SEED) --config $(CONFIG) $(if $(DATA),--data $(DATA))) --loss $(LOSS)) --metrics $(METRICS) $(if $(filter-out 0,$(LINK_FAULTS)),--link-faults $(LINK_FAULTS)) $(if $(CHECKPOINT),--checkpoint $(CHECKPOINT)) $(if $(SAVE),--save $(SAVE))
+	$(PY) -m host.train $(if $(RESUME),--resume $(RESUME),--target $(TARGET) --epochs $(EPOCHS) --batch $(BATCH) $(if $(LOAD),--load $(LOAD),--arch $(ARCH) --seed $(SEED) --config $(CONFIG) $(if $(DATA),--data $(DATA))) $(if $(LOSS),--loss $(LOSS)) $(if $(HOST_LOOP),--host-loop)) --metrics $(METRICS) $(if $(filter-out 0,$(LINK_FAULTS)),--link-faults $(LINK_FAULTS)) $(if $(CHECKPOINT),--checkpoint $(CHECKPOINT)) $(if $(SAVE),--save $(SAVE))
 
 # WEIGHTS=FILE (from make train SAVE=FILE) classifies the test split on TARGET (sim by default)
 predict: setup
@@ -101,7 +103,7 @@ program: setup
 	$(PY) -m fpga.program --board $(BOARD)
 
 sim-netlist: setup
-	$(PY) -m sim_netlist --board $(BOARD) --device $(DEVICE) --config $(NETLIST_CONFIG) --steps $(STEPS) --loss $(LOSS)
+	$(PY) -m sim_netlist --board $(BOARD) --device $(DEVICE) --config $(NETLIST_CONFIG) --steps $(STEPS) --loss $(or $(LOSS),float)
 
 formal: setup
 	$(PY) -m formal

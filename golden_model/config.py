@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from .isa import field_width
+from .shuffle import MAX_SAMPLES
 
 ROUNDING_MODES = ("nearest", "stochastic")
 
@@ -45,6 +46,10 @@ class CoreConfig:
       acc_elements    accumulator memory: int32 elements (the ACC tensor).
       tensor_slots    entries of the tensor table (docs/isa.md).
       program_depth   64-bit instructions the program memory holds.
+      data_bytes      resident data memory (DMEM): the training and test samples LOAD
+                      draws batches from, int8 in words of ``lanes`` bytes.
+      data_samples    entries of the label memory (one int8 class per sample); also the
+                      most samples a data set may have.
       exp_bits        width of the signed per-tensor exponents.
 
     Host link (docs/protocol.md):
@@ -77,6 +82,8 @@ class CoreConfig:
     acc_elements: int = 8192
     tensor_slots: int = 64
     program_depth: int = 256
+    data_bytes: int = 131072
+    data_samples: int = 2048
     exp_bits: int = 16
     max_payload: int = 1024
     frame_timeout_cycles: int = 1 << 20
@@ -124,6 +131,12 @@ class CoreConfig:
                 f"engine maps one array row to one accumulator word and needs array_rows to divide the lanes")
         if self.tmem_bytes % self.lanes or self.acc_elements % self.lanes:
             raise ValueError(f"tmem_bytes and acc_elements must be multiples of lanes ({self.lanes})")
+        if self.data_bytes % self.lanes or not self.lanes <= self.data_bytes <= self.lanes * 65536:
+            raise ValueError(f"data_bytes must be a multiple of lanes ({self.lanes}) holding 1..65536 words "
+                             f"(the host link's 16-bit address), got {self.data_bytes}")
+        if not 1 <= self.data_samples <= min(MAX_SAMPLES, self.data_words):
+            raise ValueError(f"data_samples must be in [1, {min(MAX_SAMPLES, self.data_words)}] (the Shuffler's "
+                             f"largest set, the data memory's words), got {self.data_samples}")
         if not 2 + max(self.lanes, 8) <= self.max_payload <= 0xFFFF:
             raise ValueError(f"max_payload must hold an address and one TMEM word or instruction "
                              f"({2 + max(self.lanes, 8)} bytes) and fit 16 bits, got {self.max_payload}")
@@ -161,6 +174,10 @@ class CoreConfig:
         return self.tmem_bytes // self.lanes
 
     @property
+    def data_words(self) -> int:
+        return self.data_bytes // self.lanes
+
+    @property
     def acc_words(self) -> int:
         return self.acc_elements // self.lanes
 
@@ -189,11 +206,15 @@ class CoreConfig:
 #: per read port (three: the products' A and B and the QUANT/UPDATE operand that runs beside them), so
 #: 128 KiB of TMEM alone is 192 DP16KD; 64 KiB is 96 (docs/fpga.md).
 BOARD_TMEM_BYTES = 65536
+#: DMEM of the board cores: the digits set (1,797 samples of 64 features) in 29 x 512 words of 8 bytes,
+#: 58 DP16KD (docs/fpga.md)
+BOARD_DATA_BYTES = 118784
 
 CONFIGS: dict[str, CoreConfig] = {
-    "small4x4": CoreConfig(name="small4x4", array_rows=4, array_cols=4, tmem_bytes=BOARD_TMEM_BYTES),
+    "small4x4": CoreConfig(name="small4x4", array_rows=4, array_cols=4, tmem_bytes=BOARD_TMEM_BYTES,
+                           data_bytes=BOARD_DATA_BYTES),
     "default": CoreConfig(name="default"),
-    "ulx3s": CoreConfig(name="ulx3s", tmem_bytes=BOARD_TMEM_BYTES),     # the default core as the 85F holds it
+    "ulx3s": CoreConfig(name="ulx3s", tmem_bytes=BOARD_TMEM_BYTES, data_bytes=BOARD_DATA_BYTES),     # the default core as the 85F holds it
     "wide8x16": CoreConfig(name="wide8x16", array_rows=8, array_cols=16, acc_elements=16384),
     "big16x16": CoreConfig(name="big16x16", array_rows=16, array_cols=16),      # FPGA size exploration (docs/fpga.md)
     "default_nearest": CoreConfig(name="default_nearest", grad_rounding="nearest", update_rounding="nearest"),

@@ -59,6 +59,7 @@ class Op(enum.IntEnum):
     POOL = 11
     UNPOOL = 12
     LOSS = 13
+    LOAD = 14
 
 
 class Status(enum.IntEnum):
@@ -72,6 +73,7 @@ class Status(enum.IntEnum):
     EXP_RANGE = 5
     PC_RANGE = 6
     OVERLAP = 7
+    DATA_RANGE = 8
 
 
 STATUS_HELP = {
@@ -86,6 +88,9 @@ STATUS_HELP = {
     Status.PC_RANGE: "the program ran off the end of program memory; end it with HALT",
     Status.OVERLAP: ("the destination partly overlaps a source tensor in TMEM; write in place (same base) "
                      "or to a disjoint range"),
+    Status.DATA_RANGE: ("a LOAD's data set (base, count) is empty or extends past the data memory or the label "
+                        "memory; upload the set within data_bytes and data_samples (a larger configuration "
+                        "holds more)"),
 }
 
 FIELDS = {  # name: (low bit, width)
@@ -115,6 +120,7 @@ class Engine(enum.IntEnum):
     VECTOR = 2
     UPDATE = 3
     LOSS = 4
+    LOAD = 5
 
 
 class Acc(enum.Enum):
@@ -155,6 +161,9 @@ CHECK_RULES = {
     "pool": "A is (B*H*W, C) for the geometry",
     "unpool": "A is (B*(H/KH)*(W/KW), C) and dst (B*H*W, C) for the geometry",
     "loss": "B is (rows of A) x 1 (the labels) and A has at most max_features columns (the classes)",
+    "labels": "dst has one column (a LOAD of labels)",
+    "data_fits": ("the key's data set is 1..data_samples samples within the memories: base + count <= "
+                  "data_samples and (base + count) * ceil(cols / lanes) <= data_words"),
     "exp_fits": "the exponent written to dst (ACC.exp + SQ shift) fits exp_bits",
     "frozen": "dst's (frozen) exponent is not finer than ACC's: the shift dst.exp - ACC.exp is not negative",
 }
@@ -242,6 +251,7 @@ _SHAPE, _ACC, _OVERLAP = Status.SHAPE_MISMATCH, Status.ACC_RANGE, Status.OVERLAP
 _ELEMENTWISE_PORTS = ("tmem_a", "tmem_b", "amem_w")
 _MASKED = flags(f2=1)
 _FROZEN = flags(f3=1)
+_LABELS = flags(f0=1)
 #: CONV's products: forward (f0, f1) = (0, 0), error (0, 1), weight gradient (1, 1)
 CONV_ERROR, CONV_GRADIENT = flags(f0=0, f1=1), flags(f0=1, f1=1)
 
@@ -316,6 +326,11 @@ OPS: dict[Op, OpSpec] = {
         acc=Acc.PRODUCES, acc_shape="a", acc_exp="loss-grid",
         checks=_operand("a") + _operand("b") + (Check("loss", _SHAPE), Check("acc_fits", _ACC)),
         fields=("a", "b")),
+    Op.LOAD: OpSpec(
+        Engine.LOAD, ports=("tmem_w",), writes_dst=True,
+        checks=(Check("dims:dst", _SHAPE), Check("extent:dst", Status.TMEM_RANGE),
+                Check("labels", _SHAPE, _LABELS), Check("data_fits", Status.DATA_RANGE)),
+        fields=("dst", "f0", "f1", "key")),
 }
 
 
@@ -482,6 +497,27 @@ def loss(logits: int, labels: int) -> Instruction:
     """ACC (B, C) = (softmax(A) - onehot(B)) / B on the grid 2**loss_fixed_exp, in integers
     (golden_model/int_loss.py); A = the int8 logits (B, C), B = the labels (B, 1)."""
     return Instruction(Op.LOSS, a=logits, b=labels)
+
+
+def data_set(base: int, count: int) -> int:
+    """LOAD's key: a data set of ``count`` samples from sample ``base`` of the data memory."""
+    if not (0 <= base < 1 << 16 and 0 < count < 1 << 16):
+        raise ValueError(f"a data set is base 0..65535 and count 1..65535 samples, got base {base}, count {count}")
+    return base | count << 16
+
+
+def split_data_set(key: int) -> tuple[int, int]:
+    """(base, count) of LOAD's key."""
+    return key & 0xFFFF, key >> 16
+
+
+def load(dst: int, base: int, count: int, labels: bool = False, shuffle: bool = False) -> Instruction:
+    """dst = the next batch (dst's rows) of the data set of ``count`` samples from ``base``: their features,
+    or with ``labels`` their labels (dst (B, 1)).  ``shuffle``: the training stream, drawn in the epoch's
+    Feistel order (golden_model/shuffle.py) from the core's train cursor, epoch after epoch; else the
+    evaluation stream, in order from the eval cursor, rows past the end zero with label -1.  A feature
+    LOAD advances its cursor; a label LOAD does not, so it comes first (docs/isa.md)."""
+    return Instruction(Op.LOAD, dst=dst, f0=int(labels), f1=int(shuffle), key=data_set(base, count))
 
 
 def unpool(dst: int, a: int, geometry: Geometry) -> Instruction:

@@ -19,8 +19,10 @@ from .config import CoreConfig
 from .conv import conv_error_acc, conv_forward_acc, conv_gradient_acc, padded_channels, pool_acc, pool_shift, unpool
 from .geometry import Geometry
 from .int_loss import softmax_grid
-from .isa import CHECK_RULES, CONV_ERROR, CONV_GRADIENT, OPS, Check, Instruction, Op, Status, holds, illegal
-from .prng import check_word, step_key, update_key
+from .isa import (CHECK_RULES, CONV_ERROR, CONV_GRADIENT, OPS, Check, Instruction, Op, Status, holds, illegal,
+                  split_data_set)
+from .prng import MASK32, check_word, step_key, update_key
+from .shuffle import epoch_key, permute
 from .quant import QTensor, check_acc, round_shift, saturate, shift_quantize, sq_shift, update_weights
 
 
@@ -58,6 +60,22 @@ class LossCounters:
             setattr(self, name, (getattr(self, name) + value) % (1 << COUNTER_BITS[name]))
 
 
+#: Widths of the data cursor's fields (docs/isa.md, LOAD).
+CURSOR_BITS = {"epoch": 32, "train": 16, "eval": 16}
+#: the label of a padding row (past the end of an evaluation set): no class
+NO_LABEL = -1
+
+
+@dataclass
+class Cursor:
+    """Where LOAD's two streams stand: the training stream's epoch and its position in the epoch's order,
+    and the evaluation stream's position (it stops at 2**16 - 1)."""
+
+    epoch: int = 0
+    train: int = 0
+    eval: int = 0
+
+
 @dataclass(frozen=True)
 class TensorPlace:
     """Where a program puts a tensor: its table slot and its TMEM words (base, rows x cols int8)."""
@@ -87,6 +105,10 @@ class Machine:
         self.useful_macs = 0
         self.seed, self.step = 0, 0
         self.counters = LossCounters()
+        self.data = np.zeros((cfg.data_words, cfg.lanes), dtype=np.int8)
+        self.labels = np.zeros(cfg.data_samples, dtype=np.int8)
+        self.cursor = Cursor()
+        self.passes = 0
 
     # --- host-side access -------------------------------------------------
     def set_tensor(self, slot: int, base: int, rows: int, cols: int, exp: int) -> None:
@@ -118,6 +140,39 @@ class Machine:
     def clear_counters(self) -> None:
         """The loss counters start again from 0 (the host reads an epoch's, then clears them)."""
         self.counters = LossCounters()
+
+    def write_data(self, addr: int, words: np.ndarray) -> None:
+        """Write data-memory words (rows of ``lanes`` int8) from word ``addr`` on."""
+        words = np.asarray(words, dtype=np.int8).reshape(-1, self.cfg.lanes)
+        if addr < 0 or addr + len(words) > self.cfg.data_words:
+            raise ValueError(f"{len(words)} data words at {addr} exceed data_words {self.cfg.data_words}")
+        self.data[addr:addr + len(words)] = words
+
+    def write_labels(self, addr: int, labels: np.ndarray) -> None:
+        """Write label-memory entries (int8 classes) from sample ``addr`` on."""
+        labels = np.asarray(labels, dtype=np.int8).reshape(-1)
+        if addr < 0 or addr + len(labels) > self.cfg.data_samples:
+            raise ValueError(f"{len(labels)} labels at {addr} exceed data_samples {self.cfg.data_samples}")
+        self.labels[addr:addr + len(labels)] = labels
+
+    def set_cursor(self, epoch: int, train: int, eval: int) -> None:
+        """Where LOAD's streams continue (the host starts a run at 0, 0, 0 and an evaluation at eval 0)."""
+        for name, value in (("epoch", epoch), ("train", train), ("eval", eval)):
+            if not 0 <= value < 1 << CURSOR_BITS[name]:
+                raise ValueError(f"cursor {name} must fit {CURSOR_BITS[name]} bits, got {value}")
+        self.cursor = Cursor(epoch, train, eval)
+
+    def loop(self, pc: int, passes: int, advance: bool) -> None:
+        """Run the program at pc ``passes`` times; with ``advance`` the step register counts each pass
+        (the core's LOOP: a training epoch is one LOOP of its steps)."""
+        if not 1 <= passes < 1 << 32:
+            raise ValueError(f"passes must be in [1, 2**32), got {passes}")
+        self.passes = passes                  # the passes left, the current one included (a failing one stays)
+        while self.passes:
+            self.run(pc)
+            if advance:
+                self.step = (self.step + 1) & MASK32
+            self.passes -= 1
 
     def load_program(self, words: list[int], start: int = 0) -> None:
         if start < 0 or start + len(words) > self.cfg.program_depth:
@@ -281,6 +336,15 @@ class Machine:
     def _rule_loss(self, inst):
         (rows, cols), labels = self._shape(inst.a), self._shape(inst.b)
         return labels == (rows, 1) and cols <= self.cfg.max_features
+
+    def _rule_labels(self, inst):
+        return self._shape(inst.dst)[1] == 1
+
+    def _rule_data_fits(self, inst):
+        base, count = split_data_set(inst.key)
+        end = base + count
+        stride = words_per_row(self._shape(inst.dst)[1], self.cfg.lanes)
+        return count >= 1 and end <= self.cfg.data_samples and end * stride <= self.cfg.data_words
 
     def _rule_frozen(self, inst):
         return self.table[inst.dst].exp >= self.acc_exp
@@ -450,10 +514,44 @@ class Machine:
         self.counters.add(int(labelled.sum()), int((labelled & (top == labels)).sum()), int(bits[labelled].sum()))
 
 
+    def batch_samples(self, inst: Instruction, rows: int) -> tuple[list[int], Cursor]:
+        """The data-memory samples of a LOAD's ``rows`` rows (NO_LABEL: a padding row) and the cursor after.
+
+        The training stream (f1) takes position p of the epoch's order, ``base + permute(p, count,
+        epoch_key(seed, epoch))``, and starts the next epoch at a row that finds p >= count; the
+        evaluation stream takes ``base + p`` while p < count and pads after."""
+        base, count = split_data_set(inst.key)
+        cursor, samples = replace(self.cursor), []
+        for _ in range(rows):
+            if inst.f1:
+                if cursor.train >= count:
+                    cursor.train, cursor.epoch = 0, (cursor.epoch + 1) & MASK32
+                samples.append(base + int(permute(cursor.train, count, epoch_key(self.seed, cursor.epoch))))
+                cursor.train += 1
+            else:
+                samples.append(base + cursor.eval if cursor.eval < count else NO_LABEL)
+                cursor.eval = min(cursor.eval + 1, (1 << CURSOR_BITS["eval"]) - 1)
+        return samples, cursor
+
+    def _load_data(self, inst):
+        dst = self.table[inst.dst]
+        samples, cursor = self.batch_samples(inst, dst.rows)
+        if inst.f0:
+            values = np.array([[self.labels[s] if s != NO_LABEL else NO_LABEL] for s in samples], dtype=np.int8)
+        else:
+            stride = words_per_row(dst.cols, self.cfg.lanes)
+            values = np.zeros((dst.rows, dst.cols), dtype=np.int8)
+            for row, sample in enumerate(samples):
+                if sample != NO_LABEL:
+                    values[row] = self.data[sample * stride:(sample + 1) * stride].reshape(-1)[:dst.cols]
+            self.cursor = cursor
+        self._store(dst, values)
+
+
 #: opcode -> its golden semantics (run after the table's checks passed)
 SEMANTICS = {
     Op.MATMUL: Machine._matmul, Op.QUANT: Machine._quant, Op.SCALE: Machine._scale, Op.ADD: Machine._add,
     Op.SUM: Machine._sum, Op.DOT: Machine._dot, Op.MASK: Machine._mask, Op.UPDATE: Machine._update,
     Op.QUPDATE: Machine._qupdate, Op.CONV: Machine._conv, Op.POOL: Machine._pool, Op.UNPOOL: Machine._unpool,
-    Op.LOSS: Machine._loss,
+    Op.LOSS: Machine._loss, Op.LOAD: Machine._load_data,
 }

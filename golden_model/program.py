@@ -216,10 +216,7 @@ class ProgramTrainer:
         self.reload = False
         self.backward_lr = None
         self.configure(batch)
-        for name in self.program.params:
-            param = model.params[name]
-            self.device.write_tensor(self.program.slot(name),
-                                     QTensor(param.q.reshape(self.program.shapes[name]), param.exp))
+        write_params(self.device, self.program, model)
 
     def configure(self, batch: int) -> None:
         """Write the tensor table and the forward program for a batch size (weights keep their words)."""
@@ -312,8 +309,20 @@ class ProgramTrainer:
 
     def params(self) -> dict[str, QTensor]:
         """Parameters read back, in the model's shapes (scalars as (1,))."""
-        params = {}
-        for name in self.program.params:
-            t = self.device.read_tensor(self.program.slot(name))
-            params[name] = QTensor(t.q.reshape(self.model.params[name].q.shape), t.exp)
-        return params
+        return read_params(self.device, self.program, self.model)
+
+
+def write_params(device, program, model) -> None:
+    """The model's parameters into their slots, in the layout's shapes."""
+    for name in program.params:
+        param = model.params[name]
+        device.write_tensor(program.slot(name), QTensor(param.q.reshape(program.shapes[name]), param.exp))
+
+
+def read_params(device, program, model) -> dict[str, QTensor]:
+    """The parameters read back from their slots, in the model's shapes (scalars as (1,))."""
+    params = {}
+    for name in program.params:
+        t = device.read_tensor(program.slot(name))
+        params[name] = QTensor(t.q.reshape(model.params[name].q.shape), t.exp)
+    return params

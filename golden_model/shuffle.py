@@ -55,6 +55,11 @@ def permute(index, count: int, key: int) -> np.ndarray:
     return x
 
 
+def epoch_key(seed: int, epoch: int) -> int:
+    """The Feistel key of an epoch: the generator key of tensor SHUFFLE_TENSOR_ID at step ``epoch``."""
+    return tensor_key(seed, epoch, SHUFFLE_TENSOR_ID)
+
+
 def epoch_order(count: int, seed: int, epoch: int) -> np.ndarray:
     """The sample indices of an epoch, in the order the core draws them."""
-    return permute(np.arange(count), count, tensor_key(seed, epoch, SHUFFLE_TENSOR_ID))
+    return permute(np.arange(count), count, epoch_key(seed, epoch))

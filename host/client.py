@@ -27,9 +27,9 @@ from golden_model.quant import QTensor
 from protocol.wire import (ADDRESS_BYTES, ADDRESS_FORMAT, INSTRUCTION_BYTES, LINK_STATUS_HELP, PING_FIELDS,
                            PING_PAYLOAD_BYTES, READ_TMEM_FORMAT, REQUEST_OVERHEAD, RESPONSE_OVERHEAD, RESPONSE_SYNC,
                            WRITE_KEYS_FORMAT, WRITE_TENSOR_FORMAT,
-                           Cmd, DeviceStatus, FrameError, LinkStatus, Response, check_protocol_fit, command_name,
-                           decode_response, encode_request, parse_counters, parse_entry, parse_ping, parse_run,
-                           parse_status, ping_payload)
+                           Cmd, DeviceStatus, FrameError, LinkStatus, Progress, Response, check_protocol_fit,
+                           command_name, cursor_payload, decode_response, encode_request, loop_payload, parse_counters,
+                           parse_entry, parse_ping, parse_progress, parse_run, parse_status, ping_payload)
 
 # ---- errors -------------------------------------------------------------------------------------
 
@@ -111,6 +111,8 @@ class LinkStats:
     flush_bytes: int = 0     # zeros those flushes wrote
     stale: int = 0           # well-formed responses dropped (other seq: duplicates, late answers)
     corrupt: int = 0         # responses with a bad CRC or malformed header
+    poll_bytes: int = 0      # both ways, STATUS exchanges that found the awaited run still busy: a run that
+                             # outlasts the answer timeout (a long LOOP on a slow simulated core) costs these
 
 
 class LinkClient:
@@ -118,7 +120,7 @@ class LinkClient:
 
     timeout      seconds to wait for an answer before resending
     retries      resends after BAD_CRC / TIMEOUT answers, corrupted answers or silence
-    run_timeout  seconds a run may take before run() gives up
+    run_timeout  seconds a run (a LOOP: each pass) may take before run() gives up
     Sequence numbers run 1..255 (0 is the device's "no run yet"); answers with
     another seq are stale (duplicates, late answers) and dropped.
 
@@ -339,21 +341,33 @@ class LinkClient:
         Checks the device's run state first (check_run_state).  Resending RUN
         with the same seq is safe: the device answers a repeated RUN with the
         result of the run it already made (docs/protocol.md)."""
+        return self._run(Cmd.RUN, struct.pack(ADDRESS_FORMAT, pc), pc, 1)
+
+    def loop(self, pc: int, passes: int, advance: bool) -> int:
+        """Run the program at ``pc`` ``passes`` times, with ``advance`` counting the step register on after
+        each pass (a training epoch on the resident data set); the cycle count, or DeviceError.  Resent
+        like RUN."""
+        if not 1 <= passes < 1 << 32:
+            raise ValueError(f"passes must be in [1, 2**32), got {passes}")
+        return self._run(Cmd.LOOP, loop_payload(pc, passes, advance), pc, passes)
+
+    def _run(self, cmd: Cmd, payload: bytes, pc: int, passes: int) -> int:
+        """Start a run (RUN or LOOP) and await its answer, ``run_timeout`` seconds per pass at most."""
         before = self.check_run_state().run_seq
         seq = self._next_seq(avoid=before)
-        frame = encode_request(Cmd.RUN, seq, struct.pack(ADDRESS_FORMAT, pc))
-        deadline = time.monotonic() + self.run_timeout
+        frame = encode_request(cmd, seq, payload)
+        deadline = time.monotonic() + self.run_timeout * passes
         attempts, problem = 0, ""
         send = True
         while True:
             if send:
                 attempts += 1
                 if attempts > self.retries + 1:
-                    raise LinkError(f"RUN failed after {self.retries + 1} attempts: {problem}", Cmd.RUN)
+                    raise LinkError(f"{cmd.name} failed after {self.retries + 1} attempts: {problem}", cmd)
                 self._send(frame, resend=attempts > 1)
             send = True
             try:
-                response = self._await(Cmd.RUN, seq, self.timeout)
+                response = self._await(cmd, seq, self.timeout)
             except _NoResponse:
                 problem = f"no answer within {self.timeout} s"     # STATUS (below) resyncs if need be
             except _Corrupt as error:
@@ -368,25 +382,27 @@ class LinkClient:
                         raise DeviceError(code, end_pc, cycles)
                     return cycles
                 if status not in (LinkStatus.BAD_CRC, LinkStatus.TIMEOUT):
-                    raise LinkError(f"RUN refused with {status.name}: {LINK_STATUS_HELP[status]}", Cmd.RUN, status)
+                    raise LinkError(f"{cmd.name} refused with {status.name}: {LINK_STATUS_HELP[status]}", cmd, status)
                 problem = f"device answered {status.name}"
                 continue
-            send = self._run_lost(seq, before, pc, deadline)
+            send = self._run_lost(cmd, seq, before, pc, deadline)
 
-    def _run_lost(self, seq: int, before: int, pc: int, deadline: float) -> bool:
+    def _run_lost(self, cmd: Cmd, seq: int, before: int, pc: int, deadline: float) -> bool:
         """No usable RUN answer: did the device start this run?  True: resend the RUN."""
+        before_bytes = self.stats.bytes_in + self.stats.bytes_out
         st = self.status()
         if st.run_seq == seq:                # the run started: its answer was lost or is still to come
             if not st.busy:
                 return True                  # a resend with this seq only repeats the result
+            self.stats.poll_bytes += self.stats.bytes_in + self.stats.bytes_out - before_bytes
             if time.monotonic() > deadline:
-                raise LinkError(f"run from pc {pc} still busy after {self.run_timeout} s "
-                                f"(pc {st.pc}, {st.cycles} cycles)", Cmd.RUN)
+                raise LinkError(f"run from pc {pc} still busy after its deadline ({self.run_timeout} s per pass) "
+                                f"(pc {st.pc}, {st.cycles} cycles)", cmd)
             return False                     # the answer comes when the run ends
         if st.run_seq != before:             # neither this run nor the one before: the device was reset
-            raise DeviceReset(f"RUN (seq {seq}) went unanswered and the device now reports run_seq {st.run_seq} "
+            raise DeviceReset(f"{cmd.name} (seq {seq}) went unanswered and the device now reports run_seq {st.run_seq} "
                               f"(it was {before}): it was reset during the run, so its memory cannot be trusted",
-                              Cmd.RUN)
+                              cmd)
         return True                          # the RUN frame was lost: send it again
 
     # -- the Machine-like device API (golden_model.program.ProgramTrainer) --
@@ -423,6 +439,30 @@ class LinkClient:
     def clear_counters(self) -> None:
         """The device's loss counters start again from 0."""
         self.request(Cmd.CLEAR_COUNTERS)
+
+    def write_data(self, addr: int, words) -> None:
+        """Write data-memory words (array-like (n, lanes) int8) from word ``addr`` on: the resident set."""
+        self._bulk(Cmd.WRITE_DATA, addr, np.asarray(words).astype(np.int8).reshape(-1, self.cfg.lanes), self.cfg.lanes)
+
+    def write_labels(self, addr: int, labels) -> None:
+        """Write label-memory entries (int8 classes) from sample ``addr`` on."""
+        self._bulk(Cmd.WRITE_LABELS, addr, np.asarray(labels).astype(np.int8).reshape(-1, 1), 1)
+
+    def _bulk(self, cmd: Cmd, addr: int, units: np.ndarray, size: int) -> None:
+        per_frame = (self.cfg.max_payload - ADDRESS_BYTES) // size
+        for i in range(0, len(units), per_frame):
+            self.request(cmd, struct.pack(ADDRESS_FORMAT, addr + i) + units[i:i + per_frame].tobytes())
+
+    def set_cursor(self, epoch: int, train: int, eval: int) -> None:
+        """Where the LOAD engine's streams continue (golden_model.machine.Cursor)."""
+        for name, value, bits in (("epoch", epoch, 32), ("train", train, 16), ("eval", eval, 16)):
+            if not 0 <= value < 1 << bits:
+                raise ValueError(f"cursor {name} must fit {bits} bits, got {value}")
+        self.request(Cmd.WRITE_CURSOR, cursor_payload(epoch, train, eval))
+
+    def progress(self) -> Progress:
+        """Step, data cursor and passes left (served while a run is active: the progress of a LOOP)."""
+        return parse_progress(self.request(Cmd.PROGRESS))
 
     def set_keys(self, seed: int, step: int) -> None:
         """The seed and step the device's step keys derive from (golden_model.prng.step_key)."""

@@ -35,6 +35,7 @@ import serial
 from golden_model.config import CoreConfig, get_config
 from golden_model.isa import Status
 from golden_model.machine import Machine, MachineError
+from protocol.wire import Progress
 
 from sim_board.build import BuildError, build
 
@@ -59,6 +60,7 @@ class DeviceStats:
     resent_bytes: int = 0    # bytes of request frames sent more than once
     resyncs: int = 0         # flushes after unanswered requests (host.client.LinkClient._resync)
     flush_bytes: int = 0
+    poll_bytes: int = 0      # STATUS exchanges that found a run still busy (LinkStats.poll_bytes)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -81,6 +83,13 @@ class Device:
     def run(self, pc: int = 0) -> int:
         cycles = self._run(pc)
         self._runs += 1
+        self._cycles += cycles
+        return cycles
+
+    def loop(self, pc: int, passes: int, advance: bool) -> int:
+        """``passes`` runs of the program at pc in one command (LOOP), with ``advance`` the step counting on."""
+        cycles = self._loop(pc, passes, advance)
+        self._runs += passes
         self._cycles += cycles
         return cycles
 
@@ -132,9 +141,25 @@ class GoldenDevice(Device):
     def clear_counters(self):
         self.machine.clear_counters()
 
+    def write_data(self, addr, words):
+        self.machine.write_data(addr, words)
+
+    def write_labels(self, addr, labels):
+        self.machine.write_labels(addr, labels)
+
+    def set_cursor(self, epoch, train, eval):
+        self.machine.set_cursor(epoch, train, eval)
+
+    def progress(self):
+        machine, cursor = self.machine, self.machine.cursor
+        return Progress(machine.step, cursor.epoch, cursor.train, cursor.eval, machine.passes)
+
     def _run(self, pc):
+        return self._loop(pc, 1, False)
+
+    def _loop(self, pc, passes, advance):
         try:
-            self.machine.run(pc)
+            self.machine.loop(pc, passes, advance)
         except MachineError as error:
             raise DeviceError(error.status, error.pc, 0) from None
         return 0
@@ -181,8 +206,23 @@ class LinkDevice(Device):
     def clear_counters(self):
         self.client.clear_counters()
 
+    def write_data(self, addr, words):
+        self.client.write_data(addr, words)
+
+    def write_labels(self, addr, labels):
+        self.client.write_labels(addr, labels)
+
+    def set_cursor(self, epoch, train, eval):
+        self.client.set_cursor(epoch, train, eval)
+
+    def progress(self):
+        return self.client.progress()
+
     def _run(self, pc):
         return self.client.run(pc)
+
+    def _loop(self, pc, passes, advance):
+        return self.client.loop(pc, passes, advance)
 
     def adopt(self) -> None:
         self.client.forget_runs()
@@ -192,7 +232,7 @@ class LinkDevice(Device):
         s = self.client.stats
         return DeviceStats(runs=self._runs, cycles=self._cycles, bytes_out=s.bytes_out, bytes_in=s.bytes_in,
                            frames=s.frames, retries=s.retries, resent_bytes=s.resent_bytes, resyncs=s.resyncs,
-                           flush_bytes=s.flush_bytes)
+                           flush_bytes=s.flush_bytes, poll_bytes=s.poll_bytes)
 
     def close(self) -> None:
         close = getattr(self.transport, "close", None)

@@ -48,9 +48,11 @@ from tqdm import tqdm
 from dataclasses import asdict
 
 from golden_model.arithmetic import LOSSES, Arithmetic
+from golden_model.autonomous import plan_sets
 from golden_model.config import get_config
 from golden_model.train import FloatTarget, GoldenTarget, default_lr_shift
 
+from .autonomous import train_autonomous
 from .checkpoint import CheckpointError, check_run, load, load_file, save_file, state_path
 from .client import DeviceError, LinkError
 from .device import DeviceNotFound, is_device_target, open_device
@@ -163,6 +165,13 @@ def parse_args(argv=None):
     parser.add_argument("--loss", default=None, choices=LOSSES,
                         help="output error: float (softmax on the host, default) | int (the integer algorithm the "
                              "core runs, golden_model/int_loss.py)")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--autonomous", action="store_true",
+                      help="the core trains whole epochs alone: the data resident on it, one LOOP per epoch, the "
+                           "integer loss (the default for the MLP on sim and serial:PORT; golden_model/autonomous.py)")
+    mode.add_argument("--host-loop", action="store_true",
+                      help="the host drives every step (batch, error or labels, keys over the link): for debugging, "
+                           "the CNN, the float loss, checkpoints, --save/--load and --link-faults")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     for name in ("steps", "epochs", "batch"):
@@ -176,7 +185,58 @@ def parse_args(argv=None):
     if args.load is not None and args.resume is not None:
         parser.error("--load starts a new run from saved weights and --resume continues a checkpointed run; "
                      "give one of them")
+    if args.autonomous:
+        blockers = host_loop_options(args)
+        if blockers:
+            parser.error(f"--autonomous does not take {', '.join(blockers)}: train with --host-loop for those")
     return args
+
+
+def host_loop_options(args) -> list[str]:
+    """The options given that only the host loop serves."""
+    given = [f"--{name}" for name in ("resume", "load", "checkpoint", "save") if getattr(args, name) is not None]
+    given += ["--link-faults"] if args.link_faults else []
+    given += ["--loss float"] if args.loss == "float" else []
+    return given
+
+
+def choose_mode(args, run, cfg=None) -> str:
+    """autonomous or host-loop: autonomous for the MLP on sim and serial:PORT unless --host-loop or an option
+    only the host loop serves or a data set larger than the core's data memory says otherwise (said on the
+    console); --autonomous anywhere it can run."""
+    if args.host_loop:
+        return "host-loop"
+    fits = run["arch"] == "mlp" and run["target"] != "fp32"
+    if args.autonomous:
+        if not fits:
+            raise InputError(f"--autonomous trains the MLP on a device target (sim, golden, serial:PORT); got arch "
+                             f"{run['arch']} on {run['target']}")
+        return "autonomous"
+    if not (fits and (run["target"] == "sim" or run["target"].startswith("serial:"))):
+        return "host-loop"
+    blockers = host_loop_options(args)
+    if blockers:
+        print(f"eoq-train: {', '.join(blockers)}: training with the host loop (autonomous training does not take "
+              f"{'it' if len(blockers) == 1 else 'them'})", flush=True)
+        return "host-loop"
+    problem = resident_problem(run, cfg)
+    if problem:
+        print(f"eoq-train: {problem}. Training with the host loop, which sends every batch over the link",
+              flush=True)
+        return "host-loop"
+    return "autonomous"
+
+
+def resident_problem(run, cfg) -> str | None:
+    """Why the run's data set cannot be resident on the core (golden_model.autonomous.plan_sets), or None."""
+    data = run.get("dataset")
+    if data is None or cfg is None:
+        return None
+    try:
+        plan_sets(cfg, data.train_x[0].size, len(data.train_x), len(data.test_x))
+    except ValueError as error:
+        return str(error)
+    return None
 
 
 def resolve_run(args, checkpoint, loaded=None) -> dict:
@@ -243,6 +303,9 @@ def prepare(args) -> tuple[dict, object, object, Path | None]:
                              f"{directory} or choose another --checkpoint directory (nothing was overwritten)")
     run["link_faults"] = args.link_faults
     run["loaded"] = loaded
+    args.mode = choose_mode(args, run, cfg)
+    if args.mode == "autonomous":
+        run["loss"] = "int"
     return run, cfg, checkpoint, directory
 
 
@@ -290,7 +353,7 @@ def report(args, run, cfg, checkpoint, outcome) -> int:
     metrics = {
         "target": run["target"], "arch": run["arch"], "epochs": run["epochs"], "batch": run["batch"],
         "seed": run["seed"], "lr_shift": run["lr_shift"], "config": cfg.name, "data": run["data"] or "digits",
-        "loss": run["loss"],
+        "loss": run["loss"], "mode": "host-loop",
         "test_accuracy": history[-1].test_accuracy,
         "train_accuracy": history[-1].train_accuracy,
         "final_loss": history[-1].loss,
@@ -323,6 +386,45 @@ def report(args, run, cfg, checkpoint, outcome) -> int:
     return 1 if bit_exact is False else 0
 
 
+def report_autonomous(args, run, cfg) -> int:
+    """Train autonomously (host/autonomous.py), write the metrics and the plot; the exit code."""
+    try:
+        outcome = train_autonomous(run, cfg, log=lambda message: print(message, flush=True))
+    except (ValueError, DeviceNotFound) as error:
+        raise SystemExit(f"eoq-train: {error}")
+    except (LinkError, DeviceError) as error:
+        raise SystemExit(f"eoq-train: the {run['target']} device failed: {error}")
+    history, steps, train = outcome.history, outcome.steps, outcome.train
+    metrics_path = Path(args.metrics)
+    plot_history(history, metrics_path.with_suffix(".png"),
+                 f"{run['target']} autonomous mlp batch {run['batch']} seed {run['seed']}")
+    last = history[-1] if history else None
+    metrics = {
+        "target": run["target"], "arch": "mlp", "mode": "autonomous", "epochs": run["epochs"], "batch": run["batch"],
+        "seed": run["seed"], "lr_shift": run["lr_shift"], "config": cfg.name, "data": run["data"] or "digits",
+        "loss": "int", "test_accuracy": last and last.test_accuracy, "train_accuracy": last and last.train_accuracy,
+        "final_loss": last and last.loss, "train_seconds": round(outcome.seconds, 3), "steps": steps,
+        "train_accuracy_mode": "running", "bit_exact": outcome.bit_exact,
+        "device_cycles": {"train_steps": train.cycles, "per_step": train.cycles / max(steps, 1)},
+        "host_link_bytes": {"upload": outcome.upload.bytes_in + outcome.upload.bytes_out,
+                            "per_step": (train.bytes_in + train.bytes_out) / max(steps, 1),
+                            "status_polls": train.poll_bytes,
+                            "total": outcome.total.bytes_in + outcome.total.bytes_out,
+                            "frames": outcome.total.frames, "retries": outcome.total.retries},
+        "history": [vars(r) for r in history], "plot": str(metrics_path.with_suffix(".png")),
+    }
+    metrics_path.write_text(json.dumps(metrics, indent=2) + "\n")
+    print(f"eoq-train: wrote {metrics_path} and {metrics_path.with_suffix('.png')}", flush=True)
+    if outcome.bit_exact is False:
+        print(f"eoq-train: BIT-EXACT CHECK FAILED on target {run['target']}: {outcome.difference}", file=sys.stderr,
+              flush=True)
+    else:
+        print(f"eoq-train: bit-exact: the {run['target']} device's weights, loss counters and progress equal the "
+              f"golden machine's after {steps} autonomous steps", flush=True)
+    print(json.dumps({k: v for k, v in metrics.items() if k != "history"}))
+    return 1 if outcome.bit_exact is False else 0
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
@@ -330,9 +432,11 @@ def main(argv=None) -> int:
     except (InputError, CheckpointError) as error:
         raise SystemExit(f"eoq-train: {error}")
     print(f"eoq-train: target={run['target']} arch={run['arch']} epochs={run['epochs']} batch={run['batch']} "
-          f"seed={run['seed']} lr=2^-{run['lr_shift']} config={cfg.name} loss={run['loss']}"
+          f"seed={run['seed']} lr=2^-{run['lr_shift']} config={cfg.name} loss={run['loss']} mode={args.mode}"
           + (f" link_faults={args.link_faults}/frame" if args.link_faults else "")
           + (f" resuming {checkpoint.where}" if checkpoint else ""), flush=True)
+    if args.mode == "autonomous":
+        return report_autonomous(args, run, cfg)
     try:
         outcome = train(args, run, cfg, checkpoint, directory)
     except Interrupted as stop:

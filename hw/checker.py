@@ -78,6 +78,10 @@ class Checker(wiring.Component):
                          Mux(inst.f1, (a.rows != g.out_rows) | (a.cols != b.rows) | (dst.rows != g.in_rows)
                              | (b.cols != padded_taps(dst)),
                              (a.rows != g.in_rows) | (b.cols != padded_taps(a))))
+        set_base, set_count = inst.key[:16], inst.key[16:]
+        set_end = set_base + set_count
+        data_fails = ((set_count == 0) | (set_end > cfg.data_samples)
+                      | (set_end * stride(cfg, dst.cols) > cfg.data_words))
         fails = {"inner": self.inner_a != self.inner_b, "b_scalar": ~scalar(b),
                  "ab_or_b_scalar": ~same(a, b) & ~scalar(b), "ab": ~same(a, b),
                  "dst_ab": ~same(a, b) | ~same(dst, a), "dst_a": ~same(dst, a),
@@ -89,7 +93,8 @@ class Checker(wiring.Component):
                  "unpool": (a.rows != g.pool_rows) | (dst.rows != g.in_rows) | (dst.cols != a.cols),
                  "exp_fits": (self.dst_exp < -exp_limit) | (self.dst_exp >= exp_limit),
                  "frozen": dst.exp < self.acc_exp,
-                 "loss": (b.rows != a.rows) | (b.cols != 1) | (a.cols > cfg.max_features)}
+                 "loss": (b.rows != a.rows) | (b.cols != 1) | (a.cols > cfg.max_features),
+                 "labels": dst.cols != 1, "data_fits": data_fails}
         for name, x in (("dst", dst), ("a", a), ("b", b)):
             fails[f"dims:{name}"] = dims_bad(x)
             fails[f"extent:{name}"] = end(cfg, x) > cfg.tmem_words

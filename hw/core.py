@@ -1,8 +1,8 @@
 """EoqCore: sequencer, tensor table, memories and the five execution engines.
 
-    control (host link) --> TensorTable, program memory, run/status, TMEM host ports
-    Sequencer --cmd--> MatmulEngine | QuantEngine | VectorEngine | UpdateEngine | LossEngine
-    engine ports --> DataMemories (TMEM, two AMEM banks)
+    control (host link) --> TensorTable, program memory, run/status, TMEM host ports, DataMemory
+    Sequencer --cmd--> MatmulEngine | QuantEngine | VectorEngine | UpdateEngine | LossEngine | LoadEngine
+    engine ports --> DataMemories (TMEM, two AMEM banks); LoadEngine <-- DataMemory (DMEM, LMEM)
 
 Up to two engines run at once (hw/sequencer.py issues an instruction beside
 the one in flight when they share no memory port, ACC bank or TMEM words).
@@ -10,7 +10,8 @@ Every engine port maps to one physical memory port (:data:`PORT_MAP`); the
 sequencer never lets two running engines use the same physical port, so each
 port is the OR of its engines' requests gated by their enables.  The host may
 write TMEM, the tensor table and the program only while the core is not
-busy (and the step keys' seed and step likewise); the host link refuses with
+busy (and the step keys' seed and step, the data set and the data cursor
+likewise); the host link refuses with
 BUSY, and the core ignores such writes.
 """
 
@@ -24,6 +25,8 @@ from golden_model.config import CoreConfig
 from golden_model.isa import PORTS, Engine
 
 from .interfaces import CoreControlSignature
+from .data_memory import DataMemory
+from .load_engine import LoadEngine
 from .loss_engine import LossEngine
 from .matmul_engine import MatmulEngine
 from .memories import DataMemories
@@ -46,10 +49,11 @@ PORT_MAP = {
     (Engine.UPDATE, "tmem_a"): "tmem_c", (Engine.UPDATE, "tmem_b"): "tmem_b", (Engine.UPDATE, "tmem_w"): "tmem_w",
     (Engine.UPDATE, "amem_r"): "amem_r",
     (Engine.LOSS, "tmem_a"): "tmem_a", (Engine.LOSS, "tmem_b"): "tmem_b", (Engine.LOSS, "amem_w"): "amem_w",
+    (Engine.LOAD, "tmem_w"): "tmem_w",
 }
 
 ENGINE_CLASSES = {Engine.MATMUL: MatmulEngine, Engine.QUANT: QuantEngine, Engine.VECTOR: VectorEngine,
-                  Engine.UPDATE: UpdateEngine, Engine.LOSS: LossEngine}
+                  Engine.UPDATE: UpdateEngine, Engine.LOSS: LossEngine, Engine.LOAD: LoadEngine}
 ENGINE_PORTS = ("tmem_a", "tmem_b", "tmem_w", "amem_r", "amem_w")
 
 
@@ -72,6 +76,7 @@ class EoqCore(wiring.Component):
         cfg = self.cfg
         control = self.control
         m.submodules.memories = mem = DataMemories(cfg, banks=2)
+        m.submodules.data = data = DataMemory(cfg)
         m.submodules.table = table = TensorTable(cfg)
         m.submodules.sequencer = seq = Sequencer(cfg)
         for kind, engine in zip(Engine, self.engines):
@@ -93,7 +98,22 @@ class EoqCore(wiring.Component):
             control.counters.eq(self.engines[Engine.LOSS].counters),
             self.engines[Engine.LOSS].clear.eq(control.counters_clear & ~busy),
             seq.run.start.eq(control.run.start & ~busy), seq.run.pc.eq(control.run.pc),
+            seq.run.passes.eq(control.run.passes), seq.run.advance.eq(control.run.advance),
             control.status.eq(seq.status),
+        ]
+        # the resident data set and the LOAD engine's cursor
+        load = self.engines[Engine.LOAD]
+        wiring.connect(m, load.data_r, data.data_r)
+        wiring.connect(m, load.labels_r, data.labels_r)
+        m.d.comb += [
+            data.data_w.addr.eq(control.data_w.addr), data.data_w.data.eq(control.data_w.data),
+            data.data_w.en.eq(control.data_w.en & ~busy),
+            data.labels_w.addr.eq(control.labels_w.addr), data.labels_w.data.eq(control.labels_w.data),
+            data.labels_w.en.eq(control.labels_w.en & ~busy),
+            load.cursor_w.value.eq(control.cursor_w.value), load.cursor_w.en.eq(control.cursor_w.en & ~busy),
+            load.seed.eq(seq.seed),
+            control.progress.step.eq(seq.step), control.progress.cursor.eq(load.cursor),
+            control.progress.passes.eq(seq.passes),
         ]
         # sequencer side
         wiring.connect(m, seq.rd_dst, table.rd_dst)

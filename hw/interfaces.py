@@ -24,7 +24,7 @@ from amaranth.lib.wiring import In, Out
 
 from golden_model.config import CoreConfig
 from golden_model.isa import FIELDS, field_width, status_bits
-from golden_model.machine import COUNTER_BITS
+from golden_model.machine import COUNTER_BITS, CURSOR_BITS
 
 from .rounding import acc_shape, data_shape, shift_shape, signed_shift_shape
 
@@ -36,6 +36,16 @@ def dim_shape(cfg: CoreConfig):
 
 def tmem_addr_shape(cfg: CoreConfig):
     return unsigned(max(cfg.tmem_words - 1, 1).bit_length())
+
+
+def data_addr_shape(cfg: CoreConfig):
+    """A data-memory (DMEM) word address."""
+    return unsigned(max(cfg.data_words - 1, 1).bit_length())
+
+
+def label_addr_shape(cfg: CoreConfig):
+    """A label-memory (LMEM) address: a sample."""
+    return unsigned(max(cfg.data_samples - 1, 1).bit_length())
 
 
 def amem_addr_shape(cfg: CoreConfig):
@@ -179,9 +189,25 @@ def status_layout(cfg: CoreConfig) -> data.StructLayout:
     })
 
 
+def run_signature(cfg: CoreConfig) -> wiring.Signature:
+    """A run's start, host side: ``passes`` passes from ``pc`` (at least 1), with ``advance`` the step
+    register counting each pass (golden ``Machine.loop``)."""
+    return wiring.Signature({"start": Out(1), "pc": Out(pc_shape(cfg)), "passes": Out(32), "advance": Out(1)})
+
+
 def counters_layout() -> data.StructLayout:
     """The loss counters (golden_model.machine.LossCounters, COUNTER_BITS wide)."""
     return data.StructLayout({name: unsigned(bits) for name, bits in COUNTER_BITS.items()})
+
+
+def cursor_layout() -> data.StructLayout:
+    """The LOAD engine's data cursor (golden_model.machine.Cursor, CURSOR_BITS wide)."""
+    return data.StructLayout({name: unsigned(bits) for name, bits in CURSOR_BITS.items()})
+
+
+def progress_layout() -> data.StructLayout:
+    """What PROGRESS reports: the step register, the data cursor and the passes left of the run."""
+    return data.StructLayout({"step": 32, "cursor": cursor_layout(), "passes": 32})
 
 
 def keys_write_signature() -> wiring.Signature:
@@ -198,8 +224,11 @@ class CoreControlSignature(wiring.Signature):
     prog_w          write one 64-bit instruction when en.
     keys_w          write the seed and step registers of step keys (hw/step_keys.py) when en.
     counters        the loss counters (hw/loss_engine.py); counters_clear sets them to 0.
-    run             start pulse with the pc to start from.
+    run             start pulse with the pc to start from, the passes and the step's advance.
     status          busy / status code / pc / cycle count of the current or last run.
+    data_w/labels_w DMEM words and LMEM labels (the resident data set); only while not busy.
+    cursor_w        set the LOAD engine's data cursor; only while not busy.
+    progress        step, data cursor and passes left, for the host's progress (served while running).
     """
 
     def __init__(self, cfg: CoreConfig):
@@ -213,8 +242,12 @@ class CoreControlSignature(wiring.Signature):
             "prog_w": Out(wiring.Signature({"en": Out(1), "addr": Out(pc_shape(cfg)), "data": Out(64)})),
             "keys_w": Out(keys_write_signature()),
             "counters": In(counters_layout()), "counters_clear": Out(1),
-            "run": Out(wiring.Signature({"start": Out(1), "pc": Out(pc_shape(cfg))})),
+            "run": Out(run_signature(cfg)),
             "status": In(status_layout(cfg)),
+            "data_w": Out(WritePortSignature(data_addr_shape(cfg), tmem_word_layout(cfg))),
+            "labels_w": Out(WritePortSignature(label_addr_shape(cfg), signed(8))),
+            "cursor_w": Out(wiring.Signature({"en": Out(1), "value": Out(cursor_layout())})),
+            "progress": In(progress_layout()),
         })
 
 

@@ -7,20 +7,20 @@ and only then changes the core: a :class:`BulkWriter` copies a bulk write
 from the frame buffer into TMEM or program memory, a table entry or the step
 keys' seed and step are written, the loss counters are read or cleared,
 or a run starts.  Every frame ends in one answer for the responder, except a
-RUN that starts a run (its answer is sent when the run ends, at a frame
-boundary) and a repeated RUN of the active run.
+RUN or LOOP that starts a run (its answer is sent when the run ends, at a
+frame boundary) and a repeated RUN or LOOP of the active run.
 """
 
 from types import SimpleNamespace
 
-from amaranth import C, Cat, Module, Mux, Signal, signed
+from amaranth import C, Cat, Module, Mux, Signal, Value, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from golden_model.config import CoreConfig
-from protocol.wire import (ADDRESS_BYTES, COMMANDS, COUNTERS_PAYLOAD_BYTES, PING_PAYLOAD_BYTES, RUN_PAYLOAD_BYTES,
-                           STATUS_PAYLOAD_BYTES, TENSOR_ENTRY_BYTES, Cmd, LinkStatus, Unit, ping_payload, unit_bytes,
-                           unit_depth)
+from protocol.wire import (ADDRESS_BYTES, COMMANDS, COUNTERS_PAYLOAD_BYTES, PING_PAYLOAD_BYTES,
+                           PROGRESS_PAYLOAD_BYTES, RUN_COMMANDS, RUN_PAYLOAD_BYTES, STATUS_PAYLOAD_BYTES,
+                           TENSOR_ENTRY_BYTES, Cmd, LinkStatus, Unit, ping_payload, unit_bytes, unit_depth)
 
 from .interfaces import CoreControlSignature, ReadPortSignature, WritePortSignature, tmem_addr_shape, tmem_word_layout
 from .link_parser import frame_layout
@@ -29,10 +29,13 @@ from .link_responder import answer_layout
 
 def arguments(frame) -> SimpleNamespace:
     """The frame's argument fields (little-endian, protocol.wire formats): the address (bulk writes,
-    READ_TMEM, RUN's pc), READ_TMEM's count, WRITE_TENSOR's slot and entry, WRITE_KEYS' seed and step."""
+    READ_TMEM, RUN's and LOOP's pc), READ_TMEM's count, WRITE_TENSOR's slot and entry, WRITE_KEYS' seed
+    and step, WRITE_CURSOR's epoch, train and eval, LOOP's passes and advance."""
     args = frame.args
     return SimpleNamespace(addr=args[0:16], count=args[16:32], slot=args[0:8], base=args[8:24], rows=args[24:40],
-                           cols=args[40:56], exp=args[56:72].as_signed(), seed=args[0:32], step=args[32:64])
+                           cols=args[40:56], exp=args[56:72].as_signed(), seed=args[0:32], step=args[32:64],
+                           epoch=args[0:32], train=args[32:48], eval=args[48:64], passes=args[16:48],
+                           advance=args[48:56])
 
 
 def executor_core_signature(cfg: CoreConfig) -> wiring.Signature:
@@ -42,8 +45,9 @@ def executor_core_signature(cfg: CoreConfig) -> wiring.Signature:
 
 
 class BulkWriter(wiring.Component):
-    """Copies ``count`` units (TMEM words or instructions) from frame-buffer byte ADDRESS_BYTES on to
-    ``address`` on, one unit per write; ``done`` pulses after the last write."""
+    """Copies ``count`` units (TMEM words, instructions, data words or labels: protocol.wire.Unit) from
+    frame-buffer byte ADDRESS_BYTES on to ``address`` on, one unit per write; ``done`` pulses after the
+    last write."""
 
     def __init__(self, cfg: CoreConfig):
         self.cfg = cfg
@@ -53,6 +57,8 @@ class BulkWriter(wiring.Component):
             "buffer": Out(ReadPortSignature(range(cfg.max_payload), 8)),
             "tmem_w": Out(WritePortSignature(tmem_addr_shape(cfg), tmem_word_layout(cfg))),
             "prog_w": Out(CoreControlSignature(cfg).members["prog_w"].signature),
+            "data_w": Out(CoreControlSignature(cfg).members["data_w"].signature),
+            "labels_w": Out(CoreControlSignature(cfg).members["labels_w"].signature),
         })
 
     def elaborate(self, platform):
@@ -62,11 +68,16 @@ class BulkWriter(wiring.Component):
         gather = Signal(8 * size)
         byte, left, address, index = Signal(range(size)), Signal(16), Signal(16), Signal(16)
         unit = Signal(Unit)
-        words = unit == Unit.WORD
-        last_byte = Mux(words, unit_bytes(Unit.WORD, cfg) - 1, unit_bytes(Unit.INSTRUCTION, cfg) - 1)
-        m.d.comb += [self.buffer.addr.eq(index),
-                     self.tmem_w.addr.eq(address), self.tmem_w.data.eq(gather[:8 * cfg.lanes]),
-                     self.prog_w.addr.eq(address), self.prog_w.data.eq(gather[:64])]
+        last_byte = Signal(range(size))
+        targets = {Unit.WORD: self.tmem_w, Unit.INSTRUCTION: self.prog_w, Unit.DATA: self.data_w,
+                   Unit.LABEL: self.labels_w}
+        with m.Switch(unit):
+            for kind, target in targets.items():
+                with m.Case(kind):
+                    m.d.comb += last_byte.eq(unit_bytes(kind, cfg) - 1)
+        for target in targets.values():
+            m.d.comb += [target.addr.eq(address), target.data.eq(gather[:len(Value.cast(target.data))])]
+        m.d.comb += self.buffer.addr.eq(index)
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
@@ -87,7 +98,7 @@ class BulkWriter(wiring.Component):
                     m.d.sync += byte.eq(0)
                     m.next = "WRITE"
             with m.State("WRITE"):
-                m.d.comb += [self.tmem_w.en.eq(words), self.prog_w.en.eq(~words)]
+                m.d.comb += [target.en.eq(unit == kind) for kind, target in targets.items()]
                 m.d.sync += [address.eq(address + 1), left.eq(left - 1)]
                 m.next = "READ"
                 with m.If(left == 1):
@@ -120,11 +131,14 @@ class LinkExecutor(wiring.Component):
         wiring.connect(m, bulk.buffer, wiring.flipped(self.buffer))
         wiring.connect(m, bulk.tmem_w, wiring.flipped(core.tmem_w))
         wiring.connect(m, bulk.prog_w, wiring.flipped(core.prog_w))
+        wiring.connect(m, bulk.data_w, wiring.flipped(core.data_w))
+        wiring.connect(m, bulk.labels_w, wiring.flipped(core.labels_w))
 
         frame = Signal(frame_layout())
         answer = self.answer.payload
-        running, run_seq = Signal(), Signal(8)
+        running, run_seq, run_cmd = Signal(), Signal(8), Signal(8)
         repeat = (frame.seq == run_seq) & (frame.seq != 0)
+        starts_run = frame.cmd.matches(*RUN_COMMANDS)
         m.d.comb += self.run_ended.eq(running & ~st.busy)
 
         args = arguments(frame)
@@ -136,7 +150,11 @@ class LinkExecutor(wiring.Component):
         entry_bytes = Cat(core.table_r.base, core.table_r.rows, core.table_r.cols, exp16)
         ping_bytes = C(int.from_bytes(ping_payload(cfg), "little"), 8 * PING_PAYLOAD_BYTES)
         counter_bytes = Cat(core.counters.samples, core.counters.correct, core.counters.loss_bits)
-        payloads = {"ping": ping_bytes, "status": status_bytes, "run": run_bytes, "counters": counter_bytes}
+        progress = core.progress
+        progress_bytes = Cat(progress.step, progress.cursor.epoch, progress.cursor.train, progress.cursor.eval,
+                             progress.passes)
+        payloads = {"ping": ping_bytes, "status": status_bytes, "run": run_bytes, "counters": counter_bytes,
+                    "progress": progress_bytes}
 
         m.d.comb += [
             bulk.address.eq(args.addr), bulk.count.eq(frame.units),
@@ -144,6 +162,10 @@ class LinkExecutor(wiring.Component):
             core.table_w.entry.rows.eq(args.rows), core.table_w.entry.cols.eq(args.cols),
             core.table_w.entry.exp.eq(args.exp), core.table_r_slot.eq(args.slot),
             core.run.pc.eq(args.addr), core.keys_w.seed.eq(args.seed), core.keys_w.step.eq(args.step),
+            core.run.passes.eq(Mux(frame.cmd == Cmd.LOOP, args.passes, 1)),
+            core.run.advance.eq((frame.cmd == Cmd.LOOP) & args.advance[0]),
+            core.cursor_w.value.epoch.eq(args.epoch), core.cursor_w.value.train.eq(args.train),
+            core.cursor_w.value.eval.eq(args.eval),
             answer.cmd.eq(frame.cmd), answer.seq.eq(frame.seq),
         ]
 
@@ -172,7 +194,7 @@ class LinkExecutor(wiring.Component):
                     m.d.sync += frame.eq(self.frame.payload)
                     m.next = "CHECK"
                 with m.Elif(self.run_ended & ~self.mid_frame):     # the run ended: send its answer
-                    m.d.sync += [frame.cmd.eq(Cmd.RUN), frame.seq.eq(run_seq), running.eq(0)]
+                    m.d.sync += [frame.cmd.eq(run_cmd), frame.seq.eq(run_seq), running.eq(0)]
                     reply(LinkStatus.OK, RUN_PAYLOAD_BYTES, run_bytes)
             with m.State("CHECK"):
                 with m.If(frame.timeout):
@@ -184,8 +206,8 @@ class LinkExecutor(wiring.Component):
                 with m.Elif(~known):
                     reply(LinkStatus.BAD_COMMAND)
                 with m.Elif(running & ~served):
-                    with m.If((frame.cmd == Cmd.RUN) & repeat):
-                        m.next = "IDLE"               # a repeated RUN of the active run: answered at its end
+                    with m.If(starts_run & repeat):
+                        m.next = "IDLE"               # a repeated RUN or LOOP of the active run: answered at its end
                     with m.Else():
                         reply(LinkStatus.BUSY)
                 with m.Elif(~length_ok):
@@ -194,7 +216,8 @@ class LinkExecutor(wiring.Component):
                     m.next = "EXECUTE"
             with m.State("EXECUTE"):
                 self._execute(m, SimpleNamespace(frame=frame, reply=reply, bulk=bulk, running=running,
-                                                 run_seq=run_seq, repeat=repeat, payloads=payloads))
+                                                 run_seq=run_seq, run_cmd=run_cmd, repeat=repeat,
+                                                 payloads=payloads))
             with m.State("BULK"):
                 with m.If(bulk.done):
                     reply(LinkStatus.OK)
@@ -219,6 +242,11 @@ class LinkExecutor(wiring.Component):
                 reply(LinkStatus.OK, PING_PAYLOAD_BYTES, state.payloads["ping"])
             with m.Case(Cmd.STATUS):
                 reply(LinkStatus.OK, STATUS_PAYLOAD_BYTES, state.payloads["status"])
+            with m.Case(Cmd.PROGRESS):
+                reply(LinkStatus.OK, PROGRESS_PAYLOAD_BYTES, state.payloads["progress"])
+            with m.Case(Cmd.WRITE_CURSOR):
+                m.d.comb += core.cursor_w.en.eq(1)
+                reply(LinkStatus.OK)
             for cmd, spec in COMMANDS.items():
                 if spec.unit is not None:
                     with m.Case(cmd):
@@ -255,12 +283,13 @@ class LinkExecutor(wiring.Component):
                     reply(LinkStatus.ADDR_RANGE)
                 with m.Else():
                     m.next = "TABLE_WAIT"
-            with m.Case(Cmd.RUN):
-                with m.If(addr >= cfg.program_depth):
+            with m.Case(*RUN_COMMANDS):
+                loop = frame.cmd == Cmd.LOOP
+                with m.If((addr >= cfg.program_depth) | (loop & ((args.passes == 0) | (args.advance > 1)))):
                     reply(LinkStatus.ADDR_RANGE)
                 with m.Elif(state.repeat):
                     reply(LinkStatus.OK, RUN_PAYLOAD_BYTES, state.payloads["run"])   # repeated RUN: the last result
                 with m.Else():
                     m.d.comb += core.run.start.eq(1)
-                    m.d.sync += [state.running.eq(1), state.run_seq.eq(frame.seq)]
+                    m.d.sync += [state.running.eq(1), state.run_seq.eq(frame.seq), state.run_cmd.eq(frame.cmd)]
                     m.next = "IDLE"

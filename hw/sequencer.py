@@ -17,7 +17,10 @@ pending instruction shares no engine, memory port or TMEM words with one in
 flight, so two instructions run side by side where they can, and the result
 is that of in-order execution.  A failed check waits for the running
 instructions, then stops the run with the status code and the pc of the
-failing instruction; HALT stops it with OK the same way.  The
+failing instruction; HALT ends a pass with OK the same way.  A run makes
+``passes`` passes from its pc (LOOP; RUN is one pass): after each, with
+``advance``, the step register counts on, and the next pass starts once
+the new step's key base has settled.  The
 :class:`~hw.step_keys.StepKeys` registers give the decoder the step's part
 of a step key (instruction flag f4).
 """
@@ -33,7 +36,7 @@ from golden_model.isa import Engine, Op, Status, status_bits
 from .checker import Checker
 from .decoder import Decoder, issue_record_layout
 from .interfaces import (command_layout, instruction_layout, keys_write_signature, pc_shape, result_layout,
-                         status_layout)
+                         run_signature, status_layout)
 from .issue_tracker import IssueTracker
 from .step_keys import StepKeys
 from .tensor_table import ExpWriteSignature, TableReadSignature
@@ -50,8 +53,9 @@ class Sequencer(wiring.Component):
         engines = len(Engine)
         super().__init__({
             "prog_w": In(wiring.Signature({"en": Out(1), "addr": Out(pc_shape(cfg)), "data": Out(64)})),
-            "run": In(wiring.Signature({"start": Out(1), "pc": Out(pc_shape(cfg))})),
+            "run": In(run_signature(cfg)),
             "keys_w": In(keys_write_signature()),
+            "seed": Out(32), "step": Out(32), "passes": Out(32),
             "status": Out(status_layout(cfg)),
             "rd_dst": Out(TableReadSignature(cfg)),
             "rd_a": Out(TableReadSignature(cfg)),
@@ -74,11 +78,14 @@ class Sequencer(wiring.Component):
         m.submodules.tracker = tracker = IssueTracker(cfg)
         m.submodules.step_keys = step_keys = StepKeys()
         wiring.connect(m, wiring.flipped(self.keys_w), step_keys.write)
+        m.d.comb += [self.seed.eq(step_keys.seed), self.step.eq(step_keys.step)]
         write, read = program.write_port(), program.read_port()
         m.d.comb += [write.en.eq(self.prog_w.en), write.addr.eq(self.prog_w.addr), write.data.eq(self.prog_w.data)]
 
         # ---- run state ----
         pc, busy, code, cycles = Signal(pc_shape(cfg)), Signal(), Signal(status_bits()), Signal(32)
+        start_pc, passes, advance = Signal(pc_shape(cfg)), self.passes, Signal()
+        wait = Signal(range(StepKeys.LATENCY + 1))
         inst = Signal(instruction_layout())
         m.d.comb += [self.status.busy.eq(busy), self.status.code.eq(code), self.status.pc.eq(pc),
                      self.status.cycles.eq(cycles)]
@@ -131,7 +138,8 @@ class Sequencer(wiring.Component):
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.run.start):
-                    m.d.sync += [pc.eq(self.run.pc), code.eq(Status.OK), cycles.eq(0), busy.eq(1)]
+                    m.d.sync += [pc.eq(self.run.pc), start_pc.eq(self.run.pc), passes.eq(self.run.passes),
+                                 advance.eq(self.run.advance), code.eq(Status.OK), cycles.eq(0), busy.eq(1)]
                     m.next = "FETCH"
             with m.State("FETCH"):
                 with m.If(pc >= cfg.program_depth):
@@ -165,6 +173,19 @@ class Sequencer(wiring.Component):
                         m.next = "FETCH"
             with m.State("DRAIN"):
                 with m.If(~tracker.any_inflight):
-                    m.d.sync += busy.eq(0)
-                    m.next = "IDLE"
+                    with m.If(code != Status.OK):
+                        m.d.sync += busy.eq(0)
+                        m.next = "IDLE"
+                    with m.Else():                  # a pass ended at HALT: the step counts on, the next pass
+                        m.d.comb += step_keys.advance.eq(advance)
+                        m.d.sync += [passes.eq(passes - 1), wait.eq(StepKeys.LATENCY)]
+                        m.next = "NEXT_PASS"
+                        with m.If(passes == 1):
+                            m.d.sync += busy.eq(0)
+                            m.next = "IDLE"
+            with m.State("NEXT_PASS"):              # the new step's key base settles
+                m.d.sync += wait.eq(wait - 1)
+                with m.If(wait == 0):
+                    m.d.sync += pc.eq(start_pc)
+                    m.next = "FETCH"
         return m

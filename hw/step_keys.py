@@ -23,19 +23,23 @@ from .prng import xs32
 
 
 class StepKeys(wiring.Component):
-    """``write`` sets seed and step; ``base`` = xs32(seed + (step + 1) * PHI mod 2^32), registered."""
+    """``write`` sets seed and step, ``advance`` counts the step on (a LOOP's pass); ``base`` =
+    xs32(seed + (step + 1) * PHI mod 2^32), registered, ``LATENCY`` cycles after either."""
 
     #: cycles from a write to its ``base``: the registers, the Weyl sum, the xorshift
     LATENCY = 3
     assert LATENCY < RESPONSE_OVERHEAD + REQUEST_OVERHEAD, "a RUN could start before the new base"
 
     def __init__(self):
-        super().__init__({"write": In(keys_write_signature()), "base": Out(32)})
+        super().__init__({"write": In(keys_write_signature()), "advance": In(1),
+                          "base": Out(32), "seed": Out(32), "step": Out(32)})
 
     def elaborate(self, platform):
         m = Module()
-        seed, step, weyl = Signal(32), Signal(32), Signal(32)
+        seed, step, weyl = self.seed, self.step, Signal(32)
         with m.If(self.write.en):
             m.d.sync += [seed.eq(self.write.seed), step.eq(self.write.step)]
+        with m.Elif(self.advance):
+            m.d.sync += step.eq(step + 1)
         m.d.sync += [weyl.eq((seed + (step + 1) * PHI) & MASK32), self.base.eq(xs32(weyl))]
         return m

@@ -31,20 +31,20 @@ from golden_model.config import CoreConfig
 from golden_model.isa import Status
 from golden_model.machine import Machine, MachineError, TensorEntry
 
-from .wire import (ADDRESS_BYTES, ADDRESS_FORMAT, CRC, COMMANDS, READ_TMEM_FORMAT, REQUEST_SYNC, WRITE_KEYS_FORMAT,
-                   WRITE_TENSOR_FORMAT, Cmd, LinkStatus, Unit, check_protocol_fit, counters_payload, crc16_update,
-                   encode_response, entry_payload, pc_mask, ping_payload, run_payload, status_payload, unit_bytes,
-                   unit_depth)
+from .wire import (ADDRESS_BYTES, ADDRESS_FORMAT, CRC, COMMANDS, CURSOR_FORMAT, LOOP_FORMAT, READ_TMEM_FORMAT,
+                   REQUEST_SYNC, RUN_COMMANDS, WRITE_KEYS_FORMAT, WRITE_TENSOR_FORMAT, Cmd, LinkStatus, Progress, Unit,
+                   check_protocol_fit, counters_payload, crc16_update, encode_response, entry_payload, pc_mask,
+                   ping_payload, progress_payload, run_payload, status_payload, unit_bytes, unit_depth)
 
 
 def default_cycle_model(start_pc: int, end_pc: int, code: int) -> int:
     return end_pc - start_pc
 
 
-def run_machine(machine: Machine, pc: int) -> tuple[int, int]:
-    """Run the golden machine from pc: (isa status code, end pc)."""
+def run_machine(machine: Machine, pc: int, passes: int = 1, advance: bool = False) -> tuple[int, int]:
+    """Run the golden machine from pc, ``passes`` times (Machine.loop): (isa status code, end pc)."""
     try:
-        machine.run(pc)
+        machine.loop(pc, passes, advance)
     except MachineError as error:
         return int(error.status), error.pc
     return int(Status.OK), machine.pc
@@ -70,7 +70,7 @@ class LinkDevice:
         # core status as the link sees it
         self.running = False
         self.run_seq = 0
-        self.run_pc = 0
+        self.run_pc, self.run_cmd, self.run_passes, self.run_advance = 0, Cmd.RUN, 1, False
         self.code, self.pc, self.cycles = int(Status.OK), 0, 0
 
     # ---- byte interface ----------------------------------------------------------------------
@@ -113,11 +113,11 @@ class LinkDevice:
         return self.take()
 
     def _finish_run(self) -> None:
-        self.code, end_pc = run_machine(self.machine, self.run_pc)
+        self.code, end_pc = run_machine(self.machine, self.run_pc, self.run_passes, self.run_advance)
         self.cycles = self.cycle_model(self.run_pc, end_pc, self.code) & 0xFFFFFFFF
         self.pc = end_pc & pc_mask(self.cfg)
         self.running = False
-        self.out += encode_response(Cmd.RUN, self.run_seq, LinkStatus.OK, run_payload(self.code, self.pc, self.cycles))
+        self.out += encode_response(self.run_cmd, self.run_seq, LinkStatus.OK, run_payload(self.code, self.pc, self.cycles))
 
     def _byte(self, byte: int) -> None:
         if self.state == self.HUNT:
@@ -173,7 +173,7 @@ class LinkDevice:
         cmd = Cmd(cmd)
         spec = COMMANDS[cmd]
         if self.running and not spec.while_running:
-            if cmd == Cmd.RUN and self.seq == self.run_seq and self.seq != 0:
+            if cmd in RUN_COMMANDS and self.seq == self.run_seq and self.seq != 0:
                 return None      # a repeated RUN of the active run: its answer comes when it ends
             return self._answer(LinkStatus.BUSY)
         if spec.length is not None and n != spec.length:
@@ -192,6 +192,10 @@ class LinkDevice:
     def _bulk_write(self, unit: Unit, addr: int, count: int, data: bytes) -> None:
         if unit is Unit.WORD:
             self.machine.tmem[addr:addr + count] = np.frombuffer(data, dtype=np.int8).reshape(count, self.cfg.lanes)
+        elif unit is Unit.DATA:
+            self.machine.write_data(addr, np.frombuffer(data, dtype=np.int8))
+        elif unit is Unit.LABEL:
+            self.machine.write_labels(addr, np.frombuffer(data, dtype=np.int8))
         else:
             self.machine.program[addr:addr + count] = list(struct.unpack(f"<{count}Q", data))
 
@@ -234,13 +238,29 @@ class LinkDevice:
         entry = self.machine.table[p[0]]
         return self._answer(LinkStatus.OK, entry_payload(entry.base, entry.rows, entry.cols, entry.exp))
 
+    def _write_cursor(self, p: bytes) -> None:
+        self.machine.set_cursor(*struct.unpack(CURSOR_FORMAT, p))
+        return self._answer(LinkStatus.OK)
+
+    def _progress(self, p: bytes) -> None:
+        machine, cursor = self.machine, self.machine.cursor
+        return self._answer(LinkStatus.OK, progress_payload(
+            Progress(machine.step, cursor.epoch, cursor.train, cursor.eval, machine.passes)))
+
     def _run(self, p: bytes) -> None:
-        pc = struct.unpack(ADDRESS_FORMAT, p)[0]
-        if pc >= self.cfg.program_depth:
+        return self._start(struct.unpack(ADDRESS_FORMAT, p)[0], 1, 0)
+
+    def _loop(self, p: bytes) -> None:
+        return self._start(*struct.unpack(LOOP_FORMAT, p))
+
+    def _start(self, pc: int, passes: int, advance: int) -> None:
+        if pc >= self.cfg.program_depth or passes == 0 or advance > 1:
             return self._answer(LinkStatus.ADDR_RANGE)
         if self.seq == self.run_seq and self.seq != 0:     # repeated RUN: repeat the result
             return self._answer(LinkStatus.OK, run_payload(self.code, self.pc, self.cycles))
         self.running, self.run_seq, self.run_pc = True, self.seq, pc
+        self.run_cmd, self.run_passes, self.run_advance = Cmd(self.cmd), passes, bool(advance)
+        self.machine.passes = passes          # PROGRESS while the run is active
         self.code, self.pc, self.cycles = int(Status.OK), pc & pc_mask(self.cfg), 0
         if self.auto_complete:
             self._finish_run()

@@ -48,6 +48,11 @@ class Cmd(enum.IntEnum):
     WRITE_KEYS = 0x09
     READ_COUNTERS = 0x0A
     CLEAR_COUNTERS = 0x0B
+    WRITE_DATA = 0x0C
+    WRITE_LABELS = 0x0D
+    WRITE_CURSOR = 0x0E
+    LOOP = 0x0F
+    PROGRESS = 0x10
 
 
 class LinkStatus(enum.IntEnum):
@@ -79,21 +84,28 @@ WRITE_TENSOR_FORMAT = "<BHHHh"      # slot, then an entry
 READ_TMEM_FORMAT = "<HH"            # addr, count
 WRITE_KEYS_FORMAT = "<II"           # seed, step (golden_model.prng.step_key)
 COUNTERS_FORMAT = "<IIQ"            # samples, correct, loss_bits (golden_model.machine.LossCounters)
+CURSOR_FORMAT = "<IHH"              # epoch, train, eval (golden_model.machine.Cursor)
+LOOP_FORMAT = "<HIB"                # pc, passes, advance (golden_model.machine.Machine.loop)
+PROGRESS_FORMAT = "<IIHHI"          # step, cursor epoch, train, eval, passes left
 ADDRESS_FORMAT = "<H"
 
 PING_PAYLOAD_BYTES = struct.calcsize(PING_FORMAT)
 STATUS_PAYLOAD_BYTES = struct.calcsize(STATUS_FORMAT)
 RUN_PAYLOAD_BYTES = struct.calcsize(RUN_FORMAT)
 COUNTERS_PAYLOAD_BYTES = struct.calcsize(COUNTERS_FORMAT)
+PROGRESS_PAYLOAD_BYTES = struct.calcsize(PROGRESS_FORMAT)
 TENSOR_ENTRY_BYTES = struct.calcsize(ENTRY_FORMAT)
 WRITE_TENSOR_BYTES = struct.calcsize(WRITE_TENSOR_FORMAT)
 
 
 class Unit(enum.Enum):
-    """What follows the address of a bulk write: TMEM words (``lanes`` bytes) or instructions (8 bytes)."""
+    """What follows the address of a bulk write: TMEM words (``lanes`` bytes), instructions (8 bytes),
+    data-memory words (``lanes`` bytes) or labels (1 byte)."""
 
     WORD = 0
     INSTRUCTION = 1
+    DATA = 2
+    LABEL = 3
 
 
 @dataclass(frozen=True)
@@ -124,7 +136,15 @@ COMMANDS: dict[Cmd, CommandSpec] = {
     Cmd.WRITE_KEYS: CommandSpec(struct.calcsize(WRITE_KEYS_FORMAT)),
     Cmd.READ_COUNTERS: CommandSpec(0, answer_bytes=COUNTERS_PAYLOAD_BYTES),
     Cmd.CLEAR_COUNTERS: CommandSpec(0),
+    Cmd.WRITE_DATA: CommandSpec(None, Unit.DATA),
+    Cmd.WRITE_LABELS: CommandSpec(None, Unit.LABEL),
+    Cmd.WRITE_CURSOR: CommandSpec(struct.calcsize(CURSOR_FORMAT)),
+    Cmd.LOOP: CommandSpec(struct.calcsize(LOOP_FORMAT), answer_bytes=RUN_PAYLOAD_BYTES),
+    Cmd.PROGRESS: CommandSpec(0, while_running=True, answer_bytes=PROGRESS_PAYLOAD_BYTES),
 }
+
+#: The commands that start a run (answered when it ends, docs/protocol.md).
+RUN_COMMANDS = (Cmd.RUN, Cmd.LOOP)
 
 #: The longest fixed request payload: the gateware keeps these bytes in an argument register.
 ARGUMENT_BYTES = max(spec.length or ADDRESS_BYTES for spec in COMMANDS.values())
@@ -133,12 +153,13 @@ SMALL_ANSWER_BYTES = max(spec.answer_bytes or 0 for spec in COMMANDS.values())
 
 
 def unit_bytes(unit: Unit, cfg: CoreConfig) -> int:
-    return cfg.lanes if unit is Unit.WORD else INSTRUCTION_BYTES
+    return {Unit.WORD: cfg.lanes, Unit.INSTRUCTION: INSTRUCTION_BYTES, Unit.DATA: cfg.lanes, Unit.LABEL: 1}[unit]
 
 
 def unit_depth(unit: Unit, cfg: CoreConfig) -> int:
-    """How many units the target memory holds (TMEM words or program instructions)."""
-    return cfg.tmem_words if unit is Unit.WORD else cfg.program_depth
+    """How many units the target memory holds (TMEM words, program instructions, data words, labels)."""
+    return {Unit.WORD: cfg.tmem_words, Unit.INSTRUCTION: cfg.program_depth, Unit.DATA: cfg.data_words,
+            Unit.LABEL: cfg.data_samples}[unit]
 
 
 # ---- CRC and frames ---------------------------------------------------------------------------
@@ -287,6 +308,34 @@ def counters_payload(counters) -> bytes:
 def parse_counters(payload: bytes) -> tuple[int, int, int]:
     """(samples, correct, loss_bits) of a READ_COUNTERS answer."""
     return struct.unpack(COUNTERS_FORMAT, payload)
+
+
+def cursor_payload(epoch: int, train: int, eval: int) -> bytes:
+    return struct.pack(CURSOR_FORMAT, epoch, train, eval)
+
+
+def loop_payload(pc: int, passes: int, advance: bool) -> bytes:
+    return struct.pack(LOOP_FORMAT, pc, passes, int(advance))
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A PROGRESS answer: the step register, the data cursor, the passes the run has left."""
+
+    step: int
+    epoch: int
+    train: int
+    eval: int
+    passes: int
+
+
+def progress_payload(progress: Progress) -> bytes:
+    return struct.pack(PROGRESS_FORMAT, progress.step, progress.epoch, progress.train, progress.eval,
+                       progress.passes)
+
+
+def parse_progress(payload: bytes) -> Progress:
+    return Progress(*struct.unpack(PROGRESS_FORMAT, payload))
 
 
 def entry_payload(base: int, rows: int, cols: int, exp: int) -> bytes:

@@ -18,7 +18,9 @@ from golden_model.config import CoreConfig
 from golden_model.isa import Status
 from golden_model.machine import LossCounters, MachineError, TensorEntry, words_per_row
 from golden_model.quant import QTensor
-from hw.interfaces import counters_layout, status_layout, table_entry_layout, tmem_word_layout
+from protocol.wire import Progress
+from hw.interfaces import (counters_layout, cursor_layout, progress_layout, status_layout, table_entry_layout,
+                           tmem_word_layout)
 from hw.step_keys import StepKeys
 
 from .common import CLOCK_NS, decode, encode, read_unsigned
@@ -35,8 +37,9 @@ class CoreDevice:
         self.status_layout = status_layout(cfg)
         self.table = [TensorEntry() for _ in range(cfg.tensor_slots)]
         for name in ("tmem_r__en", "tmem_w__en", "table_w__en", "prog_w__en", "keys_w__en", "counters_clear",
-                     "run__start"):
+                     "run__start", "data_w__en", "labels_w__en", "cursor_w__en", "run__advance"):
             self.port(name).value = 0
+        self.port("run__passes").value = 1
         self.last_cycles = 0
         self.total_cycles = 0
 
@@ -113,6 +116,26 @@ class CoreDevice:
     async def clear_counters(self) -> None:
         await self._pulse({"counters_clear": 1})
 
+    async def write_data(self, addr: int, words) -> None:
+        for offset, word in enumerate(np.asarray(words).reshape(-1, self.cfg.lanes)):
+            await self._pulse({"data_w__addr": addr + offset, "data_w__data": encode(self.tword, [int(v) for v in word]),
+                               "data_w__en": 1})
+
+    async def write_labels(self, addr: int, labels) -> None:
+        for offset, label in enumerate(np.asarray(labels).reshape(-1)):
+            await self._pulse({"labels_w__addr": addr + offset, "labels_w__data": int(label) & 0xFF,
+                               "labels_w__en": 1})
+
+    async def set_cursor(self, epoch: int, train: int, eval: int) -> None:
+        value = encode(cursor_layout(), {"epoch": epoch, "train": train, "eval": eval})
+        await self._pulse({"cursor_w__value": value, "cursor_w__en": 1})
+
+    async def progress(self) -> Progress:
+        await ReadOnly()
+        p = decode(progress_layout(), read_unsigned(self.port("progress")))
+        await FallingEdge(self.dut.clk)
+        return Progress(p["step"], p["cursor"]["epoch"], p["cursor"]["train"], p["cursor"]["eval"], p["passes"])
+
     async def status(self) -> dict:
         await ReadOnly()
         status = decode(self.status_layout, read_unsigned(self.port("status")))
@@ -121,7 +144,11 @@ class CoreDevice:
 
     async def run(self, pc: int = 0, timeout: int = 10_000_000, poll: int = 64) -> int:
         """Run from pc to HALT; raises MachineError (like the golden machine) on a non-OK status."""
-        await self._pulse({"run__pc": pc, "run__start": 1})
+        return await self.loop(pc, 1, False, timeout, poll)
+
+    async def loop(self, pc: int, passes: int, advance: bool, timeout: int = 10_000_000, poll: int = 64) -> int:
+        """``passes`` runs from pc (LOOP), with ``advance`` the step counting on after each."""
+        await self._pulse({"run__pc": pc, "run__passes": passes, "run__advance": int(advance), "run__start": 1})
         waited = 0
         while True:
             status = await self.status()
@@ -149,5 +176,12 @@ class CoreDevice:
             load_program = staticmethod(function(device.load_program))
             set_keys = staticmethod(function(device.set_keys))
             run = staticmethod(function(device.run))
+            loop = staticmethod(function(device.loop))
+            write_data = staticmethod(function(device.write_data))
+            write_labels = staticmethod(function(device.write_labels))
+            set_cursor = staticmethod(function(device.set_cursor))
+            progress = staticmethod(function(device.progress))
+            read_counters = staticmethod(function(device.read_counters))
+            clear_counters = staticmethod(function(device.clear_counters))
 
         return Blocking()

@@ -15,6 +15,8 @@ import cocotb
 from cocotb.decorators import external
 
 from golden_model import isa
+from golden_model.arithmetic import Arithmetic
+from golden_model.autonomous import AutonomousTrainer
 from golden_model.cnn import ResCNN, input_rows
 from golden_model.data import load_digits_split
 from golden_model.geometry import Geometry
@@ -22,13 +24,19 @@ from golden_model.inference import calibrate
 from golden_model.machine import LossCounters, Machine, MachineError, words_per_row
 from golden_model.network import ResMLP, Trace, quantize_input
 from golden_model.program import PARAMS, SLOTS, ProgramTrainer, largest_batch
+from protocol.wire import Progress
 from golden_model.quant import QTensor
+
+from host.device import GoldenDevice
 
 from .common import settings, start
 from .core_device import CoreDevice
 
 STEPS = 50
 CNN_STEPS = 20
+INT_LOSS = Arithmetic(loss="int")
+#: the resident samples of the random programs: each as many words as the widest row (max_features)
+DATA_SAMPLES = 48
 
 
 def _layout(cfg, rng, shapes):
@@ -58,6 +66,19 @@ async def _setup(device, machine, rng, entries, extremes: bool):
         await device.write_tensor(slot, t)
 
 
+async def _compare_words(device, machine, slots, what):
+    """The slots' TMEM words, pad lanes included (the ISA keeps them 0)."""
+    for slot in slots:
+        entry = machine.table[slot]
+        end = entry.base + entry.rows * words_per_row(entry.cols, machine.cfg.lanes)
+        got = await device.read_words(entry.base, end - entry.base)
+        want = machine.tmem[entry.base:end]
+        if not np.array_equal(got, want):
+            word, lane = np.argwhere(got != want)[0]
+            raise AssertionError(f"{what}: slot {slot} word {entry.base + word} lane {lane}: DUT {got[word, lane]}, "
+                                 f"golden {want[word, lane]}")
+
+
 async def _compare_state(device, machine, slots, what):
     for slot in slots:
         got = await device.read_tensor(slot)
@@ -73,7 +94,7 @@ async def _run_both(device, machine, words):
     machine.load_program(words)
     await device.load_program(words)
     try:
-        machine.run()
+        machine.loop(0, 1, advance=False)       # the device's RUN: one pass
         want = (isa.Status.OK, None)
     except MachineError as error:
         want = (error.status, error.pc)
@@ -88,6 +109,13 @@ async def _run_both(device, machine, words):
 def _random_program(rng, cfg):
     """A legal instruction sequence over the slot plan of _instruction_shapes."""
     stochastic = bool(rng.integers(2))
+    base = int(rng.integers(0, DATA_SAMPLES))
+    count = int(rng.integers(1, DATA_SAMPLES - base + 1))
+
+    def batch(slot, shuffle):
+        """LOAD of a batch's labels (slot 11) and features (``slot``) from the set (base, count)."""
+        return [isa.load(11, base, count, labels=True, shuffle=shuffle), isa.load(slot, base, count, shuffle=shuffle)]
+
     key = int(rng.integers(2**32))
     lr = int(rng.integers(0, 12))
 
@@ -124,6 +152,10 @@ def _random_program(rng, cfg):
         # the integer loss (labels in slot 11, some outside the classes), and its error quantized
         [isa.loss(0, 11), isa.quant(7)],
         [isa.loss(3, 11), isa.quant(2), isa.matmul(2, 1, transpose_b=True), isa.quant(8)],
+        # batches of the resident data set: the training stream (shuffled, epochs) and the evaluation stream
+        batch(0, True) + [isa.matmul(0, 1), isa.quant(3)],
+        batch(7, False) + [isa.add(0, 7), isa.quant(8)],
+        batch(0, bool(rng.integers(2))) + batch(7, True) + [isa.loss(2, 11), isa.quant(8)],
     ]
     program = []
     for _ in range(int(rng.integers(1, 5))):
@@ -132,6 +164,17 @@ def _random_program(rng, cfg):
     program = [replace(inst, f4=1) if "f4" in isa.OPS[inst.op].fields and rng.random() < 0.5 else inst
                for inst in program]
     return program + [isa.halt()]
+
+
+async def maybe_await(result):
+    """The machine's methods return None, the device's coroutines."""
+    if result is not None:
+        await result
+
+
+def golden_progress(machine) -> Progress:
+    cursor = machine.cursor
+    return Progress(machine.step, cursor.epoch, cursor.train, cursor.eval, machine.passes)
 
 
 def _instruction_shapes(rng, cfg):
@@ -159,24 +202,81 @@ async def instructions_match_machine(dut):
     rng = np.random.default_rng(s.seed)
     await start(dut)
     device = CoreDevice(dut, s.cfg)
+    resident = rng.integers(-128, 128, size=(DATA_SAMPLES * words_per_row(s.cfg.max_features, s.cfg.lanes),
+                                             s.cfg.lanes))
+    labels = rng.integers(-2, 12, size=DATA_SAMPLES)
+    await device.write_data(0, resident)
+    await device.write_labels(0, labels)
     for trial in range(12):
         machine = Machine(s.cfg)
+        machine.write_data(0, resident)
+        machine.write_labels(0, labels)
         entries = _layout(s.cfg, rng, _instruction_shapes(rng, s.cfg))
         await _setup(device, machine, rng, entries, extremes=trial % 3 == 0)
         await _write_labels(device, machine, rng, 11, entries)
         seed, step = (int(v) for v in rng.integers(2**32, size=2))
         machine.set_keys(seed, step)
         await device.set_keys(seed, step)
+        cursor = (int(rng.integers(2**32)), int(rng.integers(DATA_SAMPLES + 2)), int(rng.integers(DATA_SAMPLES + 2)))
+        machine.set_cursor(*cursor)
+        await device.set_cursor(*cursor)
         program = _random_program(rng, s.cfg)
         words = [inst.encode() for inst in program]
         got, want = await _run_both(device, machine, words)
         what = f"trial {trial} program {[i.op.name for i in program]}"
         assert got == want, f"{what}: DUT status {got}, golden {want}"
         await _compare_state(device, machine, range(len(entries)), what)
+        await _compare_words(device, machine, range(len(entries)), what)
         counters = await device.read_counters()
         assert counters == machine.counters, f"{what}: loss counters {counters}, golden {machine.counters}"
+        progress = await device.progress()
+        assert progress == golden_progress(machine), f"{what}: progress {progress}, golden {golden_progress(machine)}"
         await device.clear_counters()
         assert await device.read_counters() == LossCounters(), f"{what}: the counters did not clear"
+
+
+@cocotb.test()
+async def loads_match_machine(dut):
+    """LOAD alone, many times: random widths (every remainder of the lanes), sets, streams and cursors (near
+    an epoch's end, past an evaluation set's end), passes with the step counting on; every TMEM word, pad
+    lanes included, and the progress equal the machine's."""
+    s = settings(dut)
+    rng = np.random.default_rng(s.seed)
+    cfg = s.cfg
+    await start(dut)
+    device = CoreDevice(dut, cfg)
+    resident = rng.integers(-128, 128, size=(DATA_SAMPLES * words_per_row(cfg.max_features, cfg.lanes), cfg.lanes))
+    labels = rng.integers(-2, 12, size=DATA_SAMPLES)
+    await device.write_data(0, resident)
+    await device.write_labels(0, labels)
+    for trial in range(16):
+        machine = Machine(cfg)
+        machine.write_data(0, resident)
+        machine.write_labels(0, labels)
+        rows, cols = int(rng.integers(1, cfg.max_batch + 1)), int(rng.integers(1, cfg.max_features + 1))
+        entries = [(0, rows, cols, -7), (rows * words_per_row(cols, cfg.lanes), rows, 1, 0)]
+        await _setup(device, machine, rng, entries, extremes=False)
+        base = int(rng.integers(0, DATA_SAMPLES))
+        count = int(rng.integers(1, DATA_SAMPLES - base + 1))
+        keys = (int(rng.integers(2**32)), int(rng.integers(2**32)))
+        cursor = (int(rng.integers(2**32)), int(rng.integers(max(count - 3, 0), count + 2)),
+                  int(rng.integers(max(count - 3, 0), count + 2)))
+        for side in (machine, device):
+            await maybe_await(side.set_keys(*keys))
+            await maybe_await(side.set_cursor(*cursor))
+        shuffle = bool(rng.integers(2))
+        program = [isa.load(1, base, count, labels=True, shuffle=shuffle), isa.load(0, base, count, shuffle=shuffle),
+                   isa.halt()]
+        words = [inst.encode() for inst in program]
+        passes = int(rng.integers(1, 4))
+        machine.load_program(words)
+        await device.load_program(words)
+        machine.loop(0, passes, advance=True)
+        await device.loop(0, passes, True)
+        what = f"trial {trial}: {rows}x{cols} from ({base}, {count}) shuffle {shuffle} cursor {cursor} passes {passes}"
+        await _compare_words(device, machine, [0, 1], what)
+        progress = await device.progress()
+        assert progress == golden_progress(machine), f"{what}: progress {progress}, golden {golden_progress(machine)}"
 
 
 @cocotb.test()
@@ -196,6 +296,11 @@ async def errors_match_machine(dut):
     entries.append((entries[0][0] + 1, 4, 8, 2))           # slot 7: slot 0's shape, one word further
     entries.append((0, 2, cfg.max_features + 1, 0))        # slot 8: more classes than LOSS takes
     await _setup(device, machine, rng, entries, extremes=False)
+    labels = rng.integers(0, 10, size=8)                   # the DUT's data, cursor and keys outlive a test
+    for side in (machine, device):
+        await maybe_await(side.write_labels(0, labels))
+        await maybe_await(side.set_cursor(0, 0, 0))
+        await maybe_await(side.set_keys(5, 6))
     tiny = Geometry(batch=1, height=2, width=2, kh=1, kw=1)        # slot 0 (4x8) is its input
     programs = [
         [isa.Instruction(isa.Op.HALT, f4=1)],
@@ -252,6 +357,15 @@ async def errors_match_machine(dut):
         [isa.loss(8, 6), isa.halt()],
         [isa.loss(4, 6), isa.halt()],
         [isa.loss(6, 6), isa.quant(6), isa.halt()],
+        # LOAD: labels into more than one column, an empty set, a set past the label memory or the data
+        # memory, dst past TMEM, then a legal one
+        [isa.load(0, 0, 4, labels=True), isa.halt()],
+        [isa.Instruction(isa.Op.LOAD, dst=6, key=5), isa.halt()],
+        [isa.load(6, cfg.data_samples - 2, 3, labels=True), isa.halt()],
+        [isa.load(8, 0, cfg.data_samples), isa.halt()],
+        [isa.load(4, 0, 1), isa.halt()],
+        [isa.Instruction(isa.Op.LOAD, dst=6, f0=1, f4=1, key=5 << 16), isa.halt()],
+        [isa.load(6, 0, 5, labels=True, shuffle=True), isa.halt()],
     ]
     for program in programs:
         words = [inst.encode() for inst in program]
@@ -332,6 +446,34 @@ async def fifty_steps_identical(dut):
                   f"{device.total_cycles / STEPS:.0f} per step; final loss {losses[-1]:.4f}")
 
 
+@cocotb.test(skip=os.environ.get("EOQ_MODE") == "quick")
+async def autonomous_epoch_identical(dut):
+    """A whole training epoch of the digits on the resident data set (one LOOP), then the test set's
+    evaluation: the core's weights, loss counters and progress equal the golden machine's."""
+    s = settings(dut)
+    await start(dut)
+    device = CoreDevice(dut, s.cfg)
+    data = load_digits_split()
+    sets = (quantize_input(data.train_x, s.cfg), data.train_y, quantize_input(data.test_x, s.cfg), data.test_y)
+    seed = s.seed % 1000
+
+    def run(dev):
+        trainer = AutonomousTrainer(dev, ResMLP(s.cfg, seed, lr_shift=4, arithmetic=INT_LOSS), s.cfg.max_batch, *sets)
+        steps = trainer.epoch_steps()
+        return steps, trainer.train_epoch(), trainer.evaluate(), trainer.params(), dev.progress()
+
+    got = await external(run)(device.blocking())
+    want = run(GoldenDevice(s.cfg))
+    assert got[0] == want[0]
+    for name in PARAMS:
+        assert np.array_equal(got[3][name].q, want[3][name].q) and got[3][name].exp == want[3][name].exp, \
+            f"{name} differs after an autonomous epoch"
+    assert got[1:3] == want[1:3], f"loss counters (train, test) {got[1:3]}, golden {want[1:3]}"
+    assert got[4] == want[4], f"progress {got[4]}, golden {want[4]}"
+    dut._log.info(f"autonomous epoch: {got[0]} steps, {device.total_cycles} core cycles with the evaluation; "
+                  f"train {got[1]}, test {got[2]}")
+
+
 # ---- the convolutional instructions and network ---------------------------------------------------
 
 def _geometry_program(rng, cfg):
@@ -383,7 +525,7 @@ async def conv_instructions_match_machine(dut):
         words = [inst.encode() for inst in program]
         machine.load_program(words)
         await device.load_program(words)
-        machine.run()
+        machine.loop(0, 1, advance=False)       # the device's RUN: one pass
         await device.run()
         await _compare_state(device, machine, range(len(entries)), f"trial {trial} {[i.op.name for i in program]}")
 

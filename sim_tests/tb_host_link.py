@@ -8,18 +8,21 @@ answer bytes; afterwards the core model's TMEM, tensor table and program equal t
 from __future__ import annotations
 
 import struct
+from dataclasses import replace
 
 import cocotb
 import numpy as np
 from cocotb.triggers import Event, FallingEdge, ReadOnly, Timer
 from cocotb.utils import get_sim_time
+from amaranth import signed
 
 from golden_model import isa
 from golden_model.isa import Status
 from golden_model.machine import LossCounters, Machine, TensorEntry
 from protocol.link_model import LinkDevice, run_machine
 from protocol.wire import Cmd, LinkStatus, decode_response, encode_request, pc_mask
-from hw.interfaces import counters_layout, status_layout, table_entry_layout, tmem_word_layout
+from hw.interfaces import (counters_layout, cursor_layout, progress_layout, status_layout, table_entry_layout,
+                           tmem_word_layout)
 from sim_tests.units import bench_timeout_cycles
 from sim_tests.common import CLOCK_NS, StreamSink, StreamSource, decode, encode, read_unsigned, settings, start
 
@@ -54,9 +57,18 @@ class CoreModel:
         dut.core__table_r.value = 0
         self.counters_layout = counters_layout()
         self.drive_counters()
+        self.drive_progress()
 
     def drive_counters(self):
         self.dut.core__counters.value = encode(self.counters_layout, vars(self.machine.counters))
+
+    def drive_progress(self, passes: int | None = None, step: int | None = None, cursor=None):
+        """The progress port: the machine's, or while a run is busy the state it started from."""
+        m = self.machine
+        cursor = cursor or m.cursor
+        self.dut.core__progress.value = encode(progress_layout(), {
+            "step": m.step if step is None else step, "passes": m.passes if passes is None else passes,
+            "cursor": {"epoch": cursor.epoch, "train": cursor.train, "eval": cursor.eval}})
 
     def drive_status(self):
         self.dut.core__status.value = encode(self.status_layout, self.status)
@@ -84,6 +96,7 @@ class CoreModel:
                 if not self.busy_left:
                     code, pc, cycles = self.result
                     self.status = {"busy": 0, "code": code, "pc": pc, "cycles": cycles}
+                    self.drive_progress()
                 self.drive_status()
             await ReadOnly()
             events = self.sample()
@@ -107,14 +120,21 @@ class CoreModel:
             ev["keys"] = (read_unsigned(dut.core__keys_w__seed), read_unsigned(dut.core__keys_w__step))
         if read_unsigned(dut.core__counters_clear):
             ev["clear"] = True
+        if read_unsigned(dut.core__data_w__en):
+            ev["data"] = (read_unsigned(dut.core__data_w__addr), decode(self.tword, read_unsigned(dut.core__data_w__data)))
+        if read_unsigned(dut.core__labels_w__en):
+            ev["label"] = (read_unsigned(dut.core__labels_w__addr), decode(signed(8), read_unsigned(dut.core__labels_w__data)))
+        if read_unsigned(dut.core__cursor_w__en):
+            ev["cursor"] = decode(cursor_layout(), read_unsigned(dut.core__cursor_w__value))
         if read_unsigned(dut.core__run__start):
-            ev["run"] = read_unsigned(dut.core__run__pc)
+            ev["run"] = (read_unsigned(dut.core__run__pc), read_unsigned(dut.core__run__passes),
+                         read_unsigned(dut.core__run__advance))
         return ev
 
     def apply(self, ev):
         m, cfg = self.machine, self.cfg
-        assert not (self.status["busy"] and set(ev) & {"write", "table", "prog", "keys", "clear", "run", "read"}), \
-            f"core port used during a run: {ev}"
+        assert not (self.status["busy"] and set(ev) & {"write", "table", "prog", "keys", "clear", "run", "read",
+                                                       "data", "label", "cursor"}), f"core port used during a run: {ev}"
         if "read" in ev:
             self.dut.core__tmem_r__data.value = encode(self.tword, [int(v) for v in m.tmem[ev["read"]]])
         if "write" in ev:
@@ -131,9 +151,18 @@ class CoreModel:
         if "clear" in ev:
             m.clear_counters()
             self.drive_counters()
+        if "data" in ev:
+            m.write_data(ev["data"][0], [ev["data"][1]])
+        if "label" in ev:
+            m.write_labels(ev["label"][0], [ev["label"][1]])
+        if "cursor" in ev:
+            m.set_cursor(**ev["cursor"])
+        if {"keys", "cursor"} & set(ev):
+            self.drive_progress()
         if "run" in ev:
-            pc = ev["run"]
-            code, end_pc = run_machine(m, pc)
+            pc, passes, advance = ev["run"]
+            self.drive_progress(passes, m.step, replace(m.cursor))
+            code, end_pc = run_machine(m, pc, passes, bool(advance))
             self.result = (code, end_pc & pc_mask(cfg), cycle_model(pc, end_pc, code) & 0xFFFFFFFF)
             self.status = {"busy": 1, "code": 0, "pc": pc, "cycles": 0}
             self.busy_left = self.busy_cycles
@@ -199,6 +228,8 @@ class Bench:
         assert [vars(e) for e in a.table] == [vars(e) for e in b.table], "tensor table differs"
         assert (a.seed, a.step) == (b.seed, b.step), "step keys' seed and step differ"
         assert a.counters == b.counters, "loss counters differ"
+        assert np.array_equal(a.data, b.data) and np.array_equal(a.labels, b.labels), "data set differs"
+        assert a.cursor == b.cursor, "data cursor differs"
 
 
 async def setup(dut, **kwargs) -> Bench:
@@ -245,6 +276,17 @@ async def ping_status_and_refusals(dut):
         (Cmd.WRITE_KEYS, bytes(9), LinkStatus.BAD_LENGTH),
         (Cmd.READ_COUNTERS, b"\x00", LinkStatus.BAD_LENGTH),
         (Cmd.CLEAR_COUNTERS, b"\x01", LinkStatus.BAD_LENGTH),
+        (Cmd.WRITE_DATA, b"\x00\x00" + bytes(cfg.lanes + 1), LinkStatus.BAD_LENGTH),
+        (Cmd.WRITE_DATA, struct.pack("<H", cfg.data_words - 1) + bytes(2 * cfg.lanes), LinkStatus.ADDR_RANGE),
+        (Cmd.WRITE_LABELS, struct.pack("<H", cfg.data_samples - 2) + bytes(3), LinkStatus.ADDR_RANGE),
+        (Cmd.WRITE_LABELS, b"\x00", LinkStatus.BAD_LENGTH),
+        (Cmd.WRITE_CURSOR, bytes(7), LinkStatus.BAD_LENGTH),
+        (Cmd.WRITE_CURSOR, bytes(9), LinkStatus.BAD_LENGTH),
+        (Cmd.LOOP, struct.pack("<HIB", cfg.program_depth, 1, 0), LinkStatus.ADDR_RANGE),
+        (Cmd.LOOP, struct.pack("<HIB", 0, 0, 1), LinkStatus.ADDR_RANGE),
+        (Cmd.LOOP, struct.pack("<HIB", 0, 3, 2), LinkStatus.ADDR_RANGE),
+        (Cmd.LOOP, struct.pack("<HI", 0, 3), LinkStatus.BAD_LENGTH),
+        (Cmd.PROGRESS, b"\x00", LinkStatus.BAD_LENGTH),
     ]
     for cmd, payload, status in cases:
         await b.request(cmd, payload, status, what=f"cmd {cmd:#x} payload {payload.hex()}")
@@ -281,6 +323,15 @@ async def writes_and_reads_with_backpressure(dut):
     assert answer == struct.pack("<IIQ", counters.samples, counters.correct, counters.loss_bits)
     await b.request(Cmd.CLEAR_COUNTERS)
     assert await b.request(Cmd.READ_COUNTERS) == bytes(16)
+    b.check_state()
+    for n in (1, full):
+        addr = rng.randrange(cfg.data_words - n + 1)
+        await b.request(Cmd.WRITE_DATA, struct.pack("<H", addr) + random_words(rng, n, lanes))
+    await b.request(Cmd.WRITE_LABELS, struct.pack("<H", cfg.data_samples - 3) + random_words(rng, 3, 1))
+    await b.request(Cmd.WRITE_LABELS, struct.pack("<H", 0) + random_words(rng, cfg.max_payload - 2, 1))
+    for cursor in ((rng.randrange(1 << 32), rng.randrange(1 << 16), rng.randrange(1 << 16)), (2**32 - 1, 65535, 65535)):
+        await b.request(Cmd.WRITE_CURSOR, struct.pack("<IHH", *cursor))
+        assert await b.request(Cmd.PROGRESS) == struct.pack("<IIHHI", b.ref.machine.step, *cursor, 0)
     b.check_state()
     words = [rng.randrange(1 << 64) for _ in range(5)]
     await b.request(Cmd.WRITE_PROGRAM, struct.pack("<H5Q", cfg.program_depth - 5, *words))
@@ -321,8 +372,11 @@ async def run_busy_and_repeat(dut):
     cfg = b.cfg
     program = [isa.halt().encode()] * 4 + [15]
     await b.request(Cmd.WRITE_PROGRAM, struct.pack(f"<H{len(program)}Q", 0, *program))
-    for pc, code in ((2, Status.OK), (4, Status.ILLEGAL_INSTRUCTION), (cfg.program_depth - 1, None)):
-        run = encode_request(Cmd.RUN, b.next_seq(), struct.pack("<H", pc))
+    runs = [(Cmd.RUN, struct.pack("<H", pc), code)
+            for pc, code in ((2, Status.OK), (4, Status.ILLEGAL_INSTRUCTION), (cfg.program_depth - 1, None))]
+    runs += [(Cmd.LOOP, struct.pack("<HIB", 1, 3, 1), Status.OK), (Cmd.LOOP, struct.pack("<HIB", 4, 5, 1), Status.ILLEGAL_INSTRUCTION)]
+    for cmd, payload, code in runs:
+        run = encode_request(cmd, b.next_seq(), payload)
         await b.exchange(run, "RUN start")                  # no answer yet
         assert b.ref.running
         status = await b.request(Cmd.STATUS)
@@ -332,6 +386,11 @@ async def run_busy_and_repeat(dut):
         await b.request(Cmd.WRITE_KEYS, struct.pack("<II", 1, 2), LinkStatus.BUSY)
         await b.request(Cmd.READ_COUNTERS, b"", LinkStatus.BUSY)
         await b.request(Cmd.CLEAR_COUNTERS, b"", LinkStatus.BUSY)
+        await b.request(Cmd.WRITE_DATA, struct.pack("<H", 0) + bytes(cfg.lanes), LinkStatus.BUSY)
+        await b.request(Cmd.WRITE_LABELS, struct.pack("<H", 0) + bytes(1), LinkStatus.BUSY)
+        await b.request(Cmd.WRITE_CURSOR, bytes(8), LinkStatus.BUSY)
+        await b.request(Cmd.LOOP, struct.pack("<HIB", 0, 1, 0), LinkStatus.BUSY)
+        await b.request(Cmd.PROGRESS)
         await b.exchange(run, "repeated RUN while active")  # ignored
         expected = b.ref.complete_run()
         got = await b.receive(len(expected))
@@ -341,7 +400,7 @@ async def run_busy_and_repeat(dut):
             assert r.payload[0] == code
         await b.exchange(run, "repeated RUN after the end")  # same answer, no new run
         await b.request(Cmd.STATUS)
-    assert b.core.runs == 3
+    assert b.core.runs == 5
     b.check_state()
 
 

@@ -301,7 +301,7 @@ def test_reset_without_a_checkpoint_stops_with_a_clear_message(tmp_path):
     board = pty_board(at=3)
     try:
         with pytest.raises(SystemExit) as stop:
-            train.main(["--no-progress", "--target", f"serial:{board.path}", "--epochs", "1",
+            train.main(["--no-progress", "--host-loop", "--target", f"serial:{board.path}", "--epochs", "1",
                         "--metrics", str(tmp_path / "m.json")])
     finally:
         board.close()

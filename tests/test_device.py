@@ -294,17 +294,18 @@ def run_cli(*args, timeout=600):
                           timeout=timeout)
 
 
-@pytest.mark.parametrize("target, arch", [("golden", "mlp"), ("sim", "mlp"), ("golden", "cnn"), ("sim", "cnn")])
-def test_cli_device_targets(tmp_path, target, arch, request):
+@pytest.mark.parametrize("target, arch, options", [("golden", "mlp", ()), ("sim", "mlp", ("--host-loop",)),
+                                                   ("golden", "cnn", ()), ("sim", "cnn", ())])
+def test_cli_device_targets(tmp_path, target, arch, options, request):
     if target == "sim":
         request.getfixturevalue("sim_exe")
     metrics = tmp_path / "m.json"
     proc = run_cli("--target", target, "--arch", arch, "--epochs", "1", "--steps", "4", "--metrics", str(metrics),
-                   "--no-progress")
+                   "--no-progress", *options)
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout.strip().splitlines()[-1])
     assert data == {k: v for k, v in json.loads(metrics.read_text()).items() if k != "history"}
-    assert data["target"] == target and data["arch"] == arch
+    assert data["target"] == target and data["arch"] == arch and data["mode"] == "host-loop"
     assert data["bit_exact"] is True and data["steps"] == 4
     for key in ("device_cycles", "host_link_bytes", "test_accuracy", "train_accuracy", "final_loss"):
         assert key in data, key
@@ -313,6 +314,42 @@ def test_cli_device_targets(tmp_path, target, arch, request):
         assert data["sim_board"]["cycles_per_second"] > 0
     else:
         assert data["device_cycles"]["total"] == 0 and data["host_link_bytes"]["out"] == 0
+
+
+def test_cli_sim_mlp_trains_autonomously_by_default(tmp_path, sim_exe):
+    """The MLP on sim: the data resident on the core, a LOOP per epoch; bit-exact with the golden machine."""
+    metrics = tmp_path / "a.json"
+    proc = run_cli("--target", "sim", "--epochs", "2", "--steps", "5", "--metrics", str(metrics), "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert data["mode"] == "autonomous" and data["loss"] == "int" and data["bit_exact"] is True
+    assert data["steps"] == 10 and len(json.loads(metrics.read_text())["history"]) == 2
+    # a training epoch's LOOP, its counters and their clearing, whatever the number of steps (5 here)
+    assert data["device_cycles"]["per_step"] > 0 and 0 < data["host_link_bytes"]["per_step"] * 5 < 300
+    assert data["host_link_bytes"]["upload"] > 1797 * 64
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--autonomous", "--arch", "cnn"), "--autonomous trains the MLP on a device target"),
+    (("--autonomous", "--target", "fp32"), "--autonomous trains the MLP on a device target"),
+    (("--autonomous", "--checkpoint", "x"), "--autonomous does not take --checkpoint"),
+    (("--autonomous", "--loss", "float"), "--autonomous does not take --loss float"),
+    (("--autonomous", "--host-loop"), "not allowed with argument"),
+])
+def test_cli_autonomous_refusals(tmp_path, args, message):
+    proc = run_cli(*args, "--epochs", "1", "--metrics", str(tmp_path / "m.json"), "--no-progress", timeout=120)
+    assert proc.returncode != 0 and message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_host_loop_options_fall_back_to_the_host_loop(tmp_path):
+    """--link-faults on the MLP: the host loop, said on the console."""
+    from host.train import choose_mode, parse_args
+    args = parse_args(["--link-faults", "0.1", "--target", "serial:/dev/null"])
+    assert choose_mode(args, {"arch": "mlp", "target": "serial:/dev/null"}) == "host-loop"
+    args = parse_args(["--target", "serial:/dev/null"])
+    assert choose_mode(args, {"arch": "mlp", "target": "serial:/dev/null"}) == "autonomous"
+    assert choose_mode(args, {"arch": "cnn", "target": "serial:/dev/null"}) == "host-loop"
+    assert choose_mode(parse_args(["--autonomous"]), {"arch": "mlp", "target": "golden"}) == "autonomous"
 
 
 def test_cli_missing_serial_port(tmp_path):

@@ -14,8 +14,8 @@ from golden_model.program import ProgramTrainer
 from golden_model.quant import QTensor
 from protocol.link_model import LinkDevice, LoopbackTransport
 from host.client import ConfigMismatch, DeviceError, DeviceReset, LinkClient, LinkError
-from protocol.wire import (REQUEST_OVERHEAD, RESPONSE_OVERHEAD, Cmd, FrameError, LinkStatus, crc16, decode_request,
-                           decode_response, encode_request, encode_response, parse_status)
+from protocol.wire import (REQUEST_OVERHEAD, RESPONSE_OVERHEAD, STATUS_PAYLOAD_BYTES, Cmd, FrameError, LinkStatus, Progress, crc16,
+                           decode_request, decode_response, encode_request, encode_response, parse_status)
 
 CFG = get_config("default")
 
@@ -138,6 +138,14 @@ def test_device_oversize_length_is_drained():
     (Cmd.WRITE_KEYS, bytes(7), LinkStatus.BAD_LENGTH),
     (Cmd.READ_COUNTERS, b"\x01", LinkStatus.BAD_LENGTH),
     (Cmd.CLEAR_COUNTERS, b"\x00", LinkStatus.BAD_LENGTH),
+    (Cmd.WRITE_DATA, struct.pack("<H", CFG.data_words - 1) + bytes(16), LinkStatus.ADDR_RANGE),
+    (Cmd.WRITE_DATA, b"\x00\x00" + bytes(9), LinkStatus.BAD_LENGTH),
+    (Cmd.WRITE_LABELS, struct.pack("<H", CFG.data_samples) + bytes(1), LinkStatus.ADDR_RANGE),
+    (Cmd.WRITE_CURSOR, bytes(9), LinkStatus.BAD_LENGTH),
+    (Cmd.LOOP, struct.pack("<HIB", CFG.program_depth, 1, 1), LinkStatus.ADDR_RANGE),
+    (Cmd.LOOP, struct.pack("<HIB", 0, 0, 1), LinkStatus.ADDR_RANGE),
+    (Cmd.LOOP, struct.pack("<HIB", 0, 1, 2), LinkStatus.ADDR_RANGE),
+    (Cmd.PROGRESS, b"\x00", LinkStatus.BAD_LENGTH),
 ])
 def test_device_refusals(cmd, payload, status):
     device = LinkDevice(CFG)
@@ -176,6 +184,83 @@ def test_loss_counters_are_read_and_cleared_over_the_link():
     assert client.read_counters() == LossCounters(7, 3, 2**40 + 5)      # reading changes nothing
     client.clear_counters()
     assert client.read_counters() == LossCounters() == device.machine.counters
+
+
+def test_data_set_cursor_loop_and_progress_over_the_link():
+    client, device, _ = client_for()
+    rng = np.random.default_rng(8)
+    words = rng.integers(-128, 128, (300, CFG.lanes))
+    client.write_data(5, words)
+    client.write_labels(2, np.arange(-3, 1500) % 10)
+    assert np.array_equal(device.machine.data[5:305], words)
+    assert np.array_equal(device.machine.labels[2:1505], (np.arange(-3, 1500) % 10).astype(np.int8))
+    client.set_cursor(2**32 - 1, 7, 65535)
+    client.set_keys(1, 2**32 - 2)
+    assert client.progress() == Progress(2**32 - 2, 2**32 - 1, 7, 65535, 0)
+    client.load_program([isa.load(0, 0, 8, shuffle=True).encode(), isa.halt().encode(), 15], 0)
+    client.set_tensor(0, 0, 3, 5, 0)
+    assert client.loop(0, 3, True) == 1                # the reference's cycles: the last pass's instructions
+    assert client.progress() == Progress(1, 0, 8, 65535, 0)      # 9 rows: position 7, then a whole epoch
+    with pytest.raises(DeviceError, match="ILLEGAL_INSTRUCTION at pc 2"):
+        client.loop(2, 4, True)
+    assert client.progress().passes == 4
+    with pytest.raises(ValueError, match="cursor train must fit 16 bits"):
+        client.set_cursor(0, 65536, 0)
+    with pytest.raises(ValueError, match="passes must be in"):
+        client.loop(0, 0, True)
+
+
+def test_a_host_that_reconnects_mid_loop_reads_progress_then_weights():
+    """Host A starts an epoch (LOOP) and goes away; host B connects: PING and STATUS and PROGRESS are
+    served during the run, a second LOOP is refused with BUSY, and after the end B reads the weights."""
+    device = LinkDevice(CFG, auto_complete=False)
+    first, _, _ = client_for(device=device)
+    first.load_program([isa.halt().encode()], 0)
+    first.set_tensor(1, 0, 2, 3, -4)
+    first.write_tmem(0, np.arange(16).reshape(2, 8))
+    assert device.feed(encode_request(Cmd.LOOP, 9, struct.pack("<HIB", 0, 90, 1))) == b""
+    second = LinkClient(LoopbackTransport(device), CFG, timeout=0.05)
+    second.ping()
+    assert second.status().busy and second.progress().passes == 90
+    with pytest.raises(LinkError, match="LOOP refused with BUSY"):
+        second.loop(0, 1, True)
+    device.complete_run()
+    second.forget_runs()
+    assert not second.status().busy and second.progress() == Progress(90, 0, 0, 0, 0)
+    assert np.array_equal(second.read_tensor(1).q, np.arange(16).reshape(2, 8)[:, :3])
+
+
+def test_status_polls_of_a_long_loop_are_counted_apart():
+    """A LOOP that outlasts the answer timeout: the client polls STATUS (24 bytes each) until the answer
+    comes; those bytes are counted in poll_bytes (a board's epoch ends within the timeout)."""
+    device = LinkDevice(CFG, auto_complete=False)
+
+    class SlowCore(LoopbackTransport):
+        quiet = 0
+
+        def read(self, n, timeout):
+            if device.running and not self.pending:
+                self.quiet += 1
+                if self.quiet == 3:
+                    self.pending += device.complete_run()
+            return super().read(n, timeout)
+
+    client = LinkClient(SlowCore(device), CFG, timeout=0.01)
+    client.load_program([isa.halt().encode()], 0)
+    client.loop(0, 90, True)
+    assert device.machine.step == 90
+    assert client.stats.poll_bytes == 2 * (REQUEST_OVERHEAD + RESPONSE_OVERHEAD + STATUS_PAYLOAD_BYTES)
+
+
+def test_lost_loop_answer_does_not_loop_twice():
+    device = LinkDevice(CFG)
+    client, _, transport = client_for(device=device)
+    client.load_program([isa.halt().encode()], 0)
+    client.set_keys(0, 10)
+    client.status()
+    transport.rx_faults[transport.writes] = lambda d: b""        # the LOOP answer is lost
+    client.loop(0, 5, True)
+    assert device.machine.step == 15
 
 
 def test_tmem_round_trip_in_frames():

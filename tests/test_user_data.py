@@ -14,6 +14,7 @@ import pytest
 from golden_model.config import get_config
 from golden_model.data import DIGITS_FORMAT, DataError, load_npz
 from golden_model.train import FloatTarget, GoldenTarget, check_fits, run_training
+from host.train import choose_mode, parse_args
 
 CFG = get_config("default")
 
@@ -146,3 +147,29 @@ def test_eoq_train_data_runs_on_every_target_bit_exact(tmp_path, target, arch, s
     assert proc.returncode == 0, proc.stderr
     metrics = json.loads(proc.stdout.strip().splitlines()[-1])
     assert metrics["bit_exact"] is True and metrics["steps"] == 3 and metrics["data"] == str(path)
+
+
+def test_autonomous_training_on_a_small_set_and_a_set_too_large(tmp_path):
+    """The user's set trains autonomously (data resident, bit-exact on the golden device); one beyond
+    the data memory is refused naming the limit and the host loop."""
+    rng = np.random.default_rng(5)
+    small = save(tmp_path, arrays(rng), "small.npz")
+    metrics = tmp_path / "m.json"
+    proc = subprocess.run([sys.executable, "-m", "host.train", "--autonomous", "--target", "golden", "--data",
+                           str(small), "--epochs", "2", "--metrics", str(metrics), "--no-progress"],
+                          cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(metrics.read_text())
+    # 40 samples at batch 16: 3 steps (8 samples into the next epoch), then the 32 left: 2 steps
+    assert data["mode"] == "autonomous" and data["bit_exact"] is True and data["steps"] == 3 + 2
+    big = save(tmp_path, arrays(rng, n_train=CFG.data_samples, n_test=20), "big.npz")
+    proc = subprocess.run([sys.executable, "-m", "host.train", "--autonomous", "--target", "golden", "--data",
+                           str(big), "--epochs", "1", "--metrics", str(metrics), "--no-progress"],
+                          cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert f"exceed the label memory of configuration default (data_samples {CFG.data_samples})" in proc.stderr
+    assert "--host-loop" in proc.stderr
+    args = parse_args(["--target", "serial:/dev/null", "--data", str(big)])
+    run = {"arch": "mlp", "target": "serial:/dev/null", "dataset": load_npz(big)}
+    assert choose_mode(args, run, CFG) == "host-loop"          # the default mode says so and streams per step
+    assert choose_mode(args, {**run, "dataset": load_npz(small)}, CFG) == "autonomous"

@@ -10,7 +10,10 @@ int8 >= 95% and within 1.5 points of FP32, the convolutional ResNet int8 >=
 97.5% and within 1.0 point.  int8 test accuracy is by frozen-exponent
 inference (golden_model/inference.py).  ``--loss int`` trains the int8
 network with the integer output error the core computes
-(golden_model/int_loss.py) instead of the host's float softmax.
+(golden_model/int_loss.py) instead of the host's float softmax; ``--loss
+autonomous`` trains it as the core trains alone (``make train``'s default on
+sim and serial: the resident data in the epochs' Feistel order, the test
+accuracy of the core's own evaluation pass; MLP only).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from golden_model.arithmetic import LOSSES, Arithmetic
 from golden_model.config import get_config
 from golden_model.data import load_digits_split
 from golden_model.train import FloatTarget, GoldenTarget, default_lr_shift, run_training
+from host.autonomous import train_autonomous
 
 #: per network: (batch, epochs) settings, and (least int8 accuracy, largest gap to FP32)
 SETTINGS = {"mlp": ((16, 20), (1, 8)), "cnn": ((16, 20), (1, 8))}
@@ -35,12 +39,18 @@ TARGETS = {"mlp": (0.95, 0.015), "cnn": (0.975, 0.010)}
 
 
 def train_one(job: tuple) -> tuple[float, float]:
-    """(final test accuracy, training seconds) of one (target, arch, config, batch, epochs, seed, loss) run."""
+    """(final test accuracy, training seconds) of one (target, arch, config, batch, epochs, seed, loss) run;
+    loss "autonomous": the integer loss, trained as the core trains alone (host/autonomous.py, golden device)."""
     name, arch, config, batch, epochs, seed, loss = job
     cfg, lr_shift = get_config(config), default_lr_shift(batch, arch)
+    start = time.perf_counter()
+    if name == "golden" and loss == "autonomous":
+        run = {"dataset": load_digits_split(), "seed": seed, "lr_shift": lr_shift, "batch": batch, "epochs": epochs,
+               "target": "golden"}
+        outcome = train_autonomous(run, cfg, log=lambda message: None)
+        return outcome.history[-1].test_accuracy, time.perf_counter() - start
     target = (GoldenTarget(cfg, seed, lr_shift, arch, arithmetic=Arithmetic(loss=loss)) if name == "golden"
               else FloatTarget(seed, lr_shift, arch))
-    start = time.perf_counter()
     history, _ = run_training(target, epochs, batch, seed, load_digits_split(), progress=False, log=None)
     return history[-1].test_accuracy, time.perf_counter() - start
 
@@ -92,8 +102,10 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", default="build/accuracy.json")
     parser.add_argument("--batch", type=int, nargs="+", default=None, help="only these settings' batch sizes")
-    parser.add_argument("--loss", choices=LOSSES, default="float",
-                        help="the int8 network's output error (golden_model/arithmetic.py LOSSES)")
+    parser.add_argument("--loss", choices=(*LOSSES, "autonomous"), default="float",
+                        help="the int8 network's output error (golden_model/arithmetic.py LOSSES); autonomous: the "
+                             "integer loss as the core trains alone (MLP; the data's order and the test accuracy "
+                             "of the core's own evaluation, golden_model/autonomous.py)")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="training processes (default: cores)")
     args = parser.parse_args(argv)
     results = []

@@ -9,6 +9,11 @@ For training steps of the digits ResMLP (batch 16) on the simulated board
 * the core's compute cycles per step (the cycle counts the RUN answers
   report) and their time at ``fmax_mhz``;
 * which of the two bounds a real board and by what factor;
+* the same for autonomous training (``autonomous``): one epoch of the digits
+  on the resident data set as one LOOP and the test set's evaluation, the
+  link bytes per step amortised over that epoch, the link's share of the
+  board's wall time, the board's throughput at ``fmax_mhz`` (the one-time
+  upload reported apart);
 * training throughput (samples per wall second) on the sim target and on
   the golden target (the golden Machine behind the same Device API), and
   the simulated board's speed (simulated cycles per wall second, counted
@@ -30,6 +35,8 @@ import time
 from pathlib import Path
 
 from fpga.top import DEFAULT_FREQ
+from golden_model.arithmetic import Arithmetic
+from golden_model.autonomous import AutonomousTrainer
 from golden_model.config import get_config
 from golden_model.data import load_digits_split
 from golden_model.network import ResMLP, quantize_input
@@ -103,12 +110,59 @@ def measure(target: str, steps: int, batch: int = 16, config: str = "default", s
     return result
 
 
+def measure_autonomous(target: str, steps: int | None, batch: int = 16, config: str = "default",
+                       seed: int = 0) -> dict:
+    """One epoch (``steps``: that many steps) on the resident data set as one LOOP, then the test set's
+    evaluation: the link bytes and core cycles of both (golden_model/autonomous.py)."""
+    cfg = get_config(config)
+    data = load_digits_split()
+    device = open_device(target, cfg, **({"log": lambda m: print(m, file=sys.stderr)} if target == "sim" else {}))
+    try:
+        model = ResMLP(cfg, seed, 4, arithmetic=Arithmetic(loss="int"))
+        trainer = AutonomousTrainer(device, model, batch, quantize_input(data.train_x, cfg), data.train_y,
+                                    quantize_input(data.test_x, cfg), data.test_y)
+        upload = device.stats
+        steps = steps or trainer.epoch_steps()
+        trainer.train_epoch(steps)
+        trained = device.stats
+        trainer.evaluate()
+        evaluated = device.stats
+    finally:
+        device.close()
+    train, evaluation = trained.minus(upload), evaluated.minus(trained)
+    return {"steps": steps, "upload_bytes": upload.bytes_in + upload.bytes_out,
+            "train_bytes": train.bytes_in + train.bytes_out, "train_cycles": train.cycles,
+            "eval_bytes": evaluation.bytes_in + evaluation.bytes_out, "eval_cycles": evaluation.cycles,
+            "poll_bytes": train.poll_bytes + evaluation.poll_bytes}
+
+
+def autonomous_figures(a: dict, fmax: float, baud: int, batch: int = 16) -> dict:
+    """The board's epoch with the host out of the step loop: link bytes per step amortised over the epoch
+    (its evaluation included), throughput at ``fmax`` with the link's time added, the link's share.
+
+    The STATUS polls that found the LOOP still busy (``poll_bytes``) are left out: the client polls when
+    no answer came within its timeout (1 s), which the simulated core's epoch outlasts (seconds) and a
+    board's (tens of milliseconds) does not; ``bytes_per_step_sim`` keeps them."""
+    link_bytes = a["train_bytes"] + a["eval_bytes"] - a["poll_bytes"]
+    link_seconds = link_bytes * BITS_PER_BYTE / baud
+    compute_seconds = (a["train_cycles"] + a["eval_cycles"]) / (fmax * 1e6)
+    wall = link_seconds + compute_seconds
+    return {"steps": a["steps"], "upload_bytes": a["upload_bytes"],
+            "upload_seconds": a["upload_bytes"] * BITS_PER_BYTE / baud,
+            "bytes_per_step": round(link_bytes / a["steps"], 2),
+            "bytes_per_step_sim": round((link_bytes + a["poll_bytes"]) / a["steps"], 2),
+            "core_cycles_per_step": a["train_cycles"] / a["steps"], "eval_cycles": a["eval_cycles"],
+            "link_share": round(link_seconds / wall, 5),
+            "board_samples_per_second": round(a["steps"] * batch / wall, 1)}
+
+
 def run(quick: bool = False, fmax_mhz: float | None = None, baud: int = DEFAULT_BAUD, config: str = "default",
         steps: int | None = None) -> dict:
     steps = steps or (6 if quick else 40)
     fmax, fmax_source = choose_fmax(fmax_mhz, config)
     sim = measure("sim", steps, config=config)
     golden = measure("golden", steps, config=config)
+    autonomous = autonomous_figures(measure_autonomous("sim", 8 if quick else None, config=config), fmax, baud)
     link_bytes = sim["bytes_out_per_step"] + sim["bytes_in_per_step"]
     link_seconds = link_bytes * BITS_PER_BYTE / baud
     compute_seconds = sim["cycles_per_step"] / (fmax * 1e6)
@@ -141,6 +195,9 @@ def run(quick: bool = False, fmax_mhz: float | None = None, baud: int = DEFAULT_
         "golden": {"samples_per_second": golden["samples_per_second"], "step_seconds": golden["step_seconds"]},
         "sim_vs_golden_speed": round(sim["samples_per_second"] / golden["samples_per_second"], 3),
         "steps_measured": sim["steps"],
+        # the host out of the step loop: the data resident on the core, an epoch per LOOP command
+        "autonomous": autonomous,
+        "autonomous_vs_host_loop_throughput": round(autonomous["board_samples_per_second"] / (16 / board_step), 2),
     }
 
 

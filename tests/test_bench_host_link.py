@@ -47,3 +47,22 @@ def test_host_link_section_quick():
     assert result["core_cycles_per_step"] > 0 and result["bound"] in ("host link", "core compute")
     assert result["sim"]["samples_per_second"] > 0 and result["golden"]["samples_per_second"] > 0
     assert result["sim"]["cycles_per_second"] > 0 and result["sim"]["retries"] == 0
+    autonomous = result["autonomous"]     # 8 steps: the epoch's and the evaluation's few commands, whatever the steps
+    assert autonomous["steps"] == 8 and 0 < autonomous["bytes_per_step"] * 8 < 600
+
+
+def test_autonomous_figures_amortise_the_epoch():
+    measured = {"steps": 90, "upload_bytes": 132_938, "train_bytes": 548, "train_cycles": 90 * 13_000,
+                "eval_bytes": 130, "eval_cycles": 23 * 6_000, "poll_bytes": 48}
+    figures = host_link.autonomous_figures(measured, fmax=30.0, baud=3_000_000)
+    assert figures["bytes_per_step"] == 7.0 and figures["bytes_per_step_sim"] == round(678 / 90, 2)
+    link = 630 * 10 / 3e6
+    compute = (90 * 13_000 + 23 * 6_000) / 30e6
+    assert figures["link_share"] == round(link / (link + compute), 5)
+    assert figures["board_samples_per_second"] == round(90 * 16 / (link + compute), 1)
+
+
+@pytest.mark.slow
+def test_autonomous_measure_on_golden():
+    result = host_link.measure_autonomous("golden", 3)
+    assert result["steps"] == 3 and result["train_bytes"] == 0 and result["upload_bytes"] == 0

@@ -42,6 +42,3 @@ class DataMemory(wiring.Component):
             m.d.comb += [r.addr.eq(read.addr), r.en.eq(read.en), read.data.eq(r.data),
                          w.addr.eq(write.addr), w.en.eq(write.en), w.data.eq(write.data)]
         return m
-
-
-

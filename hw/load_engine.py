@@ -65,7 +65,8 @@ class LoadEngine(wiring.Component):
 
         m.d.comb += [epoch_keys.write.en.eq(1), epoch_keys.write.seed.eq(self.seed),
                      epoch_keys.write.step.eq(at.epoch),
-                     shuffler.cmd.payload.count.eq(count), shuffler.cmd.payload.key.eq(xs32(epoch_keys.base ^ SHUFFLE_MIX)),
+                     shuffler.cmd.payload.count.eq(count),
+                     shuffler.cmd.payload.key.eq(xs32(epoch_keys.base ^ SHUFFLE_MIX)),
                      shuffler.i.payload.eq(at.train),
                      self.data_r.addr.eq(sample_word + word), self.labels_r.addr.eq(sample),
                      self.tmem_w.addr.eq(addr + word)]

@@ -117,7 +117,8 @@ class LinkDevice:
         self.cycles = self.cycle_model(self.run_pc, end_pc, self.code) & 0xFFFFFFFF
         self.pc = end_pc & pc_mask(self.cfg)
         self.running = False
-        self.out += encode_response(self.run_cmd, self.run_seq, LinkStatus.OK, run_payload(self.code, self.pc, self.cycles))
+        self.out += encode_response(self.run_cmd, self.run_seq, LinkStatus.OK,
+                                    run_payload(self.code, self.pc, self.cycles))
 
     def _byte(self, byte: int) -> None:
         if self.state == self.HUNT:

@@ -118,8 +118,8 @@ class CoreDevice:
 
     async def write_data(self, addr: int, words) -> None:
         for offset, word in enumerate(np.asarray(words).reshape(-1, self.cfg.lanes)):
-            await self._pulse({"data_w__addr": addr + offset, "data_w__data": encode(self.tword, [int(v) for v in word]),
-                               "data_w__en": 1})
+            await self._pulse({"data_w__addr": addr + offset, "data_w__en": 1,
+                               "data_w__data": encode(self.tword, [int(v) for v in word])})
 
     async def write_labels(self, addr: int, labels) -> None:
         for offset, label in enumerate(np.asarray(labels).reshape(-1)):

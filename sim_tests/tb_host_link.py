@@ -121,9 +121,11 @@ class CoreModel:
         if read_unsigned(dut.core__counters_clear):
             ev["clear"] = True
         if read_unsigned(dut.core__data_w__en):
-            ev["data"] = (read_unsigned(dut.core__data_w__addr), decode(self.tword, read_unsigned(dut.core__data_w__data)))
+            ev["data"] = (read_unsigned(dut.core__data_w__addr),
+                          decode(self.tword, read_unsigned(dut.core__data_w__data)))
         if read_unsigned(dut.core__labels_w__en):
-            ev["label"] = (read_unsigned(dut.core__labels_w__addr), decode(signed(8), read_unsigned(dut.core__labels_w__data)))
+            ev["label"] = (read_unsigned(dut.core__labels_w__addr),
+                           decode(signed(8), read_unsigned(dut.core__labels_w__data)))
         if read_unsigned(dut.core__cursor_w__en):
             ev["cursor"] = decode(cursor_layout(), read_unsigned(dut.core__cursor_w__value))
         if read_unsigned(dut.core__run__start):
@@ -374,7 +376,8 @@ async def run_busy_and_repeat(dut):
     await b.request(Cmd.WRITE_PROGRAM, struct.pack(f"<H{len(program)}Q", 0, *program))
     runs = [(Cmd.RUN, struct.pack("<H", pc), code)
             for pc, code in ((2, Status.OK), (4, Status.ILLEGAL_INSTRUCTION), (cfg.program_depth - 1, None))]
-    runs += [(Cmd.LOOP, struct.pack("<HIB", 1, 3, 1), Status.OK), (Cmd.LOOP, struct.pack("<HIB", 4, 5, 1), Status.ILLEGAL_INSTRUCTION)]
+    runs += [(Cmd.LOOP, struct.pack("<HIB", 1, 3, 1), Status.OK),
+             (Cmd.LOOP, struct.pack("<HIB", 4, 5, 1), Status.ILLEGAL_INSTRUCTION)]
     for cmd, payload, code in runs:
         run = encode_request(cmd, b.next_seq(), payload)
         await b.exchange(run, "RUN start")                  # no answer yet

@@ -14,8 +14,9 @@ from golden_model.program import ProgramTrainer
 from golden_model.quant import QTensor
 from protocol.link_model import LinkDevice, LoopbackTransport
 from host.client import ConfigMismatch, DeviceError, DeviceReset, LinkClient, LinkError
-from protocol.wire import (REQUEST_OVERHEAD, RESPONSE_OVERHEAD, STATUS_PAYLOAD_BYTES, Cmd, FrameError, LinkStatus, Progress, crc16,
-                           decode_request, decode_response, encode_request, encode_response, parse_status)
+from protocol.wire import (REQUEST_OVERHEAD, RESPONSE_OVERHEAD, STATUS_PAYLOAD_BYTES, Cmd, FrameError, LinkStatus,
+                           Progress, crc16, decode_request, decode_response, encode_request, encode_response,
+                           parse_status)
 
 CFG = get_config("default")
 

@@ -90,7 +90,7 @@ class AutonomousTrainer:
         if train_x.exp != test_x.exp:
             raise ValueError(f"training and test inputs need one exponent, got {train_x.exp} and {test_x.exp}")
         self.device, self.model, self.cfg, self.batch, self.program = device, model, model.cfg, batch, program
-        self.step, self.lr_shift = model.step, None
+        self.lr_shift = None
         self.train, self.test = plan_sets(self.cfg, train_x.q.shape[1], len(train_x.q), len(test_x.q))
         for name, place in program.places.items():
             exp = model.params[name].exp if name in model.params else (train_x.exp if name == "x" else 0)
@@ -101,7 +101,7 @@ class AutonomousTrainer:
         evaluation = encode(eval_program(program, self.test))
         self.eval_pc = self.cfg.program_depth - len(evaluation)
         device.load_program(evaluation, self.eval_pc)
-        device.set_keys(model.stream_seed, self.step)
+        device.set_keys(model.stream_seed, model.step)
         device.set_cursor(0, 0, 0)
         self._load_train_program()
 
@@ -123,7 +123,6 @@ class AutonomousTrainer:
         steps = self.epoch_steps() if steps is None else steps
         self.device.clear_counters()
         self.device.loop(0, steps, True)
-        self.step += steps
         return self.device.read_counters()
 
     def evaluate(self) -> LossCounters:

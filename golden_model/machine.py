@@ -66,6 +66,19 @@ CURSOR_BITS = {"epoch": 32, "train": 16, "eval": 16}
 NO_LABEL = -1
 
 
+def check_cursor(epoch: int, train: int, eval: int) -> None:
+    """ValueError unless each field fits its CURSOR_BITS (Machine.set_cursor's and the client's check)."""
+    for name, value in (("epoch", epoch), ("train", train), ("eval", eval)):
+        if not 0 <= value < 1 << CURSOR_BITS[name]:
+            raise ValueError(f"cursor {name} must fit {CURSOR_BITS[name]} bits, got {value}")
+
+
+def check_passes(passes: int) -> None:
+    """ValueError unless a LOOP's pass count is 1 .. 2**32 - 1 (what LOOP's 32-bit field holds, 0 refused)."""
+    if not 1 <= passes < 1 << 32:
+        raise ValueError(f"passes must be in [1, 2**32), got {passes}")
+
+
 @dataclass
 class Cursor:
     """Where LOAD's two streams stand: the training stream's epoch and its position in the epoch's order,
@@ -157,16 +170,13 @@ class Machine:
 
     def set_cursor(self, epoch: int, train: int, eval: int) -> None:
         """Where LOAD's streams continue (the host starts a run at 0, 0, 0 and an evaluation at eval 0)."""
-        for name, value in (("epoch", epoch), ("train", train), ("eval", eval)):
-            if not 0 <= value < 1 << CURSOR_BITS[name]:
-                raise ValueError(f"cursor {name} must fit {CURSOR_BITS[name]} bits, got {value}")
+        check_cursor(epoch, train, eval)
         self.cursor = Cursor(epoch, train, eval)
 
     def loop(self, pc: int, passes: int, advance: bool) -> None:
         """Run the program at pc ``passes`` times; with ``advance`` the step register counts each pass
         (the core's LOOP: a training epoch is one LOOP of its steps)."""
-        if not 1 <= passes < 1 << 32:
-            raise ValueError(f"passes must be in [1, 2**32), got {passes}")
+        check_passes(passes)
         self.passes = passes                  # the passes left, the current one included (a failing one stays)
         while self.passes:
             self.run(pc)
@@ -512,7 +522,6 @@ class Machine:
         labelled = (labels >= 0) & (labels < logits.q.shape[1])
         top = np.argmax(logits.q, axis=1)
         self.counters.add(int(labelled.sum()), int((labelled & (top == labels)).sum()), int(bits[labelled].sum()))
-
 
     def batch_samples(self, inst: Instruction, rows: int) -> tuple[list[int], Cursor]:
         """The data-memory samples of a LOAD's ``rows`` rows (NO_LABEL: a padding row) and the cursor after.

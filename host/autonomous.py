@@ -9,20 +9,21 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 from golden_model.arithmetic import Arithmetic
 from golden_model.autonomous import AutonomousTrainer
+from golden_model.int_loss import LOG_FRAC
 from golden_model.machine import LossCounters
 from golden_model.network import ResMLP, quantize_input
 from golden_model.train import EpochRecord, network_shape, scheduled_lr_shift
 
-from .device import GoldenDevice, open_device
+from .device import DeviceStats, GoldenDevice, open_device
 
 
 def mean_loss(counters: LossCounters) -> float:
     """The mean cross-entropy in nats of the counted rows (loss_bits: -log2 p in Q16)."""
-    return counters.loss_bits / 65536 * math.log(2) / max(counters.samples, 1)
+    return counters.loss_bits / 2**LOG_FRAC * math.log(2) / max(counters.samples, 1)
 
 
 @dataclass
@@ -43,12 +44,12 @@ def train_autonomous(run: dict, cfg, *, log=print, device=None) -> AutonomousRun
     """Train ``run``'s MLP for run["epochs"] epochs on the target's device with the data resident."""
     data = run["dataset"]
     fmt = data.format
+    sets = (quantize_input(data.train_x, cfg, fmt), data.train_y, quantize_input(data.test_x, cfg, fmt), data.test_y)
 
     def trainer_on(dev):
         model = ResMLP(cfg, run["seed"], run["lr_shift"], network_shape("mlp", fmt),
                        arithmetic=Arithmetic(loss="int"))
-        return AutonomousTrainer(dev, model, run["batch"], quantize_input(data.train_x, cfg, fmt), data.train_y,
-                                 quantize_input(data.test_x, cfg, fmt), data.test_y)
+        return AutonomousTrainer(dev, model, run["batch"], *sets)
 
     device = device or open_device(run["target"], cfg)
     result = AutonomousRun()
@@ -56,7 +57,7 @@ def train_autonomous(run: dict, cfg, *, log=print, device=None) -> AutonomousRun
         start = time.monotonic()
         trainer, golden = trainer_on(device), trainer_on(GoldenDevice(cfg))
         result.upload = device.stats
-        train_bytes = None
+        train_bytes = DeviceStats()
         for epoch in range(run["epochs"]):
             for side in (trainer, golden):        # the host loop's schedule (golden_model.train.run_training)
                 side.model.lr_shift = scheduled_lr_shift(run["lr_shift"], epoch, run["epochs"])
@@ -66,7 +67,7 @@ def train_autonomous(run: dict, cfg, *, log=print, device=None) -> AutonomousRun
             before = device.stats
             counts = (trainer.train_epoch(steps), golden.train_epoch(steps))
             spent = device.stats.minus(before)
-            train_bytes = spent if train_bytes is None else _plus(train_bytes, spent)
+            train_bytes = train_bytes.plus(spent)
             tests = (trainer.evaluate(), golden.evaluate())
             result.steps += steps
             if counts[0] != counts[1] or tests[0] != tests[1]:
@@ -88,10 +89,6 @@ def train_autonomous(run: dict, cfg, *, log=print, device=None) -> AutonomousRun
     finally:
         device.close()
     return result
-
-
-def _plus(a, b):
-    return type(a)(**{name: getattr(a, name) + getattr(b, name) for name in asdict(a)})
 
 
 def _compare(trainer, golden) -> tuple[bool, str]:

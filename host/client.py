@@ -21,7 +21,7 @@ import serial
 
 from golden_model.config import CONFIGS, CoreConfig
 from golden_model.isa import STATUS_HELP, Status
-from golden_model.machine import LossCounters, TensorEntry, words_per_row
+from golden_model.machine import LossCounters, TensorEntry, check_cursor, check_passes, words_per_row
 from golden_model.prng import check_word
 from golden_model.quant import QTensor
 from protocol.wire import (ADDRESS_BYTES, ADDRESS_FORMAT, INSTRUCTION_BYTES, LINK_STATUS_HELP, PING_FIELDS,
@@ -347,8 +347,7 @@ class LinkClient:
         """Run the program at ``pc`` ``passes`` times, with ``advance`` counting the step register on after
         each pass (a training epoch on the resident data set); the cycle count, or DeviceError.  Resent
         like RUN."""
-        if not 1 <= passes < 1 << 32:
-            raise ValueError(f"passes must be in [1, 2**32), got {passes}")
+        check_passes(passes)
         return self._run(Cmd.LOOP, loop_payload(pc, passes, advance), pc, passes)
 
     def _run(self, cmd: Cmd, payload: bytes, pc: int, passes: int) -> int:
@@ -455,9 +454,7 @@ class LinkClient:
 
     def set_cursor(self, epoch: int, train: int, eval: int) -> None:
         """Where the LOAD engine's streams continue (golden_model.machine.Cursor)."""
-        for name, value, bits in (("epoch", epoch, 32), ("train", train, 16), ("eval", eval, 16)):
-            if not 0 <= value < 1 << bits:
-                raise ValueError(f"cursor {name} must fit {bits} bits, got {value}")
+        check_cursor(epoch, train, eval)
         self.request(Cmd.WRITE_CURSOR, cursor_payload(epoch, train, eval))
 
     def progress(self) -> Progress:

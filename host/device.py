@@ -68,6 +68,9 @@ class DeviceStats:
     def minus(self, other: "DeviceStats") -> "DeviceStats":
         return DeviceStats(**{k: v - getattr(other, k) for k, v in asdict(self).items()})
 
+    def plus(self, other: "DeviceStats") -> "DeviceStats":
+        return DeviceStats(**{k: v + getattr(other, k) for k, v in asdict(self).items()})
+
 
 class Device:
     """Common part: the Machine-like API and statistics."""

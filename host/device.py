@@ -35,7 +35,7 @@ import serial
 from golden_model.config import CoreConfig, get_config
 from golden_model.isa import Status
 from golden_model.machine import Machine, MachineError
-from protocol.wire import Progress
+from protocol.link_model import machine_progress
 
 from sim_board.build import BuildError, build
 
@@ -154,8 +154,7 @@ class GoldenDevice(Device):
         self.machine.set_cursor(epoch, train, eval)
 
     def progress(self):
-        machine, cursor = self.machine, self.machine.cursor
-        return Progress(machine.step, cursor.epoch, cursor.train, cursor.eval, machine.passes)
+        return machine_progress(self.machine)
 
     def _run(self, pc):
         return self._loop(pc, 1, False)

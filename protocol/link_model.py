@@ -41,6 +41,12 @@ def default_cycle_model(start_pc: int, end_pc: int, code: int) -> int:
     return end_pc - start_pc
 
 
+def machine_progress(machine: Machine) -> Progress:
+    """What PROGRESS reports of a golden machine: its step, data cursor and passes left."""
+    cursor = machine.cursor
+    return Progress(machine.step, cursor.epoch, cursor.train, cursor.eval, machine.passes)
+
+
 def run_machine(machine: Machine, pc: int, passes: int = 1, advance: bool = False) -> tuple[int, int]:
     """Run the golden machine from pc, ``passes`` times (Machine.loop): (isa status code, end pc)."""
     try:
@@ -244,9 +250,7 @@ class LinkDevice:
         return self._answer(LinkStatus.OK)
 
     def _progress(self, p: bytes) -> None:
-        machine, cursor = self.machine, self.machine.cursor
-        return self._answer(LinkStatus.OK, progress_payload(
-            Progress(machine.step, cursor.epoch, cursor.train, cursor.eval, machine.passes)))
+        return self._answer(LinkStatus.OK, progress_payload(machine_progress(self.machine)))
 
     def _run(self, p: bytes) -> None:
         return self._start(struct.unpack(ADDRESS_FORMAT, p)[0], 1, 0)

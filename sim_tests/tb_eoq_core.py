@@ -24,7 +24,7 @@ from golden_model.inference import calibrate
 from golden_model.machine import LossCounters, Machine, MachineError, words_per_row
 from golden_model.network import ResMLP, Trace, quantize_input
 from golden_model.program import PARAMS, SLOTS, ProgramTrainer, largest_batch
-from protocol.wire import Progress
+from protocol.link_model import machine_progress
 from golden_model.quant import QTensor
 
 from host.device import GoldenDevice
@@ -172,11 +172,6 @@ async def maybe_await(result):
         await result
 
 
-def golden_progress(machine) -> Progress:
-    cursor = machine.cursor
-    return Progress(machine.step, cursor.epoch, cursor.train, cursor.eval, machine.passes)
-
-
 def _instruction_shapes(rng, cfg):
     batch = int(rng.integers(1, cfg.max_batch + 1))
     k = int(rng.integers(1, cfg.max_features + 1))
@@ -230,7 +225,7 @@ async def instructions_match_machine(dut):
         counters = await device.read_counters()
         assert counters == machine.counters, f"{what}: loss counters {counters}, golden {machine.counters}"
         progress = await device.progress()
-        assert progress == golden_progress(machine), f"{what}: progress {progress}, golden {golden_progress(machine)}"
+        assert progress == machine_progress(machine), f"{what}: progress {progress}, golden {machine_progress(machine)}"
         await device.clear_counters()
         assert await device.read_counters() == LossCounters(), f"{what}: the counters did not clear"
 
@@ -276,7 +271,7 @@ async def loads_match_machine(dut):
         what = f"trial {trial}: {rows}x{cols} from ({base}, {count}) shuffle {shuffle} cursor {cursor} passes {passes}"
         await _compare_words(device, machine, [0, 1], what)
         progress = await device.progress()
-        assert progress == golden_progress(machine), f"{what}: progress {progress}, golden {golden_progress(machine)}"
+        assert progress == machine_progress(machine), f"{what}: progress {progress}, golden {machine_progress(machine)}"
 
 
 @cocotb.test()

@@ -35,7 +35,7 @@ from hw.memories import DataMemories
 from hw.sequencer import Sequencer
 from hw.tensor_table import TensorTable
 
-from .build import BOARD_CONFIGS, BuildError, find_tools, normalize_device, parse_yosys_stats
+from .build import BOARD_CONFIGS, BuildError, find_tools, get_platform, normalize_device, parse_yosys_stats
 from .netlist import TOP, synthesis_script
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,10 +64,10 @@ def stat_script(board: str, device: str, lut_mapper: str = "abc") -> str:
     return script.replace(_WRITE_NETLIST, "")
 
 
-def synthesize_block(name: str, cfg, script: str, directory: Path, yosys: str) -> dict:
-    """One block's cells (yosys statistics) and seconds."""
+def synthesize_block(name: str, cfg, script: str, directory: Path, yosys: str, platform=None) -> dict:
+    """One block's cells (yosys statistics) and seconds; ``platform`` elaborates it (the board's vendor cells)."""
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / f"{TOP}.il").write_text(rtlil.convert(BLOCKS[name](cfg), name=TOP))
+    (directory / f"{TOP}.il").write_text(rtlil.convert(BLOCKS[name](cfg), name=TOP, platform=platform))
     (directory / f"{TOP}.ys").write_text(script)
     start = time.monotonic()
     proc = subprocess.run([yosys, "-q", "-l", f"{TOP}.rpt", f"{TOP}.ys"], cwd=directory, capture_output=True,
@@ -105,6 +105,7 @@ def main(argv=None) -> int:
         cfg = get_config(args.config)
         script = stat_script(args.board, args.device)
         yosys = find_tools()["YOSYS"]
+        platform = get_platform(args.board, args.device)()
     except (BuildError, ValueError) as error:
         print(f"fpga.blocks: ERROR: {error}", file=sys.stderr)
         return 1
@@ -113,7 +114,7 @@ def main(argv=None) -> int:
     for name in args.only or BLOCKS:
         print(f"fpga.blocks: {name} ...", file=sys.stderr, flush=True)
         try:
-            blocks[name] = synthesize_block(name, cfg, script, out / name, yosys)
+            blocks[name] = synthesize_block(name, cfg, script, out / name, yosys, platform)
         except BuildError as error:
             print(f"fpga.blocks: ERROR: {error}", file=sys.stderr)
             return 1

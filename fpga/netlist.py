@@ -81,7 +81,7 @@ def synthesize(options: NetlistOptions, log=print) -> Path:
     script = synthesis_script(options.board, options.device, options.lut_mapper)
     out = netlist_dir(options)
     out.mkdir(parents=True, exist_ok=True)
-    design = rtlil.convert(EoqSystem(cfg), name=TOP)
+    design = rtlil.convert(EoqSystem(cfg), name=TOP, platform=get_platform(options.board, options.device)())
     key = hashlib.sha256((design + script).encode()).hexdigest()
     netlist, stamp = out / "netlist.v", out / "netlist.key"
     if not options.resynth and netlist.exists() and stamp.exists() and stamp.read_text().strip() == key:

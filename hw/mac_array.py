@@ -1,11 +1,12 @@
 """Output-stationary int8 MAC array."""
 
-from amaranth import Array, Module, Mux, Signal
+from amaranth import Array, Cat, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from golden_model.config import CoreConfig
 
+from .multiplier import RegisteredMultiplier
 from .rounding import acc_shape, data_shape
 
 
@@ -40,10 +41,22 @@ class MacArray(wiring.Component):
     accepted in the drain cycle) into a holding bank of R x C registers and
     the readout streams from that copy, so the next tile's beats (and its
     ``clear``) are accepted while the previous tile leaves: no bubble per
-    tile when K >= R.  ``i.ready`` then drops only while ``drain`` is
-    requested before the previous readout has finished; the beat, the drain
-    and a clear with it wait together.  Costs R*C*acc_bits more registers.
+    tile when K > R + LATENCY.  ``i.ready`` then drops only while ``drain``
+    is requested before the previous readout has finished; the beat, the
+    drain and a clear with it wait together.  Costs R*C*acc_bits more
+    registers.
+
+    Pipelined for the clock: each PE's product comes from a
+    :class:`~hw.multiplier.RegisteredMultiplier` (operands and product
+    registered: the ECP5's DSP registers), and the accumulate adds it
+    LATENCY cycles after the beat, with the beat's controls delayed beside
+    it.  Seen from the ports only the readout is LATENCY cycles later; the
+    sums are the same.  A drain is taken only when no readout is running or
+    on its way through the pipeline (``busy``).
     """
+
+    #: Cycles from an accepted beat to its product entering the accumulators.
+    LATENCY = RegisteredMultiplier.LATENCY
 
     def __init__(self, cfg: CoreConfig, overlap: bool = False):
         self.cfg = cfg
@@ -66,32 +79,40 @@ class MacArray(wiring.Component):
         m = Module()
         cfg = self.cfg
         rows, cols = cfg.array_rows, cfg.array_cols
+        latency = self.LATENCY
         acc = [[Signal(acc_shape(cfg), name=f"acc_{r}_{c}") for c in range(cols)] for r in range(rows)]
 
+        # the controls travel beside the operands through the multipliers' registers
         draining = Signal()
         row = Signal(range(rows))
-        fire = self.i.valid & self.i.ready
-        take = self.drain & ~draining
+        controls = data.StructLayout({"fire": 1, "clear": 1, "take": 1})
+        stages = [Signal(controls, name=f"stage_{s}") for s in range(latency)]
+        busy = draining | Cat(stage.take for stage in stages).any()     # a readout started or on its way
         if self.overlap:
-            m.d.comb += self.i.ready.eq(~(draining & self.drain))
-            clear = self.clear
+            stalled = busy & self.drain
+            m.d.comb += self.i.ready.eq(~stalled)
+            clear = self.clear & ~stalled
             held = [[Signal(acc_shape(cfg), name=f"held_{r}_{c}") for c in range(cols)] for r in range(rows)]
         else:
-            m.d.comb += self.i.ready.eq(~draining)
-            clear = self.clear & ~draining
+            m.d.comb += self.i.ready.eq(~busy)
+            clear = self.clear & ~busy
             held = acc
+        m.d.sync += stages[0].eq(Cat(self.i.valid & self.i.ready, clear, self.drain & ~busy))
+        m.d.sync += [later.eq(earlier) for earlier, later in zip(stages, stages[1:])]
+        fire, clear, take = stages[-1].fire, stages[-1].clear, stages[-1].take
 
         for r in range(rows):
             for c in range(cols):
-                product = self.i.payload.a[r] * self.i.payload.b[c]
+                m.submodules[f"mul_{r}_{c}"] = mul = RegisteredMultiplier(a_bits=cfg.data_bits, b_bits=cfg.data_bits)
+                m.d.comb += [mul.a.eq(self.i.payload.a[r]), mul.b.eq(self.i.payload.b[c])]
                 kept = Mux(clear, 0, acc[r][c])
                 with m.If(fire):
-                    m.d.sync += acc[r][c].eq(kept + product)
+                    m.d.sync += acc[r][c].eq(kept + mul.p)
                 with m.Elif(clear):
                     m.d.sync += acc[r][c].eq(0)
                 if self.overlap:
                     with m.If(take):
-                        m.d.sync += held[r][c].eq(Mux(fire, kept + product, kept))
+                        m.d.sync += held[r][c].eq(Mux(fire, kept + mul.p, kept))
 
         selected = Array(Array(held_row) for held_row in held)[row]
         for c in range(cols):

@@ -62,11 +62,24 @@ def check_dp16kd(name: str, params: dict, pins: dict) -> None:
             fail(f"{key} = {value} is not 320 hex bits")
 
 
+#: MULT18X18D registers the model covers, each on CLK0 with enable CE0 and reset RST0 (RegisteredMultiplier's)
+MULT_REGISTERS = ("INPUTA", "INPUTB", "OUTPUT")
+
+
 def check_mult(name: str, params: dict, pins: dict) -> None:
+    def fail(why):
+        raise UnsupportedCell(f"MULT18X18D {name}: {why}; sim_netlist/mult18x18d.v models the combinational "
+                              f"multiplier and the {', '.join(MULT_REGISTERS)} registers on CLK0/CE0/RST0 only")
     registered = [p for p, value in params.items() if p.endswith("_CLK") and value != '"NONE"']
-    if registered:
-        raise UnsupportedCell(f"MULT18X18D {name}: registered ({', '.join(registered)}); "
-                              f"sim_netlist/mult18x18d.v models the combinational multiplier only")
+    for param in registered:
+        register = param.removeprefix("REG_").removesuffix("_CLK")
+        if register not in MULT_REGISTERS:
+            fail(f"registered ({param})")
+        for suffix, value in (("CLK", '"CLK0"'), ("CE", '"CE0"'), ("RST", '"RST0"')):
+            if params.get(f"REG_{register}_{suffix}", value) != value:
+                fail(f"REG_{register}_{suffix} = {params[f'REG_{register}_{suffix}']}")
+    if registered and params.get("RESETMODE", '"SYNC"') != '"SYNC"':
+        fail(f"RESETMODE = {params['RESETMODE']}")
 
 
 def check_netlist(netlist: str) -> dict[str, int]:
@@ -83,4 +96,4 @@ def check_netlist(netlist: str) -> dict[str, int]:
     return counts
 
 
-__all__ = ["MODELLED", "UnsupportedCell", "instances", "check_dp16kd", "check_mult", "check_netlist"]
+__all__ = ["MODELLED", "MULT_REGISTERS", "UnsupportedCell", "instances", "check_dp16kd", "check_mult", "check_netlist"]

@@ -32,6 +32,7 @@ from golden_model.network import mlp_sizes
 from golden_model.program import MlpLayout, backward_program, forward_program, step_keys
 from golden_model.quant import QTensor
 from golden_model.machine import words_per_row
+from hw.mac_array import MacArray
 from sim_tests.command_model import acc_maxima
 from sim_tests.common import read_unsigned, settings
 from sim_tests.engine_bench import EngineBench, random_machine
@@ -51,8 +52,9 @@ TILE_CYCLES = 2
 def cycle_bound(cfg, m: int, n: int, k: int, f0: int, f1: int) -> int:
     """Most cycles a MATMUL with ACC m x n and inner length k may take.
 
-    A tile takes the longest of its k beats, the R rows of its readout (which
-    overlaps the next tile) and its operands' TMEM reads: a transposed
+    A tile takes the longest of its k beats, the R rows of its readout plus
+    the array's pipeline (MacArray.LATENCY; the readout overlaps the next
+    tile) and its operands' TMEM reads: a transposed
     operand reads one word per beat, a plain one the W words of its block per
     L beats (double-buffered, so the reads overlap the beats); plus
     TILE_CYCLES of hand-over.  Fill and drain (the first block loads, the
@@ -63,7 +65,7 @@ def cycle_bound(cfg, m: int, n: int, k: int, f0: int, f1: int) -> int:
     rows, cols, lanes = cfg.array_rows, cfg.array_cols, cfg.lanes
     tiles = math.ceil(m / rows) * math.ceil(n / cols)
     reads = [k if flag else math.ceil(k / lanes) * width for flag, width in ((f0, rows), (f1, cols))]
-    return tiles * (max(k, rows, *reads) + TILE_CYCLES) + 2 * lanes + 16
+    return tiles * (max(k, rows + MacArray.LATENCY, *reads) + TILE_CYCLES) + 2 * lanes + 16
 
 
 class PortMonitor:

@@ -12,7 +12,7 @@ import pytest
 from fpga.build import CLASSIC_LUT_MAPPING, BuildError
 from fpga.netlist import NetlistOptions, synthesis_script
 from sim_netlist.__main__ import RunOptions, run
-from sim_netlist.cells import UnsupportedCell, check_netlist
+from sim_netlist.cells import MULT_REGISTERS, UnsupportedCell, check_netlist
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -85,11 +85,21 @@ def test_cell_check_counts_the_cells():
     ((".WEB(1'h0)", ".WEB(we)"), "WEB is not tied 0"),
     (("DATA_WIDTH_B(32'd9)", "DATA_WIDTH_B(32'd18)"), "port widths 9/18"),
     (("LUT4 #(", "EHXPLLL #("), "cell EHXPLLL"),
-    (("MULT18X18D \\mul  (", "MULT18X18D #(\n    .REG_OUTPUT_CLK(\"CLK0\")\n  ) \\mul  ("), "registered"),
+    (("MULT18X18D \\mul  (", "MULT18X18D #(\n    .REG_PIPELINE_CLK(\"CLK0\")\n  ) \\mul  ("), "registered"),
+    (("MULT18X18D \\mul  (", "MULT18X18D #(\n    .REG_OUTPUT_CLK(\"CLK1\")\n  ) \\mul  ("), "REG_OUTPUT_CLK"),
+    (("MULT18X18D \\mul  (", "MULT18X18D #(\n    .REG_INPUTA_CLK(\"CLK0\"),\n    .REG_INPUTA_CE(\"CE1\")\n"
+                               "  ) \\mul  ("), "REG_INPUTA_CE"),
 ])
 def test_cell_check_refuses_what_no_model_covers(edit, message):
     with pytest.raises(UnsupportedCell, match=message):
         check_netlist(GOOD.replace(*edit))
+
+
+def test_cell_check_accepts_the_registered_multiplier():
+    registered = "".join(f'    .REG_{r}_CLK("CLK0"),\n    .REG_{r}_CE("CE0"),\n    .REG_{r}_RST("RST0"),\n'
+                         for r in MULT_REGISTERS)
+    cell = GOOD.replace("MULT18X18D \\mul  (", f"MULT18X18D #(\n{registered}    .RESETMODE(\"SYNC\")\n  ) \\mul  (")
+    assert check_netlist(cell)["MULT18X18D"] == 1
 
 
 def test_cell_check_accepts_an_initialized_rom_on_its_read_clock():

@@ -1,6 +1,6 @@
 """Resources per block of the core: each block synthesized alone with ``make bitstream``'s yosys script.
 
-    python -m fpga.blocks --config ulx3s [--only loss_engine ...] [--out build/fpga/blocks]
+    python -m fpga.blocks --config ulx3s [--only loss_engine ...] [--out build/fpga/blocks] [--timing MHZ]
 
 The board build flattens the design, so its report has one total.  Here
 every block (:data:`BLOCKS`: the MAC array, each engine, the sequencer,
@@ -14,6 +14,14 @@ MatmulEngine, and counted once).  The figures are yosys' cells: LUT4 are
 logic LUTs without the carry cells (CCU2C, two LUTs each), where nextpnr's
 report counts both.  Writes ``blocks.json`` and ``blocks.md``
 in ``<out>/<board>-<device>-<config>/``.
+
+``--timing MHZ`` also places and routes every block alone
+(``nextpnr-ecp5 --out-of-context``: no IO buffers, ports left unplaced) at
+that clock and adds its Fmax and the start and end of its critical path:
+minutes per block instead of the half hour of the whole bitstream, to find
+what limits the clock.  A block's ports are timed as if they were
+registers outside it, so a path that crosses blocks shows up only in the
+board build.
 """
 
 from __future__ import annotations
@@ -80,14 +88,47 @@ def synthesize_block(name: str, cfg, script: str, directory: Path, yosys: str, p
     return {"cells": cells, "seconds": round(time.monotonic() - start, 1)}
 
 
+def nextpnr_device_options(platform) -> list[str]:
+    """nextpnr-ecp5's device, package and speed options for the platform (as its build script has them)."""
+    return [platform._nextpnr_device_options[platform.device], "--package",
+            platform._nextpnr_package_options[platform.package].upper(), "--speed", str(platform.speed)]
+
+
+def time_block(name: str, directory: Path, nextpnr: str, platform, mhz: float, seed: int = 1) -> dict:
+    """Place and route the block out of context at ``mhz``: its Fmax and critical path's ends."""
+    start = time.monotonic()
+    proc = subprocess.run([nextpnr, "--quiet", "--out-of-context", *nextpnr_device_options(platform),
+                           "--json", f"{TOP}.json", "--freq", str(mhz), "--timing-allow-fail", "--seed", str(seed),
+                           "--threads", "1", "--router", "router2", "--report", "timing.json", "--log", "timing.log"],
+                          cwd=directory, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-10:])
+        raise BuildError(f"nextpnr failed on block {name} (exit {proc.returncode}); see "
+                         f"{directory / 'timing.log'}\n{tail}")
+    report = json.loads((directory / "timing.json").read_text())
+    fmax = min((entry["achieved"] for entry in report.get("fmax", {}).values()), default=None)
+    path = (report.get("critical_paths") or [{}])[0].get("path", [])
+    ends = [path[0]["from"]["cell"], path[-1]["to"]["cell"]] if path else []
+    return {"fmax": fmax, "constraint": mhz, "path": ends, "seconds": round(time.monotonic() - start, 1)}
+
+
 def table(config: str, blocks: dict) -> str:
-    lines = [f"| block ({config}) | " + " | ".join(COLUMNS) + " | yosys s |", "|" + "---|" * (len(COLUMNS) + 2)]
+    timed = any("timing" in result for result in blocks.values())
+    extra = " Fmax MHz (out of context) | critical path |" if timed else ""
+    lines = [f"| block ({config}) | " + " | ".join(COLUMNS) + " | yosys s |" + extra,
+             "|" + "---|" * (len(COLUMNS) + 2 + 2 * timed)]
     for name, result in blocks.items():
         cells = result["cells"]
         label = f"{name} (in {INSIDE[name]})" if name in INSIDE else name
-        lines.append(f"| {label} | " + " | ".join(f"{cells.get(c, 0):,}" for c in COLUMNS) + f" | {result['seconds']} |")
+        row = f"| {label} | " + " | ".join(f"{cells.get(c, 0):,}" for c in COLUMNS) + f" | {result['seconds']} |"
+        if timed:
+            timing = result.get("timing", {})
+            fmax = timing.get("fmax")
+            row += f" {fmax:.1f} |" if fmax is not None else " - |"
+            row += " " + " -> ".join(f"`{cell}`" for cell in timing.get("path", [])) + " |"
+        lines.append(row)
     totals = {c: sum(r["cells"].get(c, 0) for n, r in blocks.items() if n not in INSIDE) for c in COLUMNS}
-    lines.append("| sum of the blocks | " + " | ".join(f"{totals[c]:,}" for c in COLUMNS) + " | |")
+    lines.append("| sum of the blocks | " + " | ".join(f"{totals[c]:,}" for c in COLUMNS) + " | |" + " | |" * timed)
     return "\n".join(lines)
 
 
@@ -99,12 +140,14 @@ def main(argv=None) -> int:
                                                        "fpga.build.BOARD_CONFIGS)")
     parser.add_argument("--only", nargs="+", choices=sorted(BLOCKS), help="these blocks only")
     parser.add_argument("--out", type=Path, default=BLOCKS_ROOT)
+    parser.add_argument("--timing", type=float, metavar="MHZ",
+                        help="also place and route each block out of context at this clock: Fmax, critical path")
     args = parser.parse_args(argv)
     args.config = args.config or BOARD_CONFIGS.get(args.board, "default")
     try:
         cfg = get_config(args.config)
-        script = stat_script(args.board, args.device)
-        yosys = find_tools()["YOSYS"]
+        script = stat_script(args.board, args.device) + (f"\nwrite_json {TOP}.json" if args.timing else "")
+        tools = find_tools()
         platform = get_platform(args.board, args.device)()
     except (BuildError, ValueError) as error:
         print(f"fpga.blocks: ERROR: {error}", file=sys.stderr)
@@ -114,7 +157,9 @@ def main(argv=None) -> int:
     for name in args.only or BLOCKS:
         print(f"fpga.blocks: {name} ...", file=sys.stderr, flush=True)
         try:
-            blocks[name] = synthesize_block(name, cfg, script, out / name, yosys, platform)
+            blocks[name] = synthesize_block(name, cfg, script, out / name, tools["YOSYS"], platform)
+            if args.timing:
+                blocks[name]["timing"] = time_block(name, out / name, tools["NEXTPNR_ECP5"], platform, args.timing)
         except BuildError as error:
             print(f"fpga.blocks: ERROR: {error}", file=sys.stderr)
             return 1

@@ -7,6 +7,7 @@ from amaranth.lib.wiring import In, Out
 from golden_model.config import CoreConfig
 
 from .multiplier import RegisteredMultiplier
+from .register_copies import RegisterCopies
 from .rounding import acc_shape, data_shape
 
 
@@ -82,12 +83,15 @@ class MacArray(wiring.Component):
         latency = self.LATENCY
         acc = [[Signal(acc_shape(cfg), name=f"acc_{r}_{c}") for c in range(cols)] for r in range(rows)]
 
-        # the controls travel beside the operands through the multipliers' registers
+        # the controls travel beside the operands through the multipliers' registers; the last
+        # stage is copied per PE, so no one flip-flop drives every accumulator's enable
         draining = Signal()
         row = Signal(range(rows))
         controls = data.StructLayout({"fire": 1, "clear": 1, "take": 1})
-        stages = [Signal(controls, name=f"stage_{s}") for s in range(latency)]
-        busy = draining | Cat(stage.take for stage in stages).any()     # a readout started or on its way
+        stages = [Signal(controls, name=f"stage_{s}") for s in range(latency - 1)]
+        m.submodules.controls = copies = RegisterCopies(controls.size, copies=rows * cols)
+        last = [[controls(copies.o[r * cols + c]) for c in range(cols)] for r in range(rows)]
+        busy = draining | Cat(stage.take for stage in [*stages, last[0][0]]).any()  # a readout started or coming
         if self.overlap:
             stalled = busy & self.drain
             m.d.comb += self.i.ready.eq(~stalled)
@@ -97,21 +101,24 @@ class MacArray(wiring.Component):
             m.d.comb += self.i.ready.eq(~busy)
             clear = self.clear & ~busy
             held = acc
-        m.d.sync += stages[0].eq(Cat(self.i.valid & self.i.ready, clear, self.drain & ~busy))
-        m.d.sync += [later.eq(earlier) for earlier, later in zip(stages, stages[1:])]
-        fire, clear, take = stages[-1].fire, stages[-1].clear, stages[-1].take
+        entering = Cat(self.i.valid & self.i.ready, clear, self.drain & ~busy)
+        chain = [entering, *stages]
+        m.d.sync += [later.eq(earlier) for earlier, later in zip(chain, stages)]
+        m.d.comb += copies.i.eq(chain[-1])
+        take = last[0][0].take
 
         for r in range(rows):
             for c in range(cols):
                 m.submodules[f"mul_{r}_{c}"] = mul = RegisteredMultiplier(a_bits=cfg.data_bits, b_bits=cfg.data_bits)
                 m.d.comb += [mul.a.eq(self.i.payload.a[r]), mul.b.eq(self.i.payload.b[c])]
+                fire, clear = last[r][c].fire, last[r][c].clear
                 kept = Mux(clear, 0, acc[r][c])
                 with m.If(fire):
                     m.d.sync += acc[r][c].eq(kept + mul.p)
                 with m.Elif(clear):
                     m.d.sync += acc[r][c].eq(0)
                 if self.overlap:
-                    with m.If(take):
+                    with m.If(last[r][c].take):
                         m.d.sync += held[r][c].eq(Mux(fire, kept + mul.p, kept))
 
         selected = Array(Array(held_row) for held_row in held)[row]

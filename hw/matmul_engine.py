@@ -42,15 +42,21 @@ from .mac_array import MacArray
 from .operand_feeder import OperandFeeder
 
 
-#: Cycles from the last row leaving the array to ``done`` (the readout pipeline).
-READOUT_STAGES = 3
+def _max_levels(count: int) -> int:
+    """Compare-select levels of a balanced maximum over ``count`` values."""
+    return max(1, (count - 1).bit_length())
 
 
-def _max_tree(values):
-    """Largest of unsigned values (balanced tree of compare-selects)."""
-    while len(values) > 1:
+def _max_tree(m, values, name):
+    """Largest of unsigned ``values``: a balanced tree of compare-selects, one level per clock cycle
+    (:func:`_max_levels` registers; a 32-bit compare and its select fill a cycle at 100 MHz)."""
+    level = 0
+    while len(values) > 1 or level == 0:
         pairs = [Mux(values[i] > values[i + 1], values[i], values[i + 1]) for i in range(0, len(values) - 1, 2)]
         values = pairs + ([values[-1]] if len(values) % 2 else [])
+        registered = [Signal.like(values[0], name=f"{name}_l{level}_{i}") for i in range(len(values))]
+        m.d.sync += [r.eq(v) for r, v in zip(registered, values)]
+        values, level = registered, level + 1
     return values[0]
 
 
@@ -133,8 +139,10 @@ class MatmulEngine(wiring.Component):
         busy, setup, start, finish = Signal(), Signal(), Signal(), Signal()
         accept = self.cmd.valid & ~busy
         m.d.comb += self.cmd.ready.eq(~busy)
-        # done follows the last row through the readout pipeline below
-        finished = [Signal(name=f"finish_{stage}") for stage in range(READOUT_STAGES)]
+        # done follows the last row through the readout pipeline below: the row and its AMEM
+        # write, the magnitudes, the levels of the lane maximum
+        readout_stages = 2 + _max_levels(cols)
+        finished = [Signal(name=f"finish_{stage}") for stage in range(readout_stages)]
         m.d.sync += [a.eq(b) for a, b in zip(finished, [finish] + finished[:-1])]
         m.d.comb += self.done.eq(finished[-1])
         m.d.sync += [setup.eq(accept), start.eq(setup), finish.eq(0)]
@@ -173,8 +181,8 @@ class MatmulEngine(wiring.Component):
         # Pipelined so the array's row multiplexer, the magnitudes, the lane maximum and the
         # running maximum each get a clock period: (1) the row leaving the array, its AMEM
         # address and valid lanes are registered; (2) it is written to AMEM, and the valid
-        # lanes' |x| and max(x, 0) are registered; (3) their maxima over the lanes are
-        # registered; (4) the running maxima are updated.  done comes after (4).
+        # lanes' |x| and max(x, 0) are registered; (3) their maxima over the lanes, one
+        # compare-select level per cycle; (4) the running maxima are updated.  done comes after (4).
         aaddr = amem_addr_shape(cfg)
         out_m0, out_n0, out_row = Signal(dim), Signal(dim), Signal(dim.width + 1)
         m0_addr, nw, row_addr = Signal(aaddr), Signal(aaddr), Signal(aaddr)
@@ -203,9 +211,11 @@ class MatmulEngine(wiring.Component):
             x = w_row[c]
             m.d.sync += [mags[c].eq(Mux(w_ok[c], Mux(x < 0, -x, x).as_unsigned(), 0)),
                          poss[c].eq(Mux(w_ok[c] & (x > 0), x.as_unsigned(), 0))]
-        row_valid_3 = Signal()
-        row_abs, row_pos = Signal(cfg.acc_bits), Signal(cfg.acc_bits)
-        m.d.sync += [row_valid_3.eq(mag_valid), row_abs.eq(_max_tree(mags)), row_pos.eq(_max_tree(poss))]
+        row_abs, row_pos = _max_tree(m, mags, "abs"), _max_tree(m, poss, "pos")
+        row_valid_3 = mag_valid
+        for level in range(_max_levels(cols)):
+            row_valid_3, earlier = Signal(name=f"row_valid_l{level}"), row_valid_3
+            m.d.sync += row_valid_3.eq(earlier)
 
         last_col_tile = out_n0 + cols >= n_cols
         last_tile = last_col_tile & (out_m0 + rows >= n_rows)

@@ -8,8 +8,9 @@ one cycle) and requantize it in a :class:`ShiftQuantizer` with the command's
 SQ shift.  Output ``o`` carries one int8 word per cycle with its valid lane
 count and ``last``; there is no back-pressure.  ``early`` is high the cycle
 before a word appears on ``o``, so a consumer can read a partner word (the
-weights of QUPDATE) to arrive with it.  Latency: the first word appears 4
-cycles after the command; one word per cycle after that.
+weights of QUPDATE) to arrive with it.  Latency: the first word appears
+3 + ShiftQuantizer.LATENCY cycles after the command; one word per cycle
+after that.
 """
 
 from amaranth import Module, Mux, Signal
@@ -71,7 +72,6 @@ class AccQuantizer(wiring.Component):
             self.amem.addr.eq(read_addr), self.mask.addr.eq(mask_addr),
             sq.i.valid.eq(staged), sq.i.payload.count.eq(staged_count), sq.i.payload.last.eq(staged_last),
             sq.i.payload.data.eq(staged_data), sq.o.ready.eq(1),
-            self.early.eq(staged),
             self.o.valid.eq(sq.o.valid), self.o.payload.data.eq(sq.o.payload.data),
             self.o.payload.last.eq(sq.o.payload.last), self.o.payload.count.eq(out_count),
         ]
@@ -79,8 +79,18 @@ class AccQuantizer(wiring.Component):
             keep = (lane < pending_count) & (~command.masked | (self.mask.data[lane] > 0))
             m.d.sync += staged_data[lane].eq(Mux(keep, self.amem.data[lane], 0))
         m.d.sync += [staged.eq(pending), staged_count.eq(pending_count), staged_last.eq(pending_last)]
-        with m.If(staged):
-            m.d.sync += out_count.eq(staged_count)
+        # ``early``: a word entered the quantizer LATENCY - 1 cycles ago (``o`` is always ready)
+        entered = staged
+        for stage in range(ShiftQuantizer.LATENCY - 1):
+            entered, earlier = Signal(name=f"entered{stage}"), entered
+            m.d.sync += entered.eq(earlier)
+        m.d.comb += self.early.eq(entered)
+        # a word's valid lane count travels beside it through the quantizer's LATENCY stages
+        count = staged_count
+        for stage in range(ShiftQuantizer.LATENCY):
+            count, earlier = (out_count if stage == ShiftQuantizer.LATENCY - 1
+                              else Signal.like(walk.count, name=f"count{stage}")), count
+            m.d.sync += count.eq(earlier)
 
         def issue_read():
             """Read the walker's current word; move on, or stop after the last one."""

@@ -72,18 +72,29 @@ class ShiftDecode:
         ]
 
 
+def rounding_offset(x: Value, dec: ShiftDecode, stochastic: Value, r: Value) -> Value:
+    """What golden ``round_shift`` adds to x before shifting (signed): nearest ``2**(s-1) - [x<0]``,
+    stochastic ``r & (2**s - 1)`` (r: this element's generator word); nothing for s = 0."""
+    nearest_off = dec.half - ((x < 0) & dec.nonzero)              # signed: unsigned - unsigned
+    stochastic_off = r[:dec.cfg.max_shift] & dec.mask             # unsigned, zero-extended by Mux
+    return Mux(stochastic, stochastic_off, nearest_off)
+
+
+def shift_or_flush(total: Value, dec: ShiftDecode) -> Value:
+    """``total >> s``, or 0 when s > cfg.max_shift (flush)."""
+    return Mux(dec.flush, 0, total >> dec.shift)
+
+
 def round_shift(x: Value, dec: ShiftDecode, stochastic: Value, r: Value) -> Value:
     """Golden ``round_shift(x, s, mode)`` for one element as a signed expression.
 
     x: signed integer, dec: the decoded shift s, stochastic: 1 selects
     stochastic rounding, r: this element's generator word.  nearest adds
     ``2**(s-1) - [x<0]``, stochastic adds ``r & (2**s - 1)``; s = 0 adds
-    nothing; s > cfg.max_shift flushes to 0.
+    nothing; s > cfg.max_shift flushes to 0.  Pipelined units register
+    between :func:`rounding_offset`, the sum and :func:`shift_or_flush`.
     """
-    nearest_off = dec.half - ((x < 0) & dec.nonzero)              # signed: unsigned - unsigned
-    stochastic_off = r[:dec.cfg.max_shift] & dec.mask             # unsigned, zero-extended by Mux
-    total = x + Mux(stochastic, stochastic_off, nearest_off)
-    return Mux(dec.flush, 0, total >> dec.shift)
+    return shift_or_flush(x + rounding_offset(x, dec, stochastic, r), dec)
 
 
 def round_shift_saturate(x: Value, dec: ShiftDecode, stochastic: Value, r: Value) -> Value:
@@ -92,4 +103,4 @@ def round_shift_saturate(x: Value, dec: ShiftDecode, stochastic: Value, r: Value
 
 
 __all__ = ["WORD_BITS", "shift_bits", "shift_shape", "signed_shift_shape", "data_shape", "acc_shape",
-           "saturate", "ShiftDecode", "round_shift", "round_shift_saturate"]
+           "saturate", "ShiftDecode", "rounding_offset", "shift_or_flush", "round_shift", "round_shift_saturate"]

@@ -1,12 +1,13 @@
 """Shift quantizer (SQ): int32 accumulators to int8, golden ``shift_quantize``."""
 
-from amaranth import Module, Mux, Signal
+from amaranth import Cat, Module, Mux, Signal
 from amaranth.lib import data
 
 from golden_model.config import CoreConfig
 
 from .laned_unit import LanedStreamUnit
-from .rounding import WORD_BITS, ShiftDecode, acc_shape, data_shape, round_shift_saturate, shift_shape
+from .rounding import (WORD_BITS, ShiftDecode, acc_shape, data_shape, rounding_offset, saturate, shift_or_flush,
+                       shift_shape)
 from .sq_shift import SqShift
 
 
@@ -38,13 +39,22 @@ class ShiftQuantizer(LanedStreamUnit):
         ``o.payload.shift`` = the shift (the exponent increase) on every beat.
     With ``cmd.explicit`` only pass 2 runs, with ``cmd.shift``: the plain
     round-shift-saturate requantizer.  Stochastic rounding uses generator
-    word ``i`` of ``cmd.key`` for element i.  ``o`` has one register stage.
-    Pass 2 starts one cycle after the shift is known (from the second cycle
-    after an explicit command): the shift decode is registered.
+    word ``i`` of ``cmd.key`` for element i.
+    Pass 2 is a pipeline of :data:`LATENCY` register stages, so that no
+    clock period holds more than one of: the generator words and the
+    rounding offset, the 32-bit sum, the variable shift, the saturation
+    (``o`` is the last stage).  All stages move together when ``o`` can
+    take a beat (``o.ready`` or ``o`` empty); the next command is accepted
+    once the pipeline is empty.  Pass 2 starts one cycle after the shift is
+    known (from the second cycle after an explicit command): the shift
+    decode is registered.
     With ``counted=True`` beats carry ``count``, their number of valid
     elements (the generator advances by it, for padded rows; invalid lanes
     must still be 0).
     """
+
+    #: Cycles from an accepted pass-2 beat to its result on ``o`` (without back-pressure).
+    LATENCY = 4
 
     def __init__(self, cfg: CoreConfig, lanes: int, counted: bool = False):
         super().__init__(cfg, lanes, counted, command_layout(cfg),
@@ -61,7 +71,6 @@ class ShiftQuantizer(LanedStreamUnit):
         stochastic = Signal()
         shift = Signal(shift_shape(cfg))
         magnitudes = Signal(cfg.acc_bits)    # OR of |x| over the tensor
-        emit = Signal()                      # a pass-2 beat enters the output register
         decoded = ShiftDecode(m, shift, cfg, registered=True)
 
         values = [Mux(relu & (x < 0), 0, x) for x in self.i.payload.data]
@@ -70,10 +79,32 @@ class ShiftQuantizer(LanedStreamUnit):
         m.submodules.sq_shift = sq_shift = SqShift(cfg)
         m.d.comb += sq_shift.peak.eq(magnitudes)
 
+        # pass 2's stages before ``o``: (x, offset), x + offset, the shifted sum; each with valid and last
+        advance = ~self.o.valid | self.o.ready
+        emit = Signal()                      # a pass-2 beat enters the pipeline
+        offsets = [rounding_offset(x, decoded, stochastic, prng.words[lane]) for lane, x in enumerate(values)]
+        x1 = [Signal.like(x, name=f"x1_{lane}") for lane, x in enumerate(values)]
+        off1 = [Signal(offset.shape(), name=f"offset1_{lane}") for lane, offset in enumerate(offsets)]
+        sum2 = [Signal((x + o).shape(), name=f"sum2_{lane}") for lane, (x, o) in enumerate(zip(x1, off1))]
+        shifted3 = [Signal.like(total, name=f"shifted3_{lane}") for lane, total in enumerate(sum2)]
+        valid = [Signal(name=f"valid{stage}") for stage in range(1, 4)]
+        last = [Signal(name=f"last{stage}") for stage in range(1, 4)]
+        with m.If(advance):
+            m.d.sync += [valid[0].eq(emit), last[0].eq(self.i.payload.last)]
+            m.d.sync += [a.eq(b) for a, b in zip(valid[1:] + last[1:], valid[:-1] + last[:-1])]
+            for lane in range(self.lanes):
+                m.d.sync += [x1[lane].eq(values[lane]), off1[lane].eq(offsets[lane]),
+                             sum2[lane].eq(x1[lane] + off1[lane]),
+                             shifted3[lane].eq(shift_or_flush(sum2[lane], decoded)),
+                             self.o.payload.data[lane].eq(saturate(shifted3[lane], cfg))]
+            m.d.sync += [self.o.valid.eq(valid[-1]), self.o.payload.last.eq(last[-1]),
+                         self.o.payload.shift.eq(shift)]
+        busy = Cat(*valid, self.o.valid).any()
+
         with m.FSM():
             with m.State("IDLE"):
-                m.d.comb += self.cmd.ready.eq(1)
-                with m.If(self.cmd.valid):
+                m.d.comb += self.cmd.ready.eq(~busy)
+                with m.If(self.cmd.valid & ~busy):
                     m.d.comb += prng.load.eq(1)
                     m.d.sync += [
                         relu.eq(self.cmd.payload.relu),
@@ -100,22 +131,9 @@ class ShiftQuantizer(LanedStreamUnit):
             with m.State("SETUP"):                  # the registered shift decode follows the shift
                 m.next = "QUANTIZE"
             with m.State("QUANTIZE"):
-                m.d.comb += self.i.ready.eq(~self.o.valid | self.o.ready)
+                m.d.comb += self.i.ready.eq(advance)
                 with m.If(self.i.valid & self.i.ready):
                     m.d.comb += [emit.eq(1), prng.advance.eq(1)]
-                    m.d.sync += [
-                        self.o.payload.last.eq(self.i.payload.last),
-                        self.o.payload.shift.eq(shift),
-                    ]
-                    for lane, x in enumerate(values):
-                        m.d.sync += self.o.payload.data[lane].eq(
-                            round_shift_saturate(x, decoded, stochastic, prng.words[lane]))
                     with m.If(self.i.payload.last):
                         m.next = "IDLE"
-
-        # Output register valid flag.
-        with m.If(emit):
-            m.d.sync += self.o.valid.eq(1)
-        with m.Elif(self.o.ready):
-            m.d.sync += self.o.valid.eq(0)
         return m

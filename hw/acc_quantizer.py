@@ -54,7 +54,7 @@ class AccQuantizer(wiring.Component):
         m = Module()
         cfg = self.cfg
         m.submodules.walk = walk = TensorWalker(cfg)
-        m.submodules.sq = sq = ShiftQuantizer(cfg, cfg.lanes, counted=True)
+        m.submodules.sq = sq = ShiftQuantizer(cfg, cfg.lanes, counted=True, max_pass=False)
         command = Signal(acc_quantizer_command(cfg))
 
         # the words read this cycle arrive next cycle (``pending``) and are registered once more (``staged``)

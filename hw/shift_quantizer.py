@@ -48,7 +48,10 @@ class ShiftQuantizer(LanedStreamUnit):
     once the pipeline is empty.  Pass 2 starts one cycle after the shift is
     known (from the second cycle after an explicit command): the shift
     decode is registered.
-    With ``counted=True`` beats carry ``count``, their number of valid
+    With ``max_pass=False`` the unit has no pass 1 (every command is treated
+    as explicit): for users that always know the shift, such as the engines'
+    :class:`~hw.acc_quantizer.AccQuantizer`, which then carry no magnitude
+    logic.  With ``counted=True`` beats carry ``count``, their number of valid
     elements (the generator advances by it, for padded rows; invalid lanes
     must still be 0).
     """
@@ -56,7 +59,8 @@ class ShiftQuantizer(LanedStreamUnit):
     #: Cycles from an accepted pass-2 beat to its result on ``o`` (without back-pressure).
     LATENCY = 4
 
-    def __init__(self, cfg: CoreConfig, lanes: int, counted: bool = False):
+    def __init__(self, cfg: CoreConfig, lanes: int, counted: bool = False, *, max_pass: bool = True):
+        self.max_pass = max_pass
         super().__init__(cfg, lanes, counted, command_layout(cfg),
                          inputs={"data": data.ArrayLayout(acc_shape(cfg), lanes)},
                          outputs={"data": data.ArrayLayout(data_shape(cfg), lanes), "last": 1,
@@ -75,9 +79,10 @@ class ShiftQuantizer(LanedStreamUnit):
 
         values = [Mux(relu & (x < 0), 0, x) for x in self.i.payload.data]
 
-        # bit_length of the OR of magnitudes equals bit_length(max |x|): the SQ shift rule takes either
-        m.submodules.sq_shift = sq_shift = SqShift(cfg)
-        m.d.comb += sq_shift.peak.eq(magnitudes)
+        if self.max_pass:
+            # bit_length of the OR of magnitudes equals bit_length(max |x|): the SQ shift rule takes either
+            m.submodules.sq_shift = sq_shift = SqShift(cfg)
+            m.d.comb += sq_shift.peak.eq(magnitudes)
 
         # pass 2's stages before ``o``: (x, offset), x + offset, the shifted sum; each with valid and last
         advance = ~self.o.valid | self.o.ready
@@ -112,22 +117,26 @@ class ShiftQuantizer(LanedStreamUnit):
                         shift.eq(self.cmd.payload.shift),
                         magnitudes.eq(0),
                     ]
-                    with m.If(self.cmd.payload.explicit):
+                    if self.max_pass:
+                        with m.If(self.cmd.payload.explicit):
+                            m.next = "SETUP"
+                        with m.Else():
+                            m.next = "MAXIMUM"
+                    else:
                         m.next = "SETUP"
-                    with m.Else():
-                        m.next = "MAXIMUM"
-            with m.State("MAXIMUM"):
-                m.d.comb += self.i.ready.eq(1)
-                with m.If(self.i.valid):
-                    seen = magnitudes
-                    for v in values:
-                        seen = seen | Mux(v < 0, -v, v)[:cfg.acc_bits]
-                    m.d.sync += magnitudes.eq(seen)
-                    with m.If(self.i.payload.last):
-                        m.next = "SHIFT"
-            with m.State("SHIFT"):
-                m.d.sync += shift.eq(sq_shift.shift)
-                m.next = "SETUP"
+            if self.max_pass:
+                with m.State("MAXIMUM"):
+                    m.d.comb += self.i.ready.eq(1)
+                    with m.If(self.i.valid):
+                        seen = magnitudes
+                        for v in values:
+                            seen = seen | Mux(v < 0, -v, v)[:cfg.acc_bits]
+                        m.d.sync += magnitudes.eq(seen)
+                        with m.If(self.i.payload.last):
+                            m.next = "SHIFT"
+                with m.State("SHIFT"):
+                    m.d.sync += shift.eq(sq_shift.shift)
+                    m.next = "SETUP"
             with m.State("SETUP"):                  # the registered shift decode follows the shift
                 m.next = "QUANTIZE"
             with m.State("QUANTIZE"):

@@ -20,9 +20,9 @@ class UpdateEngine(wiring.Component):
     UPDATE: each cycle reads word k of W on ``tmem_a`` and of G (a, same
     shape) on ``tmem_b``; the pair is registered and goes through an
     :class:`UpdateUnit` (command ``shift`` = e_w + lr - e_g from the
-    sequencer, rounding ``f1``, ``key``; two stages), and the new W word is
-    written back four cycles after its read.  Latency: rows * stride + 4
-    cycles from command to done.
+    sequencer, rounding ``f1``, ``key``), and the new W word is written back
+    2 + UpdateUnit.LATENCY cycles after its read.  Latency: rows * stride +
+    2 + UpdateUnit.LATENCY cycles from command to done.
 
     QUPDATE: the gradient is the ACC tensor (W's shape), streamed by an
     :class:`AccQuantizer` with the command's SQ shift (rounding ``f0`` with
@@ -30,7 +30,8 @@ class UpdateEngine(wiring.Component):
     gradient word k (``early``), so both arrive together; the registered pair
     goes through the UpdateUnit (command ``shift`` = e_w + lr - (e_acc +
     sq_shift), rounding ``f1`` with ``key ^ UPDATE_KEY_SALT`` = golden
-    ``prng.update_key``).  Latency: rows * stride + 6 + ShiftQuantizer.LATENCY cycles.
+    ``prng.update_key``).  Latency: rows * stride + 4 + ShiftQuantizer.LATENCY +
+    UpdateUnit.LATENCY cycles.
 
     In both, a W word is read before it is rewritten; pad lanes are masked to
     0 on the way in, so they stay 0; both generators advance by each word's

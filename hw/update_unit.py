@@ -1,12 +1,12 @@
 """Weight update unit: golden ``update_weights`` on a stream of (w, g) pairs."""
 
-from amaranth import Module, Mux, Signal
+from amaranth import Cat, Module, Mux, Signal
 from amaranth.lib import data
 
 from golden_model.config import CoreConfig
 
 from .laned_unit import LanedStreamUnit
-from .rounding import (WORD_BITS, ShiftDecode, data_shape, round_shift_saturate, saturate, shift_shape,
+from .rounding import (WORD_BITS, ShiftDecode, data_shape, rounding_offset, saturate, shift_or_flush, shift_shape,
                        signed_shift_shape)
 
 
@@ -29,13 +29,18 @@ class UpdateUnit(LanedStreamUnit):
     ``update_weights``.  Per tensor: accept one ``cmd``, then stream the
     (w, g) beats on ``i`` (element i in lane ``i % lanes`` of beat
     ``i // lanes``, ``last`` on the final beat; unused lanes are don't-care);
-    ``o`` carries the new weights through two register stages (the rounded
-    update, then the saturated difference).  Beats are accepted from the
+    ``o`` carries the new weights through :data:`LATENCY` register stages
+    (the generator words' rounding offset, the shifted gradient, the
+    saturated update, the saturated difference), which all move when ``o`` can take a beat; the next command
+    is accepted once they are empty.  Beats are accepted from the
     second cycle after the command (the shift decode is registered).  Stochastic
     rounding uses generator word ``i`` of ``cmd.key`` for element i; with
     ``counted=True`` beats carry ``count``, their number of valid elements
     (the generator advances by it, for padded rows).
     """
+
+    #: Cycles from an accepted beat to its new weights on ``o`` (without back-pressure).
+    LATENCY = 4
 
     def __init__(self, cfg: CoreConfig, lanes: int, counted: bool = False):
         words = data.ArrayLayout(data_shape(cfg), lanes)
@@ -51,24 +56,43 @@ class UpdateUnit(LanedStreamUnit):
         shift = self.cmd.payload.shift
         negative = Signal()
         stochastic = Signal()
-        emit = Signal()
 
         right = Signal(shift_shape(cfg))                        # the amount when shift >= 0
         decoded = ShiftDecode(m, right, cfg, registered=True)
         max_left = cfg.data_bits + 1
         left = Signal(range(max_left + 1))                      # the amount when shift < 0
 
-        # two stages: (1) u = the rounded, saturated update, registered beside w; (2) o = saturate(w - u)
-        s1_valid, s1_last = Signal(), Signal()
-        s1_w = Signal(self.i.payload.w.shape())
-        s1_u = Signal(self.i.payload.g.shape())
-        advance = ~self.o.valid | self.o.ready          # stage 2 can take stage 1's beat
-        take = Signal()
+        # (1) w, g and g's rounding offset; (2) g rounded and shifted right, g shifted left; (3) u = the
+        # saturated update of the shift's sign, beside w; (4) o = saturate(w - u)
+        advance = ~self.o.valid | self.o.ready          # every stage moves when o can take a beat
+        take = Signal()                                 # a beat enters
+        valid = [Signal(name=f"s{stage}_valid") for stage in (1, 2, 3)]
+        last = [Signal(name=f"s{stage}_last") for stage in (1, 2, 3)]
+        w = [Signal(self.i.payload.w.shape(), name=f"s{stage}_w") for stage in (1, 2, 3)]
+        s1_g = Signal(self.i.payload.g.shape())
+        offsets = [rounding_offset(g, decoded, stochastic, prng.words[lane])
+                   for lane, g in enumerate(self.i.payload.g)]
+        s1_offset = [Signal(offset.shape(), name=f"s1_offset{lane}") for lane, offset in enumerate(offsets)]
+        s2_down = [Signal((s1_g[lane] + s1_offset[lane]).shape(), name=f"s2_down{lane}") for lane in range(self.lanes)]
+        s2_up = [Signal((s1_g[lane] << left).shape(), name=f"s2_up{lane}") for lane in range(self.lanes)]
+        s3_u = Signal(self.i.payload.g.shape())
+        with m.If(advance):
+            m.d.sync += [valid[0].eq(take), last[0].eq(self.i.payload.last), w[0].eq(self.i.payload.w),
+                         s1_g.eq(self.i.payload.g), self.o.valid.eq(valid[-1]), self.o.payload.last.eq(last[-1])]
+            m.d.sync += [a.eq(b) for a, b in zip(valid[1:] + last[1:] + w[1:], valid[:-1] + last[:-1] + w[:-1])]
+            for lane in range(self.lanes):
+                g = s1_g[lane]
+                m.d.sync += [s1_offset[lane].eq(offsets[lane]),
+                             s2_down[lane].eq(shift_or_flush(g + s1_offset[lane], decoded)),
+                             s2_up[lane].eq(g << left),
+                             s3_u[lane].eq(Mux(negative, saturate(s2_up[lane], cfg), saturate(s2_down[lane], cfg))),
+                             self.o.payload.w[lane].eq(saturate(w[2][lane] - s3_u[lane], cfg))]
+        busy = Cat(*valid, self.o.valid).any()
 
         with m.FSM():
             with m.State("IDLE"):
-                m.d.comb += self.cmd.ready.eq(1)
-                with m.If(self.cmd.valid):
+                m.d.comb += self.cmd.ready.eq(~busy)
+                with m.If(self.cmd.valid & ~busy):
                     m.d.comb += prng.load.eq(1)
                     m.d.sync += [
                         negative.eq(shift < 0),
@@ -80,29 +104,9 @@ class UpdateUnit(LanedStreamUnit):
             with m.State("SETUP"):                              # the shift decode settles
                 m.next = "UPDATE"
             with m.State("UPDATE"):
-                m.d.comb += self.i.ready.eq(~s1_valid | advance)
+                m.d.comb += self.i.ready.eq(advance)
                 with m.If(self.i.valid & self.i.ready):
                     m.d.comb += [take.eq(1), prng.advance.eq(1)]
-                    m.d.sync += [s1_last.eq(self.i.payload.last), s1_w.eq(self.i.payload.w)]
-                    for lane in range(self.lanes):
-                        g = self.i.payload.g[lane]
-                        down = round_shift_saturate(g, decoded, stochastic, prng.words[lane])
-                        up = saturate(g << left, cfg)
-                        m.d.sync += s1_u[lane].eq(Mux(negative, up, down))
                     with m.If(self.i.payload.last):
                         m.next = "IDLE"
-
-        m.d.comb += emit.eq(s1_valid & advance)
-        with m.If(take):
-            m.d.sync += s1_valid.eq(1)
-        with m.Elif(advance):
-            m.d.sync += s1_valid.eq(0)
-        with m.If(emit):
-            m.d.sync += self.o.payload.last.eq(s1_last)
-            for lane in range(self.lanes):
-                m.d.sync += self.o.payload.w[lane].eq(saturate(s1_w[lane] - s1_u[lane], cfg))
-        with m.If(emit):
-            m.d.sync += self.o.valid.eq(1)
-        with m.Elif(self.o.ready):
-            m.d.sync += self.o.valid.eq(0)
         return m

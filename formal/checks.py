@@ -14,6 +14,8 @@ from typing import Callable
 from amaranth import Elaboratable
 
 from golden_model.config import CoreConfig, get_config
+from hw.shift_quantizer import ShiftQuantizer
+from hw.update_unit import UpdateUnit
 
 from .lanes import RoundingLaneCheck, ShiftQuantizerCheck, UpdateUnitCheck
 from .link_crc import LinkCrcCheck
@@ -38,24 +40,29 @@ class Check:
     depth: int
     quick: bool
 
+#: Depths that reach the units' outputs with handshakes held high: the command, the setup, the max
+#: pass (ShiftQuantizer), then the pipeline.
+SQ_DEPTH = 5 + ShiftQuantizer.LATENCY
+UU_DEPTH = 3 + UpdateUnit.LATENCY
+
 
 CHECKS: tuple[Check, ...] = (
     Check("rounding_lane", "round_shift_saturate == saturate(round_shift(x, s, mode)) for every x, s, mode, r",
           RoundingLaneCheck, UNIT_CONFIG, "bmc", 1, True),
     Check("shift_quantizer_fixed", "ShiftQuantizer lane == shift_quantize, every relu/explicit/shift/mode/key/x, "
-          "handshakes held high", lambda cfg: ShiftQuantizerCheck(cfg, free_timing=False), UNIT_CONFIG, "bmc", 6, True),
+          "handshakes held high", lambda cfg: ShiftQuantizerCheck(cfg, free_timing=False), UNIT_CONFIG, "bmc", SQ_DEPTH, True),
     Check("shift_quantizer_fixed_cover", "its output is reached",
-          lambda cfg: ShiftQuantizerCheck(cfg, free_timing=False), UNIT_CONFIG, "cover", 6, True),
+          lambda cfg: ShiftQuantizerCheck(cfg, free_timing=False), UNIT_CONFIG, "cover", SQ_DEPTH, True),
     Check("update_unit_fixed", "UpdateUnit lane == update_weights, every shift/mode/key/w/g, handshakes held high",
-          lambda cfg: UpdateUnitCheck(cfg, free_timing=False), UNIT_CONFIG, "bmc", 5, True),
+          lambda cfg: UpdateUnitCheck(cfg, free_timing=False), UNIT_CONFIG, "bmc", UU_DEPTH, True),
     Check("update_unit_fixed_cover", "its output is reached", lambda cfg: UpdateUnitCheck(cfg, free_timing=False),
-          UNIT_CONFIG, "cover", 5, True),
+          UNIT_CONFIG, "cover", UU_DEPTH, True),
     Check("shift_quantizer", "as shift_quantizer_fixed, every handshake timing up to the depth",
-          ShiftQuantizerCheck, UNIT_CONFIG, "bmc", 7, False),
-    Check("shift_quantizer_cover", "its output is reached", ShiftQuantizerCheck, UNIT_CONFIG, "cover", 7, False),
+          ShiftQuantizerCheck, UNIT_CONFIG, "bmc", SQ_DEPTH + 1, False),
+    Check("shift_quantizer_cover", "its output is reached", ShiftQuantizerCheck, UNIT_CONFIG, "cover", SQ_DEPTH + 1, False),
     Check("update_unit", "as update_unit_fixed, every handshake timing up to the depth",
-          UpdateUnitCheck, UNIT_CONFIG, "bmc", 7, False),
-    Check("update_unit_cover", "its output is reached", UpdateUnitCheck, UNIT_CONFIG, "cover", 7, False),
+          UpdateUnitCheck, UNIT_CONFIG, "bmc", UU_DEPTH + 2, False),
+    Check("update_unit_cover", "its output is reached", UpdateUnitCheck, UNIT_CONFIG, "cover", UU_DEPTH + 2, False),
     Check("link_crc_quick", "HostLink commits nothing unless the last frame's CRC was right: every input "
           "sequence of 14 cycles from reset", LinkCrcCheck, LINK_CONFIG, "bmc", 14, True),
     Check("link_crc_quick_cover", "a run start (a whole RUN frame) is reached within 14 cycles",

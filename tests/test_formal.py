@@ -18,7 +18,7 @@ from amaranth.sim import Simulator
 import hw.link_parser
 from hw.host_link import HostLink
 from formal import sby, spec
-from formal.checks import CHECKS, LINK_DEPTH, build_design, get_check
+from formal.checks import CHECKS, LINK_DEPTH, UU_DEPTH, build_design, get_check
 from formal.lanes import RoundingLaneCheck, UpdateUnitCheck
 from formal.link_crc import TIMEOUT_CYCLES, LinkCrcCheck
 from golden_model import quant
@@ -94,7 +94,7 @@ def test_update_unit_mutation_is_caught(tmp_path):
     def update_weight(w, g, shift, stochastic, r, cfg):
         return spec.update_weight(w, g, Mux(shift < -6, -6, shift), stochastic, r, cfg)
     design = UpdateUnitCheck(CFG, spec=mutated(update_weight=update_weight), free_timing=False)
-    outcome = sby.run(design, mode="bmc", depth=5, workdir=tmp_path / "m")
+    outcome = sby.run(design, mode="bmc", depth=UU_DEPTH, workdir=tmp_path / "m")
     assert outcome.status == "FAIL"
 
 

@@ -4,6 +4,7 @@ import gc
 import json
 import os
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -321,3 +322,27 @@ def test_block_report_covers_every_engine_and_ends_in_statistics():
                               "loss_engine": {"cells": {"LUT4": 2500, "DP16KD": 4}, "seconds": 9.0}})
     assert "| mac_array (in matmul_engine) | 1,200 | 0 | 0 | 16 | 0 | 3.0 |" in text
     assert "| sum of the blocks | 2,500 | 0 | 0 | 0 | 4 | |" in text
+
+
+def test_block_table_shows_out_of_context_timing():
+    text = table("small4x4", {"tensor_table": {"cells": {"LUT4": 450}, "seconds": 1.0,
+                                               "timing": {"fmax": 235.24, "constraint": 100.0,
+                                                          "path": ["slot_ff", "shapes_ram"], "seconds": 20.0}}})
+    assert "Fmax MHz (out of context) | critical path |" in text
+    assert "| tensor_table | 450 | 0 | 0 | 0 | 0 | 1.0 | 235.2 | `slot_ff` -> `shapes_ram` |" in text
+
+
+def test_make_blocks_passes_the_timing_clock():
+    def dry(*args):
+        return subprocess.run(["make", "-n", "blocks", "BOARD=ulx3s", *args], cwd=Path(__file__).parents[1],
+                              capture_output=True, text=True).stdout
+    assert "--timing 100" in dry("TIMING=100") and "--timing" not in dry()
+
+
+def test_a_block_placed_and_routed_out_of_context_reports_its_fmax(tmp_path):
+    """The smallest block through yosys and nextpnr --out-of-context (about 30 s): a real Fmax and path."""
+    code = blocks_main(["--config", "small4x4", "--only", "tensor_table", "--out", str(tmp_path), "--timing", "100"])
+    assert code == 0
+    report = json.loads((tmp_path / "ulx3s-85F-small4x4" / "blocks.json").read_text())
+    timing = report["blocks"]["tensor_table"]["timing"]
+    assert timing["fmax"] > 50 and timing["constraint"] == 100 and len(timing["path"]) == 2

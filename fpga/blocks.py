@@ -143,6 +143,8 @@ def main(argv=None) -> int:
     parser.add_argument("--timing", type=float, metavar="MHZ",
                         help="also place and route each block out of context at this clock: Fmax, critical path")
     args = parser.parse_args(argv)
+    if args.timing is not None and not args.timing > 0:
+        parser.error(f"--timing {args.timing:g}: the clock to time the blocks at must be positive MHz, e.g. 100")
     args.config = args.config or BOARD_CONFIGS.get(args.board, "default")
     try:
         cfg = get_config(args.config)

@@ -19,6 +19,7 @@ from amaranth.lib.wiring import In, Out
 
 from golden_model.config import CoreConfig
 
+from .delay import delayed
 from .interfaces import (ReadPortSignature, amem_addr_shape, amem_word_layout, dim_shape, tmem_addr_shape,
                          tmem_word_layout)
 from .rounding import WORD_BITS, data_shape, shift_shape
@@ -63,7 +64,6 @@ class AccQuantizer(wiring.Component):
         pending, pending_count, pending_last = Signal(), Signal.like(walk.count), Signal()
         staged, staged_count, staged_last = Signal(), Signal.like(walk.count), Signal()
         staged_data = Signal(sq.i.payload.data.shape())
-        out_count = Signal.like(walk.count)
 
         m.d.comb += [
             walk.rows.eq(self.cmd.payload.rows), walk.cols.eq(self.cmd.payload.cols),
@@ -73,24 +73,16 @@ class AccQuantizer(wiring.Component):
             sq.i.valid.eq(staged), sq.i.payload.count.eq(staged_count), sq.i.payload.last.eq(staged_last),
             sq.i.payload.data.eq(staged_data), sq.o.ready.eq(1),
             self.o.valid.eq(sq.o.valid), self.o.payload.data.eq(sq.o.payload.data),
-            self.o.payload.last.eq(sq.o.payload.last), self.o.payload.count.eq(out_count),
+            self.o.payload.last.eq(sq.o.payload.last),
         ]
         for lane in range(cfg.lanes):
             keep = (lane < pending_count) & (~command.masked | (self.mask.data[lane] > 0))
             m.d.sync += staged_data[lane].eq(Mux(keep, self.amem.data[lane], 0))
         m.d.sync += [staged.eq(pending), staged_count.eq(pending_count), staged_last.eq(pending_last)]
-        # ``early``: a word entered the quantizer LATENCY - 1 cycles ago (``o`` is always ready)
-        entered = staged
-        for stage in range(ShiftQuantizer.LATENCY - 1):
-            entered, earlier = Signal(name=f"entered{stage}"), entered
-            m.d.sync += entered.eq(earlier)
-        m.d.comb += self.early.eq(entered)
-        # a word's valid lane count travels beside it through the quantizer's LATENCY stages
-        count = staged_count
-        for stage in range(ShiftQuantizer.LATENCY):
-            count, earlier = (out_count if stage == ShiftQuantizer.LATENCY - 1
-                              else Signal.like(walk.count, name=f"count{stage}")), count
-            m.d.sync += count.eq(earlier)
+        # ``early``: a word entered the quantizer LATENCY - 1 cycles ago (``o`` is always ready); its
+        # valid lane count reaches ``o`` with it, LATENCY cycles after
+        m.d.comb += [self.early.eq(delayed(m, staged, ShiftQuantizer.LATENCY - 1, name="entered")),
+                     self.o.payload.count.eq(delayed(m, staged_count, ShiftQuantizer.LATENCY, name="count"))]
 
         def issue_read():
             """Read the walker's current word; move on, or stop after the last one."""

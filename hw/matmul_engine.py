@@ -35,6 +35,7 @@ from amaranth.lib import wiring
 from golden_model.config import CoreConfig
 from golden_model.isa import Op
 
+from .delay import delayed
 from .feed_addresses import Gather, feed_params_layout
 from .geometry import key_layout, out_height, out_width
 from .interfaces import EngineSignature, amem_addr_shape, dim_shape
@@ -142,9 +143,7 @@ class MatmulEngine(wiring.Component):
         # done follows the last row through the readout pipeline below: the row and its AMEM
         # write, the magnitudes, the levels of the lane maximum
         readout_stages = 2 + _max_levels(cols)
-        finished = [Signal(name=f"finish_{stage}") for stage in range(readout_stages)]
-        m.d.sync += [a.eq(b) for a, b in zip(finished, [finish] + finished[:-1])]
-        m.d.comb += self.done.eq(finished[-1])
+        m.d.comb += self.done.eq(delayed(m, finish, readout_stages, name="finish"))
         m.d.sync += [setup.eq(accept), start.eq(setup), finish.eq(0)]
         with m.If(accept):
             m.d.sync += [cmd.eq(self.cmd.payload), busy.eq(1)]
@@ -212,10 +211,7 @@ class MatmulEngine(wiring.Component):
             m.d.sync += [mags[c].eq(Mux(w_ok[c], Mux(x < 0, -x, x).as_unsigned(), 0)),
                          poss[c].eq(Mux(w_ok[c] & (x > 0), x.as_unsigned(), 0))]
         row_abs, row_pos = _max_tree(m, mags, "abs"), _max_tree(m, poss, "pos")
-        row_valid_3 = mag_valid
-        for level in range(_max_levels(cols)):
-            row_valid_3, earlier = Signal(name=f"row_valid_l{level}"), row_valid_3
-            m.d.sync += row_valid_3.eq(earlier)
+        row_valid_3 = delayed(m, mag_valid, _max_levels(cols), name="row_valid")
 
         last_col_tile = out_n0 + cols >= n_cols
         last_tile = last_col_tile & (out_m0 + rows >= n_rows)

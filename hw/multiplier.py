@@ -47,12 +47,10 @@ class RegisteredMultiplier(wiring.Component):
         return m
 
     def _ecp5(self, m):
-        a = self.a.as_signed()
-        b = self.b.as_signed()
-        wide_a = Signal(signed(DSP_BITS))
+        wide_a = Signal(signed(DSP_BITS))               # the operands sign-extended to the DSP's width
         wide_b = Signal(signed(DSP_BITS))
         product = Signal(2 * DSP_BITS)
-        m.d.comb += [wide_a.eq(a), wide_b.eq(b), self.p.eq(product[:len(self.p)])]
+        m.d.comb += [wide_a.eq(self.a), wide_b.eq(self.b), self.p.eq(product[:len(self.p)])]
         ports = {f"i_A{i}": wide_a[i] for i in range(DSP_BITS)}
         ports.update({f"i_B{i}": wide_b[i] for i in range(DSP_BITS)})
         ports.update({f"i_C{i}": Const(0) for i in range(DSP_BITS)})

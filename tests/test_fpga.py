@@ -332,6 +332,15 @@ def test_block_table_shows_out_of_context_timing():
     assert "| tensor_table | 450 | 0 | 0 | 0 | 0 | 1.0 | 235.2 | `slot_ff` -> `shapes_ram` |" in text
 
 
+@pytest.mark.parametrize("mhz", ["0", "-50"])
+def test_block_timing_refuses_a_clock_that_is_not_positive(mhz, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        blocks_main(["--config", "small4x4", "--only", "tensor_table", "--timing", mhz])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"--timing {mhz}: the clock to time the blocks at must be positive MHz" in err and "Traceback" not in err
+
+
 def test_make_blocks_passes_the_timing_clock():
     def dry(*args):
         return subprocess.run(["make", "-n", "blocks", "BOARD=ulx3s", *args], cwd=Path(__file__).parents[1],

@@ -88,8 +88,9 @@ def end(cfg: CoreConfig, entry):
 class Decoder(wiring.Component):
     """``inst`` with the entries of its dst, a and b slots and the ACC state in; decode out.
 
-    Combinational but for the geometry facts, which follow ``inst`` after ``GEOMETRY_LATENCY`` cycles
-    (the sequencer's check waits longer than that: hw/checker.py).
+    Combinational but for the geometry facts and the SQ shift of the ACC, which follow ``inst``
+    and the ACC state after ``LATENCY`` cycles (the sequencer's check waits longer than that:
+    hw/checker.py).
 
     ``uses`` (dst, a, b): the slots whose words or exponent the instruction
     touches (for the exponent write-back hazard); ``inner_a``/``inner_b``:
@@ -98,8 +99,9 @@ class Decoder(wiring.Component):
     ``geometry``: what a CONV, POOL or UNPOOL key implies.
     """
 
-    #: cycles from ``inst`` to its geometry facts (and what derives from them: a CONV or POOL's ACC shape)
-    GEOMETRY_LATENCY = 1
+    #: cycles from ``inst`` and the ACC state to the geometry facts and the SQ shift (and what derives
+    #: from them: a CONV or POOL's ACC shape, QUANT's exponent, a consumer's command)
+    LATENCY = 2
 
     def __init__(self, cfg: CoreConfig):
         self.cfg = cfg
@@ -124,19 +126,25 @@ class Decoder(wiring.Component):
 
     def _geometry(self, m):
         """The key's geometry facts (hw.geometry), for every opcode; meaningful for CONV, POOL, UNPOOL.
-        Registered (``GEOMETRY_LATENCY``): the chained multiplies batch x Ho x Wo end in a register, not in
-        the ACC shape and the command behind them."""
+        Registered in two stages (``LATENCY``), one multiply each: B x Ho, H x W and the pooled image
+        first, then times Wo or B; the ACC shape and the command behind them start from registers."""
         inst, facts = self.inst, self.geometry
         g = key_layout()(inst.key)
         pool_h, pool_w, shift = pool_shape(g)
+        batch, tall, image, pooled, wo = (Signal(8, name="g_batch"), Signal(16, name="g_tall"),
+                                          Signal(16, name="g_image"), Signal(16, name="g_pooled"),
+                                          Signal(8, name="g_wo"))
+        early = Signal(data.StructLayout({"taps": 8, "window_shift": 5, "legal": 1}))
         m.d.sync += [
-            facts.in_rows.eq(g.batch * g.height * g.width),
-            facts.out_rows.eq(g.batch * out_height(g) * out_width(g)),
-            facts.pool_rows.eq(g.batch * pool_h * pool_w),
-            facts.taps.eq(g.kh * g.kw),
-            facts.window_shift.eq(shift),
-            facts.legal.eq(legal(g, pool=inst.opcode.matches(*(op for op, spec in OPS.items()
+            batch.eq(g.batch), tall.eq(g.batch * out_height(g)), wo.eq(out_width(g)),
+            image.eq(g.height * g.width), pooled.eq(pool_h * pool_w),
+            early.taps.eq(g.kh * g.kw), early.window_shift.eq(shift),
+            early.legal.eq(legal(g, pool=inst.opcode.matches(*(op for op, spec in OPS.items()
                                                                   if spec.geometry == "pool")))),
+        ]
+        m.d.sync += [
+            facts.in_rows.eq(batch * image), facts.out_rows.eq(tall * wo), facts.pool_rows.eq(batch * pooled),
+            facts.taps.eq(early.taps), facts.window_shift.eq(early.window_shift), facts.legal.eq(early.legal),
         ]
         return facts
 
@@ -151,12 +159,14 @@ class Decoder(wiring.Component):
         # is rounding), or with QUANT's f3 the frozen dst.exp - ACC.exp (above max_shift it flushes)
         m.submodules.sq_shift = sq_shift = SqShift(cfg)
         m.d.comb += sq_shift.peak.eq(Mux(inst.f0 & (opcode == Op.QUANT), acc.maxpos, acc.maxabs))
+        sq = Signal.like(sq_shift.shift)                # registered (LATENCY): a 32-bit leading-one detector
+        m.d.sync += sq.eq(sq_shift.shift)
         frozen = inst.f3 & (opcode == Op.QUANT)
         frozen_shift = Signal(wide_exp_shape(cfg))
         m.d.comb += frozen_shift.eq(dst.exp - acc.exp)
         flush = cfg.max_shift + 1
-        consumer_shift = Mux(frozen, Mux(frozen_shift > flush, flush, frozen_shift), sq_shift.shift)
-        m.d.comb += self.quant_exp.eq(Mux(frozen, dst.exp, acc.exp + sq_shift.shift))
+        consumer_shift = Mux(frozen, Mux(frozen_shift > flush, flush, frozen_shift), sq)
+        m.d.comb += self.quant_exp.eq(Mux(frozen, dst.exp, acc.exp + sq))
 
         # ACC rules (golden_model.isa.ACC_SHAPES, ACC_EXPONENTS) and the dst exponent (DST_EXPONENTS)
         mat_m, mat_n = Mux(inst.f0, a.cols, a.rows), Mux(inst.f1, b.cols, b.rows)

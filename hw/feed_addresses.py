@@ -3,8 +3,9 @@
 The feeder of an operand fills two banks of W words (hw/operand_feeder.py).
 This component walks the operand's loops and emits one request per bank word
 (``o``: an address, or ``zero`` for a word that is all padding) through a
-registered pipeline (loop counters, then the gathered row, then the address),
-so no multiplication sits between a counter and the memory port.
+registered pipeline (loop counters, gather coordinates, the row, the address;
+each product in a :class:`~hw.multiplier.RegisteredMultiplier`), so no
+multiplication or long carry chain sits between two registers of the walk.
 
 Loops, outermost first (the A operand runs over blocks of R rows repeated
 once per N tile, B over blocks of C rows once per M tile):
@@ -39,7 +40,9 @@ from amaranth.lib.wiring import In, Out
 
 from golden_model.config import CoreConfig
 
+from .delay import delayed
 from .interfaces import dim_shape, tmem_addr_shape
+from .multiplier import RegisteredMultiplier
 from .pixel_walker import GEOMETRY_BITS, PixelWalker, position_layout
 
 
@@ -89,6 +92,23 @@ def _source_layout(cfg: CoreConfig, width: int) -> data.StructLayout:
     })
 
 
+def _offsets_layout(cfg: CoreConfig, width: int) -> data.StructLayout:
+    """A request with its gather's pixel coordinates (signed: a tap may fall into the padding)."""
+    dim = dim_shape(cfg)
+    return data.StructLayout({
+        "request": feed_request_layout(cfg, width), "gather": Gather, "row": dim, "column": dim, "image": dim,
+        "y": signed(GEOMETRY_BITS + 3), "x": signed(GEOMETRY_BITS + 3),
+    })
+
+
+def _operands_layout(cfg: CoreConfig, width: int) -> data.StructLayout:
+    """A request whose row is ``y * src_w + partial``."""
+    dim = dim_shape(cfg)
+    return data.StructLayout({
+        "request": feed_request_layout(cfg, width), "column": dim, "y": signed(GEOMETRY_BITS + 3), "partial": dim,
+    })
+
+
 def _mode(transposed: int, gather: Gather) -> int:
     """The value of Cat(transposed, gather) for a Switch case."""
     return transposed | int(gather) << 1
@@ -103,55 +123,85 @@ class FeedAddresses(wiring.Component):
             "o": Out(stream.Signature(feed_request_layout(cfg, width))),
         })
 
+    #: Cycles from a request's loop counters to ``o``: the source, the gather coordinates, the
+    #: gathered pixel row's operands, its product (a registered multiplier), the row, the row times
+    #: the stride (another), and the address.
+    LATENCY = 1 + 1 + 1 + RegisteredMultiplier.LATENCY + 1 + RegisteredMultiplier.LATENCY + 1
+
     def elaborate(self, platform):
         m = Module()
         cfg, p = self.cfg, self.params
         m.submodules.walker = walker = PixelWalker(cfg)
         m.d.comb += [walker.height.eq(p.walk_h), walker.width.eq(p.walk_w), walker.image_rows.eq(p.src_image)]
 
-        # one global stall: every stage moves on when the output register is free or taken
+        # one global stall: every stage, the multipliers' registers included, moves on when the output
+        # register is free or taken; ``start`` empties the pipeline
         advance = ~self.o.valid | self.o.ready
         source, produced = self._loops(m, walker, advance)
-        b_valid, b = Signal(), Signal(_source_layout(cfg, self.width))
-        c_valid, c_request, c_row, c_column = (Signal(), Signal(feed_request_layout(cfg, self.width)),
-                                               Signal(dim_shape(cfg)), Signal(dim_shape(cfg)))
-        row, valid = self._gathered_row(m, b)
+
+        def stage(value, name):
+            return delayed(m, value, 1, name=name, en=advance)
+
+        def valid_after(valid, cycles, name):
+            for i in range(cycles):
+                valid, earlier = Signal(name=f"{name}_{i}"), valid
+                with m.If(self.start):
+                    m.d.sync += valid.eq(0)
+                with m.Elif(advance):
+                    m.d.sync += valid.eq(earlier)
+            return valid
+
+        b = stage(source, "b")
+        c = stage(self._gather_offsets(m, b), "c")
+        d = stage(self._gathered_operands(m, c), "d")
+        m.submodules.row_product = row_product = RegisteredMultiplier(a_bits=len(d.y) + 1,
+                                                                      b_bits=GEOMETRY_BITS + 1)
+        m.d.comb += [row_product.a.eq(d.y), row_product.b.eq(p.src_w), row_product.en.eq(advance)]
+        e = delayed(m, d, RegisteredMultiplier.LATENCY, name="e", en=advance)
+        dim_bits = dim_shape(cfg).width
+        row = stage((e.partial + row_product.p)[:dim_bits], "row")          # a row of the stored tensor
+        f = stage(e, "f")
+        m.submodules.address_product = address_product = RegisteredMultiplier(a_bits=dim_bits + 1,
+                                                                              b_bits=dim_bits + 1)
+        m.d.comb += [address_product.a.eq(row), address_product.b.eq(p.stride), address_product.en.eq(advance)]
+        g = delayed(m, f, RegisteredMultiplier.LATENCY, name="g", en=advance)
         with m.If(advance):
-            m.d.sync += [b_valid.eq(produced), b.eq(source)]
-            m.d.sync += [c_valid.eq(b_valid), c_request.eq(b.request), c_request.zero.eq(b.request.zero | ~valid),
-                         c_row.eq(row), c_column.eq(b.column)]
-            m.d.sync += [self.o.valid.eq(c_valid), self.o.payload.eq(c_request),
-                         self.o.payload.addr.eq(p.base + c_row * p.stride + c_column)]
-        with m.If(self.start):
-            m.d.sync += [b_valid.eq(0), c_valid.eq(0), self.o.valid.eq(0)]
+            m.d.sync += [self.o.payload.eq(g.request),
+                         self.o.payload.addr.eq(p.base + address_product.p + g.column)]
+        m.d.comb += self.o.valid.eq(valid_after(produced, self.LATENCY, "valid"))
         return m
 
-    def _gathered_row(self, m, b):
-        """Stage B: the source row of a request, and whether it exists (IM2COL, COL2IM map a pixel)."""
-        p = self.params
+    def _gather_offsets(self, m, b):
+        """Stage C: the pixel coordinates a gather reads, before the bounds check.
+
+        IM2COL reads the input pixel under tap (th, tw) of output pixel (y, x): (y << s) + th - pad;
+        COL2IM reads the output pixel whose tap (th, tw) covers input pixel (y, x): (y + pad - th) >> s.
+        """
+        p, step = self.params, self.params.stride_log2
         y, x = b.at.y.as_signed(), b.at.x.as_signed()
-        step = p.stride_log2
-        # IM2COL: the input pixel under tap (th, tw) of output pixel (y, x)
-        yi = Signal(signed(GEOMETRY_BITS + 3))
-        xi = Signal(signed(GEOMETRY_BITS + 3))
-        m.d.comb += [yi.eq((y << step) + b.th - p.pad_h), xi.eq((x << step) + b.tw - p.pad_w)]
-        im2col_ok = (yi >= 0) & (yi < p.src_h) & (xi >= 0) & (xi < p.src_w)
-        # COL2IM: the output pixel whose tap (th, tw) covers input pixel (y, x)
-        ny = Signal(signed(GEOMETRY_BITS + 3))
-        nx = Signal(signed(GEOMETRY_BITS + 3))
-        m.d.comb += [ny.eq(y + p.pad_h - b.th), nx.eq(x + p.pad_w - b.tw)]
-        yo, xo = ny >> step, nx >> step
-        aligned = ~step | (~ny[0] & ~nx[0])
-        col2im_ok = (ny >= 0) & (nx >= 0) & aligned & (yo < p.src_h) & (xo < p.src_w)
-        row, valid = Signal(dim_shape(self.cfg)), Signal()
-        with m.Switch(b.gather):
-            with m.Case(Gather.IM2COL):
-                m.d.comb += [row.eq(b.at.image + yi * p.src_w + xi), valid.eq(im2col_ok)]
-            with m.Case(Gather.COL2IM):
-                m.d.comb += [row.eq(b.at.image + yo * p.src_w + xo), valid.eq(col2im_ok)]
-            with m.Default():
-                m.d.comb += [row.eq(b.row), valid.eq(1)]
-        return row, valid
+        c = Signal(_offsets_layout(self.cfg, self.width))
+        m.d.comb += [c.request.eq(b.request), c.gather.eq(b.gather), c.row.eq(b.row), c.column.eq(b.column),
+                     c.image.eq(b.at.image)]
+        with m.If(b.gather == Gather.COL2IM):
+            m.d.comb += [c.y.eq(y + p.pad_h - b.th), c.x.eq(x + p.pad_w - b.tw)]
+        with m.Else():
+            m.d.comb += [c.y.eq((y << step) + b.th - p.pad_h), c.x.eq((x << step) + b.tw - p.pad_w)]
+        return c
+
+    def _gathered_operands(self, m, c):
+        """Stage D: the gathered row as ``y * src_w + partial`` (a pixel: y, image + x; a stored row:
+        0, row), and padding (a pixel outside the source) as a zero word."""
+        p, step = self.params, self.params.stride_log2
+        pixel = c.gather.matches(Gather.IM2COL, Gather.COL2IM)
+        aligned = ~step | (~c.y[0] & ~c.x[0])                   # COL2IM: the tap lands on a strided pixel
+        y = Mux(c.gather == Gather.COL2IM, c.y >> step, c.y)
+        x = Mux(c.gather == Gather.COL2IM, c.x >> step, c.x)
+        inside = (c.y >= 0) & (c.x >= 0) & (y < p.src_h) & (x < p.src_w)
+        inside &= (c.gather != Gather.COL2IM) | aligned
+        d = Signal(_operands_layout(self.cfg, self.width))
+        m.d.comb += [d.request.eq(c.request), d.request.zero.eq(c.request.zero | (pixel & ~inside)),
+                     d.column.eq(c.column), d.y.eq(Mux(pixel, y, 0)), d.partial.eq(Mux(pixel, c.image + x, c.row))]
+        return d
 
     def _loops(self, m, walker, advance):
         """Stage A: the loop counters; returns the current request's source and whether one is made."""

@@ -14,6 +14,8 @@ from amaranth.lib.wiring import In, Out
 
 from golden_model.int_loss import EXP2_TABLE, EXP_BITS, INTERP_BITS, LOG2E, LOG2_TABLE, LOG_FRAC, Z_LIMIT
 
+from .delay import delayed
+from .multiplier import RegisteredMultiplier
 from .sq_shift import bit_length
 
 #: a shift beyond this many bits leaves 0 of a Q24 mantissa (golden exp2_neg's cap)
@@ -32,9 +34,20 @@ def table_rom(m: Module, name: str, table) -> tuple:
     return port, port.data.value, port.data.diff
 
 
-def interpolate(value, diff, low):
-    """Golden ``int_loss.interpolate`` on a table entry: value + (diff * low + half) >> 8 (arithmetic)."""
-    return value + ((diff * low + (1 << (INTERP_BITS - 1))) >> INTERP_BITS)
+#: Cycles from a table entry on the ROM's port to its interpolated value: the product's registers, the sum.
+INTERPOLATE_LATENCY = RegisteredMultiplier.LATENCY + 1
+
+
+def interpolated(m: Module, value, diff, low, *, name: str) -> Signal:
+    """Golden ``int_loss.interpolate`` on a table entry, ``INTERPOLATE_LATENCY`` cycles later:
+    value + (diff * low + half) >> 8 (arithmetic), the product in a registered multiplier."""
+    m.submodules[f"{name}_product"] = product = RegisteredMultiplier(a_bits=len(diff), b_bits=INTERP_BITS + 1)
+    m.d.comb += [product.a.eq(diff), product.b.eq(low)]
+    held = delayed(m, value, RegisteredMultiplier.LATENCY, name=f"{name}_value")
+    expression = held + ((product.p + (1 << (INTERP_BITS - 1))) >> INTERP_BITS)
+    result = Signal.like(expression, name=name)
+    m.d.sync += result.eq(expression)
+    return result
 
 
 class Exp2(wiring.Component):
@@ -44,7 +57,8 @@ class Exp2(wiring.Component):
     keeps ``(z >> 16) + offset >= 0`` (the golden model raises otherwise).
     """
 
-    LATENCY = 3
+    #: the table read, the interpolation, the rounding right shift
+    LATENCY = 1 + INTERPOLATE_LATENCY + 1
 
     def __init__(self, z_bits: int, tag_bits: int = 1):
         self.z_bits = z_bits
@@ -56,20 +70,13 @@ class Exp2(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         port, value, diff = table_rom(m, "rom", EXP2_TABLE)
-        low = [Signal(INTERP_BITS, name=f"low{i}") for i in range(2)]
-        shift = [Signal(signed(self.z_bits - LOG_FRAC + 2), name=f"shift{i}") for i in range(2)]
-        mantissa = Signal(EXP_BITS + 1)
-        valid = [Signal(name=f"valid{i}") for i in range(2)]
-        tag = [Signal.like(self.tag, name=f"tag{i}") for i in range(2)]
         m.d.comb += [port.addr.eq(self.z[INTERP_BITS:LOG_FRAC]), port.en.eq(1)]
-        # stage 1: table entry read; stage 2: interpolated mantissa; stage 3: rounding right shift
-        m.d.sync += [low[0].eq(self.z[:INTERP_BITS]), shift[0].eq((self.z >> LOG_FRAC) + self.offset),
-                     valid[0].eq(self.valid), tag[0].eq(self.tag),
-                     mantissa.eq(interpolate(value, diff, low[0])), low[1].eq(low[0]), shift[1].eq(shift[0]),
-                     valid[1].eq(valid[0]), tag[1].eq(tag[0]),
-                     self.out_valid.eq(valid[1]), self.out_tag.eq(tag[1])]
+        low, shift = Signal(INTERP_BITS), Signal(signed(self.z_bits - LOG_FRAC + 2))
+        m.d.sync += [low.eq(self.z[:INTERP_BITS]), shift.eq((self.z >> LOG_FRAC) + self.offset)]
+        mantissa = interpolated(m, value, diff, low, name="mantissa")
+        mantissa_shift = delayed(m, shift, INTERPOLATE_LATENCY, name="shift")
         rounded = Signal(EXP_BITS + 1)
-        with m.Switch(shift[1]):
+        with m.Switch(mantissa_shift):
             with m.Case(0):
                 m.d.comb += rounded.eq(mantissa)
             for s in range(1, FLUSH_SHIFT + 1):
@@ -78,13 +85,16 @@ class Exp2(wiring.Component):
             with m.Default():
                 m.d.comb += rounded.eq(0)
         m.d.sync += self.out.eq(rounded)
+        m.d.comb += [self.out_valid.eq(delayed(m, self.valid, self.LATENCY, name="valid")),
+                     self.out_tag.eq(delayed(m, self.tag, self.LATENCY, name="tag"))]
         return m
 
 
 class Log2(wiring.Component):
     """log2(v) in Q16 for unsigned v >= 1: golden ``log2_q16`` (leading one, the 16 bits below it, table)."""
 
-    LATENCY = 3
+    #: the leading one, the table read, the interpolation
+    LATENCY = 1 + 1 + INTERPOLATE_LATENCY
 
     def __init__(self, v_bits: int, tag_bits: int = 1):
         if v_bits > 2**(LOG_FRAC - 1):
@@ -98,31 +108,28 @@ class Log2(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         port, value, diff = table_rom(m, "rom", LOG2_TABLE)
-        whole = [Signal(range(self.v_bits), name=f"whole{i}") for i in range(2)]
-        v = Signal(self.v_bits)
-        low = Signal(INTERP_BITS)
-        valid = [Signal(name=f"valid{i}") for i in range(2)]
-        tag = [Signal.like(self.tag, name=f"tag{i}") for i in range(2)]
-        # stage 1: the leading one; stage 2: the 16 bits below it address the table; stage 3: interpolation
-        m.d.sync += [whole[0].eq(bit_length(m, self.v) - 1), v.eq(self.v), valid[0].eq(self.valid), tag[0].eq(self.tag)]
+        whole, v = Signal(range(self.v_bits)), Signal(self.v_bits)
+        # the leading one; the 16 bits below it address the table; the interpolation of the entry
+        m.d.sync += [whole.eq(bit_length(m, self.v) - 1), v.eq(self.v)]
         below = Signal(LOG_FRAC + 1)
-        m.d.comb += below.eq((v << LOG_FRAC) >> whole[0])
+        m.d.comb += below.eq((v << LOG_FRAC) >> whole)
         m.d.comb += [port.addr.eq(below[INTERP_BITS:LOG_FRAC]), port.en.eq(1)]
-        m.d.sync += [low.eq(below[:INTERP_BITS]), whole[1].eq(whole[0]), valid[1].eq(valid[0]), tag[1].eq(tag[0]),
-                     self.out.eq((whole[1] << LOG_FRAC) + interpolate(value, diff, low)),
-                     self.out_valid.eq(valid[1]), self.out_tag.eq(tag[1])]
+        low, entry_whole = Signal(INTERP_BITS), Signal.like(whole)
+        m.d.sync += [low.eq(below[:INTERP_BITS]), entry_whole.eq(whole)]
+        m.d.comb += [self.out.eq(interpolated(m, (entry_whole << LOG_FRAC) + value, diff, low, name="log")),
+                     self.out_valid.eq(delayed(m, self.valid, self.LATENCY, name="valid")),
+                     self.out_tag.eq(delayed(m, self.tag, self.LATENCY, name="tag"))]
         return m
-
 
 
 class Log2eScale(wiring.Component):
     """Golden ``int_loss.log2e_scaled``: z = min((top - q) * LOG2E shifted by the exponent, Z_LIMIT), Q16.
 
     ``left``/``right`` are the exponent's shift (one of them 0), clamped so that
-    nothing changes (golden_model/int_loss.py).  Pipelined, ``LATENCY`` 2.
+    nothing changes (golden_model/int_loss.py).  Pipelined: the product, the shift, the clamp.
     """
 
-    LATENCY = 2
+    LATENCY = 3
 
     def __init__(self, *, data_bits: int, left_most: int, right_most: int, tag_bits: int):
         super().__init__({
@@ -137,7 +144,9 @@ class Log2eScale(wiring.Component):
         valid, tag = Signal(), Signal.like(self.tag)
         m.d.sync += [product.eq((self.top - self.q).as_unsigned()[:len(self.q) + 1] * LOG2E),
                      valid.eq(self.valid), tag.eq(self.tag)]
-        shifted = (product << self.left) >> self.right
-        m.d.sync += [self.z.eq(Mux(shifted > Z_LIMIT, Z_LIMIT, shifted)), self.out_valid.eq(valid),
-                     self.out_tag.eq(tag)]
+        shifted = Signal.like((product << self.left) >> self.right)
+        shifted_valid, shifted_tag = Signal(), Signal.like(self.tag)
+        m.d.sync += [shifted.eq((product << self.left) >> self.right), shifted_valid.eq(valid), shifted_tag.eq(tag)]
+        m.d.sync += [self.z.eq(Mux(shifted > Z_LIMIT, Z_LIMIT, shifted)), self.out_valid.eq(shifted_valid),
+                     self.out_tag.eq(shifted_tag)]
         return m

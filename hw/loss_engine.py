@@ -96,14 +96,20 @@ class LossEngine(wiring.Component):
                          counters.loss_bits.eq(counters.loss_bits + out.loss_bits)]
 
     def _collect(self, m, unit):
-        """Errors from the unit into ACC words, with the ACC maxima; ``done`` after the last word."""
+        """Errors from the unit into ACC words, with the ACC maxima; ``done`` after the last word.  The
+        unit's beats are registered, then their magnitudes, so the unit's last pass, the word's
+        write and the running compare each get a clock period."""
         cfg, lanes = self.cfg, self.cfg.lanes
         lane = Signal(range(lanes))
         addr = Signal(amem_addr_shape(cfg))
         held = Signal(amem_word_layout(cfg))
         maxabs, maxpos = Signal(cfg.acc_bits), Signal(cfg.acc_bits)
-        error = unit.o.payload.error
-        magnitude = Mux(error < 0, -error, error)
+        beat, beat_valid = Signal.like(unit.o.payload), Signal()
+        m.d.sync += [beat.eq(unit.o.payload), beat_valid.eq(unit.o.valid)]
+        error = beat.error
+        magnitude, positive, sized = Signal(cfg.acc_bits), Signal(cfg.acc_bits), Signal()
+        m.d.sync += [magnitude.eq(Mux(error < 0, -error, error)), positive.eq(Mux(error > 0, error, 0)),
+                     sized.eq(beat_valid)]
         merged = Signal.like(held)
         for n in range(lanes):
             m.d.comb += merged[n].eq(Mux(lane == n, error, held[n]))
@@ -113,11 +119,12 @@ class LossEngine(wiring.Component):
         m.d.sync += [finish.eq(0), self.done.eq(finish)]
         with m.If(self.cmd.valid & self.cmd.ready):
             m.d.sync += [lane.eq(0), addr.eq(0), maxabs.eq(0), maxpos.eq(0)]
-        with m.If(unit.o.valid):
+        with m.If(sized):
             m.d.sync += [maxabs.eq(Mux(magnitude > maxabs, magnitude, maxabs)),
-                         maxpos.eq(Mux((error > 0) & (error > maxpos), error, maxpos)),
-                         held.eq(merged), lane.eq(lane + 1)]
-            with m.If((lane == lanes - 1) | unit.o.payload.row_last):
+                         maxpos.eq(Mux(positive > maxpos, positive, maxpos))]
+        with m.If(beat_valid):
+            m.d.sync += [held.eq(merged), lane.eq(lane + 1)]
+            with m.If((lane == lanes - 1) | beat.row_last):
                 m.d.comb += self.amem_w.en.eq(1)
-                m.d.sync += [held.eq(0), lane.eq(0), addr.eq(addr + 1), finish.eq(unit.o.payload.last)]
+                m.d.sync += [held.eq(0), lane.eq(0), addr.eq(addr + 1), finish.eq(beat.last)]
 

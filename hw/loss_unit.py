@@ -22,7 +22,7 @@ A row whose label is no class (``max_features``: golden
 are then meaningless.
 
 The passes run one class per cycle through the Exp2 pipeline; a row takes
-about 5 * cols + 16 cycles.  ``exp`` is clamped to [-25, 5], which changes
+about 5 * cols cycles plus the latencies of Log2eScale, Exp2 (twice) and Log2.  ``exp`` is clamped to [-25, 5], which changes
 no result (docs/eoq_arithmetic.md, "Output error on the device").
 """
 
@@ -140,7 +140,9 @@ class LossUnit(wiring.Component):
         with m.If(exp2.out_valid):
             m.d.sync += received.eq(received + 1)
 
-        g_value = Mux(col == top, whole - others, g_read.data).as_signed()
+        top_g = Signal.like(whole - others)                 # final in EMIT: GRID's last sum is 2 cycles before
+        m.d.sync += top_g.eq(whole - others)
+        g_value = Mux(col == top, top_g, g_read.data).as_signed()
         m.d.comb += [
             row_write.addr.eq(col), row_write.data.eq(self.i.payload.logit),
             g_write.addr.eq(exp2.out_tag), g_write.data.eq(exp2.out), g_read.addr.eq(col),

@@ -30,7 +30,7 @@ im2col copy, no flipped or transposed weights in TMEM; hw/feed_addresses.py):
 """
 
 from amaranth import Cat, Module, Mux, Signal
-from amaranth.lib import wiring
+from amaranth.lib import data, wiring
 
 from golden_model.config import CoreConfig
 from golden_model.isa import Op
@@ -41,24 +41,7 @@ from .geometry import key_layout, out_height, out_width
 from .interfaces import EngineSignature, amem_addr_shape, dim_shape
 from .mac_array import MacArray
 from .operand_feeder import OperandFeeder
-
-
-def _max_levels(count: int) -> int:
-    """Compare-select levels of a balanced maximum over ``count`` values."""
-    return max(1, (count - 1).bit_length())
-
-
-def _max_tree(m, values, name):
-    """Largest of unsigned ``values``: a balanced tree of compare-selects, one level per clock cycle
-    (:func:`_max_levels` registers; a 32-bit compare and its select fill a cycle at 100 MHz)."""
-    level = 0
-    while len(values) > 1 or level == 0:
-        pairs = [Mux(values[i] > values[i + 1], values[i], values[i + 1]) for i in range(0, len(values) - 1, 2)]
-        values = pairs + ([values[-1]] if len(values) % 2 else [])
-        registered = [Signal.like(values[0], name=f"{name}_l{level}_{i}") for i in range(len(values))]
-        m.d.sync += [r.eq(v) for r, v in zip(registered, values)]
-        values, level = registered, level + 1
-    return values[0]
+from .reduction_tree import max_tree, tree_levels
 
 
 class MatmulEngine(wiring.Component):
@@ -78,17 +61,26 @@ class MatmulEngine(wiring.Component):
         self.overlap = overlap
         super().__init__(EngineSignature(cfg))
 
-    def _parameters(self, m, cmd, depth, params_a, params_b):
+    def _sizes(self, m, cmd):
+        """The key's sizes, registered from the latched command (PREPARE), so SETUP's paths hold one
+        multiply each: Ho, Wo, the taps KH*KW and the image H*W."""
+        g = key_layout()(cmd.key)
+        sizes = Signal(data.StructLayout({"ho": 8, "wo": 8, "taps": 8, "image": 14}))
+        m.d.sync += [sizes.ho.eq(out_height(g)), sizes.wo.eq(out_width(g)), sizes.taps.eq(g.kh * g.kw),
+                     sizes.image.eq(g.height * g.width)]
+        return sizes
+
+    def _parameters(self, m, cmd, sizes, depth, params_a, params_b):
         """SETUP: both operands' feeder parameters and the product's K, from the latched command."""
         cfg = self.cfg
         lanes = cfg.lanes
         g = key_layout()(cmd.key)
-        ho, wo = out_height(g), out_width(g)
+        ho, wo = sizes.ho, sizes.wo
         a, b = cmd.a, cmd.b
         m_rows, n_cols = cmd.acc_rows, cmd.acc_cols
         common = {"outer": 1, "repeat": n_cols, "rows": m_rows, "kh": 1, "kw": 1}
         geometry = {"kh": g.kh, "kw": g.kw, "stride_log2": g.stride_log2, "pad_h": g.pad_h, "pad_w": g.pad_w}
-        taps = g.kh * g.kw
+        taps = sizes.taps
 
         def operand(params, t, transposed, gather=Gather.NONE, **fields):
             """Every field of a feeder's parameters (a field a mode does not use is 0)."""
@@ -103,7 +95,7 @@ class MatmulEngine(wiring.Component):
                 operand(params_a, a, 1, **common, depth=a.rows)
                 operand(params_b, b, 1, Gather.IM2COL, **{**b_common, **geometry}, depth=a.rows,
                         tap_words=b.stride, walk_h=ho, walk_w=wo, src_h=g.height, src_w=g.width,
-                        src_image=g.height * g.width)
+                        src_image=sizes.image)
             with m.Elif(cmd.f1):                    # error: col2im(E) . W, W read tap by tap
                 k = taps * a.stride * lanes
                 m.d.sync += depth.eq(k)
@@ -115,7 +107,7 @@ class MatmulEngine(wiring.Component):
                 k = taps * a.stride * lanes
                 m.d.sync += depth.eq(k)
                 operand(params_a, a, 0, Gather.IM2COL, **{**common, **geometry}, depth=k, tap_words=a.stride,
-                        walk_h=ho, walk_w=wo, src_h=g.height, src_w=g.width, src_image=g.height * g.width)
+                        walk_h=ho, walk_w=wo, src_h=g.height, src_w=g.width, src_image=sizes.image)
                 operand(params_b, b, 0, **b_common, depth=k)
         with m.Else():                              # MATMUL: op(A) . op(B)^T
             k = Mux(cmd.f0, a.rows, a.cols)
@@ -135,16 +127,17 @@ class MatmulEngine(wiring.Component):
         wiring.connect(m, feed_a.mem, wiring.flipped(self.tmem_a))
         wiring.connect(m, feed_b.mem, wiring.flipped(self.tmem_b))
 
-        # accept the command, set the feeders' parameters up (registered), then start them
+        # accept the command, register the key's sizes, set the feeders' parameters up (registered),
+        # then start them
         cmd = Signal(self.cmd.payload.shape())
-        busy, setup, start, finish = Signal(), Signal(), Signal(), Signal()
+        busy, prepare, setup, start, finish = Signal(), Signal(), Signal(), Signal(), Signal()
         accept = self.cmd.valid & ~busy
         m.d.comb += self.cmd.ready.eq(~busy)
         # done follows the last row through the readout pipeline below: the row and its AMEM
         # write, the magnitudes, the levels of the lane maximum
-        readout_stages = 2 + _max_levels(cols)
+        readout_stages = 2 + tree_levels(cols)
         m.d.comb += self.done.eq(delayed(m, finish, readout_stages, name="finish"))
-        m.d.sync += [setup.eq(accept), start.eq(setup), finish.eq(0)]
+        m.d.sync += [prepare.eq(accept), setup.eq(prepare), start.eq(setup), finish.eq(0)]
         with m.If(accept):
             m.d.sync += [cmd.eq(self.cmd.payload), busy.eq(1)]
         with m.If(self.done):
@@ -152,8 +145,9 @@ class MatmulEngine(wiring.Component):
 
         depth = Signal(dim)
         params_a, params_b = Signal(feed_params_layout(cfg)), Signal(feed_params_layout(cfg))
+        sizes = self._sizes(m, cmd)
         with m.If(setup):
-            self._parameters(m, cmd, depth, params_a, params_b)
+            self._parameters(m, cmd, sizes, depth, params_a, params_b)
         m.d.comb += [feed_a.start.eq(start), feed_b.start.eq(start),
                      feed_a.params.eq(params_a), feed_b.params.eq(params_b)]
         n_rows, n_cols, acc_stride = cmd.acc_rows, cmd.acc_cols, cmd.acc_stride
@@ -210,8 +204,8 @@ class MatmulEngine(wiring.Component):
             x = w_row[c]
             m.d.sync += [mags[c].eq(Mux(w_ok[c], Mux(x < 0, -x, x).as_unsigned(), 0)),
                          poss[c].eq(Mux(w_ok[c] & (x > 0), x.as_unsigned(), 0))]
-        row_abs, row_pos = _max_tree(m, mags, "abs"), _max_tree(m, poss, "pos")
-        row_valid_3 = delayed(m, mag_valid, _max_levels(cols), name="row_valid")
+        row_abs, row_pos = max_tree(m, mags, name="abs"), max_tree(m, poss, name="pos")
+        row_valid_3 = delayed(m, mag_valid, tree_levels(cols), name="row_valid")
 
         last_col_tile = out_n0 + cols >= n_cols
         last_tile = last_col_tile & (out_m0 + rows >= n_rows)

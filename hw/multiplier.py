@@ -11,7 +11,8 @@ DSP_BITS = 18
 class RegisteredMultiplier(wiring.Component):
     """``p`` = ``a`` * ``b`` (signed) of the operands presented :data:`LATENCY` cycles before.
 
-    Operands and product are registered without reset or enable, so the
+    Operands and product are registered without reset, enabled by ``en``
+    (1 unless driven; a stalling pipeline drives its ``advance``), so the
     same registers exist on every target: on an ECP5 (``platform.family ==
     "ecp5"``) a MULT18X18D with its own input and output registers enabled
     (REG_INPUTA_CLK, REG_INPUTB_CLK, REG_OUTPUT_CLK; nextpnr times the
@@ -33,6 +34,7 @@ class RegisteredMultiplier(wiring.Component):
             "a": In(signed(a_bits)),
             "b": In(signed(b_bits)),
             "p": Out(signed(a_bits + b_bits)),
+            "en": In(1, init=1),
         })
 
     def elaborate(self, platform):
@@ -42,7 +44,8 @@ class RegisteredMultiplier(wiring.Component):
             return m
         a, b = Signal.like(self.a, reset_less=True), Signal.like(self.b, reset_less=True)
         p = Signal.like(self.p, reset_less=True)
-        m.d.sync += [a.eq(self.a), b.eq(self.b), p.eq(a * b)]
+        with m.If(self.en):
+            m.d.sync += [a.eq(self.a), b.eq(self.b), p.eq(a * b)]
         m.d.comb += self.p.eq(p)
         return m
 
@@ -65,6 +68,6 @@ class RegisteredMultiplier(wiring.Component):
             p_CLK0_DIV="ENABLED", p_GSR="DISABLED", p_RESETMODE="SYNC",
             p_SOURCEB_MODE="B_SHIFT", p_MULT_BYPASS="DISABLED", p_CAS_MATCH_REG="FALSE",
             i_SIGNEDA=Const(1), i_SIGNEDB=Const(1), i_SOURCEA=Const(0), i_SOURCEB=Const(0),
-            i_CLK0=ClockSignal(), i_CE0=Const(1), i_RST0=Const(0),
+            i_CLK0=ClockSignal(), i_CE0=self.en, i_RST0=Const(0),
             **ports,
         )

@@ -3,7 +3,7 @@
 A :class:`~hw.feed_addresses.FeedAddresses` walks the operand and asks for
 one word per bank word; this component reads them (or writes zeros for a
 word of padding) into two banks of W words and emits the vectors: while one
-bank fills, ``o`` emits lane ``beat`` of the other's words.  A plain
+bank fills, ``o`` emits lane ``beat`` of the other's words (registered).  A plain
 operand's fill holds a block of W rows at one K block of L columns and emits
 L vectors (fewer for the last K block); a transposed operand's fill is one
 word per k, whose W lanes go to lane 0 of the W bank words.  A ``hit``
@@ -47,7 +47,9 @@ class OperandFeeder(wiring.Component):
         steps = [Signal(range(lanes), name=f"steps{b}") for b in range(2)]   # vectors in the bank - 1
         bank = [[Signal(lanes * bits, name=f"bank{b}_{i}") for i in range(width)] for b in range(2)]
         beat = Signal(range(lanes))
-        pop = self.o.valid & self.o.ready
+        emitting = Array(full)[rsel]
+        taken = ~self.o.valid | self.o.ready                 # the output register is free or taken
+        pop = emitting & taken
         freeing = pop & (beat == Array(steps)[rsel])
         writable = ~Array(full)[wsel] | (freeing & (rsel == wsel))
         take = addresses.o.valid & writable & ~self.start
@@ -80,10 +82,12 @@ class OperandFeeder(wiring.Component):
                     with m.If(d.last):
                         m.d.sync += [full[b].eq(1), steps[b].eq(d.steps)]
 
-        # emit: lane ``beat`` of the words of bank ``rsel``
-        m.d.comb += self.o.valid.eq(Array(full)[rsel])
-        for i in range(width):
-            m.d.comb += self.o.payload[i].eq(Mux(rsel, bank[1][i], bank[0][i]).word_select(beat, bits))
+        # emit: lane ``beat`` of the words of bank ``rsel``, through an output register (the lane
+        # multiplexer and the route to the array's multipliers each get a clock period)
+        with m.If(taken):
+            m.d.sync += self.o.valid.eq(emitting)
+            for i in range(width):
+                m.d.sync += self.o.payload[i].eq(Mux(rsel, bank[1][i], bank[0][i]).word_select(beat, bits))
         with m.If(pop):
             with m.If(freeing):
                 m.d.sync += [beat.eq(0), rsel.eq(~rsel)]
@@ -98,5 +102,6 @@ class OperandFeeder(wiring.Component):
                 with m.If(wsel == b):
                     m.d.sync += full[b].eq(1)
         with m.If(self.start):
-            m.d.sync += [rsel.eq(0), wsel.eq(0), beat.eq(0), d.valid.eq(0)] + [f.eq(0) for f in full]
+            m.d.sync += [rsel.eq(0), wsel.eq(0), beat.eq(0), d.valid.eq(0), self.o.valid.eq(0)]
+            m.d.sync += [f.eq(0) for f in full]
         return m

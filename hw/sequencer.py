@@ -42,9 +42,9 @@ from .step_keys import StepKeys
 from .tensor_table import ExpWriteSignature, TableReadSignature
 
 
-#: CHECK's wait covers the decoder's registered geometry: the instruction is latched, its geometry facts
-#: follow GEOMETRY_LATENCY cycles later, then the checker's two register stages (hw/checker.py)
-assert Checker.LATENCY >= 2 + Decoder.GEOMETRY_LATENCY, "the checker would settle before the geometry reaches it"
+#: CHECK's wait covers the decoder's registered facts: the instruction is latched, its geometry facts and
+#: SQ shift follow Decoder.LATENCY cycles later, then the checker's two register stages (hw/checker.py)
+assert Checker.LATENCY >= 2 + Decoder.LATENCY, "the checker would settle before the decoder's facts reach it"
 
 
 class Sequencer(wiring.Component):

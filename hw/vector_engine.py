@@ -4,10 +4,12 @@ Golden ``Machine._scale`` ... ``_unpool``.  A :class:`~hw.vector_walk.VectorWalk
 says which words to read (A's words in order, B's at the same offset or B's
 first word when B is 1x1; POOL: the window's words of each pooled pixel;
 UNPOOL: the pooled word covering each pixel) and where each result goes.
-Three stages after it:
+Stages after it:
 
   issue    read A's word (tmem_a) and B's (tmem_b);
-  compute  per lane: a * b (SCALE, DOT), align(a) + align(b) (ADD, nearest
+  load     the read words registered;
+  compute  per lane, two stages (the terms, then their sum):
+           a * b (SCALE, DOT), align(a) + align(b) (ADD, nearest
            rounding with the command's shift_a / shift_b), a (SUM, POOL,
            UNPOOL), a if b > 0 else 0 (MASK); lanes past the word's valid
            count become 0, so a broadcast scalar never reaches pad lanes, the
@@ -16,8 +18,12 @@ Three stages after it:
            POOL); MASK, UNPOOL: the TMEM word at dst; SUM, DOT: the lane sum
            added to the running total.
 
-Two more stages follow the ACC words for the running max |x| / max(x, 0):
-the written word registered, then its lane maxima; ``done`` waits for them.
+The running max |x| / max(x, 0) follow the ACC words: the written word
+registered, its lane magnitudes, the lane maxima one tree level per cycle
+(hw/reduction_tree.py), then the running compare; the SUM / DOT lane sum is
+a registered tree too.  ``done`` waits for them.  The word count and the
+walk's image size are registered products, ready two cycles after the
+command (state SIZE).
 
 SUM / DOT then write the total to lane 0 of AMEM word 0 (other lanes 0) and
 take the maxima from it.  MASK reads every
@@ -31,27 +37,12 @@ from amaranth.lib import data, wiring
 from golden_model.config import CoreConfig
 from golden_model.isa import Op
 
+from .delay import delayed
 from .interfaces import EngineSignature, amem_addr_shape, command_layout
+from .multiplier import RegisteredMultiplier
+from .reduction_tree import max_tree, sum_tree, tree_levels
 from .rounding import WORD_BITS, ShiftDecode, round_shift
 from .vector_walk import VectorWalk, Walk, walk_request_layout
-
-
-def _max(values):
-    """Largest of unsigned values, as a balanced comparator tree."""
-    values = list(values)
-    while len(values) > 1:
-        paired = [Mux(x > y, x, y) for x, y in zip(values[0::2], values[1::2])]
-        values = paired + values[len(paired) * 2:]
-    return values[0]
-
-
-def _sum(values):
-    """Sum of signed values, as a balanced adder tree."""
-    values = list(values)
-    while len(values) > 1:
-        paired = [x + y for x, y in zip(values[0::2], values[1::2])]
-        values = paired + values[len(paired) * 2:]
-    return values[0]
 
 
 def _abs(x, width):
@@ -59,21 +50,23 @@ def _abs(x, width):
     return Mux(x < 0, -x, x).as_unsigned()[:width]
 
 
-def lane_result(m: Module, op, a, b, dec_a: ShiftDecode, dec_b: ShiftDecode, shape, name: str) -> Signal:
-    """One lane of each opcode (golden ``Machine._scale`` ... ``_unpool``): a * b (SCALE, DOT),
-    align(a) + align(b) (ADD, nearest rounding), a (SUM, POOL, UNPOOL), a if b > 0 else 0 (MASK)."""
-    value = Signal(shape, name=name)
+def lane_terms(m: Module, op, a, b, dec_a: ShiftDecode, dec_b: ShiftDecode, shape, name: str) -> tuple:
+    """One lane of each opcode (golden ``Machine._scale`` ... ``_unpool``) as two registered terms whose
+    sum is the result: a * b (SCALE, DOT), align(a) and align(b) (ADD, nearest rounding), a (SUM, POOL,
+    UNPOOL), a if b > 0 else 0 (MASK); the second term is 0 but for ADD."""
+    first, second = Signal(shape, name=f"{name}_first"), Signal(shape, name=f"{name}_second")
     no_random = C(0, WORD_BITS)
     with m.Switch(op):
         with m.Case(Op.SCALE, Op.DOT):
-            m.d.comb += value.eq(a * b)
+            m.d.sync += [first.eq(a * b), second.eq(0)]
         with m.Case(Op.ADD):
-            m.d.comb += value.eq(round_shift(a, dec_a, C(0), no_random) + round_shift(b, dec_b, C(0), no_random))
+            m.d.sync += [first.eq(round_shift(a, dec_a, C(0), no_random)),
+                         second.eq(round_shift(b, dec_b, C(0), no_random))]
         with m.Case(Op.SUM, Op.POOL, Op.UNPOOL):
-            m.d.comb += value.eq(a)
+            m.d.sync += [first.eq(a), second.eq(0)]
         with m.Case(Op.MASK):
-            m.d.comb += value.eq(Mux(b > 0, a, 0))
-    return value
+            m.d.sync += [first.eq(Mux(b > 0, a, 0)), second.eq(0)]
+    return first, second
 
 
 class VectorEngine(wiring.Component):
@@ -86,13 +79,13 @@ class VectorEngine(wiring.Component):
     def _alignment(self, m: Module, shift, name: str) -> ShiftDecode:
         """Decode of an ADD alignment shift.  Nearest rounding of an int8 by more than data_bits gives 0,
         like a flush, so the decoder flushes above min(data_bits, max_shift): exact, and no wide shifter
-        per lane."""
+        per lane.  Registered: the shift is fixed per command, and SIZE covers the cycle."""
         cfg = self.cfg
         align_cfg = cfg.replace(max_shift=min(cfg.data_bits, cfg.max_shift))
         flush = align_cfg.max_shift + 1
         clamped = Signal(range(flush + 1), name=f"{name}_clamped")
         m.d.comb += clamped.eq(Mux(shift > flush, flush, shift))
-        return ShiftDecode(m, clamped, align_cfg, name=name)
+        return ShiftDecode(m, clamped, align_cfg, name=name, registered=True)
 
     def elaborate(self, platform):
         m = Module()
@@ -107,31 +100,37 @@ class VectorEngine(wiring.Component):
         m.submodules.walk = walk = VectorWalk(cfg)
         dec_a, dec_b = (self._alignment(m, shift, name) for name, shift in (("shift_a", cmd.shift_a),
                                                                              ("shift_b", cmd.shift_b)))
-        m.d.comb += [walk.a.eq(cmd.a), walk.b.eq(cmd.b), walk.key.eq(cmd.key),
-                     walk.walk.eq(Mux(op == Op.POOL, Walk.POOL, Mux(op == Op.UNPOOL, Walk.UNPOOL, Walk.LINEAR))),
-                     walk.words.eq(Mux(op == Op.POOL, cmd.acc_rows * cmd.acc_stride,
-                                       Mux(op == Op.UNPOOL, cmd.dst.rows * cmd.dst.stride, cmd.a.rows * cmd.a.stride)))]
-        broadcast = (cmd.b.rows == 1) & (cmd.b.cols == 1)
+        m.submodules.words = words = RegisteredMultiplier(a_bits=len(cmd.a.rows) + 1, b_bits=len(cmd.a.stride) + 1)
+        m.d.comb += [words.a.eq(Mux(op == Op.POOL, cmd.acc_rows, Mux(op == Op.UNPOOL, cmd.dst.rows, cmd.a.rows))),
+                     words.b.eq(Mux(op == Op.POOL, cmd.acc_stride, Mux(op == Op.UNPOOL, cmd.dst.stride,
+                                                                       cmd.a.stride)))]
+        m.d.comb += [walk.a.eq(cmd.a), walk.b.eq(cmd.b), walk.key.eq(cmd.key), walk.words.eq(words.p),
+                     walk.walk.eq(Mux(op == Op.POOL, Walk.POOL, Mux(op == Op.UNPOOL, Walk.UNPOOL, Walk.LINEAR)))]
+        broadcast = Signal()                          # registered: fixed per command, SIZE covers the cycle
+        m.d.sync += broadcast.eq((cmd.b.rows == 1) & (cmd.b.cols == 1))
 
         # --- issue ------------------------------------------------------------
         request = walk.o.payload
         m.d.comb += [self.tmem_a.addr.eq(request.a_addr), self.tmem_b.addr.eq(request.b_addr),
                      self.tmem_a.en.eq(walk.o.valid), self.tmem_b.en.eq(walk.o.valid & ~op.matches(Op.POOL, Op.UNPOOL))]
 
-        # --- compute (memory data valid) --------------------------------------
-        p1 = Signal(walk_request_layout(cfg))
-        p1_valid = Signal()
-        m.d.sync += [p1_valid.eq(walk.o.valid), p1.eq(request)]
+        # --- load (memory data valid): the words registered ---------------------
+        p1 = delayed(m, request, 2, name="p1")
+        p1_valid = delayed(m, walk.o.valid, 2, name="p1_valid")
+        word_a, word_b = Signal.like(self.tmem_a.data), Signal.like(self.tmem_b.data)
+        m.d.sync += [word_a.eq(self.tmem_a.data), word_b.eq(self.tmem_b.data)]
+
+        # --- compute: the lane's terms, then their sum ---------------------------
+        terms = [lane_terms(m, op, word_a[lane], Mux(broadcast, word_b[0], word_b[lane]), dec_a, dec_b,
+                            lane_shape, f"lane{lane}") for lane in range(lanes)]
+        count = delayed(m, p1.count, 1, name="count")
         values = Signal(lane_word)
-        for lane in range(lanes):
-            b = Mux(broadcast, self.tmem_b.data[0], self.tmem_b.data[lane])
-            value = lane_result(m, op, self.tmem_a.data[lane], b, dec_a, dec_b, lane_shape, f"value{lane}")
-            m.d.sync += values[lane].eq(Mux(lane < p1.count, value, 0))
+        for lane, (first, second) in enumerate(terms):
+            m.d.sync += values[lane].eq(Mux(lane < count, first + second, 0))
 
         # --- write ------------------------------------------------------------
-        p2 = Signal(walk_request_layout(cfg))
-        p2_valid = Signal()
-        m.d.sync += [p2_valid.eq(p1_valid), p2.eq(p1)]
+        p2 = delayed(m, p1, 2, name="p2")
+        p2_valid = delayed(m, p1_valid, 2, name="p2_valid")
         group = Signal(data.ArrayLayout(signed(cfg.acc_bits), lanes))       # POOL: the window's sum so far
         summed = Signal(data.ArrayLayout(signed(cfg.acc_bits), lanes))
         for lane in range(lanes):
@@ -139,9 +138,8 @@ class VectorEngine(wiring.Component):
         with m.If(p2_valid):
             m.d.sync += group.eq(summed)
 
-        # --- maxima: the written words registered, then their lane maxima, then the running maxima; each
-        # step its own cycle (add, |x|, an 8-lane comparator tree and the running compare in one cycle
-        # were the 8x8 board build's critical path) ------------------------------------------------------
+        # --- maxima: the written words registered, their lane magnitudes, the lane maxima one tree level
+        # per cycle, then the running maxima (hw/reduction_tree.py) -------------------------------------
         maxabs = Signal(unsigned(cfg.acc_bits))
         maxpos = Signal(unsigned(cfg.acc_bits))
         total = Signal(signed(cfg.acc_bits))
@@ -149,14 +147,22 @@ class VectorEngine(wiring.Component):
         written, written_valid = Signal.like(summed), Signal()
         reduced = op.matches(Op.SUM, Op.DOT)
         m.d.sync += [written.eq(summed), written_valid.eq(p2_valid & p2.last & op.matches(Op.SCALE, Op.ADD, Op.POOL))]
-        word_maxabs, word_maxpos, word_valid = Signal.like(maxabs), Signal.like(maxpos), Signal()
-        m.d.sync += [word_maxabs.eq(_max(_abs(written[lane], cfg.acc_bits) for lane in range(lanes))),
-                     word_maxpos.eq(_max(Mux(written[lane] > 0, written[lane].as_unsigned(), 0)
-                                         for lane in range(lanes))),
-                     word_valid.eq(written_valid)]
+        mags = [Signal(unsigned(cfg.acc_bits), name=f"mag{lane}") for lane in range(lanes)]
+        poss = [Signal(unsigned(cfg.acc_bits), name=f"pos{lane}") for lane in range(lanes)]
+        for lane in range(lanes):
+            m.d.sync += [mags[lane].eq(_abs(written[lane], cfg.acc_bits)),
+                         poss[lane].eq(Mux(written[lane] > 0, written[lane].as_unsigned(), 0))]
+        word_maxabs, word_maxpos = max_tree(m, mags, name="abs"), max_tree(m, poss, name="pos")
+        word_valid = delayed(m, written_valid, 1 + tree_levels(lanes), name="word_valid")
         with m.If(word_valid):
             m.d.sync += [maxabs.eq(Mux(word_maxabs > maxabs, word_maxabs, maxabs)),
                          maxpos.eq(Mux(word_maxpos > maxpos, word_maxpos, maxpos))]
+
+        # --- SUM, DOT: the word's lane sum, one tree level per cycle, into the running total ------------
+        word_sum = sum_tree(m, [values[lane] for lane in range(lanes)], name="sum")
+        sum_valid = delayed(m, p2_valid & reduced, tree_levels(lanes), name="sum_valid")
+        with m.If(sum_valid):
+            m.d.sync += total.eq(total + word_sum)
 
         with m.If(p2_valid):
             with m.Switch(op):
@@ -166,21 +172,27 @@ class VectorEngine(wiring.Component):
                 with m.Case(Op.MASK, Op.UNPOOL):
                     m.d.comb += [self.tmem_w.en.eq(1), self.tmem_w.addr.eq(cmd.dst.base + p2.out)]
                     m.d.comb += [self.tmem_w.data[lane].eq(values[lane]) for lane in range(lanes)]
-                with m.Case(Op.SUM, Op.DOT):
-                    m.d.sync += total.eq(total + _sum(values[lane] for lane in range(lanes)))
 
         # --- control ----------------------------------------------------------
+        # the last word's running maxima are final in DONE, and its lane sum in the total in FINISH, when
+        # RUN leaves this many cycles after the word's write: the word registered, its magnitudes, the
+        # tree, the running compare (the sum's tree and add are a cycle shorter)
+        settled = delayed(m, p2_valid & p2.final, tree_levels(lanes) + 1, name="settled")
+        sized = delayed(m, self.cmd.valid & self.cmd.ready, RegisteredMultiplier.LATENCY, name="sized")
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += self.cmd.ready.eq(1)
                 with m.If(self.cmd.valid):
                     m.d.sync += [cmd.eq(self.cmd.payload), maxabs.eq(0), maxpos.eq(0), total.eq(0)]
+                    m.next = "SIZE"
+            with m.State("SIZE"):                     # the word count and the image size: registered products
+                with m.If(sized):
                     m.next = "START"
             with m.State("START"):
                 m.d.comb += walk.start.eq(1)
                 m.next = "RUN"
             with m.State("RUN"):
-                with m.If(p2_valid & p2.final):
+                with m.If(settled):
                     m.next = "FINISH"
             with m.State("FINISH"):
                 with m.If(reduced):
@@ -188,10 +200,6 @@ class VectorEngine(wiring.Component):
                     m.d.comb += [self.amem_w.data[lane].eq(total if lane == 0 else 0) for lane in range(lanes)]
                     m.d.sync += [maxabs.eq(_abs(total, cfg.acc_bits)),
                                  maxpos.eq(Mux(total > 0, total.as_unsigned(), 0))]
-                    m.next = "DONE"
-                with m.Else():
-                    m.next = "DRAIN"
-            with m.State("DRAIN"):                    # the last word's maxima are one cycle from maxabs
                 m.next = "DONE"
             with m.State("DONE"):
                 m.d.comb += self.done.eq(1)

@@ -10,21 +10,24 @@ Three walks (golden ``Machine._scale`` ... ``_unpool``; golden_model/geometry.py
 
 Each request carries the A and B addresses, the output word (an offset from the ACC base or
 from dst's base), the valid lanes of the word and the group flags.  The walk is registered in
-three stages (counters, the source row, the address): ``o`` follows ``start`` by a fixed
-latency with no back-pressure, and ``busy`` stays high until the last request has left.
+stages (counters, the source row, the address; each product in a registered multiplier):
+``o`` follows ``start`` by a fixed latency with no back-pressure, and ``busy`` stays high
+until the last request has left.
 """
 
 import enum
 
-from amaranth import Module, Mux, Signal
+from amaranth import Cat, Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from golden_model.config import CoreConfig
 
+from .delay import delayed
 from .geometry import key_layout, log2, pool_shape
 from .interfaces import dim_shape, tensor_layout, tmem_addr_shape
-from .pixel_walker import PixelWalker
+from .multiplier import RegisteredMultiplier
+from .pixel_walker import GEOMETRY_BITS, PixelWalker
 
 
 class Walk(enum.IntEnum):
@@ -41,7 +44,12 @@ def walk_request_layout(cfg: CoreConfig) -> data.StructLayout:
 
 class VectorWalk(wiring.Component):
     """``start`` with the operands and ``words``, the output words (all held until ``busy`` falls) ->
-    one request per cycle on ``o``."""
+    one request per cycle on ``o``.  The key's image size goes through a registered multiplier:
+    hold the key ``RegisteredMultiplier.LATENCY`` cycles before ``start``."""
+
+    #: Cycles from the counters to ``o``: the counters' register, the source row's operands, their
+    #: product, the row, the row times A's stride, the address.
+    LATENCY = 1 + 1 + RegisteredMultiplier.LATENCY + 1 + RegisteredMultiplier.LATENCY + 1
 
     def __init__(self, cfg: CoreConfig):
         self.cfg = cfg
@@ -62,9 +70,13 @@ class VectorWalk(wiring.Component):
         shift_h, shift_w = log2(g.kh), log2(g.kw)
         m.submodules.walker = walker = PixelWalker(cfg)
         pooling = self.walk == Walk.POOL
+        m.submodules.image_product = image_product = RegisteredMultiplier(a_bits=GEOMETRY_BITS + 1,
+                                                                          b_bits=GEOMETRY_BITS + 1)
         m.d.comb += [walker.height.eq(Mux(pooling, pool_h, g.height)),
                      walker.width.eq(Mux(pooling, pool_w, g.width)),
-                     walker.image_rows.eq(Mux(pooling, g.height * g.width, pool_h * pool_w))]
+                     image_product.a.eq(Mux(pooling, g.height, pool_h)),
+                     image_product.b.eq(Mux(pooling, g.width, pool_w)),
+                     walker.image_rows.eq(image_product.p)]
 
         # ---- stage 1: the counters ----
         active = Signal()
@@ -85,19 +97,34 @@ class VectorWalk(wiring.Component):
                      s1.request.final.eq(final)]
         self._step(m, walker, active, off, cw, th, tw, remaining, out, window_done, final, g)
 
-        # ---- stage 2: the source row of A (its pixel, for POOL and UNPOOL) ----
-        s2 = Signal(data.StructLayout({"valid": 1, "request": walk_request_layout(cfg), "row": dim,
+        # ---- stage 2: the source row of A (its pixel, for POOL and UNPOOL) as y * width + partial ----
+        s2 = Signal(data.StructLayout({"request": walk_request_layout(cfg), "y": 10, "partial": dim,
                                        "cw": dim, "off": tmem_addr_shape(cfg)}))
-        pooled_row = s1.image + ((s1.y << shift_h) + s1.th) * g.width + (s1.x << shift_w) + s1.tw
-        owner_row = s1.image + (s1.y >> shift_h) * pool_w + (s1.x >> shift_w)
-        m.d.sync += [s2.valid.eq(s1.valid), s2.request.eq(s1.request), s2.cw.eq(s1.cw), s2.off.eq(s1.off),
-                     s2.row.eq(Mux(pooling, pooled_row, owner_row))]
+        m.d.sync += [s2.request.eq(s1.request), s2.cw.eq(s1.cw), s2.off.eq(s1.off),
+                     s2.y.eq(Mux(pooling, (s1.y << shift_h) + s1.th, s1.y >> shift_h)),
+                     s2.partial.eq(s1.image + Mux(pooling, (s1.x << shift_w) + s1.tw, s1.x >> shift_w))]
+        m.submodules.row_product = row_product = RegisteredMultiplier(a_bits=11, b_bits=GEOMETRY_BITS + 1)
+        m.d.comb += [row_product.a.eq(s2.y), row_product.b.eq(Mux(pooling, g.width, pool_w))]
+        s3 = delayed(m, s2, RegisteredMultiplier.LATENCY, name="s3")
+        s4 = Signal(data.StructLayout({"request": walk_request_layout(cfg), "row": dim, "cw": dim,
+                                       "off": tmem_addr_shape(cfg)}))
+        m.d.sync += [s4.request.eq(s3.request), s4.cw.eq(s3.cw), s4.off.eq(s3.off),
+                     s4.row.eq(s3.partial + row_product.p)]
 
         # ---- stage 3: the address ----
-        gathered = a.base + s2.row * a.stride + s2.cw
-        m.d.sync += [self.o.valid.eq(s2.valid), self.o.payload.eq(s2.request),
-                     self.o.payload.a_addr.eq(Mux(self.walk == Walk.LINEAR, a.base + s2.off, gathered))]
-        m.d.comb += self.busy.eq(active | s1.valid | s2.valid | self.o.valid)
+        dim_bits = dim.width
+        m.submodules.address_product = address_product = RegisteredMultiplier(a_bits=dim_bits + 1,
+                                                                              b_bits=dim_bits + 1)
+        m.d.comb += [address_product.a.eq(s4.row), address_product.b.eq(a.stride)]
+        s5 = delayed(m, s4, RegisteredMultiplier.LATENCY, name="s5")
+        gathered = a.base + address_product.p + s5.cw
+        m.d.sync += [self.o.payload.eq(s5.request),
+                     self.o.payload.a_addr.eq(Mux(self.walk == Walk.LINEAR, a.base + s5.off, gathered))]
+        valids = [s1.valid]
+        for i in range(self.LATENCY - 1):
+            valids.append(Signal(name=f"valid_{i}"))
+            m.d.sync += valids[-1].eq(valids[-2])
+        m.d.comb += [self.o.valid.eq(valids[-1]), self.busy.eq(active | Cat(*valids).any())]
         return m
 
     def _step(self, m, walker, active, off, cw, th, tw, remaining, out, window_done, final, g):

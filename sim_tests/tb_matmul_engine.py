@@ -32,6 +32,7 @@ from golden_model.network import mlp_sizes
 from golden_model.program import MlpLayout, backward_program, forward_program, step_keys
 from golden_model.quant import QTensor
 from golden_model.machine import words_per_row
+from hw.feed_addresses import FeedAddresses
 from hw.mac_array import MacArray
 from sim_tests.command_model import acc_maxima
 from sim_tests.common import read_unsigned, settings
@@ -57,15 +58,17 @@ def cycle_bound(cfg, m: int, n: int, k: int, f0: int, f1: int) -> int:
     tile) and its operands' TMEM reads: a transposed
     operand reads one word per beat, a plain one the W words of its block per
     L beats (double-buffered, so the reads overlap the beats); plus
-    TILE_CYCLES of hand-over.  Fill and drain (the first block loads, the
-    array and the readout pipeline) take up to 2 L + 16 cycles.  Measured on
+    TILE_CYCLES of hand-over.  Fill and drain take up to 2 L +
+    FeedAddresses.LATENCY + 15 cycles: the command's setup, the feeders' address
+    pipeline, the first block's loads and the feeder's output register, the
+    array and the readout pipeline.  Measured on
     random and edge shapes of small4x4, default and wide8x16: every MATMUL
-    within the bound, the closest 3 % below it (64x64, K = 64, small4x4).
+    within the bound.
     """
     rows, cols, lanes = cfg.array_rows, cfg.array_cols, cfg.lanes
     tiles = math.ceil(m / rows) * math.ceil(n / cols)
     reads = [k if flag else math.ceil(k / lanes) * width for flag, width in ((f0, rows), (f1, cols))]
-    return tiles * (max(k, rows + MacArray.LATENCY, *reads) + TILE_CYCLES) + 2 * lanes + 16
+    return tiles * (max(k, rows + MacArray.LATENCY, *reads) + TILE_CYCLES) + 2 * lanes + FeedAddresses.LATENCY + 15
 
 
 class PortMonitor:

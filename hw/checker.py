@@ -27,7 +27,7 @@ from .interfaces import dim_shape, instruction_layout, table_entry_layout
 
 class Checker(wiring.Component):
     #: cycles from stable inputs to a meaningful ``error``
-    LATENCY = 4
+    LATENCY = 5
 
     def __init__(self, cfg: CoreConfig):
         self.cfg = cfg

@@ -101,7 +101,7 @@ class Decoder(wiring.Component):
 
     #: cycles from ``inst`` and the ACC state to the geometry facts and the SQ shift (and what derives
     #: from them: a CONV or POOL's ACC shape, QUANT's exponent, a consumer's command)
-    LATENCY = 2
+    LATENCY = 3
 
     def __init__(self, cfg: CoreConfig):
         self.cfg = cfg
@@ -126,25 +126,30 @@ class Decoder(wiring.Component):
 
     def _geometry(self, m):
         """The key's geometry facts (hw.geometry), for every opcode; meaningful for CONV, POOL, UNPOOL.
-        Registered in two stages (``LATENCY``), one multiply each: B x Ho, H x W and the pooled image
-        first, then times Wo or B; the ACC shape and the command behind them start from registers."""
+        Registered in three stages (``LATENCY``) of at most one multiply: Ho, Wo, H x W and the pooled
+        image; then times the batch; then B x Ho times Wo.  The ACC shape and the command behind them
+        start from registers."""
         inst, facts = self.inst, self.geometry
         g = key_layout()(inst.key)
         pool_h, pool_w, shift = pool_shape(g)
-        batch, tall, image, pooled, wo = (Signal(8, name="g_batch"), Signal(16, name="g_tall"),
-                                          Signal(16, name="g_image"), Signal(16, name="g_pooled"),
-                                          Signal(8, name="g_wo"))
-        early = Signal(data.StructLayout({"taps": 8, "window_shift": 5, "legal": 1}))
+        sizes = data.StructLayout({"batch": 5, "ho": 8, "wo": 8, "image": 14, "pooled": 14})
+        first, second = Signal(sizes, name="g_sizes"), Signal(data.StructLayout({"tall": 13, "wo": 8}))
+        early = [Signal(data.StructLayout({"taps": 8, "window_shift": 5, "legal": 1}), name=f"g_early{i}")
+                 for i in range(2)]
         m.d.sync += [
-            batch.eq(g.batch), tall.eq(g.batch * out_height(g)), wo.eq(out_width(g)),
-            image.eq(g.height * g.width), pooled.eq(pool_h * pool_w),
-            early.taps.eq(g.kh * g.kw), early.window_shift.eq(shift),
-            early.legal.eq(legal(g, pool=inst.opcode.matches(*(op for op, spec in OPS.items()
-                                                                  if spec.geometry == "pool")))),
+            first.batch.eq(g.batch), first.ho.eq(out_height(g)), first.wo.eq(out_width(g)),
+            first.image.eq(g.height * g.width), first.pooled.eq(pool_h * pool_w),
+            early[0].taps.eq(g.kh * g.kw), early[0].window_shift.eq(shift),
+            early[0].legal.eq(legal(g, pool=inst.opcode.matches(*(op for op, spec in OPS.items()
+                                                                     if spec.geometry == "pool")))),
         ]
         m.d.sync += [
-            facts.in_rows.eq(batch * image), facts.out_rows.eq(tall * wo), facts.pool_rows.eq(batch * pooled),
-            facts.taps.eq(early.taps), facts.window_shift.eq(early.window_shift), facts.legal.eq(early.legal),
+            second.tall.eq(first.batch * first.ho), second.wo.eq(first.wo), early[1].eq(early[0]),
+            facts.in_rows.eq(first.batch * first.image), facts.pool_rows.eq(first.batch * first.pooled),
+        ]
+        m.d.sync += [
+            facts.out_rows.eq(second.tall * second.wo), facts.taps.eq(early[1].taps),
+            facts.window_shift.eq(early[1].window_shift), facts.legal.eq(early[1].legal),
         ]
         return facts
 

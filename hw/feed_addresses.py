@@ -218,24 +218,34 @@ class FeedAddresses(wiring.Component):
         tags = [(Signal(name=f"tag_ok{b}"), Signal(dim, name=f"tag_row{b}"), Signal(dim, name=f"tag_k{b}"))
                 for b in range(2)]
 
+        # each loop's bound less its step, registered from the parameters (set up before ``start``): a
+        # last-iteration test is then one compare, not an add and a compare
+        bound = signed(dim.width + 2)
+        last = Signal(data.StructLayout({"depth": bound, "k": bound, "tap_k": bound, "tap_word": bound, "kh": 5,
+                                         "kw": 5, "rep": bound, "block": bound, "outer": bound, "row": bound}))
+        m.d.sync += [last.depth.eq(p.depth - lanes), last.k.eq(p.depth - 1), last.tap_k.eq(p.tap_depth - 1),
+                     last.tap_word.eq(p.tap_words - 1), last.kh.eq(p.kh - 1), last.kw.eq(p.kw - 1),
+                     last.rep.eq(p.repeat - self.rep_step), last.block.eq(p.rows - width),
+                     last.outer.eq(p.outer - self.outer_step), last.row.eq(p.rows - 1)]
+
         tr, gather = p.transposed, p.gather
         plain_gather = ~tr & gather.matches(Gather.IM2COL, Gather.COL2IM)
-        last_tap = (th + 1 == p.kh) & (tw + 1 == p.kw)
-        last_cw = cw + 1 == p.tap_words
+        last_tap = (th == last.kh) & (tw == last.kw)
+        last_cw = cw == last.tap_word
         block_taps = tr & (gather == Gather.IM2COL)     # the tap and word belong to the block, not to k
         last_k = Signal()
         with m.If(~tr):
-            m.d.comb += last_k.eq(Mux(plain_gather, last_cw & last_tap, k0 + lanes >= p.depth))
+            m.d.comb += last_k.eq(Mux(plain_gather, last_cw & last_tap, k0 >= last.depth))
         with m.Elif(gather == Gather.TAPS):
-            m.d.comb += last_k.eq((k0 + 1 == p.tap_depth) & last_tap)
+            m.d.comb += last_k.eq((k0 == last.tap_k) & last_tap)
         with m.Else():
-            m.d.comb += last_k.eq(k0 + 1 >= p.depth)
-        rep_last = rep0 + self.rep_step >= p.repeat
-        blk_last = row0 + width >= p.rows
-        outer_last = outer0 + self.outer_step >= p.outer
+            m.d.comb += last_k.eq(k0 >= last.k)
+        rep_last = rep0 >= last.rep
+        blk_last = row0 >= last.block
+        outer_last = outer0 >= last.outer
         hit = (gather == Gather.NONE) & (word == 0) & Cat(*[
             ok & (t_row == row0) & (t_k == kblock) & (wsel == b) for b, (ok, t_row, t_k) in enumerate(tags)]).any()
-        last_word = tr | hit | (word == width - 1) | (row_i + 1 >= p.rows)
+        last_word = tr | hit | (word == width - 1) | (row_i >= last.row)
         remaining = p.depth - k0
 
         source = Signal(_source_layout(cfg, width))
@@ -263,7 +273,7 @@ class FeedAddresses(wiring.Component):
                     m.d.sync += [ok.eq(1), t_row.eq(row0), t_k.eq(kblock)]
 
         def next_tap():
-            with m.If(tw + 1 == p.kw):
+            with m.If(tw == last.kw):
                 m.d.sync += [tw.eq(0), th.eq(th + 1)]
             with m.Else():
                 m.d.sync += tw.eq(tw + 1)
@@ -284,7 +294,7 @@ class FeedAddresses(wiring.Component):
         with m.Elif(produced):                                            # a fill is done
             m.d.sync += [word.eq(0), row_i.eq(row0), wsel.eq(~wsel)]
             with m.If(~last_k):
-                self._next_k(m, walker, k0, kblock, cw, tap_column, next_tap, plain_gather, last_cw)
+                self._next_k(m, walker, last, k0, kblock, cw, tap_column, next_tap, plain_gather, last_cw)
             with m.Else():
                 restart_k()
                 with m.If(~rep_last):
@@ -294,7 +304,7 @@ class FeedAddresses(wiring.Component):
                 with m.Else():
                     m.d.sync += rep0.eq(0)
                     with m.If(~blk_last):
-                        self._next_block(m, walker, row0, row_i, segment, block_word, cw, next_tap)
+                        self._next_block(m, walker, last, row0, row_i, segment, block_word, cw, next_tap)
                     with m.Else():
                         m.d.comb += walker.restart.eq(1)
                         m.d.sync += [row0.eq(0), row_i.eq(0), segment.eq(0), block_word.eq(0), cw.eq(0), th.eq(0),
@@ -305,7 +315,7 @@ class FeedAddresses(wiring.Component):
                             m.d.sync += outer0.eq(outer0 + self.outer_step)
         return source, produced
 
-    def _next_k(self, m, walker, k0, kblock, cw, tap_column, next_tap, plain_gather, last_cw):
+    def _next_k(self, m, walker, last, k0, kblock, cw, tap_column, next_tap, plain_gather, last_cw):
         """The next K position of the same block and rep."""
         p, lanes = self.params, self.cfg.lanes
         m.d.sync += kblock.eq(kblock + 1)
@@ -319,7 +329,7 @@ class FeedAddresses(wiring.Component):
                 with m.Else():
                     m.d.sync += cw.eq(cw + 1)
         with m.Elif(p.gather == Gather.TAPS):                             # (tap, o): the next o, then tap
-            with m.If(k0 + 1 == p.tap_depth):
+            with m.If(k0 == last.tap_k):
                 m.d.sync += [k0.eq(0), tap_column.eq(tap_column + p.tap_words)]
                 next_tap()
             with m.Else():
@@ -328,7 +338,7 @@ class FeedAddresses(wiring.Component):
             m.d.sync += k0.eq(k0 + 1)
             m.d.comb += walker.step.eq(p.gather == Gather.IM2COL)
 
-    def _next_block(self, m, walker, row0, row_i, segment, block_word, cw, next_tap):
+    def _next_block(self, m, walker, last, row0, row_i, segment, block_word, cw, next_tap):
         """The next block of W rows (plain) or lanes (transposed)."""
         p, width = self.params, self.width
         segments = self.cfg.lanes // width
@@ -339,7 +349,7 @@ class FeedAddresses(wiring.Component):
             m.d.comb += walker.advance.eq(1)
         with m.Elif(p.gather == Gather.IM2COL):                           # the lanes' (tap, word) of X
             m.d.comb += walker.restart.eq(1)
-            with m.If(cw + 1 == p.tap_words):
+            with m.If(cw == last.tap_word):
                 m.d.sync += cw.eq(0)
                 next_tap()
             with m.Else():

@@ -93,8 +93,8 @@ class Exp2(wiring.Component):
 class Log2(wiring.Component):
     """log2(v) in Q16 for unsigned v >= 1: golden ``log2_q16`` (leading one, the 16 bits below it, table)."""
 
-    #: the leading one, the table read, the interpolation
-    LATENCY = 1 + 1 + INTERPOLATE_LATENCY
+    #: the operand, the leading one, the table read, the interpolation
+    LATENCY = 1 + 1 + 1 + INTERPOLATE_LATENCY
 
     def __init__(self, v_bits: int, tag_bits: int = 1):
         if v_bits > 2**(LOG_FRAC - 1):
@@ -108,9 +108,11 @@ class Log2(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         port, value, diff = table_rom(m, "rom", LOG2_TABLE)
-        whole, v = Signal(range(self.v_bits)), Signal(self.v_bits)
-        # the leading one; the 16 bits below it address the table; the interpolation of the entry
-        m.d.sync += [whole.eq(bit_length(m, self.v) - 1), v.eq(self.v)]
+        given, whole, v = Signal(self.v_bits), Signal(range(self.v_bits)), Signal(self.v_bits)
+        # the operand registered; its leading one; the 16 bits below it address the table; the
+        # interpolation of the entry
+        m.d.sync += given.eq(self.v)
+        m.d.sync += [whole.eq(bit_length(m, given) - 1), v.eq(given)]
         below = Signal(LOG_FRAC + 1)
         m.d.comb += below.eq((v << LOG_FRAC) >> whole)
         m.d.comb += [port.addr.eq(below[INTERP_BITS:LOG_FRAC]), port.en.eq(1)]

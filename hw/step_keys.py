@@ -24,10 +24,15 @@ from .prng import xs32
 
 class StepKeys(wiring.Component):
     """``write`` sets seed and step, ``advance`` counts the step on (a LOOP's pass); ``base`` =
-    xs32(seed + (step + 1) * PHI mod 2^32), registered, ``LATENCY`` cycles after either."""
+    xs32(seed + (step + 1) * PHI mod 2^32), registered, ``LATENCY`` cycles after either.
 
-    #: cycles from a write to its ``base``: the registers, the Weyl sum, the xorshift
-    LATENCY = 3
+    The product is four byte products (step + 1's bytes times PHI, each shifted into place, mod 2^32)
+    summed in a registered tree, so no path holds more than one 8-bit constant product or one add.
+    """
+
+    #: cycles from a write to its ``base``: the registers, the byte products, their pair sums, the
+    #: product, the Weyl sum, the xorshift
+    LATENCY = 6
     assert LATENCY < RESPONSE_OVERHEAD + REQUEST_OVERHEAD, "a RUN could start before the new base"
 
     def __init__(self):
@@ -36,10 +41,15 @@ class StepKeys(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        seed, step, weyl = self.seed, self.step, Signal(32)
+        seed, step, following = self.seed, self.step, Signal(32, init=1)        # following = step + 1
         with m.If(self.write.en):
-            m.d.sync += [seed.eq(self.write.seed), step.eq(self.write.step)]
+            m.d.sync += [seed.eq(self.write.seed), step.eq(self.write.step), following.eq(self.write.step + 1)]
         with m.Elif(self.advance):
-            m.d.sync += step.eq(step + 1)
-        m.d.sync += [weyl.eq((seed + (step + 1) * PHI) & MASK32), self.base.eq(xs32(weyl))]
+            m.d.sync += [step.eq(step + 1), following.eq(following + 1)]
+        parts = [Signal(32, name=f"part{i}") for i in range(4)]
+        m.d.sync += [part.eq((following.word_select(i, 8) * PHI << (8 * i)) & MASK32)
+                     for i, part in enumerate(parts)]
+        pairs, product, weyl = [Signal(32, name=f"pair{i}") for i in range(2)], Signal(32), Signal(32)
+        m.d.sync += [pairs[0].eq(parts[0] + parts[1]), pairs[1].eq(parts[2] + parts[3]),
+                     product.eq(pairs[0] + pairs[1]), weyl.eq(seed + product), self.base.eq(xs32(weyl))]
         return m

@@ -7,8 +7,8 @@ UNPOOL: the pooled word covering each pixel) and where each result goes.
 Stages after it:
 
   issue    read A's word (tmem_a) and B's (tmem_b);
-  load     the read words registered;
-  compute  per lane, two stages (the terms, then their sum):
+  load     the read words registered (B's first word in every lane for a 1x1 B);
+  compute  per lane, three stages (the terms: offset sums, shifts; then their sum):
            a * b (SCALE, DOT), align(a) + align(b) (ADD, nearest
            rounding with the command's shift_a / shift_b), a (SUM, POOL,
            UNPOOL), a if b > 0 else 0 (MASK); lanes past the word's valid
@@ -41,7 +41,7 @@ from .delay import delayed
 from .interfaces import EngineSignature, amem_addr_shape, command_layout
 from .multiplier import RegisteredMultiplier
 from .reduction_tree import max_tree, sum_tree, tree_levels
-from .rounding import WORD_BITS, ShiftDecode, round_shift
+from .rounding import WORD_BITS, ShiftDecode, rounding_offset, shift_or_flush
 from .vector_walk import VectorWalk, Walk, walk_request_layout
 
 
@@ -51,22 +51,28 @@ def _abs(x, width):
 
 
 def lane_terms(m: Module, op, a, b, dec_a: ShiftDecode, dec_b: ShiftDecode, shape, name: str) -> tuple:
-    """One lane of each opcode (golden ``Machine._scale`` ... ``_unpool``) as two registered terms whose
-    sum is the result: a * b (SCALE, DOT), align(a) and align(b) (ADD, nearest rounding), a (SUM, POOL,
-    UNPOOL), a if b > 0 else 0 (MASK); the second term is 0 but for ADD."""
-    first, second = Signal(shape, name=f"{name}_first"), Signal(shape, name=f"{name}_second")
+    """One lane of each opcode (golden ``Machine._scale`` ... ``_unpool``) as two terms whose sum is the
+    result, two register stages after a and b: a * b (SCALE, DOT), align(a) and align(b) (ADD, nearest
+    rounding: the offset sum, then the shift), a (SUM, POOL, UNPOOL), a if b > 0 else 0 (MASK); the
+    second term is 0 but for ADD."""
+    raw = [Signal(shape, name=f"{name}_raw{i}") for i in range(2)]
+    aligning = Signal(name=f"{name}_aligning")
     no_random = C(0, WORD_BITS)
+    m.d.sync += aligning.eq(op == Op.ADD)
     with m.Switch(op):
         with m.Case(Op.SCALE, Op.DOT):
-            m.d.sync += [first.eq(a * b), second.eq(0)]
+            m.d.sync += [raw[0].eq(a * b), raw[1].eq(0)]
         with m.Case(Op.ADD):
-            m.d.sync += [first.eq(round_shift(a, dec_a, C(0), no_random)),
-                         second.eq(round_shift(b, dec_b, C(0), no_random))]
+            m.d.sync += [raw[0].eq(a + rounding_offset(a, dec_a, C(0), no_random)),
+                         raw[1].eq(b + rounding_offset(b, dec_b, C(0), no_random))]
         with m.Case(Op.SUM, Op.POOL, Op.UNPOOL):
-            m.d.sync += [first.eq(a), second.eq(0)]
+            m.d.sync += [raw[0].eq(a), raw[1].eq(0)]
         with m.Case(Op.MASK):
-            m.d.sync += [first.eq(Mux(b > 0, a, 0)), second.eq(0)]
-    return first, second
+            m.d.sync += [raw[0].eq(Mux(b > 0, a, 0)), raw[1].eq(0)]
+    terms = [Signal(shape, name=f"{name}_term{i}") for i in range(2)]
+    for term, value, dec in zip(terms, raw, (dec_a, dec_b)):
+        m.d.sync += term.eq(Mux(aligning, shift_or_flush(value, dec), value))
+    return terms
 
 
 class VectorEngine(wiring.Component):
@@ -118,19 +124,21 @@ class VectorEngine(wiring.Component):
         p1 = delayed(m, request, 2, name="p1")
         p1_valid = delayed(m, walk.o.valid, 2, name="p1_valid")
         word_a, word_b = Signal.like(self.tmem_a.data), Signal.like(self.tmem_b.data)
-        m.d.sync += [word_a.eq(self.tmem_a.data), word_b.eq(self.tmem_b.data)]
+        m.d.sync += word_a.eq(self.tmem_a.data)
+        m.d.sync += [word_b[lane].eq(Mux(broadcast, self.tmem_b.data[0], self.tmem_b.data[lane]))
+                     for lane in range(lanes)]
 
         # --- compute: the lane's terms, then their sum ---------------------------
-        terms = [lane_terms(m, op, word_a[lane], Mux(broadcast, word_b[0], word_b[lane]), dec_a, dec_b,
-                            lane_shape, f"lane{lane}") for lane in range(lanes)]
-        count = delayed(m, p1.count, 1, name="count")
+        terms = [lane_terms(m, op, word_a[lane], word_b[lane], dec_a, dec_b, lane_shape, f"lane{lane}")
+                 for lane in range(lanes)]
+        count = delayed(m, p1.count, 2, name="count")
         values = Signal(lane_word)
         for lane, (first, second) in enumerate(terms):
             m.d.sync += values[lane].eq(Mux(lane < count, first + second, 0))
 
         # --- write ------------------------------------------------------------
-        p2 = delayed(m, p1, 2, name="p2")
-        p2_valid = delayed(m, p1_valid, 2, name="p2_valid")
+        p2 = delayed(m, p1, 3, name="p2")
+        p2_valid = delayed(m, p1_valid, 3, name="p2_valid")
         group = Signal(data.ArrayLayout(signed(cfg.acc_bits), lanes))       # POOL: the window's sum so far
         summed = Signal(data.ArrayLayout(signed(cfg.acc_bits), lanes))
         for lane in range(lanes):

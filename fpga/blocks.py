@@ -109,7 +109,8 @@ def time_block(name: str, directory: Path, nextpnr: str, platform, mhz: float, s
     fmax = min((entry["achieved"] for entry in report.get("fmax", {}).values()), default=None)
     path = (report.get("critical_paths") or [{}])[0].get("path", [])
     ends = [path[0]["from"]["cell"], path[-1]["to"]["cell"]] if path else []
-    return {"fmax": fmax, "constraint": mhz, "path": ends, "seconds": round(time.monotonic() - start, 1)}
+    return {"fmax": fmax, "constraint": mhz, "seed": seed, "path": ends,
+            "seconds": round(time.monotonic() - start, 1)}
 
 
 def table(config: str, blocks: dict) -> str:
@@ -142,6 +143,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=BLOCKS_ROOT)
     parser.add_argument("--timing", type=float, metavar="MHZ",
                         help="also place and route each block out of context at this clock: Fmax, critical path")
+    parser.add_argument("--seed", type=int, default=1,
+                        help="nextpnr's placement seed for --timing (the spread over seeds shows how thin a margin is)")
     args = parser.parse_args(argv)
     if args.timing is not None and not args.timing > 0:
         parser.error(f"--timing {args.timing:g}: the clock to time the blocks at must be positive MHz, e.g. 100")
@@ -161,7 +164,8 @@ def main(argv=None) -> int:
         try:
             blocks[name] = synthesize_block(name, cfg, script, out / name, tools["YOSYS"], platform)
             if args.timing:
-                blocks[name]["timing"] = time_block(name, out / name, tools["NEXTPNR_ECP5"], platform, args.timing)
+                blocks[name]["timing"] = time_block(name, out / name, tools["NEXTPNR_ECP5"], platform, args.timing,
+                                                    seed=args.seed)
         except BuildError as error:
             print(f"fpga.blocks: ERROR: {error}", file=sys.stderr)
             return 1

@@ -346,12 +346,30 @@ def test_make_blocks_passes_the_timing_clock():
         return subprocess.run(["make", "-n", "blocks", "BOARD=ulx3s", *args], cwd=Path(__file__).parents[1],
                               capture_output=True, text=True).stdout
     assert "--timing 100" in dry("TIMING=100") and "--timing" not in dry()
+    assert "--seed 3" in dry("TIMING=100", "PNR_SEED=3") and "--seed" not in dry("TIMING=100", "SEED=3")
 
 
 def test_a_block_placed_and_routed_out_of_context_reports_its_fmax(tmp_path):
     """The smallest block through yosys and nextpnr --out-of-context (about 30 s): a real Fmax and path."""
-    code = blocks_main(["--config", "small4x4", "--only", "tensor_table", "--out", str(tmp_path), "--timing", "100"])
+    code = blocks_main(["--config", "small4x4", "--only", "tensor_table", "--out", str(tmp_path), "--timing", "100",
+                        "--seed", "2"])
     assert code == 0
     report = json.loads((tmp_path / "ulx3s-85F-small4x4" / "blocks.json").read_text())
     timing = report["blocks"]["tensor_table"]["timing"]
-    assert timing["fmax"] > 50 and timing["constraint"] == 100 and len(timing["path"]) == 2
+    assert timing["fmax"] > 50 and timing["constraint"] == 100 and timing["seed"] == 2 and len(timing["path"]) == 2
+
+
+def test_block_timing_places_with_the_seed_it_is_given(tmp_path, monkeypatch):
+    """time_block hands its seed to nextpnr (a stand-in records the command and writes an empty report)."""
+    import fpga.blocks as blocks
+    commands = []
+
+    def nextpnr(command, cwd, **kwargs):
+        commands.append(command)
+        (Path(cwd) / "timing.json").write_text("{}")
+        return subprocess.CompletedProcess(command, 0, "", "")
+
+    monkeypatch.setattr(blocks.subprocess, "run", nextpnr)
+    result = blocks.time_block("tensor_table", tmp_path, "nextpnr-ecp5", blocks.get_platform("ulx3s", "85F")(), 100,
+                               seed=7)
+    assert commands[0][commands[0].index("--seed") + 1] == "7" and result["seed"] == 7

@@ -17,6 +17,7 @@ from amaranth.lib.wiring import In, Out
 from golden_model.config import CoreConfig
 from golden_model.isa import OPS, PORTS, Acc, Engine, Op, field_width
 
+from .delay import delayed
 from .geometry import key_layout, legal, out_height, out_width, pool_shape
 from .interfaces import (command_layout, dim_shape, exp_shape, instruction_layout, slot_shape, table_entry_layout,
                          tmem_addr_shape)
@@ -134,22 +135,22 @@ class Decoder(wiring.Component):
         pool_h, pool_w, shift = pool_shape(g)
         sizes = data.StructLayout({"batch": 5, "ho": 8, "wo": 8, "image": 14, "pooled": 14})
         first, second = Signal(sizes, name="g_sizes"), Signal(data.StructLayout({"tall": 13, "wo": 8}))
-        early = [Signal(data.StructLayout({"taps": 8, "window_shift": 5, "legal": 1}), name=f"g_early{i}")
-                 for i in range(2)]
+        early = Signal(data.StructLayout({"taps": 8, "window_shift": 5, "legal": 1}), name="g_early")
         m.d.sync += [
             first.batch.eq(g.batch), first.ho.eq(out_height(g)), first.wo.eq(out_width(g)),
             first.image.eq(g.height * g.width), first.pooled.eq(pool_h * pool_w),
-            early[0].taps.eq(g.kh * g.kw), early[0].window_shift.eq(shift),
-            early[0].legal.eq(legal(g, pool=inst.opcode.matches(*(op for op, spec in OPS.items()
-                                                                     if spec.geometry == "pool")))),
+            early.taps.eq(g.kh * g.kw), early.window_shift.eq(shift),
+            early.legal.eq(legal(g, pool=inst.opcode.matches(*(op for op, spec in OPS.items()
+                                                                  if spec.geometry == "pool")))),
         ]
         m.d.sync += [
-            second.tall.eq(first.batch * first.ho), second.wo.eq(first.wo), early[1].eq(early[0]),
+            second.tall.eq(first.batch * first.ho), second.wo.eq(first.wo),
             facts.in_rows.eq(first.batch * first.image), facts.pool_rows.eq(first.batch * first.pooled),
         ]
+        late = delayed(m, early, 1, name="g_late")
         m.d.sync += [
-            facts.out_rows.eq(second.tall * second.wo), facts.taps.eq(early[1].taps),
-            facts.window_shift.eq(early[1].window_shift), facts.legal.eq(early[1].legal),
+            facts.out_rows.eq(second.tall * second.wo), facts.taps.eq(late.taps),
+            facts.window_shift.eq(late.window_shift), facts.legal.eq(late.legal),
         ]
         return facts
 

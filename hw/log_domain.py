@@ -143,12 +143,10 @@ class Log2eScale(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         product = Signal(unsigned(2 * len(self.q) + LOG2E.bit_length()))
-        valid, tag = Signal(), Signal.like(self.tag)
-        m.d.sync += [product.eq((self.top - self.q).as_unsigned()[:len(self.q) + 1] * LOG2E),
-                     valid.eq(self.valid), tag.eq(self.tag)]
-        shifted = Signal.like((product << self.left) >> self.right)
-        shifted_valid, shifted_tag = Signal(), Signal.like(self.tag)
-        m.d.sync += [shifted.eq((product << self.left) >> self.right), shifted_valid.eq(valid), shifted_tag.eq(tag)]
-        m.d.sync += [self.z.eq(Mux(shifted > Z_LIMIT, Z_LIMIT, shifted)), self.out_valid.eq(shifted_valid),
-                     self.out_tag.eq(shifted_tag)]
+        m.d.sync += product.eq((self.top - self.q).as_unsigned()[:len(self.q) + 1] * LOG2E)
+        scaled = (product << self.left) >> self.right
+        shifted = Signal.like(scaled)
+        m.d.sync += [shifted.eq(scaled), self.z.eq(Mux(shifted > Z_LIMIT, Z_LIMIT, shifted))]
+        m.d.comb += [self.out_valid.eq(delayed(m, self.valid, self.LATENCY, name="valid")),
+                     self.out_tag.eq(delayed(m, self.tag, self.LATENCY, name="tag"))]
         return m

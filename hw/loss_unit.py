@@ -22,8 +22,8 @@ A row whose label is no class (``max_features``: golden
 are then meaningless.
 
 The passes run one class per cycle through the Exp2 pipeline; a row takes
-about 5 * cols cycles plus the latencies of Log2eScale, Exp2 (twice) and Log2.  ``exp`` is clamped to [-25, 5], which changes
-no result (docs/eoq_arithmetic.md, "Output error on the device").
+about 5 * cols cycles plus the latencies of Log2eScale, Exp2 (twice) and
+Log2.  ``exp`` is clamped to [-25, 5], which changes no result (docs/eoq_arithmetic.md, "Output error on the device").
 """
 
 from amaranth import Module, Mux, Signal, signed, unsigned
@@ -140,8 +140,9 @@ class LossUnit(wiring.Component):
         with m.If(exp2.out_valid):
             m.d.sync += received.eq(received + 1)
 
-        top_g = Signal.like(whole - others)                 # final in EMIT: GRID's last sum is 2 cycles before
-        m.d.sync += top_g.eq(whole - others)
+        top_term = whole - others
+        top_g = Signal.like(top_term)                       # final in EMIT: GRID's last sum is 2 cycles before
+        m.d.sync += top_g.eq(top_term)
         g_value = Mux(col == top, top_g, g_read.data).as_signed()
         m.d.comb += [
             row_write.addr.eq(col), row_write.data.eq(self.i.payload.logit),

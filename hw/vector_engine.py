@@ -50,15 +50,13 @@ def _abs(x, width):
     return Mux(x < 0, -x, x).as_unsigned()[:width]
 
 
-def lane_terms(m: Module, op, a, b, dec_a: ShiftDecode, dec_b: ShiftDecode, shape, name: str) -> tuple:
+def lane_terms(m: Module, op, aligning, a, b, dec_a: ShiftDecode, dec_b: ShiftDecode, shape, name: str) -> tuple:
     """One lane of each opcode (golden ``Machine._scale`` ... ``_unpool``) as two terms whose sum is the
     result, two register stages after a and b: a * b (SCALE, DOT), align(a) and align(b) (ADD, nearest
     rounding: the offset sum, then the shift), a (SUM, POOL, UNPOOL), a if b > 0 else 0 (MASK); the
-    second term is 0 but for ADD."""
+    second term is 0 but for ADD.  ``aligning`` is ``op == ADD`` registered beside the raw terms."""
     raw = [Signal(shape, name=f"{name}_raw{i}") for i in range(2)]
-    aligning = Signal(name=f"{name}_aligning")
     no_random = C(0, WORD_BITS)
-    m.d.sync += aligning.eq(op == Op.ADD)
     with m.Switch(op):
         with m.Case(Op.SCALE, Op.DOT):
             m.d.sync += [raw[0].eq(a * b), raw[1].eq(0)]
@@ -129,7 +127,8 @@ class VectorEngine(wiring.Component):
                      for lane in range(lanes)]
 
         # --- compute: the lane's terms, then their sum ---------------------------
-        terms = [lane_terms(m, op, word_a[lane], word_b[lane], dec_a, dec_b, lane_shape, f"lane{lane}")
+        aligning = delayed(m, op == Op.ADD, 1, name="aligning")
+        terms = [lane_terms(m, op, aligning, word_a[lane], word_b[lane], dec_a, dec_b, lane_shape, f"lane{lane}")
                  for lane in range(lanes)]
         count = delayed(m, p1.count, 2, name="count")
         values = Signal(lane_word)

@@ -341,6 +341,14 @@ def test_block_timing_refuses_a_clock_that_is_not_positive(mhz, capsys):
     assert f"--timing {mhz}: the clock to time the blocks at must be positive MHz" in err and "Traceback" not in err
 
 
+def test_block_timing_refuses_a_seed_that_is_not_an_integer(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        blocks_main(["--config", "small4x4", "--only", "tensor_table", "--timing", "100", "--seed", "two"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--seed: invalid int value: 'two'" in err and "Traceback" not in err
+
+
 def test_make_blocks_passes_the_timing_clock():
     def dry(*args):
         return subprocess.run(["make", "-n", "blocks", "BOARD=ulx3s", *args], cwd=Path(__file__).parents[1],

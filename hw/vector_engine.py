@@ -122,9 +122,8 @@ class VectorEngine(wiring.Component):
         p1 = delayed(m, request, 2, name="p1")
         p1_valid = delayed(m, walk.o.valid, 2, name="p1_valid")
         word_a, word_b = Signal.like(self.tmem_a.data), Signal.like(self.tmem_b.data)
-        m.d.sync += word_a.eq(self.tmem_a.data)
-        m.d.sync += [word_b[lane].eq(Mux(broadcast, self.tmem_b.data[0], self.tmem_b.data[lane]))
-                     for lane in range(lanes)]
+        m.d.sync += [word_a.eq(self.tmem_a.data)] + [
+            word_b[lane].eq(Mux(broadcast, self.tmem_b.data[0], self.tmem_b.data[lane])) for lane in range(lanes)]
 
         # --- compute: the lane's terms, then their sum ---------------------------
         aligning = delayed(m, op == Op.ADD, 1, name="aligning")

@@ -4,14 +4,15 @@ Every rule of golden_model.isa.CHECK_RULES is one registered condition
 ("the rule fails"), computed from the tensor-table entries and the decoder's
 outputs; ``error`` is the status of the first failing check of the
 instruction's row in golden_model.isa.OPS (ILLEGAL_INSTRUCTION before all),
-so the core reports the golden machine's status code.  The registers take
-the table lookup, the rows x stride products and the comparisons out of the
-issue path.  The geometry facts and the produced ACC shape (the decoder's
-chained multiplies: batch x Ho x Wo, then rows x stride for ``acc_fits``)
-get a register stage of their own before the rules, so no path holds two
-multiplies; ``invalidate`` (a new instruction, an exponent write-back, an
-issue, an engine finishing) restarts a ``LATENCY``-cycle ``settle`` count,
-and ``error`` is meaningful once ``settled``.
+so the core reports the golden machine's status code.  The rules compare
+sizes that three register stages derive (:meth:`Checker.sizes`): first the
+inputs (the decoder's ACC shape and geometry facts) and every operand's
+words per row, then the products (each operand's end, the padded taps, the
+ACC's and the data set's words), then the rules themselves, so no path
+holds more than one multiply or one compare.  ``invalidate`` (a new
+instruction, an exponent write-back, an issue, an engine finishing)
+restarts a ``LATENCY``-cycle ``settle`` count, and ``error`` is meaningful
+once ``settled``.
 """
 
 from amaranth import Cat, Module, Mux, Signal
@@ -21,13 +22,15 @@ from amaranth.lib.wiring import In, Out
 from golden_model.config import CoreConfig
 from golden_model.isa import CHECK_RULES, OPS, STRICT_FLAGS, Status, status_bits
 
-from .decoder import end, geometry_facts_layout, holds, stride, wide_exp_shape
+from .decoder import geometry_facts_layout, holds, stride, wide_exp_shape
 from .interfaces import dim_shape, instruction_layout, table_entry_layout
 
 
 class Checker(wiring.Component):
     #: cycles from stable inputs to a meaningful ``error``
-    LATENCY = 5
+    LATENCY = 6
+    #: register stages from the inputs to ``error``: inputs and strides, products, rules
+    STAGES = 3
 
     def __init__(self, cfg: CoreConfig):
         self.cfg = cfg
@@ -46,12 +49,40 @@ class Checker(wiring.Component):
             "settled": Out(1),
         })
 
-    def rules(self, produced=None, g=None) -> dict:
-        """CHECK_RULES name -> the Amaranth condition that the rule fails (over ``produced`` and ``g``,
-        the registered copies of those inputs, when given)."""
+    def sizes(self, m=None) -> dict:
+        """The sizes the rules compare, registered in two stages when ``m`` is given (combinational
+        without it): "produced", "geometry" (the inputs), "stride:<x>" (words per row of x: dst, a, b
+        and the produced ACC), "set_end" (a data set's end sample), then the products "end:<x>" (one
+        past x's last TMEM word), "padded:<x>" (taps x Cp of x's channels), "acc_words" and "data_words"."""
+        cfg = self.cfg
+
+        def stage(value, name):
+            if m is None:
+                return value
+            registered = Signal(value.shape(), name="size_" + name)
+            m.d.sync += registered.eq(value)
+            return registered
+
+        entries = {"dst": self.dst, "a": self.a, "b": self.b}
+        first = {"produced": stage(self.produced, "produced"), "geometry": stage(self.geometry, "geometry"),
+                 "set_end": stage(self.inst.key[:16] + self.inst.key[16:], "set_end"),
+                 "stride:produced": stage(stride(cfg, self.produced.cols), "stride_produced")}
+        for name, x in entries.items():
+            first[f"stride:{name}"] = stage(stride(cfg, x.cols), f"stride_{name}")
+        lanes_log2 = cfg.lanes.bit_length() - 1
+        products = {"acc_words": first["produced"].rows * first["stride:produced"],
+                    "data_words": first["set_end"] * first["stride:dst"]}
+        for name, x in entries.items():
+            products[f"end:{name}"] = x.base + x.rows * first[f"stride:{name}"]
+        for name in ("dst", "a"):
+            products[f"padded:{name}"] = first["geometry"].taps * (first[f"stride:{name}"] << lanes_log2)
+        return first | {name: stage(value, name.replace(":", "_")) for name, value in products.items()}
+
+    def rules(self, sizes=None) -> dict:
+        """CHECK_RULES name -> the Amaranth condition that the rule fails (over :meth:`sizes`)."""
         cfg, dst, a, b = self.cfg, self.dst, self.a, self.b
-        produced = self.produced if produced is None else produced
-        g = self.geometry if g is None else g
+        s = self.sizes() if sizes is None else sizes
+        g = s["geometry"]
         limit = cfg.max_dim
         exp_limit = 1 << (cfg.exp_bits - 1)
 
@@ -64,55 +95,51 @@ class Checker(wiring.Component):
         def scalar(x):
             return (x.rows == 1) & (x.cols == 1)
 
+        ends = {"dst": s["end:dst"], "a": s["end:a"], "b": s["end:b"]}
+
+        entries = {"dst": dst, "a": a, "b": b}
+
         def partly_overlaps(x, y):
-            return (x.base != y.base) & (x.base < end(cfg, y)) & (y.base < end(cfg, x))
+            """Slots x and y (names) share words but do not start together."""
+            return (entries[x].base != entries[y].base) & (entries[x].base < ends[y]) & (entries[y].base < ends[x])
 
         inst = self.inst
-        lanes_log2 = cfg.lanes.bit_length() - 1
-
-        def padded_taps(x):
-            """taps * Cp for a tensor of x.cols channels (each tap's channels in whole words)."""
-            return g.taps * (stride(cfg, x.cols) << lanes_log2)
-
         conv_fails = Mux(inst.f0, (a.rows != g.out_rows) | (b.rows != g.in_rows),
                          Mux(inst.f1, (a.rows != g.out_rows) | (a.cols != b.rows) | (dst.rows != g.in_rows)
-                             | (b.cols != padded_taps(dst)),
-                             (a.rows != g.in_rows) | (b.cols != padded_taps(a))))
-        set_base, set_count = inst.key[:16], inst.key[16:]
-        set_end = set_base + set_count
-        data_fails = ((set_count == 0) | (set_end > cfg.data_samples)
-                      | (set_end * stride(cfg, dst.cols) > cfg.data_words))
+                             | (b.cols != s["padded:dst"]),
+                             (a.rows != g.in_rows) | (b.cols != s["padded:a"])))
+        set_count = inst.key[16:]
+        data_fails = (set_count == 0) | (s["set_end"] > cfg.data_samples) | (s["data_words"] > cfg.data_words)
         fails = {"inner": self.inner_a != self.inner_b, "b_scalar": ~scalar(b),
                  "ab_or_b_scalar": ~same(a, b) & ~scalar(b), "ab": ~same(a, b),
                  "dst_ab": ~same(a, b) | ~same(dst, a), "dst_a": ~same(dst, a),
                  "dst_acc": ~same(dst, self.acc), "b_acc": ~same(b, self.acc),
-                 "acc_fits": produced.rows * stride(cfg, produced.cols) > cfg.acc_words,
-                 "overlap:dst,a": partly_overlaps(dst, a), "overlap:dst,b": partly_overlaps(dst, b),
-                 "disjoint:dst,a": (dst.base < end(cfg, a)) & (a.base < end(cfg, dst)),
+                 "acc_fits": s["acc_words"] > cfg.acc_words,
+                 "overlap:dst,a": partly_overlaps("dst", "a"), "overlap:dst,b": partly_overlaps("dst", "b"),
+                 "disjoint:dst,a": (dst.base < ends["a"]) & (a.base < ends["dst"]),
                  "conv": conv_fails, "pool": a.rows != g.in_rows,
                  "unpool": (a.rows != g.pool_rows) | (dst.rows != g.in_rows) | (dst.cols != a.cols),
                  "exp_fits": (self.dst_exp < -exp_limit) | (self.dst_exp >= exp_limit),
                  "frozen": dst.exp < self.acc_exp,
                  "loss": (b.rows != a.rows) | (b.cols != 1) | (a.cols > cfg.max_features),
                  "labels": dst.cols != 1, "data_fits": data_fails}
-        for name, x in (("dst", dst), ("a", a), ("b", b)):
+        for name, x in entries.items():
             fails[f"dims:{name}"] = dims_bad(x)
-            fails[f"extent:{name}"] = end(cfg, x) > cfg.tmem_words
+            fails[f"extent:{name}"] = ends[name] > cfg.tmem_words
         assert set(fails) == set(CHECK_RULES), f"rules without a gateware condition: {set(CHECK_RULES) ^ set(fails)}"
         return fails
 
     def elaborate(self, platform):
         m = Module()
         inst = self.inst
-        produced, geometry = Signal.like(self.produced), Signal.like(self.geometry)
-        m.d.sync += [produced.eq(self.produced), geometry.eq(self.geometry)]
+        sizes = self.sizes(m)
         failed = {}
-        for name, condition in self.rules(produced, geometry).items():
+        for name, condition in self.rules(sizes).items():
             failed[name] = Signal(name="fails_" + name.replace(":", "_").replace(",", "_"))
             m.d.sync += failed[name].eq(condition)
 
         illegal_geometry = Signal()
-        m.d.sync += illegal_geometry.eq(~geometry.legal)
+        m.d.sync += illegal_geometry.eq(~sizes["geometry"].legal)
         error = self.error
         with m.Switch(inst.opcode):
             for op, spec in OPS.items():

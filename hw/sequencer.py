@@ -6,7 +6,7 @@
 
 Per instruction: FETCH (program memory read) -> DECODE -> CHECK -> ISSUE.
 The tensor table answers one cycle after it is given the instruction's
-slots; the :class:`~hw.decoder.Decoder` turns instruction, entries and ACC
+slots, and the sequencer registers its entries; the :class:`~hw.decoder.Decoder` turns instruction, entries and ACC
 state into the engine command and issue record, registered once; the
 :class:`~hw.checker.Checker` registers every check rule and reports the
 status of the first failing check (the golden machine's order and code).
@@ -43,8 +43,9 @@ from .tensor_table import ExpWriteSignature, TableReadSignature
 
 
 #: CHECK's wait covers the decoder's registered facts: the instruction is latched, its geometry facts and
-#: SQ shift follow Decoder.LATENCY cycles later, then the checker's two register stages (hw/checker.py)
-assert Checker.LATENCY >= 2 + Decoder.LATENCY, "the checker would settle before the decoder's facts reach it"
+#: SQ shift follow Decoder.LATENCY cycles later, then the checker's register stages (hw/checker.py); the
+#: table's entries arrive sooner (its read, then the sequencer's register: two cycles)
+assert Checker.LATENCY >= Checker.STAGES + Decoder.LATENCY, "the checker would settle before the decoder's facts"
 
 
 class Sequencer(wiring.Component):
@@ -92,9 +93,12 @@ class Sequencer(wiring.Component):
         with m.If(busy):
             m.d.sync += cycles.eq(cycles + 1)
 
-        # ---- decode and check: the table answers for the latched instruction in the next cycle ----
+        # ---- decode and check: the table answers for the latched instruction in the next cycle, registered ----
         m.d.comb += [self.rd_dst.slot.eq(inst.dst), self.rd_a.slot.eq(inst.a), self.rd_b.slot.eq(inst.b)]
-        entries = {"dst": self.rd_dst.entry, "a": self.rd_a.entry, "b": self.rd_b.entry}
+        entries = {}                # registered: no path runs from the table's block RAM into a multiply
+        for name in ("dst", "a", "b"):
+            entries[name] = Signal.like(getattr(self, f"rd_{name}").entry, name=f"entry_{name}")
+            m.d.sync += entries[name].eq(getattr(self, f"rd_{name}").entry)
         for part in (decoder, checker):
             m.d.comb += [part.inst.eq(inst)] + [getattr(part, name).eq(entry) for name, entry in entries.items()]
         m.d.comb += [
@@ -127,13 +131,7 @@ class Sequencer(wiring.Component):
         ]
         wiring.connect(m, tracker.exp_w, wiring.flipped(self.exp_w))
 
-        # ---- performance counters: cycles with an instruction of each opcode in flight (two may run
-        # side by side and count twice); the HALT counter takes the cycles with none in flight ----
-        with m.If(busy):
-            for op in Op:
-                in_flight = (sum(r.valid & (r.op == op) for r in tracker.inflight) if op != Op.HALT
-                             else ~tracker.any_inflight)
-                m.d.sync += self.op_cycles[op].eq(self.op_cycles[op] + in_flight)
+        self._count_op_cycles(m, tracker, busy)
 
         with m.FSM():
             with m.State("IDLE"):
@@ -153,6 +151,8 @@ class Sequencer(wiring.Component):
                 m.d.comb += changed.eq(1)
                 m.next = "CHECK"
             with m.State("CHECK"):
+                m.d.sync += [pending_cmd.eq(staged_cmd), pending_engine.eq(staged_engine),   # held from the
+                             pending.eq(staged_record), pending_acc.eq(staged_acc)]         # cycle before ISSUE
                 with m.If(tracker.must_wait | ~checker.settled):
                     pass
                 with m.Elif(checker.error != Status.OK):
@@ -161,8 +161,6 @@ class Sequencer(wiring.Component):
                 with m.Elif(inst.opcode == Op.HALT):
                     m.next = "DRAIN"
                 with m.Else():
-                    m.d.sync += [pending_cmd.eq(staged_cmd), pending_engine.eq(staged_engine),
-                                 pending.eq(staged_record), pending_acc.eq(staged_acc)]
                     m.next = "ISSUE"
             with m.State("ISSUE"):
                 with m.If(~tracker.conflict):
@@ -189,3 +187,12 @@ class Sequencer(wiring.Component):
                     m.d.sync += pc.eq(start_pc)
                     m.next = "FETCH"
         return m
+
+    def _count_op_cycles(self, m, tracker, busy):
+        """Performance counters: cycles with an instruction of each opcode in flight (two may run side by
+        side and count twice); the HALT counter takes the cycles with none in flight."""
+        with m.If(busy):
+            for op in Op:
+                in_flight = (sum(r.valid & (r.op == op) for r in tracker.inflight) if op != Op.HALT
+                             else ~tracker.any_inflight)
+                m.d.sync += self.op_cycles[op].eq(self.op_cycles[op] + in_flight)

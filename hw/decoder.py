@@ -148,6 +148,7 @@ class Decoder(wiring.Component):
             facts.in_rows.eq(first.batch * first.image), facts.pool_rows.eq(first.batch * first.pooled),
         ]
         late = delayed(m, early, 1, name="g_late")
+        self._taps = late.taps
         m.d.sync += [
             facts.out_rows.eq(second.tall * second.wo), facts.taps.eq(late.taps),
             facts.window_shift.eq(late.window_shift), facts.legal.eq(late.legal),
@@ -163,10 +164,10 @@ class Decoder(wiring.Component):
 
         # the shift of the ACC a consumer quantizes: the SQ shift (QUANT's ReLU takes max(x, 0); QUPDATE's f0
         # is rounding), or with QUANT's f3 the frozen dst.exp - ACC.exp (above max_shift it flushes)
-        m.submodules.sq_shift = sq_shift = SqShift(cfg)
-        m.d.comb += sq_shift.peak.eq(Mux(inst.f0 & (opcode == Op.QUANT), acc.maxpos, acc.maxabs))
-        sq = Signal.like(sq_shift.shift)                # registered (LATENCY): a 32-bit leading-one detector
-        m.d.sync += sq.eq(sq_shift.shift)
+        m.submodules.sq_shift = sq_shift = SqShift(cfg, pipelined=True)
+        assert 1 + SqShift.LATENCY == self.LATENCY, "the SQ shift must arrive with the geometry facts"
+        m.d.sync += sq_shift.peak.eq(Mux(inst.f0 & (opcode == Op.QUANT), acc.maxpos, acc.maxabs))
+        sq = sq_shift.shift                             # registered peak, then SqShift's stages (LATENCY)
         frozen = inst.f3 & (opcode == Op.QUANT)
         frozen_shift = Signal(wide_exp_shape(cfg))
         m.d.comb += frozen_shift.eq(dst.exp - acc.exp)
@@ -178,7 +179,11 @@ class Decoder(wiring.Component):
         mat_m, mat_n = Mux(inst.f0, a.cols, a.rows), Mux(inst.f1, b.cols, b.rows)
         m.d.comb += [self.inner_a.eq(Mux(inst.f0, a.rows, a.cols)), self.inner_b.eq(Mux(inst.f1, b.rows, b.cols))]
         facts = self._geometry(m)
-        padded_taps = facts.taps * (stride(cfg, b.cols) << (cfg.lanes.bit_length() - 1))
+        # a CONV's taps x Cp of B's channels, registered beside the facts (the taps are a cycle ahead of
+        # them, the entries two), so the ACC shape and the command start from registers
+        product = self._taps * (stride(cfg, b.cols) << (cfg.lanes.bit_length() - 1))
+        padded_taps = Signal(product.shape(), name="padded_taps")
+        m.d.sync += padded_taps.eq(product)
         conv_rows = Mux(inst.f0, a.cols, Mux(inst.f1, dst.rows, facts.out_rows))
         conv_cols = Mux(inst.f0, padded_taps, Mux(inst.f1, dst.cols, b.rows))
         shapes = {"matmul": (mat_m, mat_n), "a": (a.rows, a.cols), "scalar": (1, 1), "conv": (conv_rows, conv_cols),

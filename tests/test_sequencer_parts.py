@@ -9,7 +9,7 @@ import random
 
 import numpy as np
 import pytest
-from amaranth import Elaboratable, Module
+from amaranth import Elaboratable, Module, Signal
 
 from golden_model import isa
 from golden_model.config import get_config
@@ -21,7 +21,7 @@ from golden_model.quant import sq_shift
 from hw.checker import Checker
 from hw.decoder import Decoder, port_mask
 from hw.issue_tracker import IssueTracker
-from hw.sq_shift import SqShift
+from hw.sq_shift import SqShift, bit_length
 from hw.step_keys import StepKeys
 from sim_tests.amaranth_sim import simulate
 from sim_tests.command_model import acc_maxima, resolve
@@ -29,10 +29,27 @@ from sim_tests.command_model import acc_maxima, resolve
 SEED = int(os.environ.get("EOQ_SEED", random.randrange(2**31)))
 
 
+@pytest.mark.parametrize("width", [1, 2, 3, 5, 8, 11])
+def test_bit_length_tree_at_every_value(width):
+    """The leading-one tree (widths padded to a power of two inside) against int.bit_length, exhaustively."""
+    m = Module()
+    x = Signal(width)
+    length = bit_length(m, x)
+
+    async def bench(ctx):
+        for value in range(1 << width):
+            ctx.set(x, value)
+            await ctx.delay(1e-9)
+            assert ctx.get(length) == value.bit_length(), f"width {width}, x {value}"
+
+    simulate(m, bench)
+
+
 @pytest.mark.parametrize("config", ["small4x4", "default"])
-def test_sq_shift_matches_the_golden_rule_at_every_bit_length(config):
+@pytest.mark.parametrize("pipelined", [False, True])
+def test_sq_shift_matches_the_golden_rule_at_every_bit_length(config, pipelined):
     cfg = get_config(config)
-    dut = SqShift(cfg)
+    dut = SqShift(cfg, pipelined=pipelined)
     rng = random.Random(SEED)
     peaks = [0, 1, 63, 64, 127, 128, 2**31 - 1, 2**31] + [rng.randrange(1 << bits) for bits in range(1, 33)
                                                             for _ in range(3)]
@@ -40,7 +57,10 @@ def test_sq_shift_matches_the_golden_rule_at_every_bit_length(config):
     async def bench(ctx):
         for peak in peaks:
             ctx.set(dut.peak, peak)
-            await ctx.delay(1e-9)
+            if pipelined:
+                await ctx.tick().repeat(SqShift.LATENCY)
+            else:
+                await ctx.delay(1e-9)
             assert ctx.get(dut.shift) == sq_shift(np.array([peak]), cfg), f"peak {peak} (EOQ_SEED={SEED})"
 
     simulate(dut, bench)

@@ -42,6 +42,7 @@ from golden_model.config import CoreConfig
 
 from .delay import delayed
 from .interfaces import dim_shape, tmem_addr_shape
+from .loop_counter import LoopCounter
 from .multiplier import RegisteredMultiplier
 from .pixel_walker import GEOMETRY_BITS, PixelWalker, position_layout
 
@@ -209,43 +210,39 @@ class FeedAddresses(wiring.Component):
         lanes, dim = cfg.lanes, dim_shape(cfg)
         segments = lanes // width
         active = Signal()
-        outer0, row0, rep0 = Signal(dim), Signal(dim), Signal(dim)
-        k0, kblock, cw, tap_column = Signal(dim), Signal(dim), Signal(dim), Signal(dim)
+        tr, gather = p.transposed, p.gather
+        taps_k = tr & (gather == Gather.TAPS)
+        # the loops whose last-iteration tests the walk decides on keep them in registers (hw/loop_counter.py)
+        outer = LoopCounter(m, dim, bound=p.outer - self.outer_step, step=self.outer_step, name="outer0")
+        block = LoopCounter(m, dim, bound=p.rows - width, step=width, name="row0")
+        rep = LoopCounter(m, dim, bound=p.repeat - self.rep_step, step=self.rep_step, name="rep0")
+        k = LoopCounter(m, dim, bound=Mux(~tr, p.depth - lanes, Mux(taps_k, p.tap_depth - 1, p.depth - 1)),
+                        step=Mux(~tr, lanes, 1), exact=taps_k, name="k0")
+        row = LoopCounter(m, dim.width + 1, bound=p.rows - 1, step=1, name="row_i")
+        row0, k0, row_i = block.value, k.value, row.value
+        kblock, cw, tap_column = Signal(dim), Signal(dim), Signal(dim)
         th, tw = Signal(4), Signal(4)
-        word, row_i = Signal(range(width)), Signal(dim.width + 1)
+        word = Signal(range(width))
         segment, block_word = Signal(range(max(segments, 2))), Signal(dim)    # transposed: the block's lanes
         wsel = Signal()
         tags = [(Signal(name=f"tag_ok{b}"), Signal(dim, name=f"tag_row{b}"), Signal(dim, name=f"tag_k{b}"))
                 for b in range(2)]
 
-        # each loop's bound less its step, registered from the parameters (set up before ``start``): a
+        # the other loops' bounds, registered from the parameters (set up before ``start``): a
         # last-iteration test is then one compare, not an add and a compare
         bound = signed(dim.width + 2)
-        last = Signal(data.StructLayout({"depth": bound, "k": bound, "tap_k": bound, "tap_word": bound, "kh": 5,
-                                         "kw": 5, "rep": bound, "block": bound, "outer": bound, "row": bound}))
-        m.d.sync += [last.depth.eq(p.depth - lanes), last.k.eq(p.depth - 1), last.tap_k.eq(p.tap_depth - 1),
-                     last.tap_word.eq(p.tap_words - 1), last.kh.eq(p.kh - 1), last.kw.eq(p.kw - 1),
-                     last.rep.eq(p.repeat - self.rep_step), last.block.eq(p.rows - width),
-                     last.outer.eq(p.outer - self.outer_step), last.row.eq(p.rows - 1)]
+        last = Signal(data.StructLayout({"tap_word": bound, "kh": 5, "kw": 5, "row_block": bound}))
+        m.d.sync += [last.tap_word.eq(p.tap_words - 1), last.kh.eq(p.kh - 1), last.kw.eq(p.kw - 1),
+                     last.row_block.eq(p.rows - 1 - width)]
 
-        tr, gather = p.transposed, p.gather
         plain_gather = ~tr & gather.matches(Gather.IM2COL, Gather.COL2IM)
         last_tap = (th == last.kh) & (tw == last.kw)
         last_cw = cw == last.tap_word
         block_taps = tr & (gather == Gather.IM2COL)     # the tap and word belong to the block, not to k
-        last_k = Signal()
-        with m.If(~tr):
-            m.d.comb += last_k.eq(Mux(plain_gather, last_cw & last_tap, k0 >= last.depth))
-        with m.Elif(gather == Gather.TAPS):
-            m.d.comb += last_k.eq((k0 == last.tap_k) & last_tap)
-        with m.Else():
-            m.d.comb += last_k.eq(k0 >= last.k)
-        rep_last = rep0 >= last.rep
-        blk_last = row0 >= last.block
-        outer_last = outer0 >= last.outer
+        last_k = Mux(plain_gather, last_cw & last_tap, k.last & (~taps_k | last_tap))
         hit = (gather == Gather.NONE) & (word == 0) & Cat(*[
             ok & (t_row == row0) & (t_k == kblock) & (wsel == b) for b, (ok, t_row, t_k) in enumerate(tags)]).any()
-        last_word = tr | hit | (word == width - 1) | (row_i >= last.row)
+        last_word = tr | hit | (word == width - 1) | row.last
         remaining = p.depth - k0
 
         source = Signal(_source_layout(cfg, width))
@@ -279,48 +276,55 @@ class FeedAddresses(wiring.Component):
                 m.d.sync += tw.eq(tw + 1)
 
         def restart_k():
-            m.d.sync += [k0.eq(0), kblock.eq(0), tap_column.eq(0)]
+            k.restart()
+            m.d.sync += [kblock.eq(0), tap_column.eq(0)]
             with m.If(~block_taps):
                 m.d.sync += [cw.eq(0), th.eq(0), tw.eq(0)]
 
         with m.If(self.start):
             m.d.comb += walker.restart.eq(1)
-            m.d.sync += [active.eq(1), outer0.eq(0), row0.eq(0), rep0.eq(0), word.eq(0), row_i.eq(0),
-                         segment.eq(0), block_word.eq(0), wsel.eq(0), k0.eq(0), kblock.eq(0), tap_column.eq(0),
-                         cw.eq(0), th.eq(0), tw.eq(0)] + [ok.eq(0) for ok, _, _ in tags]
+            for counter in (outer, block, rep, k, row):
+                counter.restart()
+            m.d.sync += [active.eq(1), word.eq(0), segment.eq(0), block_word.eq(0), wsel.eq(0), kblock.eq(0),
+                         tap_column.eq(0), cw.eq(0), th.eq(0), tw.eq(0)] + [ok.eq(0) for ok, _, _ in tags]
         with m.Elif(produced & ~last_word):                               # the next word of a plain fill
             m.d.comb += walker.step.eq(plain_gather)
-            m.d.sync += [word.eq(word + 1), row_i.eq(row_i + 1)]
+            row.step()
+            m.d.sync += word.eq(word + 1)
         with m.Elif(produced):                                            # a fill is done
-            m.d.sync += [word.eq(0), row_i.eq(row0), wsel.eq(~wsel)]
+            row.load(row0, row.test(row0, row.bound))
+            m.d.sync += [word.eq(0), wsel.eq(~wsel)]
             with m.If(~last_k):
-                self._next_k(m, walker, last, k0, kblock, cw, tap_column, next_tap, plain_gather, last_cw)
+                self._next_k(m, walker, k, kblock, cw, tap_column, next_tap, plain_gather, last_cw)
             with m.Else():
                 restart_k()
-                with m.If(~rep_last):
+                with m.If(~rep.last):
                     m.d.comb += walker.rewind.eq(plain_gather)
                     m.d.comb += walker.restart.eq(tr & (gather == Gather.IM2COL))
-                    m.d.sync += rep0.eq(rep0 + self.rep_step)
+                    rep.step()
                 with m.Else():
-                    m.d.sync += rep0.eq(0)
-                    with m.If(~blk_last):
-                        self._next_block(m, walker, last, row0, row_i, segment, block_word, cw, next_tap)
+                    rep.restart()
+                    with m.If(~block.last):
+                        block.step()
+                        row.load(row0 + width, row0 >= last.row_block)
+                        self._next_block(m, walker, last, segment, block_word, cw, next_tap)
                     with m.Else():
                         m.d.comb += walker.restart.eq(1)
-                        m.d.sync += [row0.eq(0), row_i.eq(0), segment.eq(0), block_word.eq(0), cw.eq(0), th.eq(0),
-                                     tw.eq(0)]
-                        with m.If(outer_last):
+                        block.restart()
+                        row.restart()
+                        m.d.sync += [segment.eq(0), block_word.eq(0), cw.eq(0), th.eq(0), tw.eq(0)]
+                        with m.If(outer.last):
                             m.d.sync += active.eq(0)
                         with m.Else():
-                            m.d.sync += outer0.eq(outer0 + self.outer_step)
+                            outer.step()
         return source, produced
 
-    def _next_k(self, m, walker, last, k0, kblock, cw, tap_column, next_tap, plain_gather, last_cw):
+    def _next_k(self, m, walker, k, kblock, cw, tap_column, next_tap, plain_gather, last_cw):
         """The next K position of the same block and rep."""
-        p, lanes = self.params, self.cfg.lanes
+        p = self.params
         m.d.sync += kblock.eq(kblock + 1)
         with m.If(~p.transposed):                                         # plain: the next K block
-            m.d.sync += k0.eq(k0 + lanes)
+            k.step()
             m.d.comb += walker.rewind.eq(plain_gather)
             with m.If(plain_gather):
                 with m.If(last_cw):
@@ -329,22 +333,22 @@ class FeedAddresses(wiring.Component):
                 with m.Else():
                     m.d.sync += cw.eq(cw + 1)
         with m.Elif(p.gather == Gather.TAPS):                             # (tap, o): the next o, then tap
-            with m.If(k0 == last.tap_k):
-                m.d.sync += [k0.eq(0), tap_column.eq(tap_column + p.tap_words)]
+            with m.If(k.last):
+                k.restart()
+                m.d.sync += tap_column.eq(tap_column + p.tap_words)
                 next_tap()
             with m.Else():
-                m.d.sync += k0.eq(k0 + 1)
+                k.step()
         with m.Else():                                                    # the next k (IM2COL: pixel)
-            m.d.sync += k0.eq(k0 + 1)
+            k.step()
             m.d.comb += walker.step.eq(p.gather == Gather.IM2COL)
 
-    def _next_block(self, m, walker, last, row0, row_i, segment, block_word, cw, next_tap):
-        """The next block of W rows (plain) or lanes (transposed)."""
-        p, width = self.params, self.width
-        segments = self.cfg.lanes // width
+    def _next_block(self, m, walker, last, segment, block_word, cw, next_tap):
+        """The next block of W rows (plain) or lanes (transposed); the caller steps the row counters."""
+        p = self.params
+        segments = self.cfg.lanes // self.width
         wrap = segment == segments - 1
-        m.d.sync += [row0.eq(row0 + width), row_i.eq(row0 + width), segment.eq(Mux(wrap, 0, segment + 1)),
-                     block_word.eq(block_word + wrap)]
+        m.d.sync += [segment.eq(Mux(wrap, 0, segment + 1)), block_word.eq(block_word + wrap)]
         with m.If(~p.transposed):
             m.d.comb += walker.advance.eq(1)
         with m.Elif(p.gather == Gather.IM2COL):                           # the lanes' (tap, word) of X

@@ -1,7 +1,7 @@
 """OperandFeeder: one MATMUL or CONV operand as the W-element vectors the MAC array takes, one per k.
 
 A :class:`~hw.feed_addresses.FeedAddresses` walks the operand and asks for
-one word per bank word; this component reads them (or writes zeros for a
+one word per bank word (through a small FIFO); this component reads them (or writes zeros for a
 word of padding) into two banks of W words and emits the vectors: while one
 bank fills, ``o`` emits lane ``beat`` of the other's words (registered).  A plain
 operand's fill holds a block of W rows at one K block of L columns and emits
@@ -11,8 +11,9 @@ request re-arms a bank that still holds the fill.  Parameters are sampled
 continuously: hold them from ``start`` until the last vector has left.
 """
 
-from amaranth import Array, Module, Mux, Signal
+from amaranth import Array, Module, Mux, ResetInserter, Signal
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from golden_model.config import CoreConfig
@@ -23,6 +24,12 @@ from .rounding import data_shape
 
 
 class OperandFeeder(wiring.Component):
+    #: the request FIFO between the address walk and the banks: the walk's stall is then its level, not
+    #: the array taking a vector in the same cycle (three entries keep one request per cycle flowing)
+    REQUEST_DEPTH = 3
+    #: cycles from a request leaving FeedAddresses to the feeder's taking it (the FIFO's write and output)
+    REQUEST_LATENCY = 2
+
     def __init__(self, cfg: CoreConfig, *, width: int, outer_step: int, rep_step: int):
         self.cfg, self.width = cfg, width
         self.addresses = FeedAddresses(cfg, width=width, outer_step=outer_step, rep_step=rep_step)
@@ -40,7 +47,12 @@ class OperandFeeder(wiring.Component):
         segments = lanes // width
         m.submodules.addresses = addresses = self.addresses
         m.d.comb += [addresses.start.eq(self.start), addresses.params.eq(self.params)]
-        request = addresses.o.payload
+        layout = addresses.o.payload.shape()
+        m.submodules.requests = requests = ResetInserter(self.start)(
+            SyncFIFOBuffered(width=layout.size, depth=self.REQUEST_DEPTH))
+        m.d.comb += [requests.w_data.eq(addresses.o.payload), requests.w_en.eq(addresses.o.valid),
+                     addresses.o.ready.eq(requests.w_rdy)]
+        request = data.View(layout, requests.r_data)
 
         wsel, rsel = Signal(), Signal()
         full = [Signal(name=f"full{b}") for b in range(2)]
@@ -52,8 +64,8 @@ class OperandFeeder(wiring.Component):
         pop = emitting & taken
         freeing = pop & (beat == Array(steps)[rsel])
         writable = ~Array(full)[wsel] | (freeing & (rsel == wsel))
-        take = addresses.o.valid & writable & ~self.start
-        m.d.comb += [addresses.o.ready.eq(writable), self.mem.addr.eq(request.addr),
+        take = requests.r_rdy & writable & ~self.start
+        m.d.comb += [requests.r_en.eq(take), self.mem.addr.eq(request.addr),
                      self.mem.en.eq(take & ~request.hit & ~request.zero)]
         with m.If(take & request.last):
             m.d.sync += wsel.eq(~wsel)

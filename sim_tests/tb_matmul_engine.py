@@ -34,6 +34,7 @@ from golden_model.quant import QTensor
 from golden_model.machine import words_per_row
 from hw.feed_addresses import FeedAddresses
 from hw.mac_array import MacArray
+from hw.operand_feeder import OperandFeeder
 from sim_tests.command_model import acc_maxima
 from sim_tests.common import read_unsigned, settings
 from sim_tests.engine_bench import EngineBench, random_machine
@@ -59,16 +60,18 @@ def cycle_bound(cfg, m: int, n: int, k: int, f0: int, f1: int) -> int:
     operand reads one word per beat, a plain one the W words of its block per
     L beats (double-buffered, so the reads overlap the beats); plus
     TILE_CYCLES of hand-over.  Fill and drain take up to 2 L +
-    FeedAddresses.LATENCY + 15 cycles: the command's setup, the feeders' address
-    pipeline, the first block's loads and the feeder's output register, the
-    array and the readout pipeline.  Measured on
+    FeedAddresses.LATENCY + OperandFeeder.REQUEST_LATENCY + 15 cycles: the
+    command's setup, the feeders' address pipeline and request FIFO, the first
+    block's loads and the feeder's output register, the array and the readout
+    pipeline.  Measured on
     random and edge shapes of small4x4, default and wide8x16: every MATMUL
     within the bound.
     """
     rows, cols, lanes = cfg.array_rows, cfg.array_cols, cfg.lanes
     tiles = math.ceil(m / rows) * math.ceil(n / cols)
     reads = [k if flag else math.ceil(k / lanes) * width for flag, width in ((f0, rows), (f1, cols))]
-    return tiles * (max(k, rows + MacArray.LATENCY, *reads) + TILE_CYCLES) + 2 * lanes + FeedAddresses.LATENCY + 15
+    return (tiles * (max(k, rows + MacArray.LATENCY, *reads) + TILE_CYCLES) + 2 * lanes + FeedAddresses.LATENCY
+            + OperandFeeder.REQUEST_LATENCY + 15)
 
 
 class PortMonitor:

@@ -39,6 +39,7 @@ from .delay import delayed
 from .feed_addresses import Gather, feed_params_layout
 from .geometry import key_layout, out_height, out_width
 from .interfaces import EngineSignature, amem_addr_shape, dim_shape
+from .loop_counter import LoopCounter
 from .mac_array import MacArray
 from .operand_feeder import OperandFeeder
 from .reduction_tree import max_tree, tree_levels
@@ -153,22 +154,24 @@ class MatmulEngine(wiring.Component):
         n_rows, n_cols, acc_stride = cmd.acc_rows, cmd.acc_cols, cmd.acc_stride
 
         # --- compute: one beat when both operands are there ---------------------------------
-        k = Signal(dim)
+        # the beat counter keeps "the tile's last beat" in a register (the drain, and with it the
+        # array's ready and the feeders' stall, then start from flip-flops)
+        k = LoopCounter(m, dim, bound=depth - 1, step=1, exact=1, name="k")
         present = feed_a.o.valid & feed_b.o.valid
         fire = present & array.i.ready
         m.d.comb += [
             array.i.valid.eq(present),
             array.i.payload.a.eq(feed_a.o.payload),
             array.i.payload.b.eq(feed_b.o.payload),
-            array.clear.eq(present & (k == 0)),
-            array.drain.eq(present & (k + 1 == depth)),
+            array.clear.eq(present & (k.value == 0)),
+            array.drain.eq(present & k.last),
             feed_a.o.ready.eq(fire),
             feed_b.o.ready.eq(fire),
         ]
-        with m.If(start):
-            m.d.sync += k.eq(0)
+        with m.If(start | (fire & k.last)):
+            k.restart()
         with m.Elif(fire):
-            m.d.sync += k.eq(Mux(k + 1 == depth, 0, k + 1))
+            k.step()
 
         # --- readout: array rows to AMEM words, maxima over the valid elements -------------
         # Pipelined so the array's row multiplexer, the magnitudes, the lane maximum and the

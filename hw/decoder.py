@@ -90,8 +90,8 @@ class Decoder(wiring.Component):
     """``inst`` with the entries of its dst, a and b slots and the ACC state in; decode out.
 
     Combinational but for the geometry facts and the SQ shift of the ACC, which follow ``inst``
-    and the ACC state after ``LATENCY`` cycles (the sequencer's check waits longer than that:
-    hw/checker.py).
+    and the ACC state after ``LATENCY`` cycles, and the record's word ranges, which follow the
+    entries after one (the sequencer's check waits longer than both: hw/checker.py).
 
     ``uses`` (dst, a, b): the slots whose words or exponent the instruction
     touches (for the exponent write-back hazard); ``inner_a``/``inner_b``:
@@ -191,6 +191,11 @@ class Decoder(wiring.Component):
         exponents = {"a+b": a.exp + b.exp, "max": Mux(a.exp > b.exp, a.exp, b.exp), "a": a.exp,
                      "a-window": a.exp - facts.window_shift, "loss-grid": C(cfg.loss_fixed_exp, wide_exp_shape(cfg))}
         dst_exponents = {"sq": self.quant_exp, "a": a.exp, "a-window": a.exp - facts.window_shift}
+        # one past each operand's last word, registered: an add, a multiply and an add from the entries
+        ends = {}
+        for name, entry in entries.items():
+            ends[name] = Signal(word_end_shape(cfg), name=f"end_{name}")
+            m.d.sync += ends[name].eq(end(cfg, entry))
         produced, record = self.produced, self.record
         with m.Switch(opcode):
             for op, spec in OPS.items():
@@ -212,8 +217,8 @@ class Decoder(wiring.Component):
                         if slot != "dst":
                             lo, hi = (record.r0_lo, record.r0_hi) if slot == "a" else (record.r1_lo, record.r1_hi)
                             entry = entries[slot]
-                            m.d.comb += [lo.eq(entry.base), hi.eq(Mux(read, end(cfg, entry), entry.base))]
-                    m.d.comb += [record.w_lo.eq(dst.base), record.w_hi.eq(end(cfg, dst) if spec.writes_dst else dst.base)]
+                            m.d.comb += [lo.eq(entry.base), hi.eq(Mux(read, ends[slot], entry.base))]
+                    m.d.comb += [record.w_lo.eq(dst.base), record.w_hi.eq(ends["dst"] if spec.writes_dst else dst.base)]
         m.d.comb += [record.op.eq(opcode), record.dst.eq(inst.dst), record.wb_exp.eq(self.dst_exp)]
 
         # the engine command

@@ -129,7 +129,7 @@ class Decoder(wiring.Component):
         """The key's geometry facts (hw.geometry), for every opcode; meaningful for CONV, POOL, UNPOOL.
         Registered in three stages (``LATENCY``) of at most one multiply: Ho, Wo, H x W and the pooled
         image; then times the batch; then B x Ho times Wo.  The ACC shape and the command behind them
-        start from registers."""
+        start from registers.  Returns the facts and the taps, a cycle ahead of them."""
         inst, facts = self.inst, self.geometry
         g = key_layout()(inst.key)
         pool_h, pool_w, shift = pool_shape(g)
@@ -148,12 +148,11 @@ class Decoder(wiring.Component):
             facts.in_rows.eq(first.batch * first.image), facts.pool_rows.eq(first.batch * first.pooled),
         ]
         late = delayed(m, early, 1, name="g_late")
-        self._taps = late.taps
         m.d.sync += [
             facts.out_rows.eq(second.tall * second.wo), facts.taps.eq(late.taps),
             facts.window_shift.eq(late.window_shift), facts.legal.eq(late.legal),
         ]
-        return facts
+        return facts, late.taps
 
     def elaborate(self, platform):
         m = Module()
@@ -178,10 +177,10 @@ class Decoder(wiring.Component):
         # ACC rules (golden_model.isa.ACC_SHAPES, ACC_EXPONENTS) and the dst exponent (DST_EXPONENTS)
         mat_m, mat_n = Mux(inst.f0, a.cols, a.rows), Mux(inst.f1, b.cols, b.rows)
         m.d.comb += [self.inner_a.eq(Mux(inst.f0, a.rows, a.cols)), self.inner_b.eq(Mux(inst.f1, b.rows, b.cols))]
-        facts = self._geometry(m)
+        facts, taps = self._geometry(m)
         # a CONV's taps x Cp of B's channels, registered beside the facts (the taps are a cycle ahead of
         # them, the entries two), so the ACC shape and the command start from registers
-        product = self._taps * (stride(cfg, b.cols) << (cfg.lanes.bit_length() - 1))
+        product = taps * (stride(cfg, b.cols) << (cfg.lanes.bit_length() - 1))
         padded_taps = Signal(product.shape(), name="padded_taps")
         m.d.sync += padded_taps.eq(product)
         conv_rows = Mux(inst.f0, a.cols, Mux(inst.f1, dst.rows, facts.out_rows))

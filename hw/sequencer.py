@@ -6,8 +6,9 @@
 
 Per instruction: FETCH (program memory read) -> DECODE -> CHECK -> ISSUE.
 The tensor table answers one cycle after it is given the instruction's
-slots, and the sequencer registers its entries; the :class:`~hw.decoder.Decoder` turns instruction, entries and ACC
-state into the engine command and issue record, registered once; the
+slots, and the sequencer registers its entries; the
+:class:`~hw.decoder.Decoder` turns instruction, entries and ACC state into
+the engine command and issue record, registered once; the
 :class:`~hw.checker.Checker` registers every check rule and reports the
 status of the first failing check (the golden machine's order and code).
 CHECK waits until the checker has settled and the

@@ -81,17 +81,12 @@ def stride(cfg: CoreConfig, cols):
     return (cols + (cfg.lanes - 1)) >> (cfg.lanes.bit_length() - 1)
 
 
-def end(cfg: CoreConfig, entry):
-    """One past the entry's last TMEM word."""
-    return entry.base + entry.rows * stride(cfg, entry.cols)
-
-
 class Decoder(wiring.Component):
     """``inst`` with the entries of its dst, a and b slots and the ACC state in; decode out.
 
     Combinational but for the geometry facts and the SQ shift of the ACC, which follow ``inst``
     and the ACC state after ``LATENCY`` cycles, and the record's word ranges, which follow the
-    entries after one (the sequencer's check waits longer than both: hw/checker.py).
+    entries after ``RANGE_LATENCY`` (the sequencer's check covers both: hw/sequencer.py).
 
     ``uses`` (dst, a, b): the slots whose words or exponent the instruction
     touches (for the exponent write-back hazard); ``inner_a``/``inner_b``:
@@ -103,6 +98,8 @@ class Decoder(wiring.Component):
     #: cycles from ``inst`` and the ACC state to the geometry facts and the SQ shift (and what derives
     #: from them: a CONV or POOL's ACC shape, QUANT's exponent, a consumer's command)
     LATENCY = 3
+    #: cycles from the entries to the issue record's word ranges
+    RANGE_LATENCY = 2
 
     def __init__(self, cfg: CoreConfig):
         self.cfg = cfg
@@ -190,11 +187,13 @@ class Decoder(wiring.Component):
         exponents = {"a+b": a.exp + b.exp, "max": Mux(a.exp > b.exp, a.exp, b.exp), "a": a.exp,
                      "a-window": a.exp - facts.window_shift, "loss-grid": C(cfg.loss_fixed_exp, wide_exp_shape(cfg))}
         dst_exponents = {"sq": self.quant_exp, "a": a.exp, "a-window": a.exp - facts.window_shift}
-        # one past each operand's last word, registered: an add, a multiply and an add from the entries
+        # one past each operand's last word, in RANGE_LATENCY register stages from the entries: the span
+        # (rows x stride) beside the base, then their sum
         ends = {}
         for name, entry in entries.items():
+            span, base = Signal(word_end_shape(cfg), name=f"span_{name}"), Signal.like(entry.base, name=f"base_{name}")
             ends[name] = Signal(word_end_shape(cfg), name=f"end_{name}")
-            m.d.sync += ends[name].eq(end(cfg, entry))
+            m.d.sync += [span.eq(entry.rows * stride(cfg, entry.cols)), base.eq(entry.base), ends[name].eq(base + span)]
         produced, record = self.produced, self.record
         with m.Switch(opcode):
             for op, spec in OPS.items():

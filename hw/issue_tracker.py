@@ -12,8 +12,8 @@ runs (two ACC banks: each producer writes the bank its predecessor did not,
 so a consumer can still read the previous ACC while the next product is
 computed).  Results therefore equal in-order execution.
 
-``conflict`` is registered, so the wide range compares are off the issue
-path: it answers for ``pending`` and the records of the previous cycle.  Only
+``conflict`` is the OR of one registered answer per record, so the wide
+range compares are off the issue path: it answers for ``pending`` and the records of the previous cycle.  Only
 an issue adds a record, so a late answer can only be a wait too many, never
 a missed conflict, provided ``pending`` held its value in that cycle too (the
 sequencer holds it from the cycle before it may issue).
@@ -75,7 +75,8 @@ class IssueTracker(wiring.Component):
             self.finished.eq(Cat(*(self.done[i] & r.valid for i, r in enumerate(records))).any()),
         ]
 
-        m.d.sync += self.conflict.eq(Cat(*(
+        conflicts = Signal(len(records))
+        m.d.sync += conflicts.eq(Cat(*(
             r.valid & ((Const(index, self.pending_engine.shape()) == self.pending_engine)
                        | (r.ports & pending.ports).any()
                        | overlap(pending.w_lo, pending.w_hi, r.w_lo, r.w_hi)
@@ -83,7 +84,8 @@ class IssueTracker(wiring.Component):
                        | overlap(pending.w_lo, pending.w_hi, r.r1_lo, r.r1_hi)
                        | overlap(pending.r0_lo, pending.r0_hi, r.w_lo, r.w_hi)
                        | overlap(pending.r1_lo, pending.r1_hi, r.w_lo, r.w_hi))
-            for index, r in enumerate(records))).any())
+            for index, r in enumerate(records))))
+        m.d.comb += self.conflict.eq(conflicts.any())
 
         acc, acc_bank = self.acc, Signal()
         for index, r in enumerate(records):

@@ -92,6 +92,16 @@ class LossUnit(wiring.Component):
                 m.d.sync += whole.eq(exp2.out)
                 m.next = "RECV"
 
+    def _first_maximum(self, m, top, top_value):
+        """The row's first maximum (``top``, ``top_value``) from the received beats, one cycle behind RECV,
+        off the input's path: the last beat's compare lands in SUM's first cycle, a cycle before
+        Log2eScale first reads ``top_value``.  Returns the beat register RECV loads."""
+        beat = Signal(data.StructLayout({"valid": 1, "first": 1, "col": len(top), "logit": top_value.shape()}))
+        m.d.sync += beat.valid.eq(0)
+        with m.If(beat.valid & (beat.first | (beat.logit > top_value))):
+            m.d.sync += [top.eq(beat.col), top_value.eq(beat.logit)]
+        return beat
+
     def elaborate(self, platform):
         m = Module()
         cfg, shapes = self.cfg, self.shapes
@@ -152,6 +162,7 @@ class LossUnit(wiring.Component):
             self.o.payload.loss_bits.eq(z_label + ls - (EXP_BITS << LOG_FRAC)),
             self.o.payload.correct.eq(top == label), self.o.payload.labelled.eq(label != classes),
         ]
+        beat = self._first_maximum(m, top, top_value)
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += self.cmd.ready.eq(1)
@@ -166,8 +177,8 @@ class LossUnit(wiring.Component):
                 m.d.comb += self.i.ready.eq(1)
                 with m.If(self.i.valid):
                     m.d.comb += row_write.en.eq(1)
-                    with m.If((col == 0) | (self.i.payload.logit > top_value)):
-                        m.d.sync += [top.eq(col), top_value.eq(self.i.payload.logit)]
+                    m.d.sync += [beat.valid.eq(1), beat.first.eq(col == 0), beat.col.eq(col),
+                                 beat.logit.eq(self.i.payload.logit)]
                     with m.If(col == 0):
                         m.d.sync += label.eq(self.i.payload.label)
                     m.d.sync += col.eq(col + 1)

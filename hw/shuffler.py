@@ -3,7 +3,8 @@
 ``cmd`` sets the sample count N (1..``max_count``) and the epoch's key
 (again at any time between indices: the next epoch); then each index on
 ``i`` (below N) comes out on ``o`` as its position in the epoch,
-one Feistel round per cycle (``shuffle.ROUNDS`` per pass), walking again
+one Feistel round per two cycles (the mix registered before the swap;
+``shuffle.ROUNDS`` per pass), walking again
 while the result is N or more.  The halves' width follows N (golden
 ``half_bits``): a leading-one detector at the command and shifts by it.
 """
@@ -46,7 +47,7 @@ class Shuffler(wiring.Component):
         bits = bit_length(m, (self.cmd.payload.count - 1)[:len(self.cmd.payload.count)], "count_bits")
         wanted = (bits + 1) >> 1
         left, right = x >> half, x & mask
-        mixed = xs32((right + round_key)[:WORD_BITS]) & mask
+        mixed, mixing = Signal(self.half_most), Signal()
         after = (right << half) | (left ^ mixed)
         m.d.comb += self.o.payload.eq(x)
         with m.If(self.cmd.valid & self.cmd.ready):
@@ -63,12 +64,16 @@ class Shuffler(wiring.Component):
                 with m.If(~self.cmd.valid & self.i.valid):
                     m.d.sync += [x.eq(self.i.payload), round_key.eq(key), rounds.eq(0)]
                     m.next = "ROUND"
-            with m.State("ROUND"):
-                m.d.sync += [x.eq(after), round_key.eq(round_key + PHI), rounds.eq(rounds + 1)]
-                with m.If(rounds == ROUNDS - 1):
-                    m.d.sync += [round_key.eq(key), rounds.eq(0)]
-                    with m.If(after < count):
-                        m.next = "OUT"
+            with m.State("ROUND"):              # two cycles a round: the mix, then the swap (and the range test)
+                m.d.sync += mixing.eq(~mixing)
+                with m.If(~mixing):
+                    m.d.sync += mixed.eq(xs32((right + round_key)[:WORD_BITS]) & mask)
+                with m.Else():
+                    m.d.sync += [x.eq(after), round_key.eq(round_key + PHI), rounds.eq(rounds + 1)]
+                    with m.If(rounds == ROUNDS - 1):
+                        m.d.sync += [round_key.eq(key), rounds.eq(0)]
+                        with m.If(after < count):
+                            m.next = "OUT"
             with m.State("OUT"):
                 m.d.comb += self.o.valid.eq(1)
                 with m.If(self.o.ready):

@@ -31,7 +31,7 @@ word before it writes it and later reads are at higher offsets, so it may
 write in place over A or B; UNPOOL's dst must not overlap A (its checks).
 """
 
-from amaranth import C, Module, Mux, Signal, signed, unsigned
+from amaranth import C, Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 
 from golden_model.config import CoreConfig
@@ -41,6 +41,7 @@ from .delay import delayed
 from .interfaces import EngineSignature, amem_addr_shape, command_layout
 from .multiplier import RegisteredMultiplier
 from .reduction_tree import max_tree, sum_tree, tree_levels
+from .register_copies import RegisterCopies
 from .rounding import WORD_BITS, ShiftDecode, rounding_offset, shift_or_flush
 from .vector_walk import VectorWalk, Walk, walk_request_layout
 
@@ -50,26 +51,37 @@ def _abs(x, width):
     return Mux(x < 0, -x, x).as_unsigned()[:width]
 
 
-def lane_terms(m: Module, op, aligning, a, b, dec_a: ShiftDecode, dec_b: ShiftDecode, shape, name: str) -> tuple:
+LANE_KIND = data.StructLayout({"product": 1, "align": 1, "mask": 1})
+"""What a lane computes, decoded from the opcode (a lane passes ``a`` when no flag is set)."""
+
+
+def lane_kinds(m: Module, op, lanes: int):
+    """The opcode decoded to :data:`LANE_KIND`, one registered copy per lane (the opcode would otherwise
+    fan out to every lane's term multiplexers).  Fixed per command: SIZE covers the cycle."""
+    m.submodules.kinds = copies = RegisterCopies(LANE_KIND.size, copies=lanes)
+    m.d.comb += copies.i.eq(Cat(op.matches(Op.SCALE, Op.DOT), op == Op.ADD, op == Op.MASK))
+    return [LANE_KIND(copies.o[lane]) for lane in range(lanes)]
+
+
+def lane_terms(m: Module, kind, a, b, dec_a: ShiftDecode, dec_b: ShiftDecode, shape, name: str) -> tuple:
     """One lane of each opcode (golden ``Machine._scale`` ... ``_unpool``) as two terms whose sum is the
     result, two register stages after a and b: a * b (SCALE, DOT), align(a) and align(b) (ADD, nearest
     rounding: the offset sum, then the shift), a (SUM, POOL, UNPOOL), a if b > 0 else 0 (MASK); the
-    second term is 0 but for ADD.  ``aligning`` is ``op == ADD`` registered beside the raw terms."""
+    second term is 0 but for ADD.  ``kind`` is the lane's :data:`LANE_KIND`."""
     raw = [Signal(shape, name=f"{name}_raw{i}") for i in range(2)]
     no_random = C(0, WORD_BITS)
-    with m.Switch(op):
-        with m.Case(Op.SCALE, Op.DOT):
-            m.d.sync += [raw[0].eq(a * b), raw[1].eq(0)]
-        with m.Case(Op.ADD):
-            m.d.sync += [raw[0].eq(a + rounding_offset(a, dec_a, C(0), no_random)),
-                         raw[1].eq(b + rounding_offset(b, dec_b, C(0), no_random))]
-        with m.Case(Op.SUM, Op.POOL, Op.UNPOOL):
-            m.d.sync += [raw[0].eq(a), raw[1].eq(0)]
-        with m.Case(Op.MASK):
-            m.d.sync += [raw[0].eq(Mux(b > 0, a, 0)), raw[1].eq(0)]
+    with m.If(kind.product):
+        m.d.sync += [raw[0].eq(a * b), raw[1].eq(0)]
+    with m.Elif(kind.align):
+        m.d.sync += [raw[0].eq(a + rounding_offset(a, dec_a, C(0), no_random)),
+                     raw[1].eq(b + rounding_offset(b, dec_b, C(0), no_random))]
+    with m.Elif(kind.mask):
+        m.d.sync += [raw[0].eq(Mux(b > 0, a, 0)), raw[1].eq(0)]
+    with m.Else():
+        m.d.sync += [raw[0].eq(a), raw[1].eq(0)]
     terms = [Signal(shape, name=f"{name}_term{i}") for i in range(2)]
     for term, value, dec in zip(terms, raw, (dec_a, dec_b)):
-        m.d.sync += term.eq(Mux(aligning, shift_or_flush(value, dec), value))
+        m.d.sync += term.eq(Mux(kind.align, shift_or_flush(value, dec), value))
     return terms
 
 
@@ -126,9 +138,8 @@ class VectorEngine(wiring.Component):
             word_b[lane].eq(Mux(broadcast, self.tmem_b.data[0], self.tmem_b.data[lane])) for lane in range(lanes)]
 
         # --- compute: the lane's terms, then their sum ---------------------------
-        aligning = delayed(m, op == Op.ADD, 1, name="aligning")
-        terms = [lane_terms(m, op, aligning, word_a[lane], word_b[lane], dec_a, dec_b, lane_shape, f"lane{lane}")
-                 for lane in range(lanes)]
+        terms = [lane_terms(m, kind, word_a[lane], word_b[lane], dec_a, dec_b, lane_shape, f"lane{lane}")
+                 for lane, kind in enumerate(lane_kinds(m, op, lanes))]
         count = delayed(m, p1.count, 2, name="count")
         values = Signal(lane_word)
         for lane, (first, second) in enumerate(terms):

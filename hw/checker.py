@@ -22,15 +22,15 @@ from amaranth.lib.wiring import In, Out
 from golden_model.config import CoreConfig
 from golden_model.isa import CHECK_RULES, OPS, STRICT_FLAGS, Status, status_bits
 
-from .decoder import geometry_facts_layout, holds, stride, wide_exp_shape
+from .decoder import Decoder, geometry_facts_layout, holds, stride, wide_exp_shape
 from .interfaces import dim_shape, instruction_layout, table_entry_layout
 
 
 class Checker(wiring.Component):
-    #: cycles from stable inputs to a meaningful ``error``
-    LATENCY = 6
     #: register stages from the inputs to ``error``: inputs and strides, products, rules
     STAGES = 3
+    #: cycles from a latched instruction to a meaningful ``error``: the decoder's facts, then the stages
+    LATENCY = Decoder.LATENCY + STAGES
 
     def __init__(self, cfg: CoreConfig):
         self.cfg = cfg

@@ -21,6 +21,7 @@ from .delay import delayed
 from .geometry import key_layout, legal, out_height, out_width, pool_shape
 from .interfaces import (command_layout, dim_shape, exp_shape, instruction_layout, slot_shape, table_entry_layout,
                          tmem_addr_shape)
+from .multiplier import RegisteredMultiplier
 from .prng import xs32
 from .sq_shift import SqShift
 
@@ -97,7 +98,7 @@ class Decoder(wiring.Component):
 
     #: cycles from ``inst`` and the ACC state to the geometry facts and the SQ shift (and what derives
     #: from them: a CONV or POOL's ACC shape, QUANT's exponent, a consumer's command)
-    LATENCY = 3
+    LATENCY = 3 * RegisteredMultiplier.LATENCY
     #: cycles from the entries to the issue record's word ranges
     RANGE_LATENCY = 2
 
@@ -124,32 +125,43 @@ class Decoder(wiring.Component):
 
     def _geometry(self, m):
         """The key's geometry facts (hw.geometry), for every opcode; meaningful for CONV, POOL, UNPOOL.
-        Registered in three stages (``LATENCY``) of at most one multiply: Ho, Wo, H x W and the pooled
-        image; then times the batch; then B x Ho times Wo.  The ACC shape and the command behind them
-        start from registers.  Returns the facts and the taps, a cycle ahead of them."""
+        Three rounds of registered multipliers (``LATENCY``: a MULT18X18D with its own registers each, no
+        multiply between fabric flip-flops): H x W, the pooled image and KH x KW; then times the batch;
+        then B x Ho times Wo.  The ACC shape and the command behind them start from registers.  Returns the
+        facts and the taps, a cycle ahead of them."""
         inst, facts = self.inst, self.geometry
         g = key_layout()(inst.key)
         pool_h, pool_w, shift = pool_shape(g)
-        sizes = data.StructLayout({"batch": 5, "ho": 8, "wo": 8, "image": 14, "pooled": 14})
-        first, second = Signal(sizes, name="g_sizes"), Signal(data.StructLayout({"tall": 13, "wo": 8}))
-        early = Signal(data.StructLayout({"taps": 8, "window_shift": 5, "legal": 1}), name="g_early")
+        rounds = RegisteredMultiplier.LATENCY
+
+        def product(a, b, name):
+            m.submodules[f"g_{name}"] = multiplier = RegisteredMultiplier(a_bits=len(a) + 1, b_bits=len(b) + 1)
+            m.d.comb += [multiplier.a.eq(a), multiplier.b.eq(b)]
+            return multiplier.p.as_unsigned()[:len(a) + len(b)]
+
+        early = Signal(data.StructLayout({"batch": 5, "ho": 8, "wo": 8, "window_shift": 5, "legal": 1}),
+                       name="g_early")
         m.d.sync += [
-            first.batch.eq(g.batch), first.ho.eq(out_height(g)), first.wo.eq(out_width(g)),
-            first.image.eq(g.height * g.width), first.pooled.eq(pool_h * pool_w),
-            early.taps.eq(g.kh * g.kw), early.window_shift.eq(shift),
+            early.batch.eq(g.batch), early.ho.eq(out_height(g)), early.wo.eq(out_width(g)),
+            early.window_shift.eq(shift),
             early.legal.eq(legal(g, pool=inst.opcode.matches(*(op for op, spec in OPS.items()
                                                                   if spec.geometry == "pool")))),
         ]
-        m.d.sync += [
-            second.tall.eq(first.batch * first.ho), second.wo.eq(first.wo),
-            facts.in_rows.eq(first.batch * first.image), facts.pool_rows.eq(first.batch * first.pooled),
-        ]
-        late = delayed(m, early, 1, name="g_late")
-        m.d.sync += [
-            facts.out_rows.eq(second.tall * second.wo), facts.taps.eq(late.taps),
+        first = delayed(m, early, rounds - 1, name="g_first")
+        image, pooled, taps = product(g.height, g.width, "image"), product(pool_h, pool_w, "pooled"), \
+            product(g.kh, g.kw, "taps")
+        tall = product(first.batch, first.ho, "tall")
+        in_rows, pool_rows = product(first.batch, image, "in_rows"), product(first.batch, pooled, "pool_rows")
+        out_rows = product(tall, delayed(m, first.wo, rounds, name="g_wo"), "out_rows")
+        second = delayed(m, Cat(in_rows, pool_rows), rounds, name="g_second")
+        late = delayed(m, first, 2 * rounds, name="g_late")
+        ahead = delayed(m, taps, 2 * rounds - 1, name="g_taps")
+        m.d.comb += [
+            facts.out_rows.eq(out_rows), facts.in_rows.eq(second[:len(in_rows)]),
+            facts.pool_rows.eq(second[len(in_rows):]), facts.taps.eq(delayed(m, ahead, 1, name="g_taps_late")),
             facts.window_shift.eq(late.window_shift), facts.legal.eq(late.legal),
         ]
-        return facts, late.taps
+        return facts, ahead
 
     def elaborate(self, platform):
         m = Module()
@@ -161,7 +173,7 @@ class Decoder(wiring.Component):
         # the shift of the ACC a consumer quantizes: the SQ shift (QUANT's ReLU takes max(x, 0); QUPDATE's f0
         # is rounding), or with QUANT's f3 the frozen dst.exp - ACC.exp (above max_shift it flushes)
         m.submodules.sq_shift = sq_shift = SqShift(cfg, pipelined=True)
-        assert 1 + SqShift.LATENCY == self.LATENCY, "the SQ shift must arrive with the geometry facts"
+        assert 1 + SqShift.LATENCY <= self.LATENCY, "the SQ shift must arrive by the geometry facts"
         m.d.sync += sq_shift.peak.eq(Mux(inst.f0 & (opcode == Op.QUANT), acc.maxpos, acc.maxabs))
         sq = sq_shift.shift                             # registered peak, then SqShift's stages (LATENCY)
         frozen = inst.f3 & (opcode == Op.QUANT)

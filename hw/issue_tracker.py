@@ -12,11 +12,13 @@ runs (two ACC banks: each producer writes the bank its predecessor did not,
 so a consumer can still read the previous ACC while the next product is
 computed).  Results therefore equal in-order execution.
 
-``conflict`` is the OR of one registered answer per record, so the wide
-range compares are off the issue path: it answers for ``pending`` and the records of the previous cycle.  Only
-an issue adds a record, so a late answer can only be a wait too many, never
-a missed conflict, provided ``pending`` held its value in that cycle too (the
-sequencer holds it from the cycle before it may issue).
+``conflict`` comes ``CONFLICT_LATENCY`` cycles late, so the wide range
+compares are off the issue path: the compares of ``pending`` against each
+record are registered, then each record's answer, and ``conflict`` is their
+OR.  Only an issue adds a record, and the next instruction reaches ISSUE
+many cycles after one, so a late answer can only be a wait too many, never a
+missed conflict, provided ``pending`` held its value for those cycles (the
+sequencer holds it from before it may issue: hw/sequencer.py).
 
 When an engine finishes, its record is cleared, a producer's ACC maxima are
 taken from its result, and a pending exponent is written back to the table.
@@ -35,6 +37,9 @@ from .tensor_table import ExpWriteSignature
 
 
 class IssueTracker(wiring.Component):
+    #: cycles from ``pending`` to its ``conflict`` answer
+    CONFLICT_LATENCY = 2
+
     def __init__(self, cfg: CoreConfig):
         self.cfg = cfg
         engines = len(Engine)
@@ -61,9 +66,6 @@ class IssueTracker(wiring.Component):
         records, pending, check = self.inflight, self.pending, self.check
         m.d.comb += self.any_inflight.eq(Cat(*(r.valid for r in records)).any())
 
-        def overlap(lo1, hi1, lo2, hi2):
-            return (lo1 < hi2) & (lo2 < hi1)
-
         def uses(slot):
             return ((check.uses.dst & (check.dst == slot)) | (check.uses.a & (check.a == slot)) |
                     (check.uses.b & (check.b == slot)))
@@ -75,16 +77,18 @@ class IssueTracker(wiring.Component):
             self.finished.eq(Cat(*(self.done[i] & r.valid for i, r in enumerate(records))).any()),
         ]
 
+        # two register stages: every compare of the pending instruction against each record, then their
+        # combination per record; ``conflict`` is the OR of the per-record answers
+        ranges = [("w", "w"), ("w", "r0"), ("w", "r1"), ("r0", "w"), ("r1", "w")]
         conflicts = Signal(len(records))
-        m.d.sync += conflicts.eq(Cat(*(
-            r.valid & ((Const(index, self.pending_engine.shape()) == self.pending_engine)
-                       | (r.ports & pending.ports).any()
-                       | overlap(pending.w_lo, pending.w_hi, r.w_lo, r.w_hi)
-                       | overlap(pending.w_lo, pending.w_hi, r.r0_lo, r.r0_hi)
-                       | overlap(pending.w_lo, pending.w_hi, r.r1_lo, r.r1_hi)
-                       | overlap(pending.r0_lo, pending.r0_hi, r.w_lo, r.w_hi)
-                       | overlap(pending.r1_lo, pending.r1_hi, r.w_lo, r.w_hi))
-            for index, r in enumerate(records))))
+        for index, r in enumerate(records):
+            compares = Signal(2 + 2 * len(ranges), name=f"compares{index}")
+            m.d.sync += compares.eq(Cat(
+                Const(index, self.pending_engine.shape()) == self.pending_engine, (r.ports & pending.ports).any(),
+                *(Cat(getattr(pending, f"{mine}_lo") < getattr(r, f"{theirs}_hi"),
+                      getattr(r, f"{theirs}_lo") < getattr(pending, f"{mine}_hi")) for mine, theirs in ranges)))
+            overlaps = [compares[2 + 2 * k] & compares[3 + 2 * k] for k in range(len(ranges))]
+            m.d.sync += conflicts[index].eq(r.valid & (compares[0] | compares[1] | Cat(*overlaps).any()))
         m.d.comb += self.conflict.eq(conflicts.any())
 
         acc, acc_bank = self.acc, Signal()

@@ -48,9 +48,11 @@ from .tensor_table import ExpWriteSignature, TableReadSignature
 #: table's entries arrive sooner (its read, then the sequencer's register: two cycles)
 assert Checker.LATENCY >= Checker.STAGES + Decoder.LATENCY, "the checker would settle before the decoder's facts"
 #: ... and the issue record: the entries (2 cycles), its word ranges (Decoder.RANGE_LATENCY), then
-#: ``staged_record``, ``pending`` and the tracker's registered ``conflict`` (a cycle each) answer by the
-#: first ISSUE cycle, CHECK's LATENCY + 1 cycles after the instruction is latched
-assert 2 + Decoder.RANGE_LATENCY + 3 <= Checker.LATENCY + 1, "the conflict check would answer for a stale record"
+#: ``staged_record`` and ``pending`` (a cycle each) and the tracker's ``conflict``
+#: (IssueTracker.CONFLICT_LATENCY) answer by the first ISSUE cycle, CHECK's LATENCY + 1 cycles after the
+#: instruction is latched
+assert 2 + Decoder.RANGE_LATENCY + 2 + IssueTracker.CONFLICT_LATENCY <= Checker.LATENCY + 1, \
+    "the conflict check would answer for a stale record"
 
 
 class Sequencer(wiring.Component):

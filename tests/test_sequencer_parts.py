@@ -247,7 +247,7 @@ def test_issue_tracker_hazards_banks_and_write_back():
         ctx.set(dut.pending, rec)
         ctx.set(dut.pending_engine, engine)
         ctx.set(dut.pending_acc, acc or {"rows": 0, "cols": 0, "exp": 0})
-        await ctx.tick()                            # ``conflict`` is registered: pending is held a cycle
+        await ctx.tick().repeat(IssueTracker.CONFLICT_LATENCY)     # pending is held while ``conflict`` answers
         conflict = ctx.get(dut.conflict)
         ctx.set(dut.issue, 1)
         await ctx.tick()
@@ -260,18 +260,20 @@ def test_issue_tracker_hazards_banks_and_write_back():
         assert not await issue(ctx, Engine.MATMUL, product, {"rows": 3, "cols": 5, "exp": -9})
         assert (ctx.get(dut.bank) >> Engine.MATMUL) & 1 == 1 and ctx.get(dut.any_inflight)
         assert (ctx.get(dut.acc.rows), ctx.get(dut.acc.cols), ctx.get(dut.acc.exp)) == (3, 5, -9)
-        # conflicts: the same engine, a shared port, a write into words the product reads; each one cycle
-        # after the pending instruction is set (the answer before it is the previous instruction's)
+        # conflicts: the same engine, a shared port, a write into words the product reads; each
+        # CONFLICT_LATENCY cycles after the pending instruction is set (the answers before it are the
+        # previous instruction's)
         for engine, rec in ((Engine.MATMUL, record(Engine.MATMUL)),
                             (Engine.VECTOR, record(Engine.VECTOR, ("tmem_a",))),
                             (Engine.QUANT, record(Engine.QUANT, ("amem_r", "tmem_c", "tmem_w"), w=(15, 16)))):
             ctx.set(dut.pending, record(Engine.QUANT, w=(30, 31)))
             ctx.set(dut.pending_engine, Engine.QUANT)
-            await ctx.tick()
+            await ctx.tick().repeat(IssueTracker.CONFLICT_LATENCY)
             ctx.set(dut.pending, rec)
             ctx.set(dut.pending_engine, engine)
-            assert not ctx.get(dut.conflict)
-            await ctx.tick()
+            for _ in range(IssueTracker.CONFLICT_LATENCY):
+                assert not ctx.get(dut.conflict)
+                await ctx.tick()
             assert ctx.get(dut.conflict), f"engine {engine.name}"
         # a QUANT writing words nobody reads does not conflict; a consumer reads the latest producer's bank
         quant = record(Engine.QUANT, ("amem_r", "tmem_c", "tmem_w"), w=(20, 24), writes_exp=1, dst=6, wb_exp=-3)

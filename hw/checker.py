@@ -5,11 +5,13 @@ Every rule of golden_model.isa.CHECK_RULES is one registered condition
 outputs; ``error`` is the status of the first failing check of the
 instruction's row in golden_model.isa.OPS (ILLEGAL_INSTRUCTION before all),
 so the core reports the golden machine's status code.  The rules compare
-sizes that three register stages derive (:meth:`Checker.sizes`): first the
-inputs (the decoder's ACC shape and geometry facts) and every operand's
-words per row, then the products (each operand's end, the padded taps, the
-ACC's and the data set's words), then the rules themselves, so no path
-holds more than one multiply or one compare.  ``invalidate`` (a new
+sizes derived in register stages (:meth:`Checker.sizes`): the inputs (the
+decoder's ACC shape and geometry facts) and every operand's words per row
+registered; the products (the padded taps, the ACC's and the data set's
+words, each operand's span) on registered multipliers (a MULT18X18D with
+its own registers on the ECP5); each operand's end (its base plus its
+span) a stage later; then the rules themselves, so no path holds a multiply
+between fabric flip-flops or more than one add or compare.  ``invalidate`` (a new
 instruction, an exponent write-back, an issue, an engine finishing)
 restarts a ``LATENCY``-cycle ``settle`` count, and ``error`` is meaningful
 once ``settled``.
@@ -24,11 +26,12 @@ from golden_model.isa import CHECK_RULES, OPS, STRICT_FLAGS, Status, status_bits
 
 from .decoder import Decoder, geometry_facts_layout, holds, stride, wide_exp_shape
 from .interfaces import dim_shape, instruction_layout, table_entry_layout
+from .multiplier import RegisteredMultiplier, registered_product
 
 
 class Checker(wiring.Component):
-    #: register stages from the inputs to ``error``: inputs and strides, products, rules
-    STAGES = 3
+    #: register stages from the inputs to ``error``: a registered multiplier's two, an operand's end, rules
+    STAGES = RegisteredMultiplier.LATENCY + 2
     #: cycles from a latched instruction to a meaningful ``error``: the decoder's facts, then the stages
     LATENCY = Decoder.LATENCY + STAGES
 
@@ -50,10 +53,12 @@ class Checker(wiring.Component):
         })
 
     def sizes(self, m=None) -> dict:
-        """The sizes the rules compare, registered in two stages when ``m`` is given (combinational
-        without it): "produced", "geometry" (the inputs), "stride:<x>" (words per row of x: dst, a, b
-        and the produced ACC), "set_end" (a data set's end sample), then the products "end:<x>" (one
-        past x's last TMEM word), "padded:<x>" (taps x Cp of x's channels), "acc_words" and "data_words"."""
+        """The sizes the rules compare, registered when ``m`` is given (combinational without it):
+        "produced", "geometry" (the inputs), "stride:<x>" (words per row of x: dst, a, b and the produced
+        ACC), "set_end" (a data set's end sample), each a register stage; the products "padded:<x>" (taps
+        x Cp of x's channels), "acc_words" and "data_words" from registered multipliers on the same
+        operands (RegisteredMultiplier.LATENCY), and "end:<x>" (one past x's last TMEM word: its base plus
+        such a product) a stage after them."""
         cfg = self.cfg
 
         def stage(value, name):
@@ -63,20 +68,26 @@ class Checker(wiring.Component):
             m.d.sync += registered.eq(value)
             return registered
 
+        def product(a, b, name):
+            return a * b if m is None else registered_product(m, a, b, name=name)
+
         entries = {"dst": self.dst, "a": self.a, "b": self.b}
-        first = {"produced": stage(self.produced, "produced"), "geometry": stage(self.geometry, "geometry"),
-                 "set_end": stage(self.inst.key[:16] + self.inst.key[16:], "set_end"),
-                 "stride:produced": stage(stride(cfg, self.produced.cols), "stride_produced")}
+        inputs = {"produced": self.produced, "geometry": self.geometry,
+                  "set_end": self.inst.key[:16] + self.inst.key[16:],
+                  "stride:produced": stride(cfg, self.produced.cols)}
         for name, x in entries.items():
-            first[f"stride:{name}"] = stage(stride(cfg, x.cols), f"stride_{name}")
+            inputs[f"stride:{name}"] = stride(cfg, x.cols)
         lanes_log2 = cfg.lanes.bit_length() - 1
-        products = {"acc_words": first["produced"].rows * first["stride:produced"],
-                    "data_words": first["set_end"] * first["stride:dst"]}
-        for name, x in entries.items():
-            products[f"end:{name}"] = x.base + x.rows * first[f"stride:{name}"]
+        sizes = {name: stage(value, name.replace(":", "_")) for name, value in inputs.items()}
+        sizes["acc_words"] = product(self.produced.rows, inputs["stride:produced"], "acc_words")
+        sizes["data_words"] = product(inputs["set_end"], inputs["stride:dst"], "data_words")
         for name in ("dst", "a"):
-            products[f"padded:{name}"] = first["geometry"].taps * (first[f"stride:{name}"] << lanes_log2)
-        return first | {name: stage(value, name.replace(":", "_")) for name, value in products.items()}
+            taps_cp = product(self.geometry.taps, inputs[f"stride:{name}"], f"padded_{name}")
+            sizes[f"padded:{name}"] = taps_cp << lanes_log2
+        for name, x in entries.items():
+            span = product(x.rows, inputs[f"stride:{name}"], f"span_{name}")
+            sizes[f"end:{name}"] = stage(x.base + span, f"end_{name}")
+        return sizes
 
     def rules(self, sizes=None) -> dict:
         """CHECK_RULES name -> the Amaranth condition that the rule fails (over :meth:`sizes`)."""

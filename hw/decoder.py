@@ -21,7 +21,7 @@ from .delay import delayed
 from .geometry import key_layout, legal, out_height, out_width, pool_shape
 from .interfaces import (command_layout, dim_shape, exp_shape, instruction_layout, slot_shape, table_entry_layout,
                          tmem_addr_shape)
-from .multiplier import RegisteredMultiplier
+from .multiplier import RegisteredMultiplier, registered_product
 from .prng import xs32
 from .sq_shift import SqShift
 
@@ -100,7 +100,7 @@ class Decoder(wiring.Component):
     #: from them: a CONV or POOL's ACC shape, QUANT's exponent, a consumer's command)
     LATENCY = 3 * RegisteredMultiplier.LATENCY
     #: cycles from the entries to the issue record's word ranges
-    RANGE_LATENCY = 2
+    RANGE_LATENCY = RegisteredMultiplier.LATENCY + 1
 
     def __init__(self, cfg: CoreConfig):
         self.cfg = cfg
@@ -128,16 +128,14 @@ class Decoder(wiring.Component):
         Three rounds of registered multipliers (``LATENCY``: a MULT18X18D with its own registers each, no
         multiply between fabric flip-flops): H x W, the pooled image and KH x KW; then times the batch;
         then B x Ho times Wo.  The ACC shape and the command behind them start from registers.  Returns the
-        facts and the taps, a cycle ahead of them."""
+        facts and the taps, a registered multiplier's latency ahead of them."""
         inst, facts = self.inst, self.geometry
         g = key_layout()(inst.key)
         pool_h, pool_w, shift = pool_shape(g)
         rounds = RegisteredMultiplier.LATENCY
 
         def product(a, b, name):
-            m.submodules[f"g_{name}"] = multiplier = RegisteredMultiplier(a_bits=len(a) + 1, b_bits=len(b) + 1)
-            m.d.comb += [multiplier.a.eq(a), multiplier.b.eq(b)]
-            return multiplier.p.as_unsigned()[:len(a) + len(b)]
+            return registered_product(m, a, b, name=f"g_{name}")
 
         early = Signal(data.StructLayout({"batch": 5, "ho": 8, "wo": 8, "window_shift": 5, "legal": 1}),
                        name="g_early")
@@ -155,10 +153,10 @@ class Decoder(wiring.Component):
         out_rows = product(tall, delayed(m, first.wo, rounds, name="g_wo"), "out_rows")
         second = delayed(m, Cat(in_rows, pool_rows), rounds, name="g_second")
         late = delayed(m, first, 2 * rounds, name="g_late")
-        ahead = delayed(m, taps, 2 * rounds - 1, name="g_taps")
+        ahead = delayed(m, taps, rounds, name="g_taps")
         m.d.comb += [
             facts.out_rows.eq(out_rows), facts.in_rows.eq(second[:len(in_rows)]),
-            facts.pool_rows.eq(second[len(in_rows):]), facts.taps.eq(delayed(m, ahead, 1, name="g_taps_late")),
+            facts.pool_rows.eq(second[len(in_rows):]), facts.taps.eq(delayed(m, ahead, rounds, name="g_taps_late")),
             facts.window_shift.eq(late.window_shift), facts.legal.eq(late.legal),
         ]
         return facts, ahead
@@ -187,11 +185,10 @@ class Decoder(wiring.Component):
         mat_m, mat_n = Mux(inst.f0, a.cols, a.rows), Mux(inst.f1, b.cols, b.rows)
         m.d.comb += [self.inner_a.eq(Mux(inst.f0, a.rows, a.cols)), self.inner_b.eq(Mux(inst.f1, b.rows, b.cols))]
         facts, taps = self._geometry(m)
-        # a CONV's taps x Cp of B's channels, registered beside the facts (the taps are a cycle ahead of
-        # them, the entries two), so the ACC shape and the command start from registers
-        product = taps * (stride(cfg, b.cols) << (cfg.lanes.bit_length() - 1))
-        padded_taps = Signal(product.shape(), name="padded_taps")
-        m.d.sync += padded_taps.eq(product)
+        # a CONV's taps x Cp of B's channels, on a registered multiplier beside the facts (the taps are its
+        # latency ahead of them), so the ACC shape and the command start from registers
+        lanes_log2 = cfg.lanes.bit_length() - 1
+        padded_taps = registered_product(m, taps, stride(cfg, b.cols), name="padded_taps") << lanes_log2
         conv_rows = Mux(inst.f0, a.cols, Mux(inst.f1, dst.rows, facts.out_rows))
         conv_cols = Mux(inst.f0, padded_taps, Mux(inst.f1, dst.cols, b.rows))
         shapes = {"matmul": (mat_m, mat_n), "a": (a.rows, a.cols), "scalar": (1, 1), "conv": (conv_rows, conv_cols),
@@ -199,13 +196,13 @@ class Decoder(wiring.Component):
         exponents = {"a+b": a.exp + b.exp, "max": Mux(a.exp > b.exp, a.exp, b.exp), "a": a.exp,
                      "a-window": a.exp - facts.window_shift, "loss-grid": C(cfg.loss_fixed_exp, wide_exp_shape(cfg))}
         dst_exponents = {"sq": self.quant_exp, "a": a.exp, "a-window": a.exp - facts.window_shift}
-        # one past each operand's last word, in RANGE_LATENCY register stages from the entries: the span
-        # (rows x stride) beside the base, then their sum
+        # one past each operand's last word, RANGE_LATENCY cycles after the entries: the span (rows x
+        # stride) on a registered multiplier, then the base added
         ends = {}
         for name, entry in entries.items():
-            span, base = Signal(word_end_shape(cfg), name=f"span_{name}"), Signal.like(entry.base, name=f"base_{name}")
+            span = registered_product(m, entry.rows, stride(cfg, entry.cols), name=f"span_{name}")
             ends[name] = Signal(word_end_shape(cfg), name=f"end_{name}")
-            m.d.sync += [span.eq(entry.rows * stride(cfg, entry.cols)), base.eq(entry.base), ends[name].eq(base + span)]
+            m.d.sync += ends[name].eq(entry.base + span)
         produced, record = self.produced, self.record
         with m.Switch(opcode):
             for op, spec in OPS.items():

@@ -71,3 +71,11 @@ class RegisteredMultiplier(wiring.Component):
             i_CLK0=ClockSignal(), i_CE0=self.en, i_RST0=Const(0),
             **ports,
         )
+
+
+def registered_product(m: Module, a, b, *, name: str):
+    """``a`` x ``b`` of two unsigned values, :attr:`RegisteredMultiplier.LATENCY` cycles later: a
+    RegisteredMultiplier added to ``m`` as ``name``, its product unsigned in ``len(a) + len(b)`` bits."""
+    m.submodules[name] = multiplier = RegisteredMultiplier(a_bits=len(a) + 1, b_bits=len(b) + 1)
+    m.d.comb += [multiplier.a.eq(a), multiplier.b.eq(b)]
+    return multiplier.p.as_unsigned()[:len(a) + len(b)]

@@ -10,11 +10,11 @@ decoder's ACC shape and geometry facts) and every operand's words per row
 registered; the products (the padded taps, the ACC's and the data set's
 words, each operand's span) on registered multipliers (a MULT18X18D with
 its own registers on the ECP5); each operand's end (its base plus its
-span) a stage later; then the rules themselves, so no path holds a multiply
-between fabric flip-flops or more than one add or compare.  ``invalidate`` (a new
-instruction, an exponent write-back, an issue, an engine finishing)
-restarts a ``LATENCY``-cycle ``settle`` count, and ``error`` is meaningful
-once ``settled``.
+span) a stage later; then the rules themselves, so no path holds a
+multiply between fabric flip-flops or more than one add or compare.
+``invalidate`` (a new instruction, an exponent write-back, an issue, an
+engine finishing) restarts a ``LATENCY``-cycle ``settle`` count, and
+``error`` is meaningful once ``settled``.
 """
 
 from amaranth import Cat, Module, Mux, Signal

@@ -22,6 +22,9 @@ from .sq_shift import bit_length
 
 
 class Shuffler(wiring.Component):
+    #: cycles per Feistel round (the mix, then the swap); a pass is ``ROUNDS`` rounds
+    CYCLES_PER_ROUND = 2
+
     def __init__(self, *, max_count: int):
         if max_count < 1:
             raise ValueError(f"max_count must be positive, got {max_count}")

@@ -46,9 +46,22 @@ def test_bad_arguments():
         permute(np.arange(3), 3, -1)
 
 
+def walk_passes(index: int, count: int, key: int) -> int:
+    """Feistel passes the cycle walk takes for ``index`` (golden model)."""
+    half, x, passes = half_bits(count), feistel(np.array([index]), half_bits(count), key)[0], 1
+    while x >= count:
+        x, passes = feistel(np.array([x]), half, key)[0], passes + 1
+    return passes
+
+
 def shuffler_run(counts_keys, max_count):
-    """Each (count, key): a command, then every index; returns the unit's outputs per command."""
+    """Each (count, key): a command, then every index; returns the unit's outputs and cycles per index.
+
+    The wait for an output is bounded by the longest walk possible (every value of the
+    Feistel domain at or above ``count`` visited once), so a long walk is not mistaken for a hang.
+    """
     dut = Shuffler(max_count=max_count)
+    per_pass = ROUNDS * Shuffler.CYCLES_PER_ROUND
     results = []
 
     async def bench(ctx):
@@ -57,6 +70,7 @@ def shuffler_run(counts_keys, max_count):
             ctx.set(dut.cmd.valid, 1)
             await ctx.tick().until(dut.cmd.ready)
             ctx.set(dut.cmd.valid, 0)
+            longest = (4 ** half_bits(count) - count + 1) * per_pass + 2
             out = []
             for index in range(count):
                 ctx.set(dut.i.payload, index)
@@ -64,14 +78,15 @@ def shuffler_run(counts_keys, max_count):
                 await ctx.tick().until(dut.i.ready)
                 ctx.set(dut.i.valid, 0)
                 ctx.set(dut.o.ready, 1)
-                for _ in range(100):
+                for cycles in range(1, longest + 1):
                     _, _, valid, value = await ctx.tick().sample(dut.o.valid, dut.o.payload)
                     if valid:
                         break
                 else:
-                    raise AssertionError(f"no output for index {index} of {count}")
+                    raise AssertionError(f"no output for index {index} of {count} key {key:#x} within {longest} "
+                                         f"cycles (EOQ_SEED={SEED})")
                 ctx.set(dut.o.ready, 0)
-                out.append(value)
+                out.append((value, cycles))
             results.append(out)
 
     simulate(dut, bench)
@@ -79,9 +94,14 @@ def shuffler_run(counts_keys, max_count):
 
 
 def test_shuffler_matches_the_golden_permutation():
+    """Every output equals the golden permutation, CYCLES_PER_ROUND cycles per round of each pass of its walk."""
     rng = random.Random(SEED)
     cases = [(1, 5), (2, 0), (3, rng.randrange(2**32)), (17, rng.randrange(2**32)), (200, rng.randrange(2**32)),
              (64, 0xFFFFFFFF)]
     got = shuffler_run(cases, max_count=256)
+    per_pass = ROUNDS * Shuffler.CYCLES_PER_ROUND
     for (count, key), out in zip(cases, got):
-        assert out == permute(np.arange(count), count, key).tolist(), f"count {count} key {key:#x} EOQ_SEED={SEED}"
+        values, cycles = [v for v, _ in out], [c for _, c in out]
+        assert values == permute(np.arange(count), count, key).tolist(), f"count {count} key {key:#x} EOQ_SEED={SEED}"
+        assert cycles == [walk_passes(i, count, key) * per_pass + 1 for i in range(count)], \
+            f"count {count} key {key:#x} EOQ_SEED={SEED}"

@@ -1,16 +1,17 @@
 """AccQuantizer: the ACC tensor in AMEM as a stream of shift-quantized int8 words.
 
 The front end QUANT and QUPDATE share: walk the ACC words from AMEM word 0
-(a :class:`TensorWalker` over its rows and columns), zero the pad lanes (and,
-when ``masked``, the lanes whose mask word from TMEM is <= 0), register the
-word once (no path runs from a block-RAM output into the rounding logic in
-one cycle) and requantize it in a :class:`ShiftQuantizer` with the command's
-SQ shift.  Output ``o`` carries one int8 word per cycle with its valid lane
-count and ``last``; there is no back-pressure.  ``early`` is high the cycle
-before a word appears on ``o``, so a consumer can read a partner word (the
-weights of QUPDATE) to arrive with it.  Latency: the first word appears
-3 + ShiftQuantizer.LATENCY cycles after the command; one word per cycle
-after that.
+(a :class:`TensorWalker` over its rows and columns), register the ACC and
+mask words as they leave the block RAMs (a read's data crosses the chip
+before it meets any logic), zero the pad lanes (and, when ``masked``, the
+lanes whose mask word is <= 0), register the word again (no path runs from a
+block-RAM output into the rounding logic in one cycle) and requantize it in
+a :class:`ShiftQuantizer` with the command's SQ shift. Output ``o`` carries
+one int8 word per cycle with its valid lane count and ``last``; there is no
+back-pressure. ``early`` is high the cycle before a word appears on ``o``,
+so a consumer can read a partner word (the weights of QUPDATE) to arrive
+with it. Latency: the first word appears 4 + ShiftQuantizer.LATENCY cycles
+after the command; one word per cycle after that.
 """
 
 from amaranth import Module, Mux, Signal
@@ -58,10 +59,13 @@ class AccQuantizer(wiring.Component):
         m.submodules.sq = sq = ShiftQuantizer(cfg, cfg.lanes, counted=True, max_pass=False)
         command = Signal(acc_quantizer_command(cfg))
 
-        # the words read this cycle arrive next cycle (``pending``) and are registered once more (``staged``)
+        # the words read this cycle arrive next cycle (``pending``), are registered as they are
+        # (``arrived``) and once more masked (``staged``)
         read_addr = Signal(amem_addr_shape(cfg))
         mask_addr = Signal(tmem_addr_shape(cfg))
         pending, pending_count, pending_last = Signal(), Signal.like(walk.count), Signal()
+        arrived, arrived_count, arrived_last = Signal(), Signal.like(walk.count), Signal()
+        arrived_acc, arrived_mask = Signal.like(self.amem.data), Signal.like(self.mask.data)
         staged, staged_count, staged_last = Signal(), Signal.like(walk.count), Signal()
         staged_data = Signal(sq.i.payload.data.shape())
 
@@ -75,10 +79,12 @@ class AccQuantizer(wiring.Component):
             self.o.valid.eq(sq.o.valid), self.o.payload.data.eq(sq.o.payload.data),
             self.o.payload.last.eq(sq.o.payload.last),
         ]
+        m.d.sync += [arrived.eq(pending), arrived_count.eq(pending_count), arrived_last.eq(pending_last),
+                     arrived_acc.eq(self.amem.data), arrived_mask.eq(self.mask.data)]
         for lane in range(cfg.lanes):
-            keep = (lane < pending_count) & (~command.masked | (self.mask.data[lane] > 0))
-            m.d.sync += staged_data[lane].eq(Mux(keep, self.amem.data[lane], 0))
-        m.d.sync += [staged.eq(pending), staged_count.eq(pending_count), staged_last.eq(pending_last)]
+            keep = (lane < arrived_count) & (~command.masked | (arrived_mask[lane] > 0))
+            m.d.sync += staged_data[lane].eq(Mux(keep, arrived_acc[lane], 0))
+        m.d.sync += [staged.eq(arrived), staged_count.eq(arrived_count), staged_last.eq(arrived_last)]
         # ``early``: a word entered the quantizer LATENCY - 1 cycles ago (``o`` is always ready); its
         # valid lane count reaches ``o`` with it, LATENCY cycles after
         m.d.comb += [self.early.eq(delayed(m, staged, ShiftQuantizer.LATENCY - 1, name="entered")),

@@ -8,10 +8,11 @@ so the core reports the golden machine's status code.  The rules compare
 sizes derived in register stages (:meth:`Checker.sizes`): the inputs (the
 decoder's ACC shape and geometry facts) and every operand's words per row
 registered; the products (the padded taps, the ACC's and the data set's
-words, each operand's span) on registered multipliers (a MULT18X18D with
-its own registers on the ECP5); each operand's end (its base plus its
-span) a stage later; then the rules themselves, so no path holds a
-multiply between fabric flip-flops or more than one add or compare.
+words) on registered multipliers (a MULT18X18D with its own registers on
+the ECP5); each operand's end (its base plus its span) from the decoder,
+which computes it for the issue record in the same stages; then the rules
+themselves, so no path holds a multiply between fabric flip-flops or more
+than one add or compare.  :func:`checker_inputs` wires a decoder to it.
 ``invalidate`` (a new instruction, an exponent write-back, an issue, an
 engine finishing) restarts a ``LATENCY``-cycle ``settle`` count, and
 ``error`` is meaningful once ``settled``.
@@ -24,9 +25,18 @@ from amaranth.lib.wiring import In, Out
 from golden_model.config import CoreConfig
 from golden_model.isa import CHECK_RULES, OPS, STRICT_FLAGS, Status, status_bits
 
-from .decoder import Decoder, geometry_facts_layout, holds, stride, wide_exp_shape
+from .decoder import Decoder, geometry_facts_layout, holds, operand_ends_layout, stride, wide_exp_shape
 from .interfaces import dim_shape, instruction_layout, table_entry_layout
 from .multiplier import RegisteredMultiplier, registered_product
+
+
+def checker_inputs(decoder: Decoder, checker: "Checker", acc) -> list:
+    """The assignments that feed ``checker`` from ``decoder`` (both given the same instruction and
+    entries) and the ACC state ``acc`` (rows, cols, exp)."""
+    return [checker.acc.rows.eq(acc.rows), checker.acc.cols.eq(acc.cols), checker.acc_exp.eq(acc.exp),
+            checker.produced.rows.eq(decoder.produced.rows), checker.produced.cols.eq(decoder.produced.cols),
+            checker.inner_a.eq(decoder.inner_a), checker.inner_b.eq(decoder.inner_b),
+            checker.dst_exp.eq(decoder.dst_exp), checker.geometry.eq(decoder.geometry), checker.ends.eq(decoder.ends)]
 
 
 class Checker(wiring.Component):
@@ -34,6 +44,8 @@ class Checker(wiring.Component):
     STAGES = RegisteredMultiplier.LATENCY + 2
     #: cycles from a latched instruction to a meaningful ``error``: the decoder's facts, then the stages
     LATENCY = Decoder.LATENCY + STAGES
+    assert Decoder.RANGE_LATENCY + 1 <= STAGES, "the decoder's operand ends would reach the rules late"
+    assert Decoder.EXP_LATENCY + 1 <= LATENCY, "the decoder's exponents would reach the rules late"
 
     def __init__(self, cfg: CoreConfig):
         self.cfg = cfg
@@ -47,6 +59,7 @@ class Checker(wiring.Component):
             "dst_exp": In(wide_exp_shape(cfg)),
             "acc_exp": In(wide_exp_shape(cfg)),
             "geometry": In(geometry_facts_layout(cfg)),
+            "ends": In(operand_ends_layout(cfg)),
             "invalidate": In(1),
             "error": Out(status_bits()),
             "settled": Out(1),
@@ -57,8 +70,8 @@ class Checker(wiring.Component):
         "produced", "geometry" (the inputs), "stride:<x>" (words per row of x: dst, a, b and the produced
         ACC), "set_end" (a data set's end sample), each a register stage; the products "padded:<x>" (taps
         x Cp of x's channels), "acc_words" and "data_words" from registered multipliers on the same
-        operands (RegisteredMultiplier.LATENCY), and "end:<x>" (one past x's last TMEM word: its base plus
-        such a product) a stage after them."""
+        operands (RegisteredMultiplier.LATENCY); "end:<x>" (one past x's last TMEM word) is the decoder's
+        (``ends``, Decoder.RANGE_LATENCY after the entries), or its base plus span without ``m``."""
         cfg = self.cfg
 
         def stage(value, name):
@@ -85,8 +98,7 @@ class Checker(wiring.Component):
             taps_cp = product(self.geometry.taps, inputs[f"stride:{name}"], f"padded_{name}")
             sizes[f"padded:{name}"] = taps_cp << lanes_log2
         for name, x in entries.items():
-            span = product(x.rows, inputs[f"stride:{name}"], f"span_{name}")
-            sizes[f"end:{name}"] = stage(x.base + span, f"end_{name}")
+            sizes[f"end:{name}"] = x.base + x.rows * inputs[f"stride:{name}"] if m is None else getattr(self.ends, name)
         return sizes
 
     def rules(self, sizes=None) -> dict:

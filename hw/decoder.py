@@ -6,7 +6,9 @@ runs, the ACC a producer will write (shape and exponent rules), the SQ shift
 of the ACC a consumer quantizes (one :class:`~hw.sq_shift.SqShift`), the
 exponent written to dst, and the fields an engine needs
 (:func:`hw.interfaces.command_layout`; LOSS's ``shift`` carries A's
-exponent).  The sequencer registers its outputs
+exponent).  The exponent sums and differences are registered once
+(``EXP_LATENCY``), so no path runs from a table entry through two adds
+into the command.  The sequencer registers its outputs
 before they are used (hw/sequencer.py).
 """
 
@@ -53,6 +55,13 @@ def word_end_shape(cfg: CoreConfig):
     return unsigned(tmem_addr_shape(cfg).width + 1)
 
 
+def operand_ends_layout(cfg: CoreConfig) -> data.StructLayout:
+    """One past each operand's last TMEM word (base + rows x stride), wide enough for any table entry
+    (the checker's extent rule compares it with the TMEM size; the issue record keeps ``word_end_shape``)."""
+    end = unsigned(max(tmem_addr_shape(cfg).width, 2 * dim_shape(cfg).width + 1) + 1)
+    return data.StructLayout({name: end for name in ("dst", "a", "b")})
+
+
 def issue_record_layout(cfg: CoreConfig) -> data.StructLayout:
     """What the issue tracker keeps of an instruction in flight: its resources and its effects.
 
@@ -86,8 +95,10 @@ class Decoder(wiring.Component):
     """``inst`` with the entries of its dst, a and b slots and the ACC state in; decode out.
 
     Combinational but for the geometry facts and the SQ shift of the ACC, which follow ``inst``
-    and the ACC state after ``LATENCY`` cycles, and the record's word ranges, which follow the
-    entries after ``RANGE_LATENCY`` (the sequencer's check covers both: hw/sequencer.py).
+    and the ACC state after ``LATENCY`` cycles, the exponents (``dst_exp``, ``quant_exp``, the
+    produced ACC's, the command's shifts), which follow them after ``EXP_LATENCY``, and the
+    record's word ranges and operand ends (``ends``), which follow the entries after
+    ``RANGE_LATENCY`` (the sequencer's check covers them all: hw/sequencer.py).
 
     ``uses`` (dst, a, b): the slots whose words or exponent the instruction
     touches (for the exponent write-back hazard); ``inner_a``/``inner_b``:
@@ -99,7 +110,9 @@ class Decoder(wiring.Component):
     #: cycles from ``inst`` and the ACC state to the geometry facts and the SQ shift (and what derives
     #: from them: a CONV or POOL's ACC shape, QUANT's exponent, a consumer's command)
     LATENCY = 3 * RegisteredMultiplier.LATENCY
-    #: cycles from the entries to the issue record's word ranges
+    #: cycles from ``inst``, the entries and the ACC state to the exponents: the sums registered once
+    EXP_LATENCY = LATENCY + 1
+    #: cycles from the entries to the issue record's word ranges and the operands' ends
     RANGE_LATENCY = RegisteredMultiplier.LATENCY + 1
 
     def __init__(self, cfg: CoreConfig):
@@ -121,6 +134,7 @@ class Decoder(wiring.Component):
             "quant_exp": Out(wide_exp_shape(cfg)),
             "dst_exp": Out(wide_exp_shape(cfg)),
             "geometry": Out(geometry_facts_layout(cfg)),
+            "ends": Out(operand_ends_layout(cfg)),
         })
 
     def _geometry(self, m):
@@ -133,10 +147,6 @@ class Decoder(wiring.Component):
         g = key_layout()(inst.key)
         pool_h, pool_w, shift = pool_shape(g)
         rounds = RegisteredMultiplier.LATENCY
-
-        def product(a, b, name):
-            return registered_product(m, a, b, name=f"g_{name}")
-
         early = Signal(data.StructLayout({"batch": 5, "ho": 8, "wo": 8, "window_shift": 5, "legal": 1}),
                        name="g_early")
         m.d.sync += [
@@ -146,17 +156,19 @@ class Decoder(wiring.Component):
                                                                   if spec.geometry == "pool")))),
         ]
         first = delayed(m, early, rounds - 1, name="g_first")
-        image, pooled, taps = product(g.height, g.width, "image"), product(pool_h, pool_w, "pooled"), \
-            product(g.kh, g.kw, "taps")
-        tall = product(first.batch, first.ho, "tall")
-        in_rows, pool_rows = product(first.batch, image, "in_rows"), product(first.batch, pooled, "pool_rows")
-        out_rows = product(tall, delayed(m, first.wo, rounds, name="g_wo"), "out_rows")
-        second = delayed(m, Cat(in_rows, pool_rows), rounds, name="g_second")
+        image = registered_product(m, g.height, g.width, name="g_image")
+        pooled = registered_product(m, pool_h, pool_w, name="g_pooled")
+        taps = registered_product(m, g.kh, g.kw, name="g_taps")
+        tall = registered_product(m, first.batch, first.ho, name="g_tall")
+        in_rows = registered_product(m, first.batch, image, name="g_in_rows")
+        pool_rows = registered_product(m, first.batch, pooled, name="g_pool_rows")
+        out_rows = registered_product(m, tall, delayed(m, first.wo, rounds, name="g_wo"), name="g_out_rows")
         late = delayed(m, first, 2 * rounds, name="g_late")
-        ahead = delayed(m, taps, rounds, name="g_taps")
+        ahead = delayed(m, taps, rounds, name="g_taps_ahead")
         m.d.comb += [
-            facts.out_rows.eq(out_rows), facts.in_rows.eq(second[:len(in_rows)]),
-            facts.pool_rows.eq(second[len(in_rows):]), facts.taps.eq(delayed(m, ahead, rounds, name="g_taps_late")),
+            facts.out_rows.eq(out_rows), facts.in_rows.eq(delayed(m, in_rows, rounds, name="g_in_rows_late")),
+            facts.pool_rows.eq(delayed(m, pool_rows, rounds, name="g_pool_rows_late")),
+            facts.taps.eq(delayed(m, ahead, rounds, name="g_taps_late")),
             facts.window_shift.eq(late.window_shift), facts.legal.eq(late.legal),
         ]
         return facts, ahead
@@ -176,10 +188,11 @@ class Decoder(wiring.Component):
         sq = sq_shift.shift                             # registered peak, then SqShift's stages (LATENCY)
         frozen = inst.f3 & (opcode == Op.QUANT)
         frozen_shift = Signal(wide_exp_shape(cfg))
-        m.d.comb += frozen_shift.eq(dst.exp - acc.exp)
+        m.d.sync += frozen_shift.eq(dst.exp - acc.exp)
         flush = cfg.max_shift + 1
         consumer_shift = Mux(frozen, Mux(frozen_shift > flush, flush, frozen_shift), sq)
-        m.d.comb += self.quant_exp.eq(Mux(frozen, dst.exp, acc.exp + sq))
+        m.d.sync += self.quant_exp.eq(Mux(frozen, dst.exp, acc.exp + sq))
+        assert 1 + SqShift.LATENCY + 1 <= self.EXP_LATENCY, "QUANT's exponent must arrive with the others"
 
         # ACC rules (golden_model.isa.ACC_SHAPES, ACC_EXPONENTS) and the dst exponent (DST_EXPONENTS)
         mat_m, mat_n = Mux(inst.f0, a.cols, a.rows), Mux(inst.f1, b.cols, b.rows)
@@ -193,15 +206,16 @@ class Decoder(wiring.Component):
         conv_cols = Mux(inst.f0, padded_taps, Mux(inst.f1, dst.cols, b.rows))
         shapes = {"matmul": (mat_m, mat_n), "a": (a.rows, a.cols), "scalar": (1, 1), "conv": (conv_rows, conv_cols),
                   "pool": (facts.pool_rows, a.cols)}
-        exponents = {"a+b": a.exp + b.exp, "max": Mux(a.exp > b.exp, a.exp, b.exp), "a": a.exp,
-                     "a-window": a.exp - facts.window_shift, "loss-grid": C(cfg.loss_fixed_exp, wide_exp_shape(cfg))}
+        exp_max = Mux(a.exp > b.exp, a.exp, b.exp)
+        exponents = {"a+b": delayed(m, a.exp + b.exp, 1, name="exp_sum"), "max": delayed(m, exp_max, 1, name="exp_max"),
+                     "a": a.exp, "a-window": delayed(m, a.exp - facts.window_shift, 1, name="exp_window"),
+                     "loss-grid": C(cfg.loss_fixed_exp, wide_exp_shape(cfg))}
         dst_exponents = {"sq": self.quant_exp, "a": a.exp, "a-window": a.exp - facts.window_shift}
         # one past each operand's last word, RANGE_LATENCY cycles after the entries: the span (rows x
         # stride) on a registered multiplier, then the base added
-        ends = {}
+        ends = self.ends
         for name, entry in entries.items():
             span = registered_product(m, entry.rows, stride(cfg, entry.cols), name=f"span_{name}")
-            ends[name] = Signal(word_end_shape(cfg), name=f"end_{name}")
             m.d.sync += ends[name].eq(entry.base + span)
         produced, record = self.produced, self.record
         with m.Switch(opcode):
@@ -224,15 +238,15 @@ class Decoder(wiring.Component):
                         if slot != "dst":
                             lo, hi = (record.r0_lo, record.r0_hi) if slot == "a" else (record.r1_lo, record.r1_hi)
                             entry = entries[slot]
-                            m.d.comb += [lo.eq(entry.base), hi.eq(Mux(read, ends[slot], entry.base))]
-                    m.d.comb += [record.w_lo.eq(dst.base), record.w_hi.eq(ends["dst"] if spec.writes_dst else dst.base)]
+                            m.d.comb += [lo.eq(entry.base), hi.eq(Mux(read, ends[slot][:len(hi)], entry.base))]
+                    m.d.comb += [record.w_lo.eq(dst.base),
+                                 record.w_hi.eq(ends["dst"][:len(record.w_hi)] if spec.writes_dst else dst.base)]
         m.d.comb += [record.op.eq(opcode), record.dst.eq(inst.dst), record.wb_exp.eq(self.dst_exp)]
 
         # the engine command
         cmd = self.cmd
         acc_rows = Mux(record.producer, produced.rows, acc.rows)
         acc_cols = Mux(record.producer, produced.cols, acc.cols)
-        exp_max = exponents["max"]
         for name, entry in entries.items():
             field = getattr(cmd, name)
             m.d.comb += [field.base.eq(entry.base), field.rows.eq(entry.rows), field.cols.eq(entry.cols),
@@ -241,7 +255,8 @@ class Decoder(wiring.Component):
             cmd.op.eq(opcode), cmd.f0.eq(inst.f0), cmd.f1.eq(inst.f1), cmd.f2.eq(inst.f2), cmd.lr.eq(inst.lr),
             cmd.key.eq(Mux(inst.f4, xs32(self.step_base ^ inst.key), inst.key)),
             cmd.acc_rows.eq(acc_rows), cmd.acc_cols.eq(acc_cols), cmd.acc_stride.eq(stride(cfg, acc_cols)),
-            cmd.shift_a.eq(exp_max - a.exp), cmd.shift_b.eq(exp_max - b.exp),
+            cmd.shift_a.eq(delayed(m, exp_max - a.exp, 1, name="shift_a")),
+            cmd.shift_b.eq(delayed(m, exp_max - b.exp, 1, name="shift_b")),
             cmd.shift.eq(Mux(opcode == Op.LOSS, a.exp,
                              dst.exp + inst.lr - Mux(opcode == Op.QUPDATE, self.quant_exp, a.exp))),
             cmd.sq_shift.eq(consumer_shift),

@@ -19,6 +19,9 @@ OR.  Only an issue adds a record, and the next instruction reaches ISSUE
 many cycles after one, so a late answer can only be a wait too many, never a
 missed conflict, provided ``pending`` held its value for those cycles (the
 sequencer holds it from before it may issue: hw/sequencer.py).
+``must_wait`` is registered (``MUST_WAIT_LATENCY``): ``check`` changes only
+with a new instruction and the records only at an issue or a finish, and
+each of those restarts the sequencer's check, which waits longer than that.
 
 When an engine finishes, its record is cleared, a producer's ACC maxima are
 taken from its result, and a pending exponent is written back to the table.
@@ -39,6 +42,8 @@ from .tensor_table import ExpWriteSignature
 class IssueTracker(wiring.Component):
     #: cycles from ``pending`` to its ``conflict`` answer
     CONFLICT_LATENCY = 2
+    #: cycles from ``check`` or a change of the records to ``must_wait``
+    MUST_WAIT_LATENCY = 1
 
     def __init__(self, cfg: CoreConfig):
         self.cfg = cfg
@@ -70,10 +75,10 @@ class IssueTracker(wiring.Component):
             return ((check.uses.dst & (check.dst == slot)) | (check.uses.a & (check.a == slot)) |
                     (check.uses.b & (check.b == slot)))
 
+        m.d.sync += self.must_wait.eq(Cat(*(r.valid & ((r.writes_exp & uses(r.dst)) |
+                                                       (r.producer & (check.consumer | check.producer)))
+                                            for r in records)).any())
         m.d.comb += [
-            self.must_wait.eq(Cat(*(r.valid & ((r.writes_exp & uses(r.dst)) |
-                                               (r.producer & (check.consumer | check.producer)))
-                                    for r in records)).any()),
             self.finished.eq(Cat(*(self.done[i] & r.valid for i, r in enumerate(records))).any()),
         ]
 

@@ -17,7 +17,7 @@ class QuantEngine(wiring.Component):
     :class:`AccQuantizer` streams the ACC words (masked by slot B read on
     ``tmem_a`` with f2) and the engine writes each quantized word to dst,
     from dst.base on.  The last word is written in the done cycle (it lands
-    at that cycle's closing edge).  Latency: rows * acc_stride + 3 + ShiftQuantizer.LATENCY cycles
+    at that cycle's closing edge).  Latency: rows * acc_stride + 4 + ShiftQuantizer.LATENCY cycles
     from command to done.
     """
 

@@ -34,7 +34,7 @@ from amaranth.lib.wiring import In, Out
 from golden_model.config import CoreConfig
 from golden_model.isa import Engine, Op, Status, status_bits
 
-from .checker import Checker
+from .checker import Checker, checker_inputs
 from .decoder import Decoder, issue_record_layout
 from .interfaces import (command_layout, instruction_layout, keys_write_signature, pc_shape, result_layout,
                          run_signature, status_layout)
@@ -53,6 +53,10 @@ assert Checker.LATENCY >= Checker.STAGES + Decoder.LATENCY, "the checker would s
 #: instruction is latched
 assert 2 + Decoder.RANGE_LATENCY + 2 + IssueTracker.CONFLICT_LATENCY <= Checker.LATENCY + 1, \
     "the conflict check would answer for a stale record"
+#: ... and the command: its exponent fields (Decoder.EXP_LATENCY) then ``staged_cmd``, by the last CHECK cycle
+assert Decoder.EXP_LATENCY + 1 <= Checker.LATENCY, "the engine command would be stale at ISSUE"
+#: ... and the tracker's registered ``must_wait``, after the instruction or the records changed
+assert IssueTracker.MUST_WAIT_LATENCY <= Checker.LATENCY, "CHECK would read a stale must_wait"
 
 
 class Sequencer(wiring.Component):
@@ -108,14 +112,8 @@ class Sequencer(wiring.Component):
             m.d.sync += entries[name].eq(getattr(self, f"rd_{name}").entry)
         for part in (decoder, checker):
             m.d.comb += [part.inst.eq(inst)] + [getattr(part, name).eq(entry) for name, entry in entries.items()]
-        m.d.comb += [
-            decoder.acc.eq(tracker.acc), decoder.step_base.eq(step_keys.base),
-            checker.acc.rows.eq(tracker.acc.rows), checker.acc.cols.eq(tracker.acc.cols),
-            checker.produced.rows.eq(decoder.produced.rows), checker.produced.cols.eq(decoder.produced.cols),
-            checker.inner_a.eq(decoder.inner_a), checker.inner_b.eq(decoder.inner_b),
-            checker.dst_exp.eq(decoder.dst_exp), checker.geometry.eq(decoder.geometry),
-            checker.acc_exp.eq(tracker.acc.exp),
-        ]
+        m.d.comb += [decoder.acc.eq(tracker.acc), decoder.step_base.eq(step_keys.base),
+                     *checker_inputs(decoder, checker, tracker.acc)]
         staged_cmd, staged_record = Signal.like(decoder.cmd), Signal.like(decoder.record)
         staged_acc, staged_engine = Signal.like(decoder.produced), Signal.like(decoder.engine)
         m.d.sync += [staged_cmd.eq(decoder.cmd), staged_record.eq(decoder.record), staged_acc.eq(decoder.produced),

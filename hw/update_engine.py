@@ -30,7 +30,7 @@ class UpdateEngine(wiring.Component):
     gradient word k (``early``), so both arrive together; the registered pair
     goes through the UpdateUnit (command ``shift`` = e_w + lr - (e_acc +
     sq_shift), rounding ``f1`` with ``key ^ UPDATE_KEY_SALT`` = golden
-    ``prng.update_key``).  Latency: rows * stride + 4 + ShiftQuantizer.LATENCY +
+    ``prng.update_key``).  Latency: rows * stride + 5 + ShiftQuantizer.LATENCY +
     UpdateUnit.LATENCY cycles.
 
     In both, a W word is read before it is rewritten; pad lanes are masked to

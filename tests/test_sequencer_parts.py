@@ -18,7 +18,7 @@ from golden_model.isa import OPS, PORTS, Acc, Engine, Instruction, Op, Status
 from golden_model.machine import Machine, MachineError, TensorEntry
 from golden_model.prng import step_base
 from golden_model.quant import sq_shift
-from hw.checker import Checker
+from hw.checker import Checker, checker_inputs
 from hw.decoder import Decoder, port_mask
 from hw.issue_tracker import IssueTracker
 from hw.sq_shift import SqShift, bit_length
@@ -75,11 +75,7 @@ class DecodeAndCheck(Elaboratable):
     def elaborate(self, platform):
         m = Module()
         m.submodules.decoder, m.submodules.checker = d, c = self.decoder, self.checker
-        m.d.comb += [c.inst.eq(d.inst), c.dst.eq(d.dst), c.a.eq(d.a), c.b.eq(d.b),
-                     c.acc.rows.eq(d.acc.rows), c.acc.cols.eq(d.acc.cols),
-                     c.produced.rows.eq(d.produced.rows), c.produced.cols.eq(d.produced.cols),
-                     c.inner_a.eq(d.inner_a), c.inner_b.eq(d.inner_b), c.dst_exp.eq(d.dst_exp),
-                     c.geometry.eq(d.geometry), c.acc_exp.eq(d.acc.exp)]
+        m.d.comb += [c.inst.eq(d.inst), c.dst.eq(d.dst), c.a.eq(d.a), c.b.eq(d.b), *checker_inputs(d, c, d.acc)]
         return m
 
 
@@ -280,11 +276,18 @@ def test_issue_tracker_hazards_banks_and_write_back():
         assert not await issue(ctx, Engine.QUANT, quant)
         assert (ctx.get(dut.bank) >> Engine.QUANT) & 1 == 1
         # an instruction using slot 6 must wait for its exponent; a consumer waits for the producer
+        # (``must_wait`` answers MUST_WAIT_LATENCY cycles after a change)
         ctx.set(dut.check, {"uses": {"dst": 0, "a": 1, "b": 0}, "dst": 0, "a": 6, "b": 0, "consumer": 0,
                             "producer": 0})
+        await ctx.tick().repeat(IssueTracker.MUST_WAIT_LATENCY)
         assert ctx.get(dut.must_wait)
+        ctx.set(dut.check, {"uses": {"dst": 0, "a": 1, "b": 0}, "dst": 0, "a": 5, "b": 0, "consumer": 0,
+                            "producer": 0})
+        await ctx.tick().repeat(IssueTracker.MUST_WAIT_LATENCY)
+        assert not ctx.get(dut.must_wait), "slot 5 has no exponent pending and no ACC use"
         ctx.set(dut.check, {"uses": {"dst": 0, "a": 1, "b": 0}, "dst": 0, "a": 5, "b": 0, "consumer": 1,
                             "producer": 0})
+        await ctx.tick().repeat(IssueTracker.MUST_WAIT_LATENCY)
         assert ctx.get(dut.must_wait)
         # the product finishes: its maxima become the ACC's
         ctx.set(dut.result, [{"maxabs": 1000, "maxpos": 77}] * len(Engine))
@@ -292,12 +295,16 @@ def test_issue_tracker_hazards_banks_and_write_back():
         await ctx.tick()
         ctx.set(dut.done, 0)
         assert (ctx.get(dut.acc.maxabs), ctx.get(dut.acc.maxpos)) == (1000, 77)
-        assert not ctx.get(dut.must_wait) or ctx.get(dut.check.a) == 6
+        await ctx.tick().repeat(IssueTracker.MUST_WAIT_LATENCY)
+        assert not ctx.get(dut.must_wait), "the consumer waited for a producer no longer running"
         # the QUANT finishes: its exponent is written back in that cycle
         ctx.set(dut.done, 1 << Engine.QUANT)
         assert ctx.get(dut.exp_w.en) and (ctx.get(dut.exp_w.slot), ctx.get(dut.exp_w.exp)) == (6, -3)
         await ctx.tick()
         ctx.set(dut.done, 0)
+        ctx.set(dut.check, {"uses": {"dst": 0, "a": 1, "b": 0}, "dst": 0, "a": 6, "b": 0, "consumer": 1,
+                            "producer": 0})
+        await ctx.tick().repeat(IssueTracker.MUST_WAIT_LATENCY)
         assert not ctx.get(dut.any_inflight) and not ctx.get(dut.must_wait)
 
     simulate(dut, bench)

@@ -6,11 +6,11 @@ mask words as they leave the block RAMs (a read's data crosses the chip
 before it meets any logic), zero the pad lanes (and, when ``masked``, the
 lanes whose mask word is <= 0), register the word again (no path runs from a
 block-RAM output into the rounding logic in one cycle) and requantize it in
-a :class:`ShiftQuantizer` with the command's SQ shift. Output ``o`` carries
+a :class:`ShiftQuantizer` with the command's SQ shift.  Output ``o`` carries
 one int8 word per cycle with its valid lane count and ``last``; there is no
-back-pressure. ``early`` is high the cycle before a word appears on ``o``,
+back-pressure.  ``early`` is high the cycle before a word appears on ``o``,
 so a consumer can read a partner word (the weights of QUPDATE) to arrive
-with it. Latency: the first word appears 4 + ShiftQuantizer.LATENCY cycles
+with it.  Latency: the first word appears 4 + ShiftQuantizer.LATENCY cycles
 after the command; one word per cycle after that.
 """
 

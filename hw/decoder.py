@@ -210,7 +210,7 @@ class Decoder(wiring.Component):
         exponents = {"a+b": delayed(m, a.exp + b.exp, 1, name="exp_sum"), "max": delayed(m, exp_max, 1, name="exp_max"),
                      "a": a.exp, "a-window": delayed(m, a.exp - facts.window_shift, 1, name="exp_window"),
                      "loss-grid": C(cfg.loss_fixed_exp, wide_exp_shape(cfg))}
-        dst_exponents = {"sq": self.quant_exp, "a": a.exp, "a-window": a.exp - facts.window_shift}
+        dst_exponents = {"sq": self.quant_exp, "a": a.exp, "a-window": exponents["a-window"]}
         # one past each operand's last word, RANGE_LATENCY cycles after the entries: the span (rows x
         # stride) on a registered multiplier, then the base added
         ends = self.ends

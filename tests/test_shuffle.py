@@ -15,6 +15,8 @@ from hw.shuffler import Shuffler
 from sim_tests.amaranth_sim import simulate
 
 SEED = int(os.environ.get("EOQ_SEED", random.randrange(2**31)))
+#: cycles of one Feistel pass of the Shuffler
+CYCLES_PER_PASS = ROUNDS * Shuffler.CYCLES_PER_ROUND
 
 
 @pytest.mark.parametrize("count", [1, 2, 3, 4, 5, 16, 17, 255, 256, 1437, 1797, 4096])
@@ -48,7 +50,8 @@ def test_bad_arguments():
 
 def walk_passes(index: int, count: int, key: int) -> int:
     """Feistel passes the cycle walk takes for ``index`` (golden model)."""
-    half, x, passes = half_bits(count), feistel(np.array([index]), half_bits(count), key)[0], 1
+    half = half_bits(count)
+    x, passes = feistel(np.array([index]), half, key)[0], 1
     while x >= count:
         x, passes = feistel(np.array([x]), half, key)[0], passes + 1
     return passes
@@ -61,7 +64,6 @@ def shuffler_run(counts_keys, max_count):
     Feistel domain at or above ``count`` visited once), so a long walk is not mistaken for a hang.
     """
     dut = Shuffler(max_count=max_count)
-    per_pass = ROUNDS * Shuffler.CYCLES_PER_ROUND
     results = []
 
     async def bench(ctx):
@@ -70,7 +72,7 @@ def shuffler_run(counts_keys, max_count):
             ctx.set(dut.cmd.valid, 1)
             await ctx.tick().until(dut.cmd.ready)
             ctx.set(dut.cmd.valid, 0)
-            longest = (4 ** half_bits(count) - count + 1) * per_pass + 2
+            longest = (4 ** half_bits(count) - count + 1) * CYCLES_PER_PASS + 2
             out = []
             for index in range(count):
                 ctx.set(dut.i.payload, index)
@@ -99,9 +101,8 @@ def test_shuffler_matches_the_golden_permutation():
     cases = [(1, 5), (2, 0), (3, rng.randrange(2**32)), (17, rng.randrange(2**32)), (200, rng.randrange(2**32)),
              (64, 0xFFFFFFFF)]
     got = shuffler_run(cases, max_count=256)
-    per_pass = ROUNDS * Shuffler.CYCLES_PER_ROUND
     for (count, key), out in zip(cases, got):
         values, cycles = [v for v, _ in out], [c for _, c in out]
         assert values == permute(np.arange(count), count, key).tolist(), f"count {count} key {key:#x} EOQ_SEED={SEED}"
-        assert cycles == [walk_passes(i, count, key) * per_pass + 1 for i in range(count)], \
+        assert cycles == [walk_passes(i, count, key) * CYCLES_PER_PASS + 1 for i in range(count)], \
             f"count {count} key {key:#x} EOQ_SEED={SEED}"

@@ -124,10 +124,12 @@ class Sequencer(wiring.Component):
         pending, pending_engine = Signal(issue_record_layout(cfg)), Signal.like(decoder.engine)
         pending_acc = Signal.like(decoder.produced)
         issue, changed = Signal(), Signal()
+        finished, results = Signal.like(self.done), Signal.like(self.result)   # registered: engines sit across
+        m.d.sync += [finished.eq(self.done), results.eq(self.result)]          # the chip from the tracker
         m.d.comb += [
             self.cmd.payload.eq(pending_cmd), self.engine.eq(pending_engine),
             tracker.pending.eq(pending), tracker.pending_engine.eq(pending_engine), tracker.pending_acc.eq(pending_acc),
-            tracker.issue.eq(issue), tracker.done.eq(self.done), tracker.result.eq(self.result),
+            tracker.issue.eq(issue), tracker.done.eq(finished), tracker.result.eq(results),
             tracker.check.uses.eq(decoder.uses), tracker.check.dst.eq(inst.dst), tracker.check.a.eq(inst.a),
             tracker.check.b.eq(inst.b), tracker.check.consumer.eq(decoder.consumer),
             tracker.check.producer.eq(decoder.record.producer),

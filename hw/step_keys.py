@@ -11,7 +11,7 @@ sooner: it sends the write's answer and takes a whole RUN frame first, at
 most one byte per cycle.
 """
 
-from amaranth import Module, Signal
+from amaranth import Array, Const, Module, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -22,16 +22,23 @@ from .interfaces import keys_write_signature
 from .prng import xs32
 
 
+def nibble_product(nibble, index: int) -> Value:
+    """(nibble * PHI << 4 * index) mod 2^32 of a 4-bit ``nibble``, as a table of 16 constants."""
+    return Array(Const((n * PHI << (4 * index)) & MASK32, 32) for n in range(16))[nibble]
+
+
 class StepKeys(wiring.Component):
     """``write`` sets seed and step, ``advance`` counts the step on (a LOOP's pass); ``base`` =
     xs32(seed + (step + 1) * PHI mod 2^32), registered, ``LATENCY`` cycles after either.
 
-    The product is four byte products (step + 1's bytes times PHI, each shifted into place, mod 2^32)
-    summed in a registered tree, so no path holds more than one 8-bit constant product or one add.
+    The product is eight nibble products (step + 1's nibbles times PHI, each shifted into place,
+    mod 2^32) summed in a registered tree: a nibble's product is a 16-entry table of constants, one
+    LUT4 per bit, so the product takes no MULT18X18D (the 128-MAC array needs them) and no path
+    holds more than a table look-up and one add.
     """
 
-    #: cycles from a write to its ``base``: the registers, the byte products, their pair sums, the
-    #: product, the Weyl sum, the xorshift
+    #: cycles from a write to its ``base``: the registers, the byte products (two nibble tables' sum),
+    #: their pair sums, the product, the Weyl sum, the xorshift
     LATENCY = 6
     assert LATENCY < RESPONSE_OVERHEAD + REQUEST_OVERHEAD, "a RUN could start before the new base"
 
@@ -46,9 +53,9 @@ class StepKeys(wiring.Component):
             m.d.sync += [seed.eq(self.write.seed), step.eq(self.write.step), following.eq(self.write.step + 1)]
         with m.Elif(self.advance):
             m.d.sync += [step.eq(step + 1), following.eq(following + 1)]
+        nibbles = [nibble_product(following.word_select(i, 4), i) for i in range(8)]
         parts = [Signal(32, name=f"part{i}") for i in range(4)]
-        m.d.sync += [part.eq((following.word_select(i, 8) * PHI << (8 * i)) & MASK32)
-                     for i, part in enumerate(parts)]
+        m.d.sync += [part.eq(nibbles[2 * i] + nibbles[2 * i + 1]) for i, part in enumerate(parts)]
         pairs, product, weyl = [Signal(32, name=f"pair{i}") for i in range(2)], Signal(32), Signal(32)
         m.d.sync += [pairs[0].eq(parts[0] + parts[1]), pairs[1].eq(parts[2] + parts[3]),
                      product.eq(pairs[0] + pairs[1]), weyl.eq(seed + product), self.base.eq(xs32(weyl))]

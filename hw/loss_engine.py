@@ -7,7 +7,8 @@ the unit's int32 errors into ACC words (C elements per row in
 ceil(C / lanes) words, from AMEM word 0), keeping the ACC's max |x| and
 max(x, 0) for the QUANT that follows.  The logits' exponent arrives in the
 command's ``shift`` field (the LossUnit clamps it to its range).
-``done`` pulses the cycle after the last word is written.  ``counters``
+Each ACC word is registered on its way to the memories (they sit across
+the chip); ``done`` pulses the cycle after the last word is written.  ``counters``
 add up, over the rows with a label, the rows, the correct predictions and
 the loss in Q16 bits (golden ``machine.LossCounters``); ``clear`` zeroes them.
 """
@@ -113,10 +114,12 @@ class LossEngine(wiring.Component):
         merged = Signal.like(held)
         for n in range(lanes):
             m.d.comb += merged[n].eq(Mux(lane == n, error, held[n]))
-        m.d.comb += [unit.o.ready.eq(1), self.amem_w.addr.eq(addr), self.amem_w.data.eq(merged),
+        write = Signal()                            # the ACC write registered: the memories sit across the chip
+        m.d.comb += [unit.o.ready.eq(1), self.amem_w.en.eq(write),
                      self.result.maxabs.eq(maxabs), self.result.maxpos.eq(maxpos)]
-        finish = Signal()
-        m.d.sync += [finish.eq(0), self.done.eq(finish)]
+        m.d.sync += [self.amem_w.addr.eq(addr), self.amem_w.data.eq(merged), write.eq(0)]
+        finish, written = Signal(), Signal()
+        m.d.sync += [finish.eq(0), written.eq(finish), self.done.eq(written)]
         with m.If(self.cmd.valid & self.cmd.ready):
             m.d.sync += [lane.eq(0), addr.eq(0), maxabs.eq(0), maxpos.eq(0)]
         with m.If(sized):
@@ -125,6 +128,5 @@ class LossEngine(wiring.Component):
         with m.If(beat_valid):
             m.d.sync += [held.eq(merged), lane.eq(lane + 1)]
             with m.If((lane == lanes - 1) | beat.row_last):
-                m.d.comb += self.amem_w.en.eq(1)
-                m.d.sync += [held.eq(0), lane.eq(0), addr.eq(addr + 1), finish.eq(beat.last)]
+                m.d.sync += [write.eq(1), held.eq(0), lane.eq(0), addr.eq(addr + 1), finish.eq(beat.last)]
 

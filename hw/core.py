@@ -8,7 +8,10 @@ Up to two engines run at once (hw/sequencer.py issues an instruction beside
 the one in flight when they share no memory port, ACC bank or TMEM words).
 Every engine port maps to one physical memory port (:data:`PORT_MAP`); the
 sequencer never lets two running engines use the same physical port, so each
-port is the OR of its engines' requests gated by their enables.  The host may
+port is the OR of its engines' requests gated by their enables.  An issued
+command reaches its engine through a register (a cycle later; the sequencer
+issues when the register is empty, so no path runs from an engine's ready
+back through the issue).  The host may
 write TMEM, the tensor table and the program only while the core is not
 busy (and the step keys' seed and step, the data set and the data cursor
 likewise); the host link refuses with
@@ -17,7 +20,7 @@ BUSY, and the core ignores such writes.
 
 from __future__ import annotations
 
-from amaranth import Cat, Module
+from amaranth import Cat, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, flipped
 
@@ -121,12 +124,18 @@ class EoqCore(wiring.Component):
         wiring.connect(m, seq.rd_b, table.rd_b)
         wiring.connect(m, seq.exp_w, table.exp_w)
         m.d.comb += seq.done.eq(Cat(*(engine.done for engine in self.engines)))
+        # the command crosses the chip through a register: the issue waits on it being empty, not on an
+        # engine's ready (the tracker's records already hold the instruction from its issue on)
+        staged, staged_engine, staged_valid = Signal.like(seq.cmd.payload), Signal.like(seq.engine), Signal()
+        m.d.comb += seq.cmd.ready.eq(~staged_valid)
+        with m.If(seq.cmd.valid & ~staged_valid):
+            m.d.sync += [staged.eq(seq.cmd.payload), staged_engine.eq(seq.engine), staged_valid.eq(1)]
         for index, engine in enumerate(self.engines):
-            m.d.comb += [engine.cmd.payload.eq(seq.cmd.payload),
-                         engine.cmd.valid.eq(seq.cmd.valid & (seq.engine == index)),
+            m.d.comb += [engine.cmd.payload.eq(staged),
+                         engine.cmd.valid.eq(staged_valid & (staged_engine == index)),
                          seq.result[index].eq(engine.result)]
-            with m.If(seq.engine == index):
-                m.d.comb += seq.cmd.ready.eq(engine.cmd.ready)
+            with m.If(engine.cmd.valid & engine.cmd.ready):
+                m.d.sync += staged_valid.eq(0)
         # memory ports: each physical port ORs the requests of the engines mapped to it
         for physical in PORTS:
             sink = getattr(mem, physical)

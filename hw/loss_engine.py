@@ -19,6 +19,7 @@ from amaranth.lib.wiring import In, Out
 
 from golden_model.config import CoreConfig
 
+from .delay import delayed
 from .interfaces import (EngineSignature, amem_addr_shape, amem_word_layout, counters_layout, dim_shape,
                          tmem_addr_shape)
 from .loss_unit import LossUnit
@@ -118,8 +119,9 @@ class LossEngine(wiring.Component):
         m.d.comb += [unit.o.ready.eq(1), self.amem_w.en.eq(write),
                      self.result.maxabs.eq(maxabs), self.result.maxpos.eq(maxpos)]
         m.d.sync += [self.amem_w.addr.eq(addr), self.amem_w.data.eq(merged), write.eq(0)]
-        finish, written = Signal(), Signal()
-        m.d.sync += [finish.eq(0), written.eq(finish), self.done.eq(written)]
+        finish = Signal()                           # the last word's write decided; written a cycle later
+        m.d.sync += finish.eq(0)
+        m.d.comb += self.done.eq(delayed(m, finish, 2, name="finish"))
         with m.If(self.cmd.valid & self.cmd.ready):
             m.d.sync += [lane.eq(0), addr.eq(0), maxabs.eq(0), maxpos.eq(0)]
         with m.If(sized):

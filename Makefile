@@ -53,7 +53,7 @@ help:
 	@echo "make bench      benchmarks -> BENCH_OUT=$(BENCH_OUT)"
 	@echo "make rtl        Verilog for CONFIG=$(CONFIG) into build/rtl/"
 	@echo "make bitstream BOARD=ulx3s DEVICE=85F [CONFIG=ulx3s FREQ=MHz BAUD=N]  (docs/fpga.md)"
-	@echo "make sweep BOARD=ulx3s [CONFIG='a b' FREQS='30 40' SEEDS='1 2']  build table -> build/fpga/sweep/sweep.md"
+	@echo "make sweep BOARD=ulx3s [CONFIG='a b' FREQS='30 40' SEEDS='1 2' JOBS=2]  build table -> build/fpga/sweep/sweep.md"
 	@echo "make blocks BOARD=ulx3s [CONFIG=ulx3s TIMING=MHz PNR_SEED=N]  LUT4/FF/DSP/block RAM per block of the core -> build/fpga/blocks/"
 	@echo "                TIMING=100: also each block's Fmax and critical path, placed and routed out of context"
 	@echo "make sim-netlist BOARD=ulx3s [CONFIG=small4x4 STEPS=5 LOSS=float|int]  train on the synthesized netlist (docs/fpga.md)"
@@ -99,7 +99,7 @@ blocks: setup
 	$(PY) -m fpga.blocks --board $(BOARD) --device $(DEVICE) $(BITSTREAM_CONFIG) $(if $(TIMING),--timing $(TIMING)) $(if $(PNR_SEED),--seed $(PNR_SEED))
 
 sweep: setup
-	$(PY) -m fpga.sweep --board $(BOARD) --device $(DEVICE) $(if $(CONFIG_GIVEN),--configs $(CONFIG)) --freqs $(or $(FREQS),30) --seeds $(or $(SEEDS),1)
+	$(PY) -m fpga.sweep --board $(BOARD) --device $(DEVICE) $(if $(CONFIG_GIVEN),--configs $(CONFIG)) --freqs $(or $(FREQS),30) --seeds $(or $(SEEDS),1) $(if $(JOBS),--jobs $(JOBS))
 
 program: setup
 	$(PY) -m fpga.program --board $(BOARD)

@@ -1,11 +1,12 @@
 """Build a list of configurations x clock targets x nextpnr seeds and write one table.
 
-    python -m fpga.sweep --configs ulx3s small4x4 --freqs 30 40 [--seeds 1 2 3] [--out build/fpga/sweep]
+    python -m fpga.sweep --configs ulx3s small4x4 --freqs 30 40 [--seeds 1 2 3] [--jobs 2] [--out build/fpga/sweep]
 
 Each point is one ``fpga.build`` (its own build directory, ``<board>-<device>-<config>-<MHz>MHz-s<seed>``);
 a point that does not fit or misses timing is a row too.  Writes ``sweep.json`` (every report) and
 ``sweep.md`` (the table: MACs, LUT4, FF, MULT18X18D, DP16KD, routed Fmax, met, build minutes, and GMAC/s
-at the achieved clock, the Fmax spread over the seeds where several were built).
+at the achieved clock, the Fmax spread over the seeds where several were built).  ``--jobs N`` builds N points
+at once (each its own process; the table keeps the list's order and is rewritten as each point finishes).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 from golden_model.config import get_config
@@ -81,7 +83,8 @@ def main(argv=None) -> int:
     parser.add_argument("--configs", nargs="+", default=None, help="CONFIGS names (default: the board's)")
     parser.add_argument("--freqs", nargs="+", type=float, required=True, help="core clocks in MHz")
     parser.add_argument("--seeds", nargs="+", type=int, default=[1], help="nextpnr placement seeds")
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1, help="nextpnr threads per build")
+    parser.add_argument("--jobs", type=int, default=1, help="builds at once (each a process)")
     parser.add_argument("--out", default="build/fpga/sweep")
     args = parser.parse_args(argv)
     configs = args.configs or [BOARD_CONFIGS.get(args.board, "default")]
@@ -90,17 +93,23 @@ def main(argv=None) -> int:
             get_config(config)
     except ValueError as error:
         parser.error(str(error))
+    if args.jobs < 1:
+        parser.error(f"--jobs {args.jobs}: give at least 1 (the number of builds at once)")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for config in configs:
-        for freq in args.freqs:
-            for seed in args.seeds:
-                print(f"fpga.sweep: {config} at {freq:g} MHz, seed {seed}", flush=True)
-                rows.append(point(config, freq, seed, board=args.board, device=args.device, out=out,
-                                  threads=args.threads))
-                (out / "sweep.json").write_text(json.dumps(rows, indent=2) + "\n")
-                (out / "sweep.md").write_text(table(rows) + "\n")
+    points = [(config, freq, seed) for config in configs for freq in args.freqs for seed in args.seeds]
+    done = {}
+    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        futures = {pool.submit(point, *p, board=args.board, device=args.device, out=out, threads=args.threads): p
+                   for p in points}
+        for future in as_completed(futures):
+            config, freq, seed = futures[future]
+            done[futures[future]] = future.result()
+            print(f"fpga.sweep: {config} at {freq:g} MHz, seed {seed}: done ({len(done)} of {len(points)})",
+                  flush=True)
+            rows = [done[p] for p in points if p in done]
+            (out / "sweep.json").write_text(json.dumps(rows, indent=2) + "\n")
+            (out / "sweep.md").write_text(table(rows) + "\n")
     print(table(rows))
     print(f"fpga.sweep: wrote {out / 'sweep.json'} and {out / 'sweep.md'}")
     return 0 if all(r["met"] for r in rows) else 1

@@ -235,6 +235,30 @@ def test_sweep_tabulates_met_missed_and_unfit_points(tmp_path, monkeypatch):
     assert "ulx3s at 30 MHz: Fmax 31.50 to 33.00 MHz over 2 seeds" in spread
 
 
+def _slow_first_point(config, freq, seed, **_):
+    """fpga.sweep.point's stand-in (module level: the pool pickles it by name): the ulx3s point finishes last."""
+    import time
+    from fpga import sweep
+    time.sleep(1.0 if config == "ulx3s" else 0.0)
+    report = {"resources": {"LUT4": {"used": 1000 if config == "ulx3s" else 500}}, "timing_met": True,
+              "clocks": [{"achieved_mhz": 50.0}], "seconds": 60}
+    return sweep.row(config, freq, seed, report, None)
+
+
+def test_sweep_jobs_build_points_at_once_and_keep_their_order(tmp_path, monkeypatch, capsys):
+    from fpga import sweep
+    monkeypatch.setattr(sweep, "point", _slow_first_point)
+    out = tmp_path / "sweep"
+    assert sweep.main(["--configs", "ulx3s", "small4x4", "--freqs", "45", "--jobs", "2", "--out", str(out)]) == 0
+    assert "small4x4 at 45 MHz, seed 1: done (1 of 2)" in capsys.readouterr().out
+    lines = (out / "sweep.md").read_text().splitlines()
+    assert lines[2].startswith("| ulx3s | 64 | 45.0 | 1 | 1,000 |") and lines[3].startswith("| small4x4 | 16 |")
+    assert [r["config"] for r in json.loads((out / "sweep.json").read_text())] == ["ulx3s", "small4x4"]
+    with pytest.raises(SystemExit):
+        sweep.main(["--freqs", "45", "--jobs", "0"])
+    assert "--jobs 0: give at least 1" in capsys.readouterr().err
+
+
 # ---------------------------------------------------------------- program
 
 def _fake_loader(tmp_path, detect_output, detect_rc=0):

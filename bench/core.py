@@ -4,7 +4,9 @@ Builds the core with the cocotb harness of sim_tests (Verilator), runs a few
 training steps of the reference network (sim_tests/bench_core.py) and
 reports: cycles of the forward and backward programs, cycles per opcode,
 useful MACs per phase (the golden model's MacCounter), and MAC utilization
-= useful MACs / (PEs x cycles) per phase and for the whole step.  Host-link
+= useful MACs / (PEs x cycles) per phase and for the whole step, at the
+configuration's batch (16) and at batch 1 (``batch1``: EOQ's online training,
+where a matrix-vector product keeps one row of the array busy).  Host-link
 transfers are not in these cycles: bench/host_link.py measures them.
 """
 
@@ -79,14 +81,15 @@ def _elementwise_macs(raw: dict) -> int:
     return 3 * raw["batch"] * mlp_sizes()["fc2"][0]
 
 
-def simulate(config: str, arch: str, steps: int, loss: str = "float") -> dict:
+def simulate(config: str, arch: str, steps: int, loss: str = "float", batch: int | None = None) -> dict:
     """The cocotb module's raw counters for ``steps`` training steps of ``arch`` on the simulated core
-    (``loss``: the output error from the host, float, or from the core's LOSS, int)."""
+    (``loss``: the output error from the host, float, or from the core's LOSS, int; ``batch``: samples per
+    step, None for the configuration's max_batch)."""
     runner, directory = build("eoq_core", config, None)
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "core.json")
         env = {"EOQ_CONFIG": config, "EOQ_BENCH_OUT": out, "EOQ_SEED": "1", "EOQ_BENCH_STEPS": str(steps),
-               "EOQ_BENCH_ARCH": arch, "EOQ_BENCH_LOSS": loss}
+               "EOQ_BENCH_ARCH": arch, "EOQ_BENCH_LOSS": loss, "EOQ_BENCH_BATCH": str(batch or "")}
         runner.test(hdl_toplevel="eoq_core", hdl_toplevel_lang="verilog", test_module="sim_tests.bench_core",
                     build_dir=directory, test_dir=directory, extra_env=env, results_xml="bench-results.xml")
         with open(out) as handle:
@@ -94,20 +97,24 @@ def simulate(config: str, arch: str, steps: int, loss: str = "float") -> dict:
 
 
 def run(quick: bool = False, config: str = "default") -> dict:
-    """The step with the host's float error; ``device_loss``: the same step with the core's LOSS."""
+    """The step with the host's float error; ``device_loss``: the same step with the core's LOSS;
+    ``batch1``: the step of one sample."""
     steps = 2 if quick else 3
     result = summarize(simulate(config, "mlp", steps), link_bytes_per_step())
     result["device_loss"] = summarize(simulate(config, "mlp", steps, loss="int"), link_bytes_per_step(loss="int"))
+    result["batch1"] = summarize(simulate(config, "mlp", steps, batch=1), link_bytes_per_step(batch=1))
     return result
 
 
-def link_bytes_per_step(config: str = "default", loss: str = "float") -> int:
-    """Host-link bytes (both directions) of one batch training step, counted on the golden device."""
+def link_bytes_per_step(config: str = "default", loss: str = "float", batch: int | None = None) -> int:
+    """Host-link bytes (both directions) of one training step of ``batch`` samples (None: the
+    configuration's max_batch), counted on the golden device."""
     cfg = get_config(config)
     data = load_digits_split()
     client = LinkClient(LoopbackTransport(LinkDevice(cfg)), cfg)
-    trainer = ProgramTrainer(client, ResMLP(cfg, 0, lr_shift=4, arithmetic=Arithmetic(loss=loss)), cfg.max_batch)
-    x, y = quantize_input(data.train_x[:cfg.max_batch], cfg), data.train_y[:cfg.max_batch]
+    batch = batch or cfg.max_batch
+    trainer = ProgramTrainer(client, ResMLP(cfg, 0, lr_shift=4, arithmetic=Arithmetic(loss=loss)), batch)
+    x, y = quantize_input(data.train_x[:batch], cfg), data.train_y[:batch]
     trainer.train_step(x, y)
     before = client.stats.bytes_out + client.stats.bytes_in
     trainer.train_step(x, y)

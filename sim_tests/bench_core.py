@@ -2,7 +2,8 @@
 
 Runs STEPS training steps of a network ($EOQ_BENCH_ARCH: mlp, the residual
 MLP, or cnn, the ResNet; $EOQ_BENCH_LOSS: float, the host's error, or int,
-the core's LOSS) through the same host flow as the golden model
+the core's LOSS; $EOQ_BENCH_BATCH: samples per step, default the
+configuration's max_batch) through the same host flow as the golden model
 (golden_model.program.ProgramTrainer on sim_tests.core_device.CoreDevice),
 reads the sequencer's per-opcode cycle counters around every run, and writes
 the figures to $EOQ_BENCH_OUT.
@@ -31,6 +32,7 @@ from .core_device import CoreDevice
 STEPS = int(os.environ.get("EOQ_BENCH_STEPS", "3"))
 ARCH = os.environ.get("EOQ_BENCH_ARCH", "mlp")
 ARITHMETIC = Arithmetic(loss=os.environ.get("EOQ_BENCH_LOSS", "float"))
+BATCH = os.environ.get("EOQ_BENCH_BATCH")
 
 
 def network(cfg):
@@ -53,7 +55,8 @@ async def training_step_cycles(dut):
     device = CoreDevice(dut, s.cfg)
     data = load_digits_split()
     rng = np.random.default_rng(s.seed)
-    batches = [rng.choice(len(data.train_y), s.cfg.max_batch, replace=False) for _ in range(STEPS)]
+    batch = int(BATCH) if BATCH else s.cfg.max_batch
+    batches = [rng.choice(len(data.train_y), batch, replace=False) for _ in range(STEPS)]
     runs = []
 
     @function
@@ -76,7 +79,7 @@ async def training_step_cycles(dut):
 
     @external
     def host():
-        trainer = ProgramTrainer(Recording(), model, s.cfg.max_batch)
+        trainer = ProgramTrainer(Recording(), model, batch)
         start_time = time.perf_counter()
         for idx in batches:
             trainer.train_step(inputs(data.train_x[idx]), data.train_y[idx])
@@ -88,7 +91,7 @@ async def training_step_cycles(dut):
     forward = [r for r in runs if r["pc"] == 0]
     backward = [r for r in runs if r["pc"] != 0]
     result = {
-        "config": s.cfg.name, "arch": ARCH, "steps": STEPS, "batch": s.cfg.max_batch, "pes": s.cfg.num_pes,
+        "config": s.cfg.name, "arch": ARCH, "steps": STEPS, "batch": batch, "pes": s.cfg.num_pes,
         "forward_cycles": forward[-1]["cycles"], "backward_cycles": backward[-1]["cycles"],
         "forward_ops": dict(zip([op.name for op in Op], forward[-1]["ops"])),
         "backward_ops": dict(zip([op.name for op in Op], backward[-1]["ops"])),

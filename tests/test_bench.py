@@ -93,3 +93,21 @@ def test_int_loss_section_quick(tmp_path):
         assert row["elements"] == row["vectors"] * 10 > 0
         assert 0 <= row["share_off_by_more_than_one_step"] < 1e-3
         assert row["worst_difference_steps"] <= 1
+
+
+@pytest.mark.parametrize("batch", [1, 16])
+def test_core_summary_counts_the_batch(batch):
+    """bench.core's figures: utilization = useful MACs / (PEs x cycles); the vector engine's element-wise MACs
+    (three passes over fc2's output per sample) leave the products' utilization."""
+    from bench.core import summarize
+    ops = {name: 0 for name in ("MATMUL", "QUANT", "HALT")}
+    raw = {"config": "default", "batch": batch, "pes": 64, "forward_cycles": 300, "backward_cycles": 700,
+           "forward_ops": {**ops, "MATMUL": 200, "HALT": 10}, "backward_ops": {**ops, "MATMUL": 500, "HALT": 20},
+           "macs": {"forward": 4000 * batch, "backward": 3000 * batch, "gradient": 3000 * batch},
+           "wall_seconds": 2.0, "total_cycles": 5000}
+    result = summarize(raw, link_bytes_per_step=340)
+    assert result["batch"] == batch and result["cycles_per_step"] == 1000
+    assert result["mac_utilization"] == round(10000 * batch / 64000, 4)
+    assert result["phases"]["forward"]["mac_utilization"] == round(4000 * batch / (64 * 300), 4)
+    assert result["product_utilization"] == round((10000 - 3 * 64) * batch / (64 * 700), 4)
+    assert result["transfers"]["mac_utilization_with_transfers"] == round(10000 * batch / (64 * 1340), 4)

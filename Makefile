@@ -99,7 +99,7 @@ blocks: setup
 	$(PY) -m fpga.blocks --board $(BOARD) --device $(DEVICE) $(BITSTREAM_CONFIG) $(if $(TIMING),--timing $(TIMING)) $(if $(PNR_SEED),--seed $(PNR_SEED))
 
 sweep: setup
-	$(PY) -m fpga.sweep --board $(BOARD) --device $(DEVICE) $(if $(CONFIG_GIVEN),--configs $(CONFIG)) --freqs $(or $(FREQS),30) --seeds $(or $(SEEDS),1) $(if $(JOBS),--jobs $(JOBS))
+	$(PY) -m fpga.sweep --board $(BOARD) --device $(DEVICE) $(if $(CONFIG_GIVEN),--configs $(CONFIG)) --freqs $(or $(FREQS),30) --seeds $(or $(SEEDS),1) $(if $(JOBS),--jobs $(JOBS)) $(if $(TIMEOUT),--timeout $(TIMEOUT))
 
 program: setup
 	$(PY) -m fpga.program --board $(BOARD)

@@ -6,7 +6,9 @@ Each point is one ``fpga.build`` (its own build directory, ``<board>-<device>-<c
 a point that does not fit or misses timing is a row too.  Writes ``sweep.json`` (every report) and
 ``sweep.md`` (the table: MACs, LUT4, FF, MULT18X18D, DP16KD, routed Fmax, met, build minutes, and GMAC/s
 at the achieved clock, the Fmax spread over the seeds where several were built).  ``--jobs N`` builds N points
-at once (each its own process; the table keeps the list's order and is rewritten as each point finishes).
+at once (each its own process; the table keeps the list's order and is rewritten as each point finishes);
+``--timeout MIN`` gives up on a point's tool step after MIN minutes (a router that does not converge);
+``--merge A/sweep.json B/sweep.json`` tabulates earlier sweeps without building.
 """
 
 from __future__ import annotations
@@ -25,11 +27,12 @@ COLUMNS = ("config", "MACs", "clock MHz", "seed", "LUT4", "FF", "MULT18X18D", "D
            "build min", "GMAC/s")
 
 
-def point(config: str, freq: float, seed: int, *, board: str, device: str, out: Path, threads: int) -> dict:
+def point(config: str, freq: float, seed: int, *, board: str, device: str, out: Path, threads: int,
+          timeout_min: float | None = None) -> dict:
     """One build's row (BuildError: the failure report's figures and the error)."""
     name = f"{board}-{device}-{config}-{freq:g}MHz-s{seed}"
     options = BuildOptions(board=board, device=device, config=config, freq_mhz=freq, out=out, name=name,
-                           seed=seed, threads=threads)
+                           seed=seed, threads=threads, timeout_min=timeout_min)
     try:
         report, error = build(options), None
     except BuildError as failure:
@@ -53,6 +56,17 @@ def row(config: str, freq: float, seed: int, report: dict, error: str | None) ->
             "gmacs": round(cfg.num_pes * min(fmax, freq) / 1e3, 2) if fmax else None, "error": error}
 
 
+def outcome(error: str | None) -> str:
+    """The met column of a build that did not meet timing: missed, did not fit, gave up, or failed."""
+    if error is None or error.startswith("timing not met"):
+        return "no"
+    if "does not fit" in error:
+        return "does not fit"
+    if "did not finish" in error:
+        return "gave up (--timeout)"
+    return "failed"
+
+
 def table(rows: list[dict]) -> str:
     """Markdown table of the rows, then the Fmax spread of each (config, clock) over its seeds."""
     def cell(value):
@@ -61,7 +75,7 @@ def table(rows: list[dict]) -> str:
 
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for r in rows:
-        met = "yes" if r["met"] else ("no" if r["error"] is None or "timing" in r["error"] else "does not fit")
+        met = "yes" if r["met"] else outcome(r["error"])
         values = (r["config"], r["macs"], r["freq_mhz"], r["seed"], r["LUT4"], r["TRELLIS_FF"], r["MULT18X18D"],
                   r["DP16KD"], r["fmax_mhz"], met, r["minutes"], r["gmacs"])
         lines.append("| " + " | ".join(cell(v) for v in values) + " |")
@@ -76,17 +90,49 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def merge(sources: list[Path], out: Path) -> int:
+    """One table of earlier sweeps' rows (their sweep.json files, in the order given)."""
+    rows = []
+    for source in sources:
+        try:
+            loaded = json.loads(source.read_text())
+            if not isinstance(loaded, list) or not all(isinstance(r, dict) and "config" in r for r in loaded):
+                raise ValueError("not a list of sweep rows")
+        except (OSError, ValueError) as error:
+            print(f"fpga.sweep: cannot read {source} ({error}): give the sweep.json a sweep wrote",
+                  file=sys.stderr)
+            return 2
+        rows += loaded
+    write(rows, out)
+    return 0 if all(r["met"] for r in rows) else 1
+
+
+def write(rows: list[dict], out: Path) -> None:
+    """``out/sweep.json`` (the rows) and ``out/sweep.md`` (their table)."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "sweep.json").write_text(json.dumps(rows, indent=2) + "\n")
+    (out / "sweep.md").write_text(table(rows) + "\n")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fpga.sweep", description=__doc__.splitlines()[0])
     parser.add_argument("--board", default="ulx3s")
     parser.add_argument("--device", default="85F")
     parser.add_argument("--configs", nargs="+", default=None, help="CONFIGS names (default: the board's)")
-    parser.add_argument("--freqs", nargs="+", type=float, required=True, help="core clocks in MHz")
+    parser.add_argument("--freqs", nargs="+", type=float, help="core clocks in MHz")
     parser.add_argument("--seeds", nargs="+", type=int, default=[1], help="nextpnr placement seeds")
     parser.add_argument("--threads", type=int, default=1, help="nextpnr threads per build")
     parser.add_argument("--jobs", type=int, default=1, help="builds at once (each a process)")
+    parser.add_argument("--timeout", type=float, default=None, metavar="MIN",
+                        help="give up on a point's tool step after MIN minutes (a row that says so)")
+    parser.add_argument("--merge", nargs="+", default=None, metavar="JSON",
+                        help="no builds: one table of earlier sweeps' sweep.json files")
     parser.add_argument("--out", default="build/fpga/sweep")
     args = parser.parse_args(argv)
+    if args.merge:
+        return merge([Path(name) for name in args.merge], Path(args.out))
+    if not args.freqs:
+        parser.error("give the clocks to build (--freqs MHZ ...), or --merge earlier sweeps' sweep.json")
     configs = args.configs or [BOARD_CONFIGS.get(args.board, "default")]
     try:
         for config in configs:
@@ -96,20 +142,18 @@ def main(argv=None) -> int:
     if args.jobs < 1:
         parser.error(f"--jobs {args.jobs}: give at least 1 (the number of builds at once)")
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     points = [(config, freq, seed) for config in configs for freq in args.freqs for seed in args.seeds]
     done = {}
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        futures = {pool.submit(point, *p, board=args.board, device=args.device, out=out, threads=args.threads): p
-                   for p in points}
+        futures = {pool.submit(point, *p, board=args.board, device=args.device, out=out, threads=args.threads,
+                               timeout_min=args.timeout): p for p in points}
         for future in as_completed(futures):
             config, freq, seed = futures[future]
             done[futures[future]] = future.result()
             print(f"fpga.sweep: {config} at {freq:g} MHz, seed {seed}: done ({len(done)} of {len(points)})",
                   flush=True)
             rows = [done[p] for p in points if p in done]
-            (out / "sweep.json").write_text(json.dumps(rows, indent=2) + "\n")
-            (out / "sweep.md").write_text(table(rows) + "\n")
+            write(rows, out)
     print(table(rows))
     print(f"fpga.sweep: wrote {out / 'sweep.json'} and {out / 'sweep.md'}")
     return 0 if all(r["met"] for r in rows) else 1

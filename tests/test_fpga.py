@@ -259,6 +259,33 @@ def test_sweep_jobs_build_points_at_once_and_keep_their_order(tmp_path, monkeypa
     assert "--jobs 0: give at least 1" in capsys.readouterr().err
 
 
+def test_sweep_merges_earlier_sweeps_and_names_each_outcome(tmp_path, capsys):
+    from fpga import sweep
+    report = {"resources": {"LUT4": {"used": 900}}, "clocks": [{"achieved_mhz": 48.0}], "timing_met": True}
+    rows = [sweep.row("ulx3s", 45.0, 1, report, None),
+            sweep.row("ulx3s", 50.0, 1, {**report, "timing_met": False}, "timing not met: 48.00 < 50 MHz"),
+            sweep.row("ulx3s", 50.0, 2, {}, "nextpnr-ecp5 did not finish within 40 min (for nextpnr usually ...)"),
+            sweep.row("ulx3s", 50.0, 3, {}, "nextpnr-ecp5 failed (exit 1) in build/x; see build.log"),
+            sweep.row("default", 30.0, 1, {}, "configuration default does not fit the 85F: ...")]
+    for n, part in enumerate((rows[:2], rows[2:])):
+        (tmp_path / f"s{n}").mkdir()
+        (tmp_path / f"s{n}" / "sweep.json").write_text(json.dumps(part))
+    merged = tmp_path / "merged"
+    assert sweep.main(["--merge", str(tmp_path / "s0" / "sweep.json"), str(tmp_path / "s1" / "sweep.json"),
+                       "--out", str(merged)]) == 1                  # not every point met timing
+    lines = (merged / "sweep.md").read_text().splitlines()
+    assert [line.split(" | ")[9] for line in lines[2:7]] == ["yes", "no", "gave up (--timeout)", "failed",
+                                                              "does not fit"]
+    assert len(json.loads((merged / "sweep.json").read_text())) == 5
+    (tmp_path / "bad.json").write_text('{"config": "ulx3s"}')
+    assert sweep.main(["--merge", str(tmp_path / "bad.json"), "--out", str(merged)]) == 2
+    err = capsys.readouterr().err
+    assert "cannot read" in err and "not a list of sweep rows" in err
+    with pytest.raises(SystemExit):
+        sweep.main(["--configs", "ulx3s"])
+    assert "give the clocks to build" in capsys.readouterr().err
+
+
 # ---------------------------------------------------------------- program
 
 def _fake_loader(tmp_path, detect_output, detect_rc=0):

@@ -49,7 +49,9 @@ def row(config: str, freq: float, seed: int, report: dict, error: str | None) ->
     for name, count in report.get("yosys_cells", {}).items():      # a build that stopped before nextpnr
         if name in ("MULT18X18D", "DP16KD") and used[name] is None:
             used[name] = count
-    fmax = min((c["achieved_mhz"] for c in report.get("clocks", [])), default=None)
+    # a build that stopped before routing logged at most nextpnr's placement estimate: no Fmax
+    clocks = [] if "failed_step" in report else report.get("clocks", [])
+    fmax = min((c["achieved_mhz"] for c in clocks), default=None)
     met = bool(report.get("timing_met")) and error is None
     return {"config": config, "macs": cfg.num_pes, "freq_mhz": freq, "seed": seed, **used, "fmax_mhz": fmax,
             "met": met, "minutes": round(report["seconds"] / 60, 1) if "seconds" in report else None,

@@ -264,7 +264,8 @@ def test_sweep_merges_earlier_sweeps_and_names_each_outcome(tmp_path, capsys):
     report = {"resources": {"LUT4": {"used": 900}}, "clocks": [{"achieved_mhz": 48.0}], "timing_met": True}
     rows = [sweep.row("ulx3s", 45.0, 1, report, None),
             sweep.row("ulx3s", 50.0, 1, {**report, "timing_met": False}, "timing not met: 48.00 < 50 MHz"),
-            sweep.row("ulx3s", 50.0, 2, {}, "nextpnr-ecp5 did not finish within 40 min (for nextpnr usually ...)"),
+            sweep.row("ulx3s", 50.0, 2, {"clocks": [{"achieved_mhz": 42.3}], "failed_step": "nextpnr-ecp5"},
+                      "nextpnr-ecp5 did not finish within 40 min (for nextpnr usually ...)"),
             sweep.row("ulx3s", 50.0, 3, {}, "nextpnr-ecp5 failed (exit 1) in build/x; see build.log"),
             sweep.row("default", 30.0, 1, {}, "configuration default does not fit the 85F: ...")]
     for n, part in enumerate((rows[:2], rows[2:])):
@@ -277,6 +278,7 @@ def test_sweep_merges_earlier_sweeps_and_names_each_outcome(tmp_path, capsys):
     assert [line.split(" | ")[9] for line in lines[2:7]] == ["yes", "no", "gave up (--timeout)", "failed",
                                                               "does not fit"]
     assert len(json.loads((merged / "sweep.json").read_text())) == 5
+    assert rows[2]["fmax_mhz"] is None and rows[2]["gmacs"] is None   # a placement estimate is not an Fmax
     (tmp_path / "bad.json").write_text('{"config": "ulx3s"}')
     assert sweep.main(["--merge", str(tmp_path / "bad.json"), "--out", str(merged)]) == 2
     err = capsys.readouterr().err

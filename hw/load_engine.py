@@ -14,7 +14,8 @@ command's key (golden ``Machine.batch_samples``):
 A feature LOAD copies the sample's words from DMEM, zeroing the lanes past
 dst's columns, and commits the cursor when done; a label LOAD (f0) writes
 the sample's label into lane 0 of the row's word and leaves the cursor.
-Two cycles per word (synchronous read, then write).
+Two cycles per word (synchronous read, then write; the write is registered
+on its way to the memories and the last one lands in the ``done`` cycle).
 """
 
 from amaranth import Module, Mux, Signal, signed
@@ -68,8 +69,11 @@ class LoadEngine(wiring.Component):
                      shuffler.cmd.payload.count.eq(count),
                      shuffler.cmd.payload.key.eq(xs32(epoch_keys.base ^ SHUFFLE_MIX)),
                      shuffler.i.payload.eq(at.train),
-                     self.data_r.addr.eq(sample_word + word), self.labels_r.addr.eq(sample),
-                     self.tmem_w.addr.eq(addr + word)]
+                     self.data_r.addr.eq(sample_word + word), self.labels_r.addr.eq(sample)]
+        # the cursor's end test, registered: the cursor moves at least two cycles before ROW reads it
+        epoch_over = Signal()
+        m.d.sync += epoch_over.eq(at.train >= count)
+        m.d.sync += self.tmem_w.en.eq(0)                # the TMEM write registered: the memories are far
         with m.If(self.cursor_w.en):
             m.d.sync += self.cursor.eq(self.cursor_w.value)
         with m.If(wait != 0):
@@ -96,7 +100,7 @@ class LoadEngine(wiring.Component):
                     with m.If(~cmd.f0):
                         m.d.sync += self.cursor.eq(at)
                     m.next = "IDLE"
-                with m.Elif(cmd.f1 & (at.train >= count)):          # the epoch is over: the next one's key
+                with m.Elif(cmd.f1 & epoch_over):                    # the epoch is over: the next one's key
                     m.d.sync += [at.train.eq(0), at.epoch.eq(at.epoch + 1), wait.eq(StepKeys.LATENCY)]
                     m.next = "KEY"
                 with m.Elif(cmd.f1):
@@ -119,12 +123,13 @@ class LoadEngine(wiring.Component):
                 m.d.comb += [self.data_r.en.eq(~pad & ~cmd.f0), self.labels_r.en.eq(~pad & cmd.f0)]
                 m.next = "WRITE"
             with m.State("WRITE"):
-                m.d.comb += self.tmem_w.en.eq(1)
+                m.d.sync += [self.tmem_w.en.eq(1), self.tmem_w.addr.eq(addr + word)]
                 with m.If(cmd.f0):
-                    m.d.comb += self.tmem_w.data[0].eq(Mux(pad, NO_LABEL, self.labels_r.data))
+                    m.d.sync += [self.tmem_w.data[0].eq(Mux(pad, NO_LABEL, self.labels_r.data))]
+                    m.d.sync += [self.tmem_w.data[lane].eq(0) for lane in range(1, lanes)]
                 with m.Else():
                     for lane in range(lanes):
-                        m.d.comb += self.tmem_w.data[lane].eq(Mux(pad | (remaining <= lane), 0, self.data_r.data[lane]))
+                        m.d.sync += self.tmem_w.data[lane].eq(Mux(pad | (remaining <= lane), 0, self.data_r.data[lane]))
                 m.d.sync += [word.eq(word + 1), remaining.eq(remaining - lanes)]
                 m.next = "READ"
                 with m.If(word == cmd.dst.stride - 1):

@@ -16,7 +16,8 @@ Stages after it:
            maxima or the sums;
   write    SCALE, ADD, POOL: the ACC word (a group of KH*KW words summed for
            POOL); MASK, UNPOOL: the TMEM word at dst; SUM, DOT: the lane sum
-           added to the running total.
+           added to the running total.  Writes are registered on their way
+           to the memories (they land a cycle later, before ``done``).
 
 The running max |x| / max(x, 0) follow the ACC words: the written word
 registered, its lane magnitudes, the lane maxima one tree level per cycle
@@ -25,8 +26,8 @@ a registered tree too.  ``done`` waits for them.  The word count and the
 walk's image size are registered products, ready two cycles after the
 command (state SIZE).
 
-SUM / DOT then write the total to lane 0 of AMEM word 0 (other lanes 0) and
-take the maxima from it.  MASK reads every
+SUM / DOT then write the total to lane 0 of AMEM word 0 (other lanes 0; the
+write lands in the ``done`` cycle) and take the maxima from it.  MASK reads every
 word before it writes it and later reads are at higher offsets, so it may
 write in place over A or B; UNPOOL's dst must not overlap A (its checks).
 """
@@ -181,14 +182,15 @@ class VectorEngine(wiring.Component):
         with m.If(sum_valid):
             m.d.sync += total.eq(total + word_sum)
 
+        m.d.sync += [self.amem_w.en.eq(0), self.tmem_w.en.eq(0)]   # writes registered: the memories are far
         with m.If(p2_valid):
             with m.Switch(op):
                 with m.Case(Op.SCALE, Op.ADD, Op.POOL):
                     with m.If(p2.last):
-                        m.d.comb += [self.amem_w.en.eq(1), self.amem_w.addr.eq(p2.out), self.amem_w.data.eq(summed)]
+                        m.d.sync += [self.amem_w.en.eq(1), self.amem_w.addr.eq(p2.out), self.amem_w.data.eq(summed)]
                 with m.Case(Op.MASK, Op.UNPOOL):
-                    m.d.comb += [self.tmem_w.en.eq(1), self.tmem_w.addr.eq(cmd.dst.base + p2.out)]
-                    m.d.comb += [self.tmem_w.data[lane].eq(values[lane]) for lane in range(lanes)]
+                    m.d.sync += [self.tmem_w.en.eq(1), self.tmem_w.addr.eq(cmd.dst.base + p2.out),
+                                 *(self.tmem_w.data[lane].eq(values[lane]) for lane in range(lanes))]
 
         # --- control ----------------------------------------------------------
         # the last word's running maxima are final in DONE, and its lane sum in the total in FINISH, when
@@ -213,8 +215,8 @@ class VectorEngine(wiring.Component):
                     m.next = "FINISH"
             with m.State("FINISH"):
                 with m.If(reduced):
-                    m.d.comb += [self.amem_w.en.eq(1), self.amem_w.addr.eq(C(0, amem_addr_shape(cfg)))]
-                    m.d.comb += [self.amem_w.data[lane].eq(total if lane == 0 else 0) for lane in range(lanes)]
+                    m.d.sync += [self.amem_w.en.eq(1), self.amem_w.addr.eq(C(0, amem_addr_shape(cfg))),
+                                 *(self.amem_w.data[lane].eq(total if lane == 0 else 0) for lane in range(lanes))]
                     m.d.sync += [maxabs.eq(_abs(total, cfg.acc_bits)),
                                  maxpos.eq(Mux(total > 0, total.as_unsigned(), 0))]
                 m.next = "DONE"

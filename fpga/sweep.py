@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -23,6 +24,9 @@ from golden_model.config import get_config
 
 from .build import BOARD_CONFIGS, BuildError, BuildOptions, build
 
+#: The keys of a row (``row``), which ``--merge`` checks in the files it reads.
+ROW_KEYS = ("config", "macs", "freq_mhz", "seed", "LUT4", "TRELLIS_FF", "MULT18X18D", "DP16KD", "fmax_mhz", "met",
+            "minutes", "gmacs", "error")
 COLUMNS = ("config", "MACs", "clock MHz", "seed", "LUT4", "FF", "MULT18X18D", "DP16KD", "Fmax MHz", "met",
            "build min", "GMAC/s")
 
@@ -81,24 +85,27 @@ def table(rows: list[dict]) -> str:
         values = (r["config"], r["macs"], r["freq_mhz"], r["seed"], r["LUT4"], r["TRELLIS_FF"], r["MULT18X18D"],
                   r["DP16KD"], r["fmax_mhz"], met, r["minutes"], r["gmacs"])
         lines.append("| " + " | ".join(cell(v) for v in values) + " |")
-    spread = {}
+    spread = {}                 # seeds pool only within one source commit (a --merge may hold several)
     for r in rows:
         if r["fmax_mhz"] is not None:
-            spread.setdefault((r["config"], r["freq_mhz"]), []).append(r["fmax_mhz"])
-    for (config, freq), fmaxes in spread.items():
+            spread.setdefault((r.get("commit"), r["config"], r["freq_mhz"]), []).append(r["fmax_mhz"])
+    for (commit, config, freq), fmaxes in spread.items():
         if len(fmaxes) > 1:
-            lines.append(f"\n{config} at {freq:g} MHz: Fmax {min(fmaxes):.2f} to {max(fmaxes):.2f} MHz over "
+            at = f" ({commit})" if commit else ""
+            lines.append(f"\n{config}{at} at {freq:g} MHz: Fmax {min(fmaxes):.2f} to {max(fmaxes):.2f} MHz over "
                          f"{len(fmaxes)} seeds")
     return "\n".join(lines)
 
 
 def merge(sources: list[Path], out: Path) -> int:
-    """One table of earlier sweeps' rows (their sweep.json files, in the order given)."""
+    """One table of earlier sweeps' rows (their sweep.json files, in the order given); the Fmax spread
+    pools seeds of one source commit only."""
     rows = []
     for source in sources:
         try:
             loaded = json.loads(source.read_text())
-            if not isinstance(loaded, list) or not all(isinstance(r, dict) and "config" in r for r in loaded):
+            if not isinstance(loaded, list) or not all(isinstance(r, dict) and set(ROW_KEYS) <= r.keys()
+                                                       for r in loaded):
                 raise ValueError("not a list of sweep rows")
         except (OSError, ValueError) as error:
             print(f"fpga.sweep: cannot read {source} ({error}): give the sweep.json a sweep wrote",
@@ -107,6 +114,16 @@ def merge(sources: list[Path], out: Path) -> int:
         rows += loaded
     write(rows, out)
     return 0 if all(r["met"] for r in rows) else 1
+
+
+def source_commit() -> str | None:
+    """The tree the sweep builds, as ``git describe --always --dirty`` (None outside a git checkout)."""
+    try:
+        described = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True,
+                                   cwd=Path(__file__).parent)
+    except OSError:
+        return None
+    return described.stdout.strip() or None if described.returncode == 0 else None
 
 
 def write(rows: list[dict], out: Path) -> None:
@@ -143,15 +160,17 @@ def main(argv=None) -> int:
         parser.error(str(error))
     if args.jobs < 1:
         parser.error(f"--jobs {args.jobs}: give at least 1 (the number of builds at once)")
+    if args.timeout is not None and args.timeout <= 0:
+        parser.error(f"--timeout {args.timeout:g}: give a positive number of minutes (or leave it out: no limit)")
     out = Path(args.out)
     points = [(config, freq, seed) for config in configs for freq in args.freqs for seed in args.seeds]
-    done = {}
+    commit, done = source_commit(), {}
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         futures = {pool.submit(point, *p, board=args.board, device=args.device, out=out, threads=args.threads,
                                timeout_min=args.timeout): p for p in points}
         for future in as_completed(futures):
-            config, freq, seed = futures[future]
-            done[futures[future]] = future.result()
+            config, freq, seed = finished = futures[future]
+            done[finished] = {**future.result(), "commit": commit}
             print(f"fpga.sweep: {config} at {freq:g} MHz, seed {seed}: done ({len(done)} of {len(points)})",
                   flush=True)
             rows = [done[p] for p in points if p in done]

@@ -252,6 +252,7 @@ def test_sweep_jobs_build_points_at_once_and_keep_their_order(tmp_path, monkeypa
     assert sweep.main(["--configs", "ulx3s", "small4x4", "--freqs", "45", "--jobs", "2", "--out", str(out)]) == 0
     assert "small4x4 at 45 MHz, seed 1: done (1 of 2)" in capsys.readouterr().out
     lines = (out / "sweep.md").read_text().splitlines()
+    assert {r["commit"] for r in json.loads((out / "sweep.json").read_text())} == {sweep.source_commit()}
     assert lines[2].startswith("| ulx3s | 64 | 45.0 | 1 | 1,000 |") and lines[3].startswith("| small4x4 | 16 |")
     assert [r["config"] for r in json.loads((out / "sweep.json").read_text())] == ["ulx3s", "small4x4"]
     with pytest.raises(SystemExit):
@@ -268,7 +269,8 @@ def test_sweep_merges_earlier_sweeps_and_names_each_outcome(tmp_path, capsys):
                       "nextpnr-ecp5 did not finish within 40 min (for nextpnr usually ...)"),
             sweep.row("ulx3s", 50.0, 3, {}, "nextpnr-ecp5 failed (exit 1) in build/x; see build.log"),
             sweep.row("default", 30.0, 1, {}, "configuration default does not fit the 85F: ...")]
-    for n, part in enumerate((rows[:2], rows[2:])):
+    rows[0]["commit"] = "aaaaaaa"
+    for n, part in enumerate((rows[:2], rows[2:] + [{**rows[0], "seed": 4, "fmax_mhz": 47.0, "commit": "bbbbbbb"}])):
         (tmp_path / f"s{n}").mkdir()
         (tmp_path / f"s{n}" / "sweep.json").write_text(json.dumps(part))
     merged = tmp_path / "merged"
@@ -277,12 +279,18 @@ def test_sweep_merges_earlier_sweeps_and_names_each_outcome(tmp_path, capsys):
     lines = (merged / "sweep.md").read_text().splitlines()
     assert [line.split(" | ")[9] for line in lines[2:7]] == ["yes", "no", "gave up (--timeout)", "failed",
                                                               "does not fit"]
-    assert len(json.loads((merged / "sweep.json").read_text())) == 5
+    assert len(json.loads((merged / "sweep.json").read_text())) == 6
+    assert "over 2 seeds" not in (merged / "sweep.md").read_text()    # 48.0 and 47.0: two commits, no spread
     assert rows[2]["fmax_mhz"] is None and rows[2]["gmacs"] is None   # a placement estimate is not an Fmax
-    (tmp_path / "bad.json").write_text('{"config": "ulx3s"}')
-    assert sweep.main(["--merge", str(tmp_path / "bad.json"), "--out", str(merged)]) == 2
-    err = capsys.readouterr().err
-    assert "cannot read" in err and "not a list of sweep rows" in err
+    for bad in ('{"config": "ulx3s"}', '[{"config": "ulx3s", "met": true}]'):    # not a list; rows lack keys
+        (tmp_path / "bad.json").write_text(bad)
+        assert sweep.main(["--merge", str(tmp_path / "bad.json"), "--out", str(merged)]) == 2
+        err = capsys.readouterr().err
+        assert "cannot read" in err and "not a list of sweep rows" in err
+    for timeout in ("0", "-5"):
+        with pytest.raises(SystemExit):
+            sweep.main(["--freqs", "45", "--timeout", timeout])
+        assert "give a positive number of minutes" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         sweep.main(["--configs", "ulx3s"])
     assert "give the clocks to build" in capsys.readouterr().err

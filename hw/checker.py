@@ -11,8 +11,10 @@ registered; the products (the padded taps, the ACC's and the data set's
 words) on registered multipliers (a MULT18X18D with its own registers on
 the ECP5); each operand's end (its base plus its span) from the decoder,
 which computes it for the issue record in the same stages; then the rules
-themselves, so no path holds a multiply between fabric flip-flops or more
-than one add or compare.  :func:`checker_inputs` wires a decoder to it.
+themselves; then ``error``, the first failing rule's status, registered (the
+opcode's check list is a priority multiplexer: unregistered, it ran from the
+instruction register into the sequencer's state), so no path holds a multiply
+between fabric flip-flops or more than one add or compare.  :func:`checker_inputs` wires a decoder to it.
 ``invalidate`` (a new instruction, an exponent write-back, an issue, an
 engine finishing) restarts a ``LATENCY``-cycle ``settle`` count, and
 ``error`` is meaningful once ``settled``.
@@ -40,12 +42,15 @@ def checker_inputs(decoder: Decoder, checker: "Checker", acc) -> list:
 
 
 class Checker(wiring.Component):
-    #: register stages from the inputs to ``error``: a registered multiplier's two, an operand's end, rules
+    #: register stages from the decoder's facts to ``error``: a registered multiplier's two, the rules, ``error``
     STAGES = RegisteredMultiplier.LATENCY + 2
     #: cycles from a latched instruction to a meaningful ``error``: the decoder's facts, then the stages
     LATENCY = Decoder.LATENCY + STAGES
-    assert Decoder.RANGE_LATENCY + 1 <= STAGES, "the decoder's operand ends would reach the rules late"
-    assert Decoder.EXP_LATENCY + 1 <= LATENCY, "the decoder's exponents would reach the rules late"
+    #: cycles from the table entries to ``error``: the decoder's operand ends or a registered product of their
+    #: sizes, then the rules and ``error``
+    ENTRY_LATENCY = max(Decoder.RANGE_LATENCY, RegisteredMultiplier.LATENCY) + 2
+    assert Decoder.EXP_LATENCY + 2 <= LATENCY, "the decoder's exponents would reach the rules late"
+    assert ENTRY_LATENCY <= LATENCY, "entries given with the instruction would reach the rules late"
 
     def __init__(self, cfg: CoreConfig):
         self.cfg = cfg
@@ -163,7 +168,8 @@ class Checker(wiring.Component):
 
         illegal_geometry = Signal()
         m.d.sync += illegal_geometry.eq(~sizes["geometry"].legal)
-        error = self.error
+        error = Signal.like(self.error)
+        m.d.sync += self.error.eq(error)
         with m.Switch(inst.opcode):
             for op, spec in OPS.items():
                 with m.Case(op):

@@ -45,8 +45,9 @@ from .tensor_table import ExpWriteSignature, TableReadSignature
 
 #: CHECK's wait covers the decoder's registered facts: the instruction is latched, its geometry facts and
 #: SQ shift follow Decoder.LATENCY cycles later, then the checker's register stages (hw/checker.py); the
-#: table's entries arrive sooner (its read, then the sequencer's register: two cycles)
+#: table's entries arrive two cycles after the instruction (its read, then the sequencer's register)
 assert Checker.LATENCY >= Checker.STAGES + Decoder.LATENCY, "the checker would settle before the decoder's facts"
+assert 2 + Checker.ENTRY_LATENCY <= Checker.LATENCY, "the checker would settle before the entries' rules"
 #: ... and the issue record: the entries (2 cycles), its word ranges (Decoder.RANGE_LATENCY), then
 #: ``staged_record`` and ``pending`` (a cycle each) and the tracker's ``conflict``
 #: (IssueTracker.CONFLICT_LATENCY) answer by the first ISSUE cycle, CHECK's LATENCY + 1 cycles after the

@@ -108,8 +108,11 @@ class LossUnit(wiring.Component):
         classes = cfg.max_features
         m.submodules.exp2 = exp2 = Exp2(shapes["a"], tag_bits=max(classes - 1, 1).bit_length())
         m.submodules.log2 = log2 = Log2(shapes["sum"])
-        m.submodules.row = row_mem = Memory(shape=data_shape(cfg), depth=classes, init=[])
-        m.submodules.g = g_mem = Memory(shape=unsigned(EXP_BITS + 1), depth=classes, init=[])
+        # a row's classes in LUT RAM, whose registered read is a fabric flip-flop: a block RAM's read takes
+        # 5.6 ns from the clock before the subtract that makes the error
+        small = {"ram_style": "distributed"}
+        m.submodules.row = row_mem = Memory(shape=data_shape(cfg), depth=classes, init=[], attrs=small)
+        m.submodules.g = g_mem = Memory(shape=unsigned(EXP_BITS + 1), depth=classes, init=[], attrs=small)
         row_write, row_read = row_mem.write_port(), row_mem.read_port()
         g_write, g_read = g_mem.write_port(), g_mem.read_port()
 
@@ -153,12 +156,14 @@ class LossUnit(wiring.Component):
         top_term = whole - others
         top_g = Signal.like(top_term)                       # final in EMIT: GRID's last sum is 2 cycles before
         m.d.sync += top_g.eq(top_term)
-        g_value = Mux(col == top, top_g, g_read.data).as_signed()
+        # what EMIT's class is, compared in EMIT_READ: the error's subtract is then all EMIT holds
+        at = Signal(data.StructLayout({"top": 1, "label": 1, "row_end": 1, "end": 1}))
+        g_value = Mux(at.top, top_g, g_read.data).as_signed()
         m.d.comb += [
             row_write.addr.eq(col), row_write.data.eq(self.i.payload.logit),
             g_write.addr.eq(exp2.out_tag), g_write.data.eq(exp2.out), g_read.addr.eq(col),
-            self.o.payload.error.eq(g_value - Mux(col == label, whole, 0)),
-            self.o.payload.row_last.eq(col == cols - 1), self.o.payload.last.eq((col == cols - 1) & (row == rows - 1)),
+            self.o.payload.error.eq(g_value - Mux(at.label, whole, 0)),
+            self.o.payload.row_last.eq(at.row_end), self.o.payload.last.eq(at.end),
             self.o.payload.loss_bits.eq(z_label + ls - (EXP_BITS << LOG_FRAC)),
             self.o.payload.correct.eq(top == label), self.o.payload.labelled.eq(label != classes),
         ]
@@ -209,6 +214,8 @@ class LossUnit(wiring.Component):
                     m.next = "EMIT_READ"
             with m.State("EMIT_READ"):
                 m.d.comb += g_read.en.eq(1)
+                m.d.sync += [at.top.eq(col == top), at.label.eq(col == label), at.row_end.eq(col == cols - 1),
+                             at.end.eq((col == cols - 1) & (row == rows - 1))]
                 m.next = "EMIT"
             with m.State("EMIT"):
                 m.d.comb += self.o.valid.eq(1)

@@ -96,12 +96,13 @@ class VectorEngine(wiring.Component):
     def _alignment(self, m: Module, shift, name: str) -> ShiftDecode:
         """Decode of an ADD alignment shift.  Nearest rounding of an int8 by more than data_bits gives 0,
         like a flush, so the decoder flushes above min(data_bits, max_shift): exact, and no wide shifter
-        per lane.  Registered: the shift is fixed per command, and SIZE covers the cycle."""
+        per lane.  The clamped shift and its decode are registered (two cycles: the shift is fixed per
+        command, and SIZE and the walk's first read cover them), so no lane's shifter hangs off the command."""
         cfg = self.cfg
         align_cfg = cfg.replace(max_shift=min(cfg.data_bits, cfg.max_shift))
         flush = align_cfg.max_shift + 1
         clamped = Signal(range(flush + 1), name=f"{name}_clamped")
-        m.d.comb += clamped.eq(Mux(shift > flush, flush, shift))
+        m.d.sync += clamped.eq(Mux(shift > flush, flush, shift))
         return ShiftDecode(m, clamped, align_cfg, name=name, registered=True)
 
     def elaborate(self, platform):

@@ -187,6 +187,7 @@ class LinkExecutor(wiring.Component):
                     else:
                         m.d.comb += length_ok.eq(frame.length == spec.length)
 
+        fails = self._range_checks(m, frame)
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += self.frame.ready.eq(1)
@@ -217,7 +218,7 @@ class LinkExecutor(wiring.Component):
             with m.State("EXECUTE"):
                 self._execute(m, SimpleNamespace(frame=frame, reply=reply, bulk=bulk, running=running,
                                                  run_seq=run_seq, run_cmd=run_cmd, repeat=repeat,
-                                                 payloads=payloads))
+                                                 payloads=payloads, fails=fails))
             with m.State("BULK"):
                 with m.If(bulk.done):
                     reply(LinkStatus.OK)
@@ -231,12 +232,34 @@ class LinkExecutor(wiring.Component):
                     m.next = "IDLE"
         return m
 
-    def _execute(self, m, state):
-        """EXECUTE: the command's own range rules, then its effect or its answer."""
-        cfg, core, frame, reply = self.cfg, self.core, state.frame, state.reply
+    def _range_checks(self, m, frame) -> tuple:
+        """The commands' range rules, registered every cycle (outside the FSM): the frame is latched in
+        IDLE, so they hold in EXECUTE (CHECK is the cycle between), and no adder's carry chain reaches the
+        bulk writer or the core's enables.  Returns the flags bulk_over, read_long, read_over, slot_over,
+        exp_over and run_bad."""
+        cfg = self.cfg
         args = arguments(frame)
         addr, count, slot, exp = args.addr, args.count, args.slot, args.exp
         exp_limit = 1 << (cfg.exp_bits - 1)
+        names = ("bulk_over", "read_long", "read_over", "slot_over", "exp_over", "run_bad")
+        bulk_over, read_long, read_over, slot_over, exp_over, run_bad = flags = tuple(Signal(name=n) for n in names)
+        for cmd, spec in COMMANDS.items():
+            if spec.unit is not None:
+                with m.If(frame.cmd == cmd):
+                    m.d.sync += bulk_over.eq(addr + frame.units > unit_depth(spec.unit, cfg))
+        m.d.sync += [
+            read_long.eq(count > cfg.max_payload // cfg.lanes), read_over.eq(addr + count > cfg.tmem_words),
+            slot_over.eq(slot >= cfg.tensor_slots), exp_over.eq((exp < -exp_limit) | (exp >= exp_limit)),
+            run_bad.eq((addr >= cfg.program_depth) |
+                       ((frame.cmd == Cmd.LOOP) & ((args.passes == 0) | (args.advance > 1)))),
+        ]
+        return flags
+
+    def _execute(self, m, state):
+        """EXECUTE: the command's own range rules, then its effect or its answer."""
+        cfg, core, frame, reply = self.cfg, self.core, state.frame, state.reply
+        count = arguments(frame).count
+        bulk_over, read_long, read_over, slot_over, exp_over, run_bad = state.fails
         with m.Switch(frame.cmd):
             with m.Case(Cmd.PING):
                 reply(LinkStatus.OK, PING_PAYLOAD_BYTES, state.payloads["ping"])
@@ -250,7 +273,7 @@ class LinkExecutor(wiring.Component):
             for cmd, spec in COMMANDS.items():
                 if spec.unit is not None:
                     with m.Case(cmd):
-                        with m.If(addr + frame.units > unit_depth(spec.unit, cfg)):
+                        with m.If(bulk_over):
                             reply(LinkStatus.ADDR_RANGE)
                         with m.Elif(frame.units == 0):
                             reply(LinkStatus.OK)
@@ -258,14 +281,14 @@ class LinkExecutor(wiring.Component):
                             m.d.comb += [state.bulk.start.eq(1), state.bulk.unit.eq(spec.unit)]
                             m.next = "BULK"
             with m.Case(Cmd.READ_TMEM):
-                with m.If(count > cfg.max_payload // cfg.lanes):
+                with m.If(read_long):
                     reply(LinkStatus.BAD_LENGTH)
-                with m.Elif(addr + count > cfg.tmem_words):
+                with m.Elif(read_over):
                     reply(LinkStatus.ADDR_RANGE)
                 with m.Else():
                     reply(LinkStatus.OK, count * cfg.lanes, from_tmem=True)
             with m.Case(Cmd.WRITE_TENSOR):
-                with m.If((slot >= cfg.tensor_slots) | (exp < -exp_limit) | (exp >= exp_limit)):
+                with m.If(slot_over | exp_over):
                     reply(LinkStatus.ADDR_RANGE)
                 with m.Else():
                     m.d.comb += core.table_w.en.eq(1)
@@ -279,13 +302,12 @@ class LinkExecutor(wiring.Component):
                 m.d.comb += core.counters_clear.eq(1)
                 reply(LinkStatus.OK)
             with m.Case(Cmd.READ_TENSOR):
-                with m.If(slot >= cfg.tensor_slots):
+                with m.If(slot_over):
                     reply(LinkStatus.ADDR_RANGE)
                 with m.Else():
                     m.next = "TABLE_WAIT"
             with m.Case(*RUN_COMMANDS):
-                loop = frame.cmd == Cmd.LOOP
-                with m.If((addr >= cfg.program_depth) | (loop & ((args.passes == 0) | (args.advance > 1)))):
+                with m.If(run_bad):
                     reply(LinkStatus.ADDR_RANGE)
                 with m.Elif(state.repeat):
                     reply(LinkStatus.OK, RUN_PAYLOAD_BYTES, state.payloads["run"])   # repeated RUN: the last result

@@ -57,8 +57,8 @@ class Exp2(wiring.Component):
     keeps ``(z >> 16) + offset >= 0`` (the golden model raises otherwise).
     """
 
-    #: the table read, the interpolation, the rounding right shift
-    LATENCY = 1 + INTERPOLATE_LATENCY + 1
+    #: the table read, the interpolation, the rounding right shift in two stages
+    LATENCY = 1 + INTERPOLATE_LATENCY + 2
 
     def __init__(self, z_bits: int, tag_bits: int = 1):
         self.z_bits = z_bits
@@ -75,16 +75,12 @@ class Exp2(wiring.Component):
         m.d.sync += [low.eq(self.z[:INTERP_BITS]), shift.eq((self.z >> LOG_FRAC) + self.offset)]
         mantissa = interpolated(m, value, diff, low, name="mantissa")
         mantissa_shift = delayed(m, shift, INTERPOLATE_LATENCY, name="shift")
-        rounded = Signal(EXP_BITS + 1)
-        with m.Switch(mantissa_shift):
-            with m.Case(0):
-                m.d.comb += rounded.eq(mantissa)
-            for s in range(1, FLUSH_SHIFT + 1):
-                with m.Case(s):
-                    m.d.comb += rounded.eq((mantissa + (1 << (s - 1))) >> s)
-            with m.Default():
-                m.d.comb += rounded.eq(0)
-        m.d.sync += self.out.eq(rounded)
+        # (mantissa + 2**(s-1)) >> s = ((mantissa >> (s-1)) + 1) >> 1 for s >= 1, and the same form with
+        # mantissa << 1 takes s = 0 too: one variable shift, registered, then the add (no adder per shift)
+        halved = Signal(EXP_BITS + 2)
+        in_range = (mantissa_shift >= 0) & (mantissa_shift <= FLUSH_SHIFT)
+        amount = mantissa_shift.as_unsigned()[:FLUSH_SHIFT.bit_length()]
+        m.d.sync += [halved.eq(Mux(in_range, (mantissa << 1) >> amount, 0)), self.out.eq((halved + 1) >> 1)]
         m.d.comb += [self.out_valid.eq(delayed(m, self.valid, self.LATENCY, name="valid")),
                      self.out_tag.eq(delayed(m, self.tag, self.LATENCY, name="tag"))]
         return m

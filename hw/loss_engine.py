@@ -102,7 +102,7 @@ class LossEngine(wiring.Component):
         unit's beats are registered, then their magnitudes, so the unit's last pass, the word's
         write and the running compare each get a clock period."""
         cfg, lanes = self.cfg, self.cfg.lanes
-        lane = Signal(range(lanes))
+        lane = Signal(lanes, init=1)                # one-hot: each lane's multiplexer takes one flip-flop
         addr = Signal(amem_addr_shape(cfg))
         held = Signal(amem_word_layout(cfg))
         maxabs, maxpos = Signal(cfg.acc_bits), Signal(cfg.acc_bits)
@@ -114,7 +114,7 @@ class LossEngine(wiring.Component):
                      sized.eq(beat_valid)]
         merged = Signal.like(held)
         for n in range(lanes):
-            m.d.comb += merged[n].eq(Mux(lane == n, error, held[n]))
+            m.d.comb += merged[n].eq(Mux(lane[n], error, held[n]))
         write = Signal()                            # the ACC write registered: the memories sit across the chip
         m.d.comb += [unit.o.ready.eq(1), self.amem_w.en.eq(write),
                      self.result.maxabs.eq(maxabs), self.result.maxpos.eq(maxpos)]
@@ -123,12 +123,12 @@ class LossEngine(wiring.Component):
         m.d.sync += finish.eq(0)
         m.d.comb += self.done.eq(delayed(m, finish, 2, name="finish"))
         with m.If(self.cmd.valid & self.cmd.ready):
-            m.d.sync += [lane.eq(0), addr.eq(0), maxabs.eq(0), maxpos.eq(0)]
+            m.d.sync += [lane.eq(1), addr.eq(0), maxabs.eq(0), maxpos.eq(0)]
         with m.If(sized):
             m.d.sync += [maxabs.eq(Mux(magnitude > maxabs, magnitude, maxabs)),
                          maxpos.eq(Mux(positive > maxpos, positive, maxpos))]
         with m.If(beat_valid):
-            m.d.sync += [held.eq(merged), lane.eq(lane + 1)]
-            with m.If((lane == lanes - 1) | beat.row_last):
-                m.d.sync += [write.eq(1), held.eq(0), lane.eq(0), addr.eq(addr + 1), finish.eq(beat.last)]
+            m.d.sync += [held.eq(merged), lane.eq(lane.rotate_left(1))]
+            with m.If(lane[lanes - 1] | beat.row_last):
+                m.d.sync += [write.eq(1), held.eq(0), lane.eq(1), addr.eq(addr + 1), finish.eq(beat.last)]
 

@@ -9,6 +9,8 @@ from amaranth import Cat, Module, Mux, Signal, Value, signed, unsigned
 from golden_model.config import CoreConfig
 from golden_model.prng import MASK32
 
+from .register_copies import RegisterCopies
+
 #: Width of one generator word (and of the stochastic-rounding random input).
 WORD_BITS = MASK32.bit_length()
 
@@ -53,12 +55,23 @@ class ShiftDecode:
     ``flush`` = s > cfg.max_shift.  With ``registered=True`` the decode is
     registered (it follows ``shift`` one cycle later), for units whose shift
     is fixed per tensor: the compares then leave the per-element path.
+    ``lanes`` (registered only) gives each lane its own copy of the shift,
+    registered like the decode, for :func:`shift_or_flush`: one register
+    driving every lane's shifter was a route across the unit.
     """
 
-    def __init__(self, m: Module, shift: Value, cfg: CoreConfig, name: str = "rshift", registered: bool = False):
+    def __init__(self, m: Module, shift: Value, cfg: CoreConfig, name: str = "rshift", registered: bool = False,
+                 lanes: int = 0):
+        if lanes and not registered:
+            raise ValueError("per-lane shift copies are registered: they need registered=True")
         n = cfg.max_shift
         self.cfg = cfg
         self.shift = shift
+        self.lane_shifts = []
+        if lanes:
+            m.submodules[f"{name}_copies"] = copies = RegisterCopies(len(shift), copies=lanes)
+            m.d.comb += copies.i.eq(shift)
+            self.lane_shifts = [copies.o[lane] for lane in range(lanes)]
         self.mask = Signal(n, name=f"{name}_mask")
         self.half = Signal(n, name=f"{name}_half")
         self.nonzero = Signal(name=f"{name}_nonzero")
@@ -80,9 +93,9 @@ def rounding_offset(x: Value, dec: ShiftDecode, stochastic: Value, r: Value) -> 
     return Mux(stochastic, stochastic_off, nearest_off)
 
 
-def shift_or_flush(total: Value, dec: ShiftDecode) -> Value:
-    """``total >> s``, or 0 when s > cfg.max_shift (flush)."""
-    return Mux(dec.flush, 0, total >> dec.shift)
+def shift_or_flush(total: Value, dec: ShiftDecode, lane: int = None) -> Value:
+    """``total >> s``, or 0 when s > cfg.max_shift (flush); with ``lane``, s is that lane's copy."""
+    return Mux(dec.flush, 0, total >> (dec.shift if lane is None else dec.lane_shifts[lane]))
 
 
 def round_shift(x: Value, dec: ShiftDecode, stochastic: Value, r: Value) -> Value:

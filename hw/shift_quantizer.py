@@ -75,7 +75,7 @@ class ShiftQuantizer(LanedStreamUnit):
         stochastic = Signal()
         shift = Signal(shift_shape(cfg))
         magnitudes = Signal(cfg.acc_bits)    # OR of |x| over the tensor
-        decoded = ShiftDecode(m, shift, cfg, registered=True)
+        decoded = ShiftDecode(m, shift, cfg, registered=True, lanes=self.lanes)
 
         values = [Mux(relu & (x < 0), 0, x) for x in self.i.payload.data]
 
@@ -100,7 +100,7 @@ class ShiftQuantizer(LanedStreamUnit):
             for lane in range(self.lanes):
                 m.d.sync += [x1[lane].eq(values[lane]), off1[lane].eq(offsets[lane]),
                              sum2[lane].eq(x1[lane] + off1[lane]),
-                             shifted3[lane].eq(shift_or_flush(sum2[lane], decoded)),
+                             shifted3[lane].eq(shift_or_flush(sum2[lane], decoded, lane)),
                              self.o.payload.data[lane].eq(saturate(shifted3[lane], cfg))]
             m.d.sync += [self.o.valid.eq(valid[-1]), self.o.payload.last.eq(last[-1]),
                          self.o.payload.shift.eq(shift)]

@@ -58,7 +58,7 @@ class UpdateUnit(LanedStreamUnit):
         stochastic = Signal()
 
         right = Signal(shift_shape(cfg))                        # the amount when shift >= 0
-        decoded = ShiftDecode(m, right, cfg, registered=True)
+        decoded = ShiftDecode(m, right, cfg, registered=True, lanes=self.lanes)
         max_left = cfg.data_bits + 1
         left = Signal(range(max_left + 1))                      # the amount when shift < 0
 
@@ -83,7 +83,7 @@ class UpdateUnit(LanedStreamUnit):
             for lane in range(self.lanes):
                 g = s1_g[lane]
                 m.d.sync += [s1_offset[lane].eq(offsets[lane]),
-                             s2_down[lane].eq(shift_or_flush(g + s1_offset[lane], decoded)),
+                             s2_down[lane].eq(shift_or_flush(g + s1_offset[lane], decoded, lane)),
                              s2_up[lane].eq(g << left),
                              s3_u[lane].eq(Mux(negative, saturate(s2_up[lane], cfg), saturate(s2_down[lane], cfg))),
                              self.o.payload.w[lane].eq(saturate(w[2][lane] - s3_u[lane], cfg))]
@@ -97,7 +97,7 @@ class UpdateUnit(LanedStreamUnit):
                     m.d.sync += [
                         negative.eq(shift < 0),
                         right.eq(Mux(shift > cfg.max_shift, cfg.max_shift + 1, shift)),
-                        left.eq(Mux(-shift > max_left, max_left, -shift)),
+                        left.eq(Mux(shift < -max_left, max_left, -shift)),         # the compare beside the negation
                         stochastic.eq(self.cmd.payload.stochastic),
                     ]
                     m.next = "SETUP"

@@ -102,19 +102,22 @@ class LossUnit(wiring.Component):
             m.d.sync += [top.eq(beat.col), top_value.eq(beat.logit)]
         return beat
 
+    def _row_buffers(self, m):
+        """The row's logits and its grid values g, one entry per class, as (write, read) port pairs.  In LUT
+        RAM, whose registered read is a fabric flip-flop: a block RAM's read takes 5.6 ns from the clock
+        before the subtract that makes the error."""
+        classes, small = self.cfg.max_features, {"ram_style": "distributed"}
+        m.submodules.row = row_mem = Memory(shape=data_shape(self.cfg), depth=classes, init=[], attrs=small)
+        m.submodules.g = g_mem = Memory(shape=unsigned(EXP_BITS + 1), depth=classes, init=[], attrs=small)
+        return row_mem.write_port(), row_mem.read_port(), g_mem.write_port(), g_mem.read_port()
+
     def elaborate(self, platform):
         m = Module()
         cfg, shapes = self.cfg, self.shapes
         classes = cfg.max_features
         m.submodules.exp2 = exp2 = Exp2(shapes["a"], tag_bits=max(classes - 1, 1).bit_length())
         m.submodules.log2 = log2 = Log2(shapes["sum"])
-        # a row's classes in LUT RAM, whose registered read is a fabric flip-flop: a block RAM's read takes
-        # 5.6 ns from the clock before the subtract that makes the error
-        small = {"ram_style": "distributed"}
-        m.submodules.row = row_mem = Memory(shape=data_shape(cfg), depth=classes, init=[], attrs=small)
-        m.submodules.g = g_mem = Memory(shape=unsigned(EXP_BITS + 1), depth=classes, init=[], attrs=small)
-        row_write, row_read = row_mem.write_port(), row_mem.read_port()
-        g_write, g_read = g_mem.write_port(), g_mem.read_port()
+        row_write, row_read, g_write, g_read = self._row_buffers(m)
 
         rows, cols = Signal.like(self.cmd.payload.rows), Signal.like(self.cmd.payload.cols)
         left, right = Signal(range(EXP_LEFT_MOST + 1)), Signal(range(EXP_RIGHT_MOST + 1))

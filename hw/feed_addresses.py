@@ -115,6 +115,63 @@ def _mode(transposed: int, gather: Gather) -> int:
     return transposed | int(gather) << 1
 
 
+class Move(enum.IntEnum):
+    """How the walk moved a counter in the last cycle: kept it, stepped it, or set it to 0."""
+    SAME = 0
+    STEP = 1
+    ZERO = 2
+
+
+class BankTags:
+    """The block row and K block each feeder bank holds (``record``), and ``hit``: the current fill's
+    (``row0``, ``kblock``) is the one in bank ``wsel``.
+
+    Every tag compare is registered a cycle ahead, for each value the counters can take next (the same,
+    a step: ``row0 + row_step`` or ``kblock + 1``, or 0); the walk says which in the cycle it moves them
+    (``moved``), so ``hit`` selects among flip-flops instead of comparing two counters with two tags in
+    front of the walk's next decision.  A bank's tag is written at its fill's first word and compared
+    at the first word of a later fill (the banks alternate), so the compares never see a stale tag.
+    """
+
+    def __init__(self, m, row0, kblock, *, row_step: int):
+        self.m, self.row0, self.kblock = m, row0, kblock
+        self.row_move, self.k_move = Signal(Move, name="row_move"), Signal(Move, name="k_move")
+        m.d.sync += [self.row_move.eq(Move.SAME), self.k_move.eq(Move.SAME)]      # unless ``moved`` says
+        self.tags = []
+        self.matches = []
+        for b in range(2):
+            ok, t_row, t_k = Signal(name=f"tag_ok{b}"), Signal.like(row0, name=f"tag_row{b}"), \
+                Signal.like(kblock, name=f"tag_k{b}")
+            rows = {move: Signal(name=f"tag{b}_row_{move.name.lower()}") for move in Move}
+            ks = {move: Signal(name=f"tag{b}_k_{move.name.lower()}") for move in Move}
+            m.d.sync += [rows[Move.SAME].eq(t_row == row0), rows[Move.STEP].eq(t_row == row0 + row_step),
+                         rows[Move.ZERO].eq(t_row == 0), ks[Move.SAME].eq(t_k == kblock),
+                         ks[Move.STEP].eq(t_k == kblock + 1), ks[Move.ZERO].eq(t_k == 0)]
+            self.tags.append((ok, t_row, t_k))
+            # ``ok`` as it is now, not a cycle ago: ``clear`` at a start holds off the first fill's hit
+            self.matches.append(ok & Cat(*rows.values()).bit_select(self.row_move, 1) &
+                                Cat(*ks.values()).bit_select(self.k_move, 1))
+
+    def hit(self, wsel):
+        return Mux(wsel, self.matches[1], self.matches[0])
+
+    def moved(self, *, row: Move = None, k: Move = None):
+        """The walk moves row0 and/or kblock this cycle (its sync assignments to them)."""
+        if row is not None:
+            self.m.d.sync += self.row_move.eq(row)
+        if k is not None:
+            self.m.d.sync += self.k_move.eq(k)
+
+    def record(self, wsel):
+        """Bank ``wsel`` now holds the current fill."""
+        for b, (ok, t_row, t_k) in enumerate(self.tags):
+            with self.m.If(wsel == b):
+                self.m.d.sync += [ok.eq(1), t_row.eq(self.row0), t_k.eq(self.kblock)]
+
+    def clear(self):
+        self.m.d.sync += [ok.eq(0) for ok, _, _ in self.tags]
+
+
 class FeedAddresses(wiring.Component):
     def __init__(self, cfg: CoreConfig, *, width: int, outer_step: int, rep_step: int):
         self.cfg, self.width, self.outer_step, self.rep_step = cfg, width, outer_step, rep_step
@@ -225,23 +282,21 @@ class FeedAddresses(wiring.Component):
         word = Signal(range(width))
         segment, block_word = Signal(range(max(segments, 2))), Signal(dim)    # transposed: the block's lanes
         wsel = Signal()
-        tags = [(Signal(name=f"tag_ok{b}"), Signal(dim, name=f"tag_row{b}"), Signal(dim, name=f"tag_k{b}"))
-                for b in range(2)]
+        tags = BankTags(m, row0, kblock, row_step=width)
 
         # the other loops' bounds, registered from the parameters (set up before ``start``): a
         # last-iteration test is then one compare, not an add and a compare
         bound = signed(dim.width + 2)
-        last = Signal(data.StructLayout({"tap_word": bound, "kh": 5, "kw": 5, "row_block": bound}))
+        last = Signal(data.StructLayout({"tap_word": bound, "kh": 5, "kw": 5, "row_block": bound, "row": bound}))
         m.d.sync += [last.tap_word.eq(p.tap_words - 1), last.kh.eq(p.kh - 1), last.kw.eq(p.kw - 1),
-                     last.row_block.eq(p.rows - 1 - width)]
+                     last.row_block.eq(p.rows - 1 - width), last.row.eq(p.rows - 1)]
 
         plain_gather = ~tr & gather.matches(Gather.IM2COL, Gather.COL2IM)
         last_tap = (th == last.kh) & (tw == last.kw)
         last_cw = cw == last.tap_word
         block_taps = tr & (gather == Gather.IM2COL)     # the tap and word belong to the block, not to k
         last_k = Mux(plain_gather, last_cw & last_tap, k.last & (~taps_k | last_tap))
-        hit = (gather == Gather.NONE) & (word == 0) & Cat(*[
-            ok & (t_row == row0) & (t_k == kblock) & (wsel == b) for b, (ok, t_row, t_k) in enumerate(tags)]).any()
+        hit = (gather == Gather.NONE) & (word == 0) & tags.hit(wsel)
         last_word = tr | hit | (word == width - 1) | row.last
         remaining = p.depth - k0
 
@@ -265,9 +320,7 @@ class FeedAddresses(wiring.Component):
 
         produced = active & advance
         with m.If(produced & ~hit & (word == 0) & (gather == Gather.NONE)):
-            for b, (ok, t_row, t_k) in enumerate(tags):
-                with m.If(wsel == b):
-                    m.d.sync += [ok.eq(1), t_row.eq(row0), t_k.eq(kblock)]
+            tags.record(wsel)
 
         def next_tap():
             with m.If(tw == last.kw):
@@ -277,6 +330,7 @@ class FeedAddresses(wiring.Component):
 
         def restart_k():
             k.restart()
+            tags.moved(k=Move.ZERO)
             m.d.sync += [kblock.eq(0), tap_column.eq(0)]
             with m.If(~block_taps):
                 m.d.sync += [cw.eq(0), th.eq(0), tw.eq(0)]
@@ -285,17 +339,20 @@ class FeedAddresses(wiring.Component):
             m.d.comb += walker.restart.eq(1)
             for counter in (outer, block, rep, k, row):
                 counter.restart()
+            tags.clear()
+            tags.moved(row=Move.ZERO, k=Move.ZERO)
             m.d.sync += [active.eq(1), word.eq(0), segment.eq(0), block_word.eq(0), wsel.eq(0), kblock.eq(0),
-                         tap_column.eq(0), cw.eq(0), th.eq(0), tw.eq(0)] + [ok.eq(0) for ok, _, _ in tags]
+                         tap_column.eq(0), cw.eq(0), th.eq(0), tw.eq(0)]
         with m.Elif(produced & ~last_word):                               # the next word of a plain fill
             m.d.comb += walker.step.eq(plain_gather)
             row.step()
             m.d.sync += word.eq(word + 1)
         with m.Elif(produced):                                            # a fill is done
-            row.load(row0, row.test(row0, row.bound))
+            row.load(row0, row.test(row0, last.row))
             m.d.sync += [word.eq(0), wsel.eq(~wsel)]
             with m.If(~last_k):
                 self._next_k(m, walker, k, kblock, cw, tap_column, next_tap, plain_gather, last_cw)
+                tags.moved(k=Move.STEP)
             with m.Else():
                 restart_k()
                 with m.If(~rep.last):
@@ -306,11 +363,13 @@ class FeedAddresses(wiring.Component):
                     rep.restart()
                     with m.If(~block.last):
                         block.step()
+                        tags.moved(row=Move.STEP)
                         row.load(row0 + width, row0 >= last.row_block)
                         self._next_block(m, walker, last, segment, block_word, cw, next_tap)
                     with m.Else():
                         m.d.comb += walker.restart.eq(1)
                         block.restart()
+                        tags.moved(row=Move.ZERO)
                         row.restart()
                         m.d.sync += [segment.eq(0), block_word.eq(0), cw.eq(0), th.eq(0), tw.eq(0)]
                         with m.If(outer.last):

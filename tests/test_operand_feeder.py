@@ -39,31 +39,34 @@ class FeederWithMemory(Elaboratable):
         return m
 
 
-def run_feeder(cfg, width, outer_step, rep_step, words, params, count, stall=0.3):
+def run_feeder(cfg, width, outer_step, rep_step, words, params, count, stall=0.3, then=()):
+    """The vectors of a command (``params``, ``count`` vectors) and of the commands ``then`` (more
+    ``params``, the same count), each started after the last one's vectors."""
     dut = FeederWithMemory(cfg, width, outer_step, rep_step, words)
     f = dut.feeder
     got = []
 
     async def bench(ctx):
         rng = random.Random(SEED)
-        values = {name: 0 for name, _ in feed_params_layout(cfg)}
-        values.update(params)
-        ctx.set(f.params, values)
-        ctx.set(f.start, 1)
-        await ctx.tick()
-        ctx.set(f.start, 0)
-        for _ in range(count * 40 + 200):
-            ready = rng.random() >= stall
-            ctx.set(f.o.ready, ready)
-            if ready and ctx.get(f.o.valid):
-                got.append([int(v) for v in ctx.get(f.o.payload)])
+        for run, command in enumerate([params, *then], start=1):
+            values = {name: 0 for name, _ in feed_params_layout(cfg)}
+            values.update(command)
+            ctx.set(f.params, values)
+            ctx.set(f.start, 1)
             await ctx.tick()
-            if len(got) == count:
-                break
-        ctx.set(f.o.ready, 0)
-        for _ in range(20):
-            assert not ctx.get(f.o.valid), "more vectors than the loops make"
-            await ctx.tick()
+            ctx.set(f.start, 0)
+            for _ in range(count * 40 + 200):
+                ready = rng.random() >= stall
+                ctx.set(f.o.ready, ready)
+                if ready and ctx.get(f.o.valid):
+                    got.append([int(v) for v in ctx.get(f.o.payload)])
+                await ctx.tick()
+                if len(got) == run * count:
+                    break
+            ctx.set(f.o.ready, 0)
+            for _ in range(20):
+                assert not ctx.get(f.o.valid), "more vectors than the loops make"
+                await ctx.tick()
 
     sim = Simulator(dut)
     sim.add_clock(1e-6)
@@ -116,6 +119,24 @@ def test_plain_and_transposed_operands(config, transposed, side):
     want = expected(op_t, width, -(-outer // outer_step), rep_step, repeat, rows)
     got = run_feeder(cfg, width, outer_step, rep_step, words, params, len(want))
     assert np.array_equal(got, want), f"(EOQ_SEED={SEED})"
+
+
+@pytest.mark.parametrize("config", ["small4x4", "default", "wide8x16"])
+def test_a_new_command_starts_with_empty_banks(config):
+    """One block whose K fits a bank, repeated (the repeats hit the bank), then the same shape from other
+    words: the second command's first fill reads them (its tags were cleared at its start) instead of
+    hitting the bank the first command left."""
+    cfg = get_config(config)
+    rng = np.random.default_rng(SEED)
+    width = cfg.array_rows
+    first, second = rng.integers(-128, 128, size=(2, width, cfg.lanes))
+    words, stride = stored(cfg, np.concatenate([first, second]))
+    params = dict(transposed=0, gather=Gather.NONE, base=3, stride=stride, rows=width, depth=cfg.lanes,
+                  outer=1, repeat=3 * cfg.array_cols, kh=1, kw=1)
+    want = [expected(t, width, 1, cfg.array_cols, 3 * cfg.array_cols, width) for t in (first, second)]
+    got = run_feeder(cfg, width, 1, cfg.array_cols, words, params, len(want[0]),
+                     then=[{**params, "base": 3 + width * stride}])
+    assert np.array_equal(got, np.concatenate(want)), f"(EOQ_SEED={SEED})"
 
 
 def conv_cases():

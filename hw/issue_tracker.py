@@ -27,7 +27,10 @@ When an engine finishes, its record is cleared, a producer's ACC maxima are
 taken from its result, and a pending exponent is written back to the table.
 """
 
-from amaranth import Cat, Const, Module, Signal
+import operator
+from functools import reduce
+
+from amaranth import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -102,10 +105,17 @@ class IssueTracker(wiring.Component):
                 m.d.sync += [r.eq(pending), r.valid.eq(1), self.bank[index].eq(pending.producer ^ acc_bank)]
             with m.Elif(self.done[index] & r.valid):
                 m.d.sync += r.valid.eq(0)
-                with m.If(r.producer):
-                    m.d.sync += [acc.maxabs.eq(self.result[index].maxabs), acc.maxpos.eq(self.result[index].maxpos)]
                 with m.If(r.writes_exp):
                     m.d.comb += [self.exp_w.en.eq(1), self.exp_w.slot.eq(r.dst), self.exp_w.exp.eq(r.wb_exp)]
+        # the finishing producer's maxima: one producer runs at a time (a producer waits in CHECK while one
+        # runs: ``must_wait``), so at most one finish is a producer's and the maxima are an AND-OR over the
+        # engines instead of a priority chain
+        producing = [self.done[index] & r.valid & r.producer for index, r in enumerate(records)]
+        with m.If(Cat(*producing).any()):
+            for name in ("maxabs", "maxpos"):
+                terms = [Mux(finishing, getattr(self.result[index], name), 0)
+                         for index, finishing in enumerate(producing)]
+                m.d.sync += getattr(acc, name).eq(reduce(operator.or_, terms))
         with m.If(self.issue & pending.producer):
             m.d.sync += [acc_bank.eq(~acc_bank), acc.rows.eq(self.pending_acc.rows), acc.cols.eq(self.pending_acc.cols),
                          acc.exp.eq(self.pending_acc.exp)]

@@ -123,7 +123,9 @@ def source_commit() -> str | None:
                                    cwd=Path(__file__).parent)
     except OSError:
         return None
-    return described.stdout.strip() or None if described.returncode == 0 else None
+    if described.returncode != 0:
+        return None
+    return described.stdout.strip() or None
 
 
 def write(rows: list[dict], out: Path) -> None:

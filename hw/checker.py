@@ -14,7 +14,8 @@ which computes it for the issue record in the same stages; then the rules
 themselves; then ``error``, the first failing rule's status, registered (the
 opcode's check list is a priority multiplexer: unregistered, it ran from the
 instruction register into the sequencer's state), so no path holds a multiply
-between fabric flip-flops or more than one add or compare.  :func:`checker_inputs` wires a decoder to it.
+between fabric flip-flops or more than one add or compare.
+:func:`checker_inputs` wires a decoder to it.
 ``invalidate`` (a new instruction, an exponent write-back, an issue, an
 engine finishing) restarts a ``LATENCY``-cycle ``settle`` count, and
 ``error`` is meaningful once ``settled``.

@@ -14,7 +14,7 @@ frame boundary) and a repeated RUN or LOOP of the active run.
 from types import SimpleNamespace
 
 from amaranth import C, Cat, Module, Mux, Signal, Value, signed
-from amaranth.lib import stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from golden_model.config import CoreConfig
@@ -232,34 +232,32 @@ class LinkExecutor(wiring.Component):
                     m.next = "IDLE"
         return m
 
-    def _range_checks(self, m, frame) -> tuple:
+    def _range_checks(self, m, frame):
         """The commands' range rules, registered every cycle (outside the FSM): the frame is latched in
         IDLE, so they hold in EXECUTE (CHECK is the cycle between), and no adder's carry chain reaches the
-        bulk writer or the core's enables.  Returns the flags bulk_over, read_long, read_over, slot_over,
-        exp_over and run_bad."""
+        bulk writer or the core's enables.  Returns them as one signal with a field per rule."""
         cfg = self.cfg
         args = arguments(frame)
         addr, count, slot, exp = args.addr, args.count, args.slot, args.exp
         exp_limit = 1 << (cfg.exp_bits - 1)
-        names = ("bulk_over", "read_long", "read_over", "slot_over", "exp_over", "run_bad")
-        bulk_over, read_long, read_over, slot_over, exp_over, run_bad = flags = tuple(Signal(name=n) for n in names)
+        fails = Signal(data.StructLayout({name: 1 for name in (
+            "bulk_over", "read_long", "read_over", "slot_over", "exp_over", "run_bad")}), name="fails")
         for cmd, spec in COMMANDS.items():
             if spec.unit is not None:
                 with m.If(frame.cmd == cmd):
-                    m.d.sync += bulk_over.eq(addr + frame.units > unit_depth(spec.unit, cfg))
+                    m.d.sync += fails.bulk_over.eq(addr + frame.units > unit_depth(spec.unit, cfg))
         m.d.sync += [
-            read_long.eq(count > cfg.max_payload // cfg.lanes), read_over.eq(addr + count > cfg.tmem_words),
-            slot_over.eq(slot >= cfg.tensor_slots), exp_over.eq((exp < -exp_limit) | (exp >= exp_limit)),
-            run_bad.eq((addr >= cfg.program_depth) |
-                       ((frame.cmd == Cmd.LOOP) & ((args.passes == 0) | (args.advance > 1)))),
+            fails.read_long.eq(count > cfg.max_payload // cfg.lanes), fails.read_over.eq(addr + count > cfg.tmem_words),
+            fails.slot_over.eq(slot >= cfg.tensor_slots), fails.exp_over.eq((exp < -exp_limit) | (exp >= exp_limit)),
+            fails.run_bad.eq((addr >= cfg.program_depth) |
+                             ((frame.cmd == Cmd.LOOP) & ((args.passes == 0) | (args.advance > 1)))),
         ]
-        return flags
+        return fails
 
     def _execute(self, m, state):
         """EXECUTE: the command's own range rules, then its effect or its answer."""
         cfg, core, frame, reply = self.cfg, self.core, state.frame, state.reply
-        count = arguments(frame).count
-        bulk_over, read_long, read_over, slot_over, exp_over, run_bad = state.fails
+        count, fails = arguments(frame).count, state.fails
         with m.Switch(frame.cmd):
             with m.Case(Cmd.PING):
                 reply(LinkStatus.OK, PING_PAYLOAD_BYTES, state.payloads["ping"])
@@ -273,7 +271,7 @@ class LinkExecutor(wiring.Component):
             for cmd, spec in COMMANDS.items():
                 if spec.unit is not None:
                     with m.Case(cmd):
-                        with m.If(bulk_over):
+                        with m.If(fails.bulk_over):
                             reply(LinkStatus.ADDR_RANGE)
                         with m.Elif(frame.units == 0):
                             reply(LinkStatus.OK)
@@ -281,14 +279,14 @@ class LinkExecutor(wiring.Component):
                             m.d.comb += [state.bulk.start.eq(1), state.bulk.unit.eq(spec.unit)]
                             m.next = "BULK"
             with m.Case(Cmd.READ_TMEM):
-                with m.If(read_long):
+                with m.If(fails.read_long):
                     reply(LinkStatus.BAD_LENGTH)
-                with m.Elif(read_over):
+                with m.Elif(fails.read_over):
                     reply(LinkStatus.ADDR_RANGE)
                 with m.Else():
                     reply(LinkStatus.OK, count * cfg.lanes, from_tmem=True)
             with m.Case(Cmd.WRITE_TENSOR):
-                with m.If(slot_over | exp_over):
+                with m.If(fails.slot_over | fails.exp_over):
                     reply(LinkStatus.ADDR_RANGE)
                 with m.Else():
                     m.d.comb += core.table_w.en.eq(1)
@@ -302,12 +300,12 @@ class LinkExecutor(wiring.Component):
                 m.d.comb += core.counters_clear.eq(1)
                 reply(LinkStatus.OK)
             with m.Case(Cmd.READ_TENSOR):
-                with m.If(slot_over):
+                with m.If(fails.slot_over):
                     reply(LinkStatus.ADDR_RANGE)
                 with m.Else():
                     m.next = "TABLE_WAIT"
             with m.Case(*RUN_COMMANDS):
-                with m.If(run_bad):
+                with m.If(fails.run_bad):
                     reply(LinkStatus.ADDR_RANGE)
                 with m.Elif(state.repeat):
                     reply(LinkStatus.OK, RUN_PAYLOAD_BYTES, state.payloads["run"])   # repeated RUN: the last result

@@ -282,6 +282,7 @@ def test_sweep_merges_earlier_sweeps_and_names_each_outcome(tmp_path, capsys):
     assert len(json.loads((merged / "sweep.json").read_text())) == 6
     assert "over 2 seeds" not in (merged / "sweep.md").read_text()    # 48.0 and 47.0: two commits, no spread
     assert rows[2]["fmax_mhz"] is None and rows[2]["gmacs"] is None   # a placement estimate is not an Fmax
+    assert set(rows[4]) == set(sweep.ROW_KEYS)          # --merge checks the keys that row() writes
     for bad in ('{"config": "ulx3s"}', '[{"config": "ulx3s", "met": true}]'):    # not a list; rows lack keys
         (tmp_path / "bad.json").write_text(bad)
         assert sweep.main(["--merge", str(tmp_path / "bad.json"), "--out", str(merged)]) == 2

@@ -23,6 +23,15 @@ sequencer holds it from before it may issue: hw/sequencer.py).
 with a new instruction and the records only at an issue or a finish, and
 each of those restarts the sequencer's check, which waits longer than that.
 
+An issue takes effect ``ISSUE_LATENCY`` cycles late (``issued``): the
+records and the ACC state are written from ``issued``, a register, so the
+sequencer's issue handshake (which waits on the core's command register
+across the chip) does not fan out into every record's enable.  ``pending``
+is still held then (the sequencer changes it only in CHECK, two cycles
+after an issue at the earliest), and ``issued`` restarts the sequencer's
+check like an issue did.  Only ``bank`` is set at the issue itself: the
+engine may address the ACC from the cycle after its command was taken.
+
 When an engine finishes, its record is cleared, a producer's ACC maxima are
 taken from its result, and a pending exponent is written back to the table.
 """
@@ -47,6 +56,8 @@ class IssueTracker(wiring.Component):
     CONFLICT_LATENCY = 2
     #: cycles from ``check`` or a change of the records to ``must_wait``
     MUST_WAIT_LATENCY = 1
+    #: cycles from ``issue`` to ``issued``, the cycle whose edge writes the records and the ACC state
+    ISSUE_LATENCY = 1
 
     def __init__(self, cfg: CoreConfig):
         self.cfg = cfg
@@ -62,7 +73,7 @@ class IssueTracker(wiring.Component):
             "check": In(data.StructLayout({"uses": data.StructLayout({"dst": 1, "a": 1, "b": 1}),
                                            "dst": slot_shape(cfg), "a": slot_shape(cfg), "b": slot_shape(cfg),
                                            "consumer": 1, "producer": 1})),
-            "conflict": Out(1), "must_wait": Out(1), "any_inflight": Out(1), "finished": Out(1),
+            "conflict": Out(1), "must_wait": Out(1), "any_inflight": Out(1), "finished": Out(1), "issued": Out(1),
             "inflight": Out(data.ArrayLayout(record, engines)),
             "bank": Out(engines),
             "acc": Out(acc_state_layout(cfg)),
@@ -72,7 +83,7 @@ class IssueTracker(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         records, pending, check = self.inflight, self.pending, self.check
-        m.d.comb += self.any_inflight.eq(Cat(*(r.valid for r in records)).any())
+        m.d.comb += self.any_inflight.eq(Cat(*(r.valid for r in records)).any() | self.issued)
 
         def uses(slot):
             return ((check.uses.dst & (check.dst == slot)) | (check.uses.a & (check.a == slot)) |
@@ -99,10 +110,13 @@ class IssueTracker(wiring.Component):
             m.d.sync += conflicts[index].eq(r.valid & (compares[0] | compares[1] | Cat(*overlaps).any()))
         m.d.comb += self.conflict.eq(conflicts.any())
 
-        acc, acc_bank = self.acc, Signal()
+        acc, acc_bank, issued = self.acc, Signal(), self.issued
+        m.d.sync += issued.eq(self.issue)
         for index, r in enumerate(records):
             with m.If(self.issue & (self.pending_engine == index)):
-                m.d.sync += [r.eq(pending), r.valid.eq(1), self.bank[index].eq(pending.producer ^ acc_bank)]
+                m.d.sync += self.bank[index].eq(pending.producer ^ acc_bank)
+            with m.If(issued & (self.pending_engine == index)):
+                m.d.sync += [r.eq(pending), r.valid.eq(1)]
             with m.Elif(self.done[index] & r.valid):
                 m.d.sync += r.valid.eq(0)
                 with m.If(r.writes_exp):
@@ -116,7 +130,7 @@ class IssueTracker(wiring.Component):
                 terms = [Mux(finishing, getattr(self.result[index], name), 0)
                          for index, finishing in enumerate(producing)]
                 m.d.sync += getattr(acc, name).eq(reduce(operator.or_, terms))
-        with m.If(self.issue & pending.producer):
+        with m.If(issued & pending.producer):
             m.d.sync += [acc_bank.eq(~acc_bank), acc.rows.eq(self.pending_acc.rows), acc.cols.eq(self.pending_acc.cols),
                          acc.exp.eq(self.pending_acc.exp)]
         return m

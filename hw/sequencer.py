@@ -58,6 +58,12 @@ assert 2 + Decoder.RANGE_LATENCY + 2 + IssueTracker.CONFLICT_LATENCY <= Checker.
 assert Decoder.EXP_LATENCY + 1 <= Checker.LATENCY, "the engine command would be stale at ISSUE"
 #: ... and the tracker's registered ``must_wait``, after the instruction or the records changed
 assert IssueTracker.MUST_WAIT_LATENCY <= Checker.LATENCY, "CHECK would read a stale must_wait"
+#: ... and the tracker takes an issue ISSUE_LATENCY cycles late, from ``pending``, which CHECK changes no earlier
+#: than three cycles after ISSUE (FETCH, DECODE); its ``issued`` restarts the checker, whose settling then
+#: covers the records' conflict compares before the next ISSUE
+assert IssueTracker.ISSUE_LATENCY < 3, "the tracker would record the next instruction's pending record"
+assert IssueTracker.ISSUE_LATENCY + IssueTracker.CONFLICT_LATENCY <= Checker.LATENCY + 1, \
+    "the conflict check would answer before the records hold the last issue"
 
 
 class Sequencer(wiring.Component):
@@ -135,7 +141,7 @@ class Sequencer(wiring.Component):
             tracker.check.b.eq(inst.b), tracker.check.consumer.eq(decoder.consumer),
             tracker.check.producer.eq(decoder.record.producer),
             self.bank.eq(tracker.bank),
-            checker.invalidate.eq(changed | tracker.exp_w.en | issue | tracker.finished),
+            checker.invalidate.eq(changed | tracker.exp_w.en | tracker.issued | tracker.finished),
         ]
         wiring.connect(m, tracker.exp_w, wiring.flipped(self.exp_w))
 

@@ -248,6 +248,9 @@ def test_issue_tracker_hazards_banks_and_write_back():
         ctx.set(dut.issue, 1)
         await ctx.tick()
         ctx.set(dut.issue, 0)
+        assert not ctx.get(dut.inflight[engine].valid), "the record was taken before ISSUE_LATENCY"
+        await ctx.tick().repeat(IssueTracker.ISSUE_LATENCY)        # pending is held until the record is taken
+        assert ctx.get(dut.inflight[engine].valid)
         return conflict
 
     async def bench(ctx):

@@ -55,7 +55,8 @@ class Gather(enum.IntEnum):
 
 
 def feed_params_layout(cfg: CoreConfig) -> data.StructLayout:
-    """What the engine tells a feeder about its operand (held from ``start`` to the last vector).
+    """What the engine tells a feeder about its operand (held from ``FeedAddresses.PARAMS_LEAD`` cycles
+    before ``start`` to the last vector).
 
     rows       valid rows of op(T) (plain: words past them are 0; transposed: lanes past them are pad)
     depth      K steps of the whole product (plain: in blocks of L, the last one partial)
@@ -181,6 +182,9 @@ class FeedAddresses(wiring.Component):
             "o": Out(stream.Signature(feed_request_layout(cfg, width))),
         })
 
+    #: Cycles ``params`` must hold their new values before ``start`` (the walk's mode is registered from them)
+    PARAMS_LEAD = 1
+
     #: Cycles from a request's loop counters to ``o``: the source, the gather coordinates, the
     #: gathered pixel row's operands, its product (a registered multiplier), the row, the row times
     #: the stride (another), and the address.
@@ -261,14 +265,30 @@ class FeedAddresses(wiring.Component):
                      d.column.eq(c.column), d.y.eq(Mux(pixel, y, 0)), d.partial.eq(Mux(pixel, c.image + x, c.row))]
         return d
 
+    def _mode(self, m):
+        """The walk's decisions on the operand's mode, registered from the parameters (which settle
+        PARAMS_LEAD cycles before ``start``), so no decision starts with a decode of them."""
+        p = self.params
+        mode = Signal(data.StructLayout({"transposed": 1, "none": 1, "taps_k": 1, "plain_gather": 1,
+                                         "block_taps": 1}))
+        m.d.sync += [
+            mode.transposed.eq(p.transposed),
+            mode.none.eq(p.gather == Gather.NONE),
+            mode.taps_k.eq(p.transposed & (p.gather == Gather.TAPS)),
+            mode.plain_gather.eq(~p.transposed & p.gather.matches(Gather.IM2COL, Gather.COL2IM)),
+            mode.block_taps.eq(p.transposed & (p.gather == Gather.IM2COL)),  # tap and word belong to the block
+        ]
+        return mode
+
     def _loops(self, m, walker, advance):
         """Stage A: the loop counters; returns the current request's source and whether one is made."""
         cfg, width, p = self.cfg, self.width, self.params
         lanes, dim = cfg.lanes, dim_shape(cfg)
         segments = lanes // width
         active = Signal()
-        tr, gather = p.transposed, p.gather
-        taps_k = tr & (gather == Gather.TAPS)
+        gather = p.gather
+        mode = self._mode(m)
+        tr, taps_k, plain_gather, block_taps = mode.transposed, mode.taps_k, mode.plain_gather, mode.block_taps
         # the loops whose last-iteration tests the walk decides on keep them in registers (hw/loop_counter.py)
         outer = LoopCounter(m, dim, bound=p.outer - self.outer_step, step=self.outer_step, name="outer0")
         block = LoopCounter(m, dim, bound=p.rows - width, step=width, name="row0")
@@ -291,12 +311,10 @@ class FeedAddresses(wiring.Component):
         m.d.sync += [last.tap_word.eq(p.tap_words - 1), last.kh.eq(p.kh - 1), last.kw.eq(p.kw - 1),
                      last.row_block.eq(p.rows - 1 - width), last.row.eq(p.rows - 1)]
 
-        plain_gather = ~tr & gather.matches(Gather.IM2COL, Gather.COL2IM)
         last_tap = (th == last.kh) & (tw == last.kw)
         last_cw = cw == last.tap_word
-        block_taps = tr & (gather == Gather.IM2COL)     # the tap and word belong to the block, not to k
         last_k = Mux(plain_gather, last_cw & last_tap, k.last & (~taps_k | last_tap))
-        hit = (gather == Gather.NONE) & (word == 0) & tags.hit(wsel)
+        hit = mode.none & (word == 0) & tags.hit(wsel)
         last_word = tr | hit | (word == width - 1) | row.last
         remaining = p.depth - k0
 
@@ -319,7 +337,7 @@ class FeedAddresses(wiring.Component):
                 m.d.comb += source.column.eq(cw)
 
         produced = active & advance
-        with m.If(produced & ~hit & (word == 0) & (gather == Gather.NONE)):
+        with m.If(produced & ~hit & (word == 0) & mode.none):
             tags.record(wsel)
 
         def next_tap():
@@ -351,13 +369,13 @@ class FeedAddresses(wiring.Component):
             row.load(row0, row.test(row0, last.row))
             m.d.sync += [word.eq(0), wsel.eq(~wsel)]
             with m.If(~last_k):
-                self._next_k(m, walker, k, kblock, cw, tap_column, next_tap, plain_gather, last_cw)
+                self._next_k(m, mode, walker, k, kblock, cw, tap_column, next_tap, last_cw)
                 tags.moved(k=Move.STEP)
             with m.Else():
                 restart_k()
                 with m.If(~rep.last):
                     m.d.comb += walker.rewind.eq(plain_gather)
-                    m.d.comb += walker.restart.eq(tr & (gather == Gather.IM2COL))
+                    m.d.comb += walker.restart.eq(block_taps)
                     rep.step()
                 with m.Else():
                     rep.restart()
@@ -365,7 +383,7 @@ class FeedAddresses(wiring.Component):
                         block.step()
                         tags.moved(row=Move.STEP)
                         row.load(row0 + width, row0 >= last.row_block)
-                        self._next_block(m, walker, last, segment, block_word, cw, next_tap)
+                        self._next_block(m, mode, walker, last, segment, block_word, cw, next_tap)
                     with m.Else():
                         m.d.comb += walker.restart.eq(1)
                         block.restart()
@@ -378,20 +396,20 @@ class FeedAddresses(wiring.Component):
                             outer.step()
         return source, produced
 
-    def _next_k(self, m, walker, k, kblock, cw, tap_column, next_tap, plain_gather, last_cw):
+    def _next_k(self, m, mode, walker, k, kblock, cw, tap_column, next_tap, last_cw):
         """The next K position of the same block and rep."""
         p = self.params
         m.d.sync += kblock.eq(kblock + 1)
-        with m.If(~p.transposed):                                         # plain: the next K block
+        with m.If(~mode.transposed):                                      # plain: the next K block
             k.step()
-            m.d.comb += walker.rewind.eq(plain_gather)
-            with m.If(plain_gather):
+            m.d.comb += walker.rewind.eq(mode.plain_gather)
+            with m.If(mode.plain_gather):
                 with m.If(last_cw):
                     m.d.sync += cw.eq(0)
                     next_tap()
                 with m.Else():
                     m.d.sync += cw.eq(cw + 1)
-        with m.Elif(p.gather == Gather.TAPS):                             # (tap, o): the next o, then tap
+        with m.Elif(mode.taps_k):                                         # (tap, o): the next o, then tap
             with m.If(k.last):
                 k.restart()
                 m.d.sync += tap_column.eq(tap_column + p.tap_words)
@@ -400,17 +418,16 @@ class FeedAddresses(wiring.Component):
                 k.step()
         with m.Else():                                                    # the next k (IM2COL: pixel)
             k.step()
-            m.d.comb += walker.step.eq(p.gather == Gather.IM2COL)
+            m.d.comb += walker.step.eq(mode.block_taps)
 
-    def _next_block(self, m, walker, last, segment, block_word, cw, next_tap):
+    def _next_block(self, m, mode, walker, last, segment, block_word, cw, next_tap):
         """The next block of W rows (plain) or lanes (transposed); the caller steps the row counters."""
-        p = self.params
         segments = self.cfg.lanes // self.width
         wrap = segment == segments - 1
         m.d.sync += [segment.eq(Mux(wrap, 0, segment + 1)), block_word.eq(block_word + wrap)]
-        with m.If(~p.transposed):
+        with m.If(~mode.transposed):
             m.d.comb += walker.advance.eq(1)
-        with m.Elif(p.gather == Gather.IM2COL):                           # the lanes' (tap, word) of X
+        with m.Elif(mode.block_taps):                                     # the lanes' (tap, word) of X
             m.d.comb += walker.restart.eq(1)
             with m.If(cw == last.tap_word):
                 m.d.sync += cw.eq(0)

@@ -129,16 +129,17 @@ class MatmulEngine(wiring.Component):
         wiring.connect(m, feed_b.mem, wiring.flipped(self.tmem_b))
 
         # accept the command, register the key's sizes, set the feeders' parameters up (registered),
-        # then start them
+        # then start them once the parameters have settled (OperandFeeder.PARAMS_LEAD)
         cmd = Signal(self.cmd.payload.shape())
-        busy, prepare, setup, start, finish = Signal(), Signal(), Signal(), Signal(), Signal()
+        busy, prepare, setup, finish = Signal(), Signal(), Signal(), Signal()
         accept = self.cmd.valid & ~busy
         m.d.comb += self.cmd.ready.eq(~busy)
         # done follows the last row through the readout pipeline below: the row and its AMEM
         # write, the magnitudes, the levels of the lane maximum
         readout_stages = 2 + tree_levels(cols)
         m.d.comb += self.done.eq(delayed(m, finish, readout_stages, name="finish"))
-        m.d.sync += [prepare.eq(accept), setup.eq(prepare), start.eq(setup), finish.eq(0)]
+        m.d.sync += [prepare.eq(accept), setup.eq(prepare), finish.eq(0)]
+        start = delayed(m, setup, 1 + OperandFeeder.PARAMS_LEAD, name="start")
         with m.If(accept):
             m.d.sync += [cmd.eq(self.cmd.payload), busy.eq(1)]
         with m.If(self.done):

@@ -8,7 +8,8 @@ operand's fill holds a block of W rows at one K block of L columns and emits
 L vectors (fewer for the last K block); a transposed operand's fill is one
 word per k, whose W lanes go to lane 0 of the W bank words.  A ``hit``
 request re-arms a bank that still holds the fill.  Parameters are sampled
-continuously: hold them from ``start`` until the last vector has left.
+continuously: hold them from ``PARAMS_LEAD`` cycles before ``start`` until
+the last vector has left.
 """
 
 from amaranth import Array, Module, Mux, ResetInserter, Signal
@@ -29,6 +30,8 @@ class OperandFeeder(wiring.Component):
     REQUEST_DEPTH = 3
     #: cycles from a request leaving FeedAddresses to the feeder's taking it (the FIFO's write and output)
     REQUEST_LATENCY = 2
+    #: cycles the parameters must settle before ``start``
+    PARAMS_LEAD = FeedAddresses.PARAMS_LEAD
 
     def __init__(self, cfg: CoreConfig, *, width: int, outer_step: int, rep_step: int):
         self.cfg, self.width = cfg, width

@@ -52,6 +52,7 @@ def run_feeder(cfg, width, outer_step, rep_step, words, params, count, stall=0.3
             values = {name: 0 for name, _ in feed_params_layout(cfg)}
             values.update(command)
             ctx.set(f.params, values)
+            await ctx.tick().repeat(OperandFeeder.PARAMS_LEAD)
             ctx.set(f.start, 1)
             await ctx.tick()
             ctx.set(f.start, 0)

@@ -36,6 +36,10 @@ class CoreConfig:
 
     Hardware:
       array_rows, array_cols   MAC array shape (R x C processing elements).
+      unit_lanes      elements per cycle of the QUANT and UPDATE/QUPDATE engines' shift
+                      quantizer and update units (0: ``lanes``, a word per cycle); a
+                      divisor of ``lanes``: a word then takes ``unit_beats`` cycles there,
+                      and those units' logic shrinks by that factor (docs/fpga.md).
       max_features    largest layer width (in or out) of a dense layer.
       max_batch       largest batch the activation buffers hold.
       max_dim         largest tensor dimension (rows or columns) the core handles: an
@@ -75,6 +79,7 @@ class CoreConfig:
     loss_fixed_exp: int = -24
     array_rows: int = 8
     array_cols: int = 8
+    unit_lanes: int = 0
     max_features: int = 64
     max_batch: int = 16
     max_dim: int = 1024
@@ -129,6 +134,9 @@ class CoreConfig:
             raise ValueError(
                 f"array_cols ({self.array_cols}) must be a multiple of array_rows ({self.array_rows}): the MATMUL "
                 f"engine maps one array row to one accumulator word and needs array_rows to divide the lanes")
+        if self.unit_lanes < 0 or (self.unit_lanes and self.lanes % self.unit_lanes):
+            raise ValueError(f"unit_lanes must divide lanes ({self.lanes}), or be 0 for lanes, "
+                             f"got {self.unit_lanes}")
         if self.tmem_bytes % self.lanes or self.acc_elements % self.lanes:
             raise ValueError(f"tmem_bytes and acc_elements must be multiples of lanes ({self.lanes})")
         if self.data_bytes % self.lanes or not self.lanes <= self.data_bytes <= self.lanes * 65536:
@@ -168,6 +176,16 @@ class CoreConfig:
     def lanes(self) -> int:
         """Elements per memory word: max(array_rows, array_cols)."""
         return max(self.array_rows, self.array_cols)
+
+    @property
+    def unit_width(self) -> int:
+        """Elements per cycle of the quantize and update units: ``unit_lanes``, or ``lanes``."""
+        return self.unit_lanes or self.lanes
+
+    @property
+    def unit_beats(self) -> int:
+        """Cycles those units take per memory word."""
+        return self.lanes // self.unit_width
 
     @property
     def tmem_words(self) -> int:
@@ -215,7 +233,7 @@ CONFIGS: dict[str, CoreConfig] = {
                            data_bytes=BOARD_DATA_BYTES),
     "default": CoreConfig(name="default"),
     "ulx3s": CoreConfig(name="ulx3s", tmem_bytes=BOARD_TMEM_BYTES, data_bytes=BOARD_DATA_BYTES),     # the default core as the 85F holds it
-    "wide8x16": CoreConfig(name="wide8x16", array_rows=8, array_cols=16, acc_elements=16384),
+    "wide8x16": CoreConfig(name="wide8x16", array_rows=8, array_cols=16, acc_elements=16384, unit_lanes=8),
     "big16x16": CoreConfig(name="big16x16", array_rows=16, array_cols=16),      # FPGA size exploration (docs/fpga.md)
     "default_nearest": CoreConfig(name="default_nearest", grad_rounding="nearest", update_rounding="nearest"),
 }

@@ -6,12 +6,15 @@ mask words as they leave the block RAMs (a read's data crosses the chip
 before it meets any logic), zero the pad lanes (and, when ``masked``, the
 lanes whose mask word is <= 0), register the word again (no path runs from a
 block-RAM output into the rounding logic in one cycle) and requantize it in
-a :class:`ShiftQuantizer` with the command's SQ shift.  Output ``o`` carries
-one int8 word per cycle with its valid lane count and ``last``; there is no
-back-pressure.  ``early`` is high the cycle before a word appears on ``o``,
+a :class:`ShiftQuantizer` with the command's SQ shift.  The quantizer is
+``unit_width`` lanes wide (hw/word_parts.py): each ACC word is read
+``unit_beats`` times, once per part, and its parts go through one after the
+other.  Output ``o`` carries one int8 part per cycle with its valid lane
+count, its ``part`` index and ``last`` (on the final part); there is no
+back-pressure.  ``early`` is high the cycle before a part appears on ``o``,
 so a consumer can read a partner word (the weights of QUPDATE) to arrive
-with it.  Latency: the first word appears 4 + ShiftQuantizer.LATENCY cycles
-after the command; one word per cycle after that.
+with it; ``early_part`` is that part's index.  Latency: the first part appears 4 + ShiftQuantizer.LATENCY cycles
+after the command; one part per cycle after that.
 """
 
 from amaranth import Module, Mux, Signal
@@ -26,6 +29,7 @@ from .interfaces import (ReadPortSignature, amem_addr_shape, amem_word_layout, d
 from .rounding import WORD_BITS, data_shape, shift_shape
 from .shift_quantizer import ShiftQuantizer
 from .tensor_walker import TensorWalker
+from .word_parts import part_count, part_shape, word_part
 
 
 def acc_quantizer_command(cfg: CoreConfig) -> data.StructLayout:
@@ -36,9 +40,9 @@ def acc_quantizer_command(cfg: CoreConfig) -> data.StructLayout:
     })
 
 
-def quantized_word_layout(cfg: CoreConfig) -> data.StructLayout:
-    return data.StructLayout({"data": data.ArrayLayout(data_shape(cfg), cfg.lanes),
-                              "count": range(cfg.lanes + 1), "last": 1})
+def quantized_part_layout(cfg: CoreConfig) -> data.StructLayout:
+    return data.StructLayout({"data": data.ArrayLayout(data_shape(cfg), cfg.unit_width),
+                              "count": range(cfg.unit_width + 1), "part": part_shape(cfg), "last": 1})
 
 
 class AccQuantizer(wiring.Component):
@@ -48,25 +52,28 @@ class AccQuantizer(wiring.Component):
             "cmd": In(stream.Signature(acc_quantizer_command(cfg))),
             "amem": Out(ReadPortSignature(amem_addr_shape(cfg), amem_word_layout(cfg))),
             "mask": Out(ReadPortSignature(tmem_addr_shape(cfg), tmem_word_layout(cfg))),
-            "early": Out(1),
-            "o": Out(wiring.Signature({"valid": Out(1), "payload": Out(quantized_word_layout(cfg))})),
+            "early": Out(1), "early_part": Out(part_shape(cfg)),
+            "o": Out(wiring.Signature({"valid": Out(1), "payload": Out(quantized_part_layout(cfg))})),
         })
 
     def elaborate(self, platform):
         m = Module()
         cfg = self.cfg
         m.submodules.walk = walk = TensorWalker(cfg)
-        m.submodules.sq = sq = ShiftQuantizer(cfg, cfg.lanes, counted=True, max_pass=False)
+        m.submodules.sq = sq = ShiftQuantizer(cfg, cfg.unit_width, counted=True, max_pass=False)
         command = Signal(acc_quantizer_command(cfg))
 
-        # the words read this cycle arrive next cycle (``pending``), are registered as they are
-        # (``arrived``) and once more masked (``staged``)
+        # the words read this cycle arrive next cycle (``pending``, with the part to take), are
+        # registered as they are (``arrived``) and their part once more, masked (``staged``)
         read_addr = Signal(amem_addr_shape(cfg))
         mask_addr = Signal(tmem_addr_shape(cfg))
-        pending, pending_count, pending_last = Signal(), Signal.like(walk.count), Signal()
-        arrived, arrived_count, arrived_last = Signal(), Signal.like(walk.count), Signal()
+        part, last_part = Signal(part_shape(cfg)), Signal()
+        m.d.comb += last_part.eq(part == cfg.unit_beats - 1)
+        pending, pending_count, pending_last = Signal(), Signal.like(sq.i.payload.count), Signal()
+        arrived, arrived_count, arrived_last = Signal(), Signal.like(pending_count), Signal()
+        pending_part, arrived_part = Signal.like(part), Signal.like(part)
         arrived_acc, arrived_mask = Signal.like(self.amem.data), Signal.like(self.mask.data)
-        staged, staged_count, staged_last = Signal(), Signal.like(walk.count), Signal()
+        staged, staged_count, staged_last = Signal(), Signal.like(pending_count), Signal()
         staged_data = Signal(sq.i.payload.data.shape())
 
         m.d.comb += [
@@ -80,23 +87,31 @@ class AccQuantizer(wiring.Component):
             self.o.payload.last.eq(sq.o.payload.last),
         ]
         m.d.sync += [arrived.eq(pending), arrived_count.eq(pending_count), arrived_last.eq(pending_last),
-                     arrived_acc.eq(self.amem.data), arrived_mask.eq(self.mask.data)]
-        for lane in range(cfg.lanes):
-            keep = (lane < arrived_count) & (~command.masked | (arrived_mask[lane] > 0))
-            m.d.sync += staged_data[lane].eq(Mux(keep, arrived_acc[lane], 0))
+                     arrived_part.eq(pending_part), arrived_acc.eq(self.amem.data), arrived_mask.eq(self.mask.data)]
+        acc_part, mask_part = word_part(cfg, arrived_acc, arrived_part), word_part(cfg, arrived_mask, arrived_part)
+        for lane in range(cfg.unit_width):
+            keep = (lane < arrived_count) & (~command.masked | (mask_part[lane] > 0))
+            m.d.sync += staged_data[lane].eq(Mux(keep, acc_part[lane], 0))
         m.d.sync += [staged.eq(arrived), staged_count.eq(arrived_count), staged_last.eq(arrived_last)]
-        # ``early``: a word entered the quantizer LATENCY - 1 cycles ago (``o`` is always ready); its
-        # valid lane count reaches ``o`` with it, LATENCY cycles after
-        m.d.comb += [self.early.eq(delayed(m, staged, ShiftQuantizer.LATENCY - 1, name="entered")),
-                     self.o.payload.count.eq(delayed(m, staged_count, ShiftQuantizer.LATENCY, name="count"))]
+        # ``early``: a part entered the quantizer LATENCY - 1 cycles ago (``o`` is always ready); its
+        # valid lane count and index reach ``o`` with it, LATENCY cycles after
+        m.d.comb += [
+            self.early.eq(delayed(m, staged, ShiftQuantizer.LATENCY - 1, name="entered")),
+            self.o.payload.count.eq(delayed(m, staged_count, ShiftQuantizer.LATENCY, name="count")),
+            self.early_part.eq(delayed(m, arrived_part, ShiftQuantizer.LATENCY, name="early_part")),
+            self.o.payload.part.eq(delayed(m, self.early_part, 1, name="part")),
+        ]
 
         def issue_read():
-            """Read the walker's current word; move on, or stop after the last one."""
-            m.d.comb += [self.amem.en.eq(1), self.mask.en.eq(command.masked), walk.step.eq(1)]
-            m.d.sync += [read_addr.eq(read_addr + 1), mask_addr.eq(mask_addr + 1), pending.eq(1),
-                         pending_count.eq(walk.count), pending_last.eq(walk.last)]
-            with m.If(walk.last):
-                m.next = "DRAIN"
+            """Read the walker's current word for the current part; after its last part move on, or stop
+            after the last word."""
+            m.d.comb += [self.amem.en.eq(1), self.mask.en.eq(command.masked), walk.step.eq(last_part)]
+            m.d.sync += [pending.eq(1), pending_part.eq(part), pending_count.eq(part_count(cfg, walk.count, part)),
+                         pending_last.eq(walk.last & last_part), part.eq(Mux(last_part, 0, part + 1))]
+            with m.If(last_part):
+                m.d.sync += [read_addr.eq(read_addr + 1), mask_addr.eq(mask_addr + 1)]
+                with m.If(walk.last):
+                    m.next = "DRAIN"
 
         m.d.sync += pending.eq(0)
         with m.FSM():
@@ -104,7 +119,7 @@ class AccQuantizer(wiring.Component):
                 m.d.comb += self.cmd.ready.eq(1)
                 with m.If(self.cmd.valid):
                     m.d.comb += walk.start.eq(1)
-                    m.d.sync += [command.eq(self.cmd.payload), read_addr.eq(0),
+                    m.d.sync += [command.eq(self.cmd.payload), read_addr.eq(0), part.eq(0),
                                  mask_addr.eq(self.cmd.payload.mask_base)]
                     m.next = "START"
             with m.State("START"):

@@ -7,6 +7,7 @@ from golden_model.config import CoreConfig
 
 from .acc_quantizer import AccQuantizer
 from .interfaces import EngineSignature, tmem_addr_shape
+from .word_parts import WordAssembler
 
 
 class QuantEngine(wiring.Component):
@@ -15,9 +16,10 @@ class QuantEngine(wiring.Component):
     The SQ shift comes with the command (the sequencer takes it from the ACC
     maxima: hw.sq_shift.SqShift), so no max pass over AMEM is needed.  An
     :class:`AccQuantizer` streams the ACC words (masked by slot B read on
-    ``tmem_a`` with f2) and the engine writes each quantized word to dst,
-    from dst.base on.  The last word is written in the done cycle (it lands
-    at that cycle's closing edge).  Latency: rows * acc_stride + 4 + ShiftQuantizer.LATENCY cycles
+    ``tmem_a`` with f2) in parts, a :class:`WordAssembler` puts each quantized
+    word together, and the engine writes it to dst, from dst.base on.  The last
+    word is written in the done cycle (it lands at that cycle's closing edge).
+    Latency: rows * acc_stride * unit_beats + 4 + ShiftQuantizer.LATENCY cycles
     from command to done.
     """
 
@@ -29,6 +31,7 @@ class QuantEngine(wiring.Component):
         m = Module()
         cmd = self.cmd.payload
         m.submodules.front = front = AccQuantizer(self.cfg)
+        m.submodules.words = words = WordAssembler(self.cfg)
         wiring.connect(m, front.amem, wiring.flipped(self.amem_r))
         wiring.connect(m, front.mask, wiring.flipped(self.tmem_a))
         write_addr = Signal(tmem_addr_shape(self.cfg))
@@ -38,12 +41,13 @@ class QuantEngine(wiring.Component):
             front.cmd.payload.relu.eq(cmd.f0), front.cmd.payload.stochastic.eq(cmd.f1),
             front.cmd.payload.shift.eq(cmd.sq_shift), front.cmd.payload.key.eq(cmd.key),
             front.cmd.payload.masked.eq(cmd.f2), front.cmd.payload.mask_base.eq(cmd.b.base),
-            self.tmem_w.en.eq(front.o.valid), self.tmem_w.addr.eq(write_addr),
-            self.tmem_w.data.eq(front.o.payload.data),
+            words.clear.eq(self.cmd.valid & self.cmd.ready),
+            words.i.valid.eq(front.o.valid), words.i.data.eq(front.o.payload.data),
+            self.tmem_w.en.eq(words.o.valid), self.tmem_w.addr.eq(write_addr), self.tmem_w.data.eq(words.o.data),
             self.done.eq(front.o.valid & front.o.payload.last),
         ]
         with m.If(self.cmd.valid & self.cmd.ready):
             m.d.sync += write_addr.eq(cmd.dst.base)
-        with m.Elif(front.o.valid):
+        with m.Elif(words.o.valid):
             m.d.sync += write_addr.eq(write_addr + 1)
         return m

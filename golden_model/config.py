@@ -36,10 +36,11 @@ class CoreConfig:
 
     Hardware:
       array_rows, array_cols   MAC array shape (R x C processing elements).
-      unit_lanes      elements per cycle of the QUANT and UPDATE/QUPDATE engines' shift
-                      quantizer and update units (0: ``lanes``, a word per cycle); a
-                      divisor of ``lanes``: a word then takes ``unit_beats`` cycles there,
-                      and those units' logic shrinks by that factor (docs/fpga.md).
+      unit_lanes      elements per cycle of the QUANT, UPDATE/QUPDATE and vector engines'
+                      lanes (0: ``lanes``, a word per cycle); a divisor of ``lanes``: a
+                      word then takes ``unit_beats`` cycles there, and those lanes' logic
+                      (and the vector engine's lane products) shrinks by that factor
+                      (docs/fpga.md).
       max_features    largest layer width (in or out) of a dense layer.
       max_batch       largest batch the activation buffers hold.
       max_dim         largest tensor dimension (rows or columns) the core handles: an

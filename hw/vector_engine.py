@@ -1,13 +1,15 @@
-"""Element-wise engine: SCALE, ADD, SUM, DOT, MASK, POOL and UNPOOL, one TMEM word per cycle.
+"""Element-wise engine: SCALE, ADD, SUM, DOT, MASK, POOL and UNPOOL, one part of a TMEM word per cycle.
 
 Golden ``Machine._scale`` ... ``_unpool``.  A :class:`~hw.vector_walk.VectorWalk`
 says which words to read (A's words in order, B's at the same offset or B's
 first word when B is 1x1; POOL: the window's words of each pooled pixel;
-UNPOOL: the pooled word covering each pixel) and where each result goes.
-Stages after it:
+UNPOOL: the pooled word covering each pixel) and where each result goes,
+once for each part of the word: the lanes are ``unit_width`` wide
+(hw/word_parts.py).  Stages after it:
 
   issue    read A's word (tmem_a) and B's (tmem_b);
-  load     the read words registered (B's first word in every lane for a 1x1 B);
+  load     the read words registered (B's first word in every lane for a 1x1 B), then the
+           request's part picked;
   compute  per lane, three stages (the terms: offset sums, shifts; then their sum):
            a * b (SCALE, DOT), align(a) + align(b) (ADD, nearest
            rounding with the command's shift_a / shift_b), a (SUM, POOL,
@@ -15,9 +17,10 @@ Stages after it:
            count become 0, so a broadcast scalar never reaches pad lanes, the
            maxima or the sums;
   write    SCALE, ADD, POOL: the ACC word (a group of KH*KW words summed for
-           POOL); MASK, UNPOOL: the TMEM word at dst; SUM, DOT: the lane sum
-           added to the running total.  Writes are registered on their way
-           to the memories (they land a cycle later, before ``done``).
+           POOL, per part), with its last part; MASK, UNPOOL: the TMEM word at
+           dst, put together by a WordAssembler; SUM, DOT: the lane sum added
+           to the running total.  Writes are registered on their way to the
+           memories (they land a cycle later, before ``done``).
 
 The running max |x| / max(x, 0) follow the ACC words: the written word
 registered, its lane magnitudes, the lane maxima one tree level per cycle
@@ -32,7 +35,7 @@ word before it writes it and later reads are at higher offsets, so it may
 write in place over A or B; UNPOOL's dst must not overlap A (its checks).
 """
 
-from amaranth import C, Cat, Module, Mux, Signal, signed, unsigned
+from amaranth import Array, C, Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 
 from golden_model.config import CoreConfig
@@ -45,6 +48,7 @@ from .reduction_tree import max_tree, sum_tree, tree_levels
 from .register_copies import RegisterCopies
 from .rounding import WORD_BITS, ShiftDecode, rounding_offset, shift_or_flush
 from .vector_walk import VectorWalk, Walk, walk_request_layout
+from .word_parts import WordAssembler, word_part
 
 
 def _abs(x, width):
@@ -107,7 +111,7 @@ class VectorEngine(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        cfg, lanes = self.cfg, self.cfg.lanes
+        cfg, lanes, parts = self.cfg, self.cfg.unit_width, self.cfg.unit_beats
         # One lane's result before it is widened to the accumulator: an int8
         # product needs 2 * data_bits bits; sums of two aligned int8 fit too.
         lane_shape = signed(2 * cfg.data_bits)
@@ -137,10 +141,11 @@ class VectorEngine(wiring.Component):
         p1_valid = delayed(m, walk.o.valid, 2, name="p1_valid")
         word_a, word_b = Signal.like(self.tmem_a.data), Signal.like(self.tmem_b.data)
         m.d.sync += [word_a.eq(self.tmem_a.data)] + [
-            word_b[lane].eq(Mux(broadcast, self.tmem_b.data[0], self.tmem_b.data[lane])) for lane in range(lanes)]
+            word_b[lane].eq(Mux(broadcast, self.tmem_b.data[0], self.tmem_b.data[lane])) for lane in range(cfg.lanes)]
+        part_a, part_b = word_part(cfg, word_a, p1.part), word_part(cfg, word_b, p1.part)
 
         # --- compute: the lane's terms, then their sum ---------------------------
-        terms = [lane_terms(m, kind, word_a[lane], word_b[lane], dec_a, dec_b, lane_shape, f"lane{lane}")
+        terms = [lane_terms(m, kind, part_a[lane], part_b[lane], dec_a, dec_b, lane_shape, f"lane{lane}")
                  for lane, kind in enumerate(lane_kinds(m, op, lanes))]
         count = delayed(m, p1.count, 2, name="count")
         values = Signal(lane_word)
@@ -150,12 +155,20 @@ class VectorEngine(wiring.Component):
         # --- write ------------------------------------------------------------
         p2 = delayed(m, p1, 3, name="p2")
         p2_valid = delayed(m, p1_valid, 3, name="p2_valid")
-        group = Signal(data.ArrayLayout(signed(cfg.acc_bits), lanes))       # POOL: the window's sum so far
-        summed = Signal(data.ArrayLayout(signed(cfg.acc_bits), lanes))
+        acc_part = data.ArrayLayout(signed(cfg.acc_bits), lanes)
+        group = Signal(data.ArrayLayout(acc_part, parts))       # POOL: each part's window sum so far
+        summed = Signal(acc_part)
+        so_far = [Array(group[index][lane] for index in range(parts))[p2.part] if parts > 1 else group[0][lane]
+                  for lane in range(lanes)]
         for lane in range(lanes):
-            m.d.comb += summed[lane].eq(Mux(p2.first, 0, group[lane]) + values[lane])
+            m.d.comb += summed[lane].eq(Mux(p2.first, 0, so_far[lane]) + values[lane])
         with m.If(p2_valid):
-            m.d.sync += group.eq(summed)
+            with m.Switch(p2.part):
+                for index in range(parts):
+                    with m.Case(index):
+                        m.d.sync += group[index].eq(summed)
+        last_part = p2.part == parts - 1
+        acc_word = Cat(*(group[index] for index in range(parts - 1)), summed)   # with the word's last part
 
         # --- maxima: the written words registered, their lane magnitudes, the lane maxima one tree level
         # per cycle, then the running maxima (hw/reduction_tree.py) -------------------------------------
@@ -183,15 +196,16 @@ class VectorEngine(wiring.Component):
         with m.If(sum_valid):
             m.d.sync += total.eq(total + word_sum)
 
+        m.submodules.tmem_word = tmem_word = WordAssembler(cfg)           # MASK, UNPOOL: the int8 word
+        m.d.comb += [tmem_word.clear.eq(self.cmd.valid & self.cmd.ready),
+                     tmem_word.i.valid.eq(p2_valid & op.matches(Op.MASK, Op.UNPOOL)),
+                     *(tmem_word.i.data[lane].eq(values[lane]) for lane in range(lanes))]
         m.d.sync += [self.amem_w.en.eq(0), self.tmem_w.en.eq(0)]   # writes registered: the memories are far
-        with m.If(p2_valid):
-            with m.Switch(op):
-                with m.Case(Op.SCALE, Op.ADD, Op.POOL):
-                    with m.If(p2.last):
-                        m.d.sync += [self.amem_w.en.eq(1), self.amem_w.addr.eq(p2.out), self.amem_w.data.eq(summed)]
-                with m.Case(Op.MASK, Op.UNPOOL):
-                    m.d.sync += [self.tmem_w.en.eq(1), self.tmem_w.addr.eq(cmd.dst.base + p2.out),
-                                 *(self.tmem_w.data[lane].eq(values[lane]) for lane in range(lanes))]
+        with m.If(p2_valid & op.matches(Op.SCALE, Op.ADD, Op.POOL) & p2.last & last_part):
+            m.d.sync += [self.amem_w.en.eq(1), self.amem_w.addr.eq(p2.out), self.amem_w.data.eq(acc_word)]
+        with m.If(tmem_word.o.valid):
+            m.d.sync += [self.tmem_w.en.eq(1), self.tmem_w.addr.eq(cmd.dst.base + p2.out),
+                         self.tmem_w.data.eq(tmem_word.o.data)]
 
         # --- control ----------------------------------------------------------
         # the last word's running maxima are final in DONE, and its lane sum in the total in FINISH, when
@@ -217,7 +231,7 @@ class VectorEngine(wiring.Component):
             with m.State("FINISH"):
                 with m.If(reduced):
                     m.d.sync += [self.amem_w.en.eq(1), self.amem_w.addr.eq(C(0, amem_addr_shape(cfg))),
-                                 *(self.amem_w.data[lane].eq(total if lane == 0 else 0) for lane in range(lanes))]
+                                 *(self.amem_w.data[lane].eq(total if lane == 0 else 0) for lane in range(cfg.lanes))]
                     m.d.sync += [maxabs.eq(_abs(total, cfg.acc_bits)),
                                  maxpos.eq(Mux(total > 0, total.as_unsigned(), 0))]
                 m.next = "DONE"

@@ -9,7 +9,9 @@ Three walks (golden ``Machine._scale`` ... ``_unpool``; golden_model/geometry.py
     UNPOOL   for each pixel of dst and each word, the word of A's pooled pixel that covers it
 
 Each request carries the A and B addresses, the output word (an offset from the ACC base or
-from dst's base), the valid lanes of the word and the group flags.  The walk is registered in
+from dst's base), the part of the word the engine's ``unit_width`` lanes take (hw/word_parts.py:
+every word is requested once per part, the parts innermost), that part's valid lanes and the
+group flags (``last`` ends each part's group, ``final`` only the last part of the walk).  The walk is registered in
 stages (counters, the source row, the address; each product in a registered multiplier):
 ``o`` follows ``start`` by a fixed latency with no back-pressure, and ``busy`` stays high
 until the last request has left.
@@ -28,6 +30,7 @@ from .geometry import key_layout, log2, pool_shape
 from .interfaces import dim_shape, tensor_layout, tmem_addr_shape
 from .multiplier import RegisteredMultiplier
 from .pixel_walker import GEOMETRY_BITS, PixelWalker
+from .word_parts import part_count, part_shape
 
 
 class Walk(enum.IntEnum):
@@ -38,7 +41,7 @@ class Walk(enum.IntEnum):
 
 def walk_request_layout(cfg: CoreConfig) -> data.StructLayout:
     return data.StructLayout({"a_addr": tmem_addr_shape(cfg), "b_addr": tmem_addr_shape(cfg),
-                              "out": tmem_addr_shape(cfg), "count": range(cfg.lanes + 1),
+                              "out": tmem_addr_shape(cfg), "part": part_shape(cfg), "count": range(cfg.unit_width + 1),
                               "first": 1, "last": 1, "final": 1})
 
 
@@ -83,19 +86,27 @@ class VectorWalk(wiring.Component):
         off, cw, th, tw = Signal(tmem_addr_shape(cfg)), Signal(dim), Signal(4), Signal(4)
         remaining = Signal(dim)                          # columns of the row from word cw on
         out = Signal(tmem_addr_shape(cfg).width + 1)             # the output word
+        part, last_part = Signal(part_shape(cfg)), Signal()
+        m.d.comb += last_part.eq(part == cfg.unit_beats - 1)
         window_done = (th + 1 == g.kh) & (tw + 1 == g.kw)
         group_last = Mux(pooling, window_done, 1)
-        final = group_last & (out + 1 == self.words)
+        final = group_last & (out + 1 == self.words) & last_part
 
         s1 = Signal(data.StructLayout({"valid": 1, "request": walk_request_layout(cfg), "y": 7, "x": 7,
                                        "image": dim, "th": 4, "tw": 4, "cw": dim, "off": tmem_addr_shape(cfg)}))
         m.d.sync += [s1.valid.eq(active), s1.y.eq(walker.at.y), s1.x.eq(walker.at.x), s1.image.eq(walker.at.image),
                      s1.th.eq(th), s1.tw.eq(tw), s1.cw.eq(cw), s1.off.eq(off),
                      s1.request.b_addr.eq(b.base + Mux((b.rows == 1) & (b.cols == 1), 0, off)),
-                     s1.request.out.eq(out), s1.request.count.eq(Mux(remaining > lanes, lanes, remaining)),
+                     s1.request.out.eq(out), s1.request.part.eq(part),
+                     s1.request.count.eq(part_count(cfg, Mux(remaining > lanes, lanes, remaining), part)),
                      s1.request.first.eq((th == 0) & (tw == 0)), s1.request.last.eq(group_last),
                      s1.request.final.eq(final)]
-        self._step(m, walker, active, off, cw, th, tw, remaining, out, window_done, final, g)
+        with m.If(self.start | last_part):
+            m.d.sync += part.eq(0)
+        with m.Elif(active):                             # the word's next part: the counters hold
+            m.d.sync += part.eq(part + 1)
+        with m.If(self.start | last_part):
+            self._step(m, walker, active, off, cw, th, tw, remaining, out, window_done, final, g)
 
         # ---- stage 2: the source row of A (its pixel, for POOL and UNPOOL) as y * width + partial ----
         s2 = Signal(data.StructLayout({"request": walk_request_layout(cfg), "y": 10, "partial": dim,

@@ -36,6 +36,9 @@ class CoreConfig:
 
     Hardware:
       array_rows, array_cols   MAC array shape (R x C processing elements).
+      logic_product_area  size and address products (the sequencer's, the walks'; not the
+                      array's) whose operand widths multiply to at most this are built in
+                      LUTs instead of a MULT18X18D (0: none): the DSP budget of a wide array.
       unit_lanes      elements per cycle of the QUANT, UPDATE/QUPDATE and vector engines'
                       lanes (0: ``lanes``, a word per cycle); a divisor of ``lanes``: a
                       word then takes ``unit_beats`` cycles there, and those lanes' logic
@@ -81,6 +84,7 @@ class CoreConfig:
     array_rows: int = 8
     array_cols: int = 8
     unit_lanes: int = 0
+    logic_product_area: int = 0
     max_features: int = 64
     max_batch: int = 16
     max_dim: int = 1024
@@ -178,6 +182,10 @@ class CoreConfig:
         """Elements per memory word: max(array_rows, array_cols)."""
         return max(self.array_rows, self.array_cols)
 
+    def product_in_logic(self, a_bits: int, b_bits: int) -> bool:
+        """Whether a size or address product of these operand widths is built in LUTs."""
+        return a_bits * b_bits <= self.logic_product_area
+
     @property
     def unit_width(self) -> int:
         """Elements per cycle of the quantize and update units: ``unit_lanes``, or ``lanes``."""
@@ -234,7 +242,10 @@ CONFIGS: dict[str, CoreConfig] = {
                            data_bytes=BOARD_DATA_BYTES),
     "default": CoreConfig(name="default"),
     "ulx3s": CoreConfig(name="ulx3s", tmem_bytes=BOARD_TMEM_BYTES, data_bytes=BOARD_DATA_BYTES),     # the default core as the 85F holds it
-    "wide8x16": CoreConfig(name="wide8x16", array_rows=8, array_cols=16, acc_elements=16384, unit_lanes=8),
+    # the 128-MAC candidate: 8 lanes in the per-lane engines, the size and address products up to 12 x 12
+    # bits in LUTs (the array takes 128 of the 85F's 156 MULT18X18D; docs/fpga.md)
+    "wide8x16": CoreConfig(name="wide8x16", array_rows=8, array_cols=16, acc_elements=16384, unit_lanes=8,
+                           logic_product_area=144),
     "big16x16": CoreConfig(name="big16x16", array_rows=16, array_cols=16),      # FPGA size exploration (docs/fpga.md)
     "default_nearest": CoreConfig(name="default_nearest", grad_rounding="nearest", update_rounding="nearest"),
 }

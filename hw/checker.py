@@ -88,7 +88,7 @@ class Checker(wiring.Component):
             return registered
 
         def product(a, b, name):
-            return a * b if m is None else registered_product(m, a, b, name=name)
+            return a * b if m is None else registered_product(m, self.cfg, a, b, name=name)
 
         entries = {"dst": self.dst, "a": self.a, "b": self.b}
         inputs = {"produced": self.produced, "geometry": self.geometry,

@@ -143,7 +143,7 @@ class Decoder(wiring.Component):
         multiply between fabric flip-flops): H x W, the pooled image and KH x KW; then times the batch;
         then B x Ho times Wo.  The ACC shape and the command behind them start from registers.  Returns the
         facts and the taps, a registered multiplier's latency ahead of them."""
-        inst, facts = self.inst, self.geometry
+        cfg, inst, facts = self.cfg, self.inst, self.geometry
         g = key_layout()(inst.key)
         pool_h, pool_w, shift = pool_shape(g)
         rounds = RegisteredMultiplier.LATENCY
@@ -156,13 +156,13 @@ class Decoder(wiring.Component):
                                                                   if spec.geometry == "pool")))),
         ]
         first = delayed(m, early, rounds - 1, name="g_first")
-        image = registered_product(m, g.height, g.width, name="g_image")
-        pooled = registered_product(m, pool_h, pool_w, name="g_pooled")
-        taps = registered_product(m, g.kh, g.kw, name="g_taps")
-        tall = registered_product(m, first.batch, first.ho, name="g_tall")
-        in_rows = registered_product(m, first.batch, image, name="g_in_rows")
-        pool_rows = registered_product(m, first.batch, pooled, name="g_pool_rows")
-        out_rows = registered_product(m, tall, delayed(m, first.wo, rounds, name="g_wo"), name="g_out_rows")
+        image = registered_product(m, cfg, g.height, g.width, name="g_image")
+        pooled = registered_product(m, cfg, pool_h, pool_w, name="g_pooled")
+        taps = registered_product(m, cfg, g.kh, g.kw, name="g_taps")
+        tall = registered_product(m, cfg, first.batch, first.ho, name="g_tall")
+        in_rows = registered_product(m, cfg, first.batch, image, name="g_in_rows")
+        pool_rows = registered_product(m, cfg, first.batch, pooled, name="g_pool_rows")
+        out_rows = registered_product(m, cfg, tall, delayed(m, first.wo, rounds, name="g_wo"), name="g_out_rows")
         late = delayed(m, first, 2 * rounds, name="g_late")
         ahead = delayed(m, taps, rounds, name="g_taps_ahead")
         m.d.comb += [
@@ -201,7 +201,7 @@ class Decoder(wiring.Component):
         # a CONV's taps x Cp of B's channels, on a registered multiplier beside the facts (the taps are its
         # latency ahead of them), so the ACC shape and the command start from registers
         lanes_log2 = cfg.lanes.bit_length() - 1
-        padded_taps = registered_product(m, taps, stride(cfg, b.cols), name="padded_taps") << lanes_log2
+        padded_taps = registered_product(m, cfg, taps, stride(cfg, b.cols), name="padded_taps") << lanes_log2
         conv_rows = Mux(inst.f0, a.cols, Mux(inst.f1, dst.rows, facts.out_rows))
         conv_cols = Mux(inst.f0, padded_taps, Mux(inst.f1, dst.cols, b.rows))
         shapes = {"matmul": (mat_m, mat_n), "a": (a.rows, a.cols), "scalar": (1, 1), "conv": (conv_rows, conv_cols),
@@ -215,7 +215,7 @@ class Decoder(wiring.Component):
         # stride) on a registered multiplier, then the base added
         ends = self.ends
         for name, entry in entries.items():
-            span = registered_product(m, entry.rows, stride(cfg, entry.cols), name=f"span_{name}")
+            span = registered_product(m, cfg, entry.rows, stride(cfg, entry.cols), name=f"span_{name}")
             m.d.sync += ends[name].eq(entry.base + span)
         produced, record = self.produced, self.record
         with m.Switch(opcode):

@@ -43,7 +43,7 @@ from golden_model.config import CoreConfig
 from .delay import delayed
 from .interfaces import dim_shape, tmem_addr_shape
 from .loop_counter import LoopCounter
-from .multiplier import RegisteredMultiplier
+from .multiplier import RegisteredMultiplier, size_multiplier
 from .pixel_walker import GEOMETRY_BITS, PixelWalker, position_layout
 
 
@@ -216,14 +216,14 @@ class FeedAddresses(wiring.Component):
         b = stage(source, "b")
         c = stage(self._gather_offsets(m, b), "c")
         d = stage(self._gathered_operands(m, c), "d")
-        m.submodules.row_product = row_product = RegisteredMultiplier(a_bits=len(d.y) + 1,
+        m.submodules.row_product = row_product = size_multiplier(cfg, a_bits=len(d.y) + 1,
                                                                       b_bits=GEOMETRY_BITS + 1)
         m.d.comb += [row_product.a.eq(d.y), row_product.b.eq(p.src_w), row_product.en.eq(advance)]
         e = delayed(m, d, RegisteredMultiplier.LATENCY, name="e", en=advance)
         dim_bits = dim_shape(cfg).width
         row = stage((e.partial + row_product.p)[:dim_bits], "row")          # a row of the stored tensor
         f = stage(e, "f")
-        m.submodules.address_product = address_product = RegisteredMultiplier(a_bits=dim_bits + 1,
+        m.submodules.address_product = address_product = size_multiplier(cfg, a_bits=dim_bits + 1,
                                                                               b_bits=dim_bits + 1)
         m.d.comb += [address_product.a.eq(row), address_product.b.eq(p.stride), address_product.en.eq(advance)]
         g = delayed(m, f, RegisteredMultiplier.LATENCY, name="g", en=advance)

@@ -1,6 +1,9 @@
 """RegisteredMultiplier: a signed product with registered operands and a registered result."""
 
-from amaranth import ClockSignal, Const, Instance, Module, Signal, signed
+import operator
+from functools import reduce
+
+from amaranth import ClockSignal, Const, Instance, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -18,7 +21,11 @@ class RegisteredMultiplier(wiring.Component):
     (REG_INPUTA_CLK, REG_INPUTB_CLK, REG_OUTPUT_CLK; nextpnr times the
     registered DSP as a pipeline stage of its own instead of a combinational
     multiply between fabric flip-flops), elsewhere (simulation, other
-    FPGAs) two register stages in logic around a ``*``.  A result is
+    FPGAs) two register stages in logic around a ``*``.  With ``in_logic``
+    the product is a sum of shifted partial products between the same two
+    register stages on every target, which yosys maps to LUTs and carry
+    chains, not to a MULT18X18D: for the small size and address products
+    where DSPs are short (``CoreConfig.logic_product_area``).  A result is
     meaningful only for operands that were meant: the caller delays its own
     valid flags beside it.
     """
@@ -26,10 +33,10 @@ class RegisteredMultiplier(wiring.Component):
     #: Cycles from the operands to their product on ``p``.
     LATENCY = 2
 
-    def __init__(self, *, a_bits: int, b_bits: int):
+    def __init__(self, *, a_bits: int, b_bits: int, in_logic: bool = False):
         if max(a_bits, b_bits) > DSP_BITS:
             raise ValueError(f"operands of {a_bits} and {b_bits} bits: at most {DSP_BITS} (one MULT18X18D)")
-        self.a_bits, self.b_bits = a_bits, b_bits
+        self.a_bits, self.b_bits, self.in_logic = a_bits, b_bits, in_logic
         super().__init__({
             "a": In(signed(a_bits)),
             "b": In(signed(b_bits)),
@@ -39,13 +46,13 @@ class RegisteredMultiplier(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        if getattr(platform, "family", None) == "ecp5":
+        if getattr(platform, "family", None) == "ecp5" and not self.in_logic:
             self._ecp5(m)
             return m
         a, b = Signal.like(self.a, reset_less=True), Signal.like(self.b, reset_less=True)
         p = Signal.like(self.p, reset_less=True)
         with m.If(self.en):
-            m.d.sync += [a.eq(self.a), b.eq(self.b), p.eq(a * b)]
+            m.d.sync += [a.eq(self.a), b.eq(self.b), p.eq(shift_add_product(a, b) if self.in_logic else a * b)]
         m.d.comb += self.p.eq(p)
         return m
 
@@ -73,9 +80,25 @@ class RegisteredMultiplier(wiring.Component):
         )
 
 
-def registered_product(m: Module, a, b, *, name: str):
+def shift_add_product(a, b):
+    """``a`` x ``b`` (both signed) as the sum of ``a`` shifted by each set bit of ``b``, the sign bit's
+    term subtracted (two's complement), added in a balanced tree: a product yosys does not map to a DSP."""
+    top = len(b) - 1
+    terms = [Mux(b[i], a << i, 0) for i in range(top)] + [Mux(b[top], -(a << top), 0)]
+    while len(terms) > 1:
+        terms = [reduce(operator.add, terms[i:i + 2]) for i in range(0, len(terms), 2)]
+    return terms[0]
+
+
+def size_multiplier(cfg, *, a_bits: int, b_bits: int) -> RegisteredMultiplier:
+    """A RegisteredMultiplier for a size or address product (not the MAC array's): in LUTs where
+    ``cfg`` puts products of its operand widths there (``CoreConfig.product_in_logic``)."""
+    return RegisteredMultiplier(a_bits=a_bits, b_bits=b_bits, in_logic=cfg.product_in_logic(a_bits, b_bits))
+
+
+def registered_product(m: Module, cfg, a, b, *, name: str):
     """``a`` x ``b`` of two unsigned values, :attr:`RegisteredMultiplier.LATENCY` cycles later: a
-    RegisteredMultiplier added to ``m`` as ``name``, its product unsigned in ``len(a) + len(b)`` bits."""
-    m.submodules[name] = multiplier = RegisteredMultiplier(a_bits=len(a) + 1, b_bits=len(b) + 1)
+    :func:`size_multiplier` added to ``m`` as ``name``, its product unsigned in ``len(a) + len(b)`` bits."""
+    m.submodules[name] = multiplier = size_multiplier(cfg, a_bits=len(a) + 1, b_bits=len(b) + 1)
     m.d.comb += [multiplier.a.eq(a), multiplier.b.eq(b)]
     return multiplier.p.as_unsigned()[:len(a) + len(b)]

@@ -43,7 +43,7 @@ from golden_model.isa import Op
 
 from .delay import delayed
 from .interfaces import EngineSignature, amem_addr_shape, command_layout
-from .multiplier import RegisteredMultiplier
+from .multiplier import RegisteredMultiplier, size_multiplier
 from .reduction_tree import max_tree, sum_tree, tree_levels
 from .register_copies import RegisterCopies
 from .rounding import WORD_BITS, ShiftDecode, rounding_offset, shift_or_flush
@@ -109,6 +109,24 @@ class VectorEngine(wiring.Component):
         m.d.sync += clamped.eq(Mux(shift > flush, flush, shift))
         return ShiftDecode(m, clamped, align_cfg, name=name, registered=True)
 
+    def _window_sums(self, m: Module, p2, p2_valid, values) -> tuple:
+        """The part's ACC lanes (POOL: its window's sum so far plus ``values``; else ``values``), and the
+        whole ACC word with the word's last part: the earlier parts' sums are kept per part."""
+        cfg, lanes, parts = self.cfg, self.cfg.unit_width, self.cfg.unit_beats
+        acc_part = data.ArrayLayout(signed(cfg.acc_bits), lanes)
+        group = Signal(data.ArrayLayout(acc_part, parts))
+        summed = Signal(acc_part)
+        so_far = [Array(group[index][lane] for index in range(parts))[p2.part] if parts > 1 else group[0][lane]
+                  for lane in range(lanes)]
+        for lane in range(lanes):
+            m.d.comb += summed[lane].eq(Mux(p2.first, 0, so_far[lane]) + values[lane])
+        with m.If(p2_valid):
+            with m.Switch(p2.part):
+                for index in range(parts):
+                    with m.Case(index):
+                        m.d.sync += group[index].eq(summed)
+        return summed, Cat(*(group[index] for index in range(parts - 1)), summed)
+
     def elaborate(self, platform):
         m = Module()
         cfg, lanes, parts = self.cfg, self.cfg.unit_width, self.cfg.unit_beats
@@ -122,7 +140,7 @@ class VectorEngine(wiring.Component):
         m.submodules.walk = walk = VectorWalk(cfg)
         dec_a, dec_b = (self._alignment(m, shift, name) for name, shift in (("shift_a", cmd.shift_a),
                                                                              ("shift_b", cmd.shift_b)))
-        m.submodules.words = words = RegisteredMultiplier(a_bits=len(cmd.a.rows) + 1, b_bits=len(cmd.a.stride) + 1)
+        m.submodules.words = words = size_multiplier(cfg, a_bits=len(cmd.a.rows) + 1, b_bits=len(cmd.a.stride) + 1)
         m.d.comb += [words.a.eq(Mux(op == Op.POOL, cmd.acc_rows, Mux(op == Op.UNPOOL, cmd.dst.rows, cmd.a.rows))),
                      words.b.eq(Mux(op == Op.POOL, cmd.acc_stride, Mux(op == Op.UNPOOL, cmd.dst.stride,
                                                                        cmd.a.stride)))]
@@ -155,20 +173,8 @@ class VectorEngine(wiring.Component):
         # --- write ------------------------------------------------------------
         p2 = delayed(m, p1, 3, name="p2")
         p2_valid = delayed(m, p1_valid, 3, name="p2_valid")
-        acc_part = data.ArrayLayout(signed(cfg.acc_bits), lanes)
-        group = Signal(data.ArrayLayout(acc_part, parts))       # POOL: each part's window sum so far
-        summed = Signal(acc_part)
-        so_far = [Array(group[index][lane] for index in range(parts))[p2.part] if parts > 1 else group[0][lane]
-                  for lane in range(lanes)]
-        for lane in range(lanes):
-            m.d.comb += summed[lane].eq(Mux(p2.first, 0, so_far[lane]) + values[lane])
-        with m.If(p2_valid):
-            with m.Switch(p2.part):
-                for index in range(parts):
-                    with m.Case(index):
-                        m.d.sync += group[index].eq(summed)
+        summed, acc_word = self._window_sums(m, p2, p2_valid, values)
         last_part = p2.part == parts - 1
-        acc_word = Cat(*(group[index] for index in range(parts - 1)), summed)   # with the word's last part
 
         # --- maxima: the written words registered, their lane magnitudes, the lane maxima one tree level
         # per cycle, then the running maxima (hw/reduction_tree.py) -------------------------------------

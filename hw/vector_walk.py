@@ -28,7 +28,7 @@ from golden_model.config import CoreConfig
 from .delay import delayed
 from .geometry import key_layout, log2, pool_shape
 from .interfaces import dim_shape, tensor_layout, tmem_addr_shape
-from .multiplier import RegisteredMultiplier
+from .multiplier import RegisteredMultiplier, size_multiplier
 from .pixel_walker import GEOMETRY_BITS, PixelWalker
 from .word_parts import part_count, part_shape
 
@@ -73,7 +73,7 @@ class VectorWalk(wiring.Component):
         shift_h, shift_w = log2(g.kh), log2(g.kw)
         m.submodules.walker = walker = PixelWalker(cfg)
         pooling = self.walk == Walk.POOL
-        m.submodules.image_product = image_product = RegisteredMultiplier(a_bits=GEOMETRY_BITS + 1,
+        m.submodules.image_product = image_product = size_multiplier(cfg, a_bits=GEOMETRY_BITS + 1,
                                                                           b_bits=GEOMETRY_BITS + 1)
         m.d.comb += [walker.height.eq(Mux(pooling, pool_h, g.height)),
                      walker.width.eq(Mux(pooling, pool_w, g.width)),
@@ -114,7 +114,7 @@ class VectorWalk(wiring.Component):
         m.d.sync += [s2.request.eq(s1.request), s2.cw.eq(s1.cw), s2.off.eq(s1.off),
                      s2.y.eq(Mux(pooling, (s1.y << shift_h) + s1.th, s1.y >> shift_h)),
                      s2.partial.eq(s1.image + Mux(pooling, (s1.x << shift_w) + s1.tw, s1.x >> shift_w))]
-        m.submodules.row_product = row_product = RegisteredMultiplier(a_bits=11, b_bits=GEOMETRY_BITS + 1)
+        m.submodules.row_product = row_product = size_multiplier(cfg, a_bits=11, b_bits=GEOMETRY_BITS + 1)
         m.d.comb += [row_product.a.eq(s2.y), row_product.b.eq(Mux(pooling, g.width, pool_w))]
         s3 = delayed(m, s2, RegisteredMultiplier.LATENCY, name="s3")
         s4 = Signal(data.StructLayout({"request": walk_request_layout(cfg), "row": dim, "cw": dim,
@@ -124,7 +124,7 @@ class VectorWalk(wiring.Component):
 
         # ---- stage 3: the address ----
         dim_bits = dim.width
-        m.submodules.address_product = address_product = RegisteredMultiplier(a_bits=dim_bits + 1,
+        m.submodules.address_product = address_product = size_multiplier(cfg, a_bits=dim_bits + 1,
                                                                               b_bits=dim_bits + 1)
         m.d.comb += [address_product.a.eq(s4.row), address_product.b.eq(a.stride)]
         s5 = delayed(m, s4, RegisteredMultiplier.LATENCY, name="s5")

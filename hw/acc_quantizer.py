@@ -29,7 +29,7 @@ from .interfaces import (ReadPortSignature, amem_addr_shape, amem_word_layout, d
 from .rounding import WORD_BITS, data_shape, shift_shape
 from .shift_quantizer import ShiftQuantizer
 from .tensor_walker import TensorWalker
-from .word_parts import part_count, part_shape, word_part
+from .word_parts import part_shape, word_part
 
 
 def acc_quantizer_command(cfg: CoreConfig) -> data.StructLayout:
@@ -67,11 +67,9 @@ class AccQuantizer(wiring.Component):
         # registered as they are (``arrived``) and their part once more, masked (``staged``)
         read_addr = Signal(amem_addr_shape(cfg))
         mask_addr = Signal(tmem_addr_shape(cfg))
-        part, last_part = Signal(part_shape(cfg)), Signal()
-        m.d.comb += last_part.eq(part == cfg.unit_beats - 1)
-        pending, pending_count, pending_last = Signal(), Signal.like(sq.i.payload.count), Signal()
-        arrived, arrived_count, arrived_last = Signal(), Signal.like(pending_count), Signal()
-        pending_part, arrived_part = Signal.like(part), Signal.like(part)
+        pending, pending_count, pending_last = Signal(), Signal.like(walk.count), Signal()
+        arrived, arrived_count, arrived_last = Signal(), Signal.like(walk.count), Signal()
+        pending_part, arrived_part = Signal.like(walk.part), Signal.like(walk.part)
         arrived_acc, arrived_mask = Signal.like(self.amem.data), Signal.like(self.mask.data)
         staged, staged_count, staged_last = Signal(), Signal.like(pending_count), Signal()
         staged_data = Signal(sq.i.payload.data.shape())
@@ -103,15 +101,14 @@ class AccQuantizer(wiring.Component):
         ]
 
         def issue_read():
-            """Read the walker's current word for the current part; after its last part move on, or stop
-            after the last word."""
-            m.d.comb += [self.amem.en.eq(1), self.mask.en.eq(command.masked), walk.step.eq(last_part)]
-            m.d.sync += [pending.eq(1), pending_part.eq(part), pending_count.eq(part_count(cfg, walk.count, part)),
-                         pending_last.eq(walk.last & last_part), part.eq(Mux(last_part, 0, part + 1))]
-            with m.If(last_part):
+            """Read the walker's current word for its current part; move on, or stop after the last part."""
+            m.d.comb += [self.amem.en.eq(1), self.mask.en.eq(command.masked), walk.step.eq(1)]
+            m.d.sync += [pending.eq(1), pending_part.eq(walk.part), pending_count.eq(walk.count),
+                         pending_last.eq(walk.last)]
+            with m.If(walk.word_end):
                 m.d.sync += [read_addr.eq(read_addr + 1), mask_addr.eq(mask_addr + 1)]
-                with m.If(walk.last):
-                    m.next = "DRAIN"
+            with m.If(walk.last):
+                m.next = "DRAIN"
 
         m.d.sync += pending.eq(0)
         with m.FSM():
@@ -119,7 +116,7 @@ class AccQuantizer(wiring.Component):
                 m.d.comb += self.cmd.ready.eq(1)
                 with m.If(self.cmd.valid):
                     m.d.comb += walk.start.eq(1)
-                    m.d.sync += [command.eq(self.cmd.payload), read_addr.eq(0), part.eq(0),
+                    m.d.sync += [command.eq(self.cmd.payload), read_addr.eq(0),
                                  mask_addr.eq(self.cmd.payload.mask_base)]
                     m.next = "START"
             with m.State("START"):

@@ -1,4 +1,4 @@
-"""TensorWalker: the words of a row-major tensor whose rows are padded to whole words."""
+"""TensorWalker: the word parts of a row-major tensor whose rows are padded to whole words."""
 
 from amaranth import Module, Mux, Signal
 from amaranth.lib import wiring
@@ -7,17 +7,20 @@ from amaranth.lib.wiring import In, Out
 from golden_model.config import CoreConfig
 
 from .interfaces import dim_shape
+from .word_parts import part_count, part_shape
 
 
 class TensorWalker(wiring.Component):
-    """Steps through the words of a row-major tensor whose rows are padded to whole words.
+    """Steps through the words of a row-major tensor whose rows are padded to whole words, a word in
+    ``unit_beats`` parts of ``unit_width`` lanes (hw/word_parts.py).
 
-    ``start`` (with ``rows``, ``cols``) goes to word 0; each ``step`` moves to
-    the next word.  ``count`` is the number of valid elements (lanes) in the
-    current word and ``last`` marks the tensor's final word.  Tracking the
-    columns left in the row gives both without a multiplier; the engines use
-    ``count`` for pad-lane masks and to advance the stochastic-rounding
-    generator by the flat element index.
+    ``start`` (with ``rows``, ``cols``) goes to part 0 of word 0; each ``step``
+    moves to the next part.  ``part`` is the current part's index, ``count`` its
+    number of valid elements (lanes), ``word_end`` marks a word's last part (the
+    engine's word address moves on after it) and ``last`` the tensor's final
+    part.  Tracking the columns left in the row gives all of them without a
+    multiplier; the engines use ``count`` for pad-lane masks and to advance the
+    stochastic-rounding generator by the flat element index.
     """
 
     def __init__(self, cfg: CoreConfig):
@@ -27,24 +30,31 @@ class TensorWalker(wiring.Component):
             "rows": In(dim_shape(cfg)),
             "cols": In(dim_shape(cfg)),
             "step": In(1),
-            "count": Out(range(cfg.lanes + 1)),
+            "part": Out(part_shape(cfg)),
+            "count": Out(range(cfg.unit_width + 1)),
+            "word_end": Out(1),
             "last": Out(1),
         })
 
     def elaborate(self, platform):
         m = Module()
-        lanes = self.cfg.lanes
-        rows_left = Signal(dim_shape(self.cfg))   # rows after the current one
-        cols = Signal(dim_shape(self.cfg))
-        remaining = Signal(dim_shape(self.cfg))   # columns of the row from the current word on
+        cfg = self.cfg
+        lanes = cfg.lanes
+        rows_left = Signal(dim_shape(cfg))   # rows after the current one
+        cols = Signal(dim_shape(cfg))
+        remaining = Signal(dim_shape(cfg))   # columns of the row from the current word on
         row_end = remaining <= lanes
         m.d.comb += [
-            self.count.eq(Mux(row_end, remaining, lanes)),
-            self.last.eq(row_end & (rows_left == 0)),
+            self.word_end.eq(self.part == cfg.unit_beats - 1),
+            self.count.eq(part_count(cfg, Mux(row_end, remaining, lanes), self.part)),
+            self.last.eq(self.word_end & row_end & (rows_left == 0)),
         ]
         with m.If(self.start):
-            m.d.sync += [rows_left.eq(self.rows - 1), cols.eq(self.cols), remaining.eq(self.cols)]
+            m.d.sync += [rows_left.eq(self.rows - 1), cols.eq(self.cols), remaining.eq(self.cols), self.part.eq(0)]
+        with m.Elif(self.step & ~self.word_end):
+            m.d.sync += self.part.eq(self.part + 1)
         with m.Elif(self.step):
+            m.d.sync += self.part.eq(0)
             with m.If(row_end):
                 m.d.sync += [rows_left.eq(rows_left - 1), remaining.eq(cols)]
             with m.Else():

@@ -12,7 +12,7 @@ from .acc_quantizer import AccQuantizer
 from .interfaces import EngineSignature, command_layout, tmem_addr_shape
 from .tensor_walker import TensorWalker
 from .update_unit import UpdateUnit
-from .word_parts import WordAssembler, part_count, part_shape, word_part
+from .word_parts import WordAssembler, word_part
 
 
 class UpdateEngine(wiring.Component):
@@ -62,10 +62,8 @@ class UpdateEngine(wiring.Component):
         w_addr, g_addr, write_addr = (Signal(tmem_addr_shape(cfg), name=name) for name in ("w_addr", "g_addr",
                                                                                           "write_addr"))
         # UPDATE: the words read this cycle arrive next cycle, with the part to take
-        part, last_part = Signal(part_shape(cfg)), Signal()
-        m.d.comb += last_part.eq(part == cfg.unit_beats - 1)
-        pending, pending_count, pending_last = Signal(), Signal.like(unit.i.payload.count), Signal()
-        pending_part = Signal.like(part)
+        pending, pending_count, pending_last = Signal(), Signal.like(walk.count), Signal()
+        pending_part = Signal.like(walk.part)
         # the (w, g) pair is registered before the update unit
         unit_in = Signal(unit.i.payload.shape())
         unit_in_valid = Signal()
@@ -106,15 +104,15 @@ class UpdateEngine(wiring.Component):
             m.d.sync += write_addr.eq(write_addr + 1)
 
         def read_pair():
-            """UPDATE: read W and G at the walker's word for the current part; after its last part move
-            on, or stop after the last word."""
-            m.d.comb += [self.tmem_a.en.eq(1), self.tmem_b.en.eq(1), walk.step.eq(last_part)]
-            m.d.sync += [pending.eq(1), pending_part.eq(part), pending_count.eq(part_count(cfg, walk.count, part)),
-                         pending_last.eq(walk.last & last_part), part.eq(Mux(last_part, 0, part + 1))]
-            with m.If(last_part):
+            """UPDATE: read W and G at the walker's word for its current part; move on, or stop after the
+            last part."""
+            m.d.comb += [self.tmem_a.en.eq(1), self.tmem_b.en.eq(1), walk.step.eq(1)]
+            m.d.sync += [pending.eq(1), pending_part.eq(walk.part), pending_count.eq(walk.count),
+                         pending_last.eq(walk.last)]
+            with m.If(walk.word_end):
                 m.d.sync += [w_addr.eq(w_addr + 1), g_addr.eq(g_addr + 1)]
-                with m.If(walk.last):
-                    m.next = "DRAIN"
+            with m.If(walk.last):
+                m.next = "DRAIN"
 
         m.d.sync += pending.eq(0)
         with m.FSM():
@@ -124,7 +122,7 @@ class UpdateEngine(wiring.Component):
                     m.d.comb += walk.start.eq(1)
                     new = self.cmd.payload
                     m.d.sync += [cmd.eq(new), fused.eq(new.op == Op.QUPDATE), w_addr.eq(new.dst.base),
-                                 g_addr.eq(new.a.base), write_addr.eq(new.dst.base), part.eq(0)]
+                                 g_addr.eq(new.a.base), write_addr.eq(new.dst.base)]
                     m.next = "START"
             with m.State("START"):                      # the units are idle: their commands are accepted now
                 m.d.comb += [unit.cmd.valid.eq(1), front.cmd.valid.eq(fused)]

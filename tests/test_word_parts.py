@@ -1,5 +1,6 @@
-"""hw.word_parts (CoreConfig.unit_lanes): a word's parts, their valid counts, and the WordAssembler that puts
-result words together again, in Amaranth's simulator against plain Python."""
+"""hw.word_parts (CoreConfig.unit_lanes): a word's parts, their valid counts, the TensorWalker that steps through
+them and the WordAssembler that puts result words together again, in Amaranth's simulator against plain
+Python."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from amaranth import ClockDomain, Module, Signal
 
 from golden_model.config import CONFIGS, CoreConfig
 from hw.rounding import data_shape
+from hw.tensor_walker import TensorWalker
 from hw.word_parts import WordAssembler, part_count, part_shape, word_part
 from sim_tests.amaranth_sim import simulate
 
@@ -84,3 +86,44 @@ def test_the_assembler_puts_parts_together(cfg):
             assert words == want, f"tensor {tensor}"
 
     simulate(top, bench)
+
+
+@pytest.mark.parametrize("cfg", NARROW, ids=lambda c: f"{c.name}-u{c.unit_width}")
+def test_the_walker_steps_through_every_part(cfg):
+    """Each padded row's words, each word's parts: (part, valid lanes, word's last part, tensor's last)."""
+    rng = random.Random(SEED)
+    print(f"EOQ_SEED={SEED}")
+    dut = TensorWalker(cfg)
+    width = cfg.unit_width
+
+    def expected(rows, cols):
+        steps = []
+        for row in range(rows):
+            words = -(-cols // cfg.lanes)
+            for word in range(words):
+                valid = min(cols - word * cfg.lanes, cfg.lanes)
+                for part in range(cfg.unit_beats):
+                    end = part == cfg.unit_beats - 1
+                    steps.append((part, min(max(valid - part * width, 0), width), int(end),
+                                  int(end and word == words - 1 and row == rows - 1)))
+        return steps
+
+    async def bench(ctx):
+        for _ in range(6):
+            rows, cols = rng.randint(1, 4), rng.randint(1, 3 * cfg.lanes)
+            ctx.set(dut.rows, rows)
+            ctx.set(dut.cols, cols)
+            ctx.set(dut.start, 1)
+            await ctx.tick()
+            ctx.set(dut.start, 0)
+            got = []
+            while not got or not got[-1][3]:
+                stall = rng.random() < 0.3
+                ctx.set(dut.step, not stall)
+                if not stall:
+                    got.append((ctx.get(dut.part), ctx.get(dut.count), ctx.get(dut.word_end), ctx.get(dut.last)))
+                await ctx.tick()
+            ctx.set(dut.step, 0)
+            assert got == expected(rows, cols), (rows, cols)
+
+    simulate(dut, bench)

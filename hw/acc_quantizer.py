@@ -13,8 +13,9 @@ other.  Output ``o`` carries one int8 part per cycle with its valid lane
 count, its ``part`` index and ``last`` (on the final part); there is no
 back-pressure.  ``early`` is high the cycle before a part appears on ``o``,
 so a consumer can read a partner word (the weights of QUPDATE) to arrive
-with it; ``early_part`` is that part's index.  Latency: the first part appears 4 + ShiftQuantizer.LATENCY cycles
-after the command; one part per cycle after that.
+with it; ``early_part`` is that part's index.  Latency: the first part
+appears 4 + ShiftQuantizer.LATENCY cycles after the command; one part per
+cycle after that.
 """
 
 from amaranth import Module, Mux, Signal

@@ -27,7 +27,7 @@ An issue takes effect ``ISSUE_LATENCY`` cycles late (``issued``): the
 records and the ACC state are written from ``issued``, a register, so the
 sequencer's issue handshake (which waits on the core's command register
 across the chip) does not fan out into every record's enable.  ``pending``
-is still held then (the sequencer changes it only in CHECK, two cycles
+is still held then (the sequencer changes it only in CHECK, three cycles
 after an issue at the earliest), and ``issued`` restarts the sequencer's
 check like an issue did.  Only ``bank`` is set at the issue itself: the
 engine may address the ACC from the cycle after its command was taken.

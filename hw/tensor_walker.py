@@ -7,7 +7,7 @@ from amaranth.lib.wiring import In, Out
 from golden_model.config import CoreConfig
 
 from .interfaces import dim_shape
-from .word_parts import part_count, part_shape
+from .word_parts import part_count, part_counter, part_shape
 
 
 class TensorWalker(wiring.Component):
@@ -44,17 +44,15 @@ class TensorWalker(wiring.Component):
         cols = Signal(dim_shape(cfg))
         remaining = Signal(dim_shape(cfg))   # columns of the row from the current word on
         row_end = remaining <= lanes
+        part, word_end = part_counter(m, cfg, restart=self.start, advance=self.step)
         m.d.comb += [
-            self.word_end.eq(self.part == cfg.unit_beats - 1),
+            self.part.eq(part), self.word_end.eq(word_end),
             self.count.eq(part_count(cfg, Mux(row_end, remaining, lanes), self.part)),
             self.last.eq(self.word_end & row_end & (rows_left == 0)),
         ]
         with m.If(self.start):
-            m.d.sync += [rows_left.eq(self.rows - 1), cols.eq(self.cols), remaining.eq(self.cols), self.part.eq(0)]
-        with m.Elif(self.step & ~self.word_end):
-            m.d.sync += self.part.eq(self.part + 1)
-        with m.Elif(self.step):
-            m.d.sync += self.part.eq(0)
+            m.d.sync += [rows_left.eq(self.rows - 1), cols.eq(self.cols), remaining.eq(self.cols)]
+        with m.Elif(self.step & word_end):
             with m.If(row_end):
                 m.d.sync += [rows_left.eq(rows_left - 1), remaining.eq(cols)]
             with m.Else():

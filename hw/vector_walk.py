@@ -11,9 +11,9 @@ Three walks (golden ``Machine._scale`` ... ``_unpool``; golden_model/geometry.py
 Each request carries the A and B addresses, the output word (an offset from the ACC base or
 from dst's base), the part of the word the engine's ``unit_width`` lanes take (hw/word_parts.py:
 every word is requested once per part, the parts innermost), that part's valid lanes and the
-group flags (``last`` ends each part's group, ``final`` only the last part of the walk).  The walk is registered in
-stages (counters, the source row, the address; each product in a registered multiplier):
-``o`` follows ``start`` by a fixed latency with no back-pressure, and ``busy`` stays high
+group flags (``last`` ends each part's group, ``final`` only the last part of the walk).  The
+walk is registered in stages (counters, the source row, the address; each product in a registered
+multiplier): ``o`` follows ``start`` by a fixed latency with no back-pressure, and ``busy`` stays high
 until the last request has left.
 """
 
@@ -30,7 +30,7 @@ from .geometry import key_layout, log2, pool_shape
 from .interfaces import dim_shape, tensor_layout, tmem_addr_shape
 from .multiplier import RegisteredMultiplier, size_multiplier
 from .pixel_walker import GEOMETRY_BITS, PixelWalker
-from .word_parts import part_count, part_shape
+from .word_parts import part_count, part_counter, part_shape
 
 
 class Walk(enum.IntEnum):
@@ -86,8 +86,7 @@ class VectorWalk(wiring.Component):
         off, cw, th, tw = Signal(tmem_addr_shape(cfg)), Signal(dim), Signal(4), Signal(4)
         remaining = Signal(dim)                          # columns of the row from word cw on
         out = Signal(tmem_addr_shape(cfg).width + 1)             # the output word
-        part, last_part = Signal(part_shape(cfg)), Signal()
-        m.d.comb += last_part.eq(part == cfg.unit_beats - 1)
+        part, last_part = part_counter(m, cfg, restart=self.start, advance=active)   # the counters hold
         window_done = (th + 1 == g.kh) & (tw + 1 == g.kw)
         group_last = Mux(pooling, window_done, 1)
         final = group_last & (out + 1 == self.words) & last_part
@@ -101,10 +100,6 @@ class VectorWalk(wiring.Component):
                      s1.request.count.eq(part_count(cfg, Mux(remaining > lanes, lanes, remaining), part)),
                      s1.request.first.eq((th == 0) & (tw == 0)), s1.request.last.eq(group_last),
                      s1.request.final.eq(final)]
-        with m.If(self.start | last_part):
-            m.d.sync += part.eq(0)
-        with m.Elif(active):                             # the word's next part: the counters hold
-            m.d.sync += part.eq(part + 1)
         with m.If(self.start | last_part):
             self._step(m, walker, active, off, cw, th, tw, remaining, out, window_done, final, g)
 

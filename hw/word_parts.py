@@ -31,6 +31,18 @@ def part_count(cfg: CoreConfig, count, part):
     return Mux(rest <= 0, 0, Mux(rest >= width, width, rest))
 
 
+def part_counter(m: Module, cfg: CoreConfig, *, restart, advance) -> tuple:
+    """The current part of a word and whether it is the word's last: 0 at ``restart``, one more with each
+    ``advance``, and 0 again after the last part (a register; with one part per word, always 0)."""
+    part, last = Signal(part_shape(cfg), name="part"), Signal(name="last_part")
+    m.d.comb += last.eq(part == cfg.unit_beats - 1)
+    with m.If(restart):
+        m.d.sync += part.eq(0)
+    with m.Elif(advance):
+        m.d.sync += part.eq(Mux(last, 0, part + 1))
+    return part, last
+
+
 def word_part(cfg: CoreConfig, word, part) -> list:
     """The ``unit_width`` elements of part ``part`` of ``word`` (a list of values, lane by lane)."""
     width = cfg.unit_width

@@ -8,8 +8,8 @@ so the core reports the golden machine's status code.  The rules compare
 sizes derived in register stages (:meth:`Checker.sizes`): the inputs (the
 decoder's ACC shape and geometry facts) and every operand's words per row
 registered; the products (the padded taps, the ACC's and the data set's
-words) on registered multipliers (a MULT18X18D with its own registers on
-the ECP5); each operand's end (its base plus its span) from the decoder,
+words) on registered multipliers fed from those registers (a MULT18X18D
+with its own registers on the ECP5); each operand's end (its base plus its span) from the decoder,
 which computes it for the issue record in the same stages; then the rules
 themselves; then ``error``, the first failing rule's status, registered (the
 opcode's check list is a priority multiplexer: unregistered, it ran from the
@@ -43,13 +43,14 @@ def checker_inputs(decoder: Decoder, checker: "Checker", acc) -> list:
 
 
 class Checker(wiring.Component):
-    #: register stages from the decoder's facts to ``error``: a registered multiplier's two, the rules, ``error``
-    STAGES = RegisteredMultiplier.LATENCY + 2
+    #: register stages from the decoder's facts to ``error``: the inputs, a registered multiplier's two (its
+    #: operands are the registered inputs, so no decode or carry runs into a MULT18X18D), the rules, ``error``
+    STAGES = 1 + RegisteredMultiplier.LATENCY + 2
     #: cycles from a latched instruction to a meaningful ``error``: the decoder's facts, then the stages
     LATENCY = Decoder.LATENCY + STAGES
     #: cycles from the table entries to ``error``: the decoder's operand ends or a registered product of their
     #: sizes, then the rules and ``error``
-    ENTRY_LATENCY = max(Decoder.RANGE_LATENCY, RegisteredMultiplier.LATENCY) + 2
+    ENTRY_LATENCY = max(Decoder.RANGE_LATENCY, 1 + RegisteredMultiplier.LATENCY) + 2
     assert Decoder.EXP_LATENCY + 2 <= LATENCY, "the decoder's exponents would reach the rules late"
     assert ENTRY_LATENCY <= LATENCY, "entries given with the instruction would reach the rules late"
 
@@ -75,8 +76,8 @@ class Checker(wiring.Component):
         """The sizes the rules compare, registered when ``m`` is given (combinational without it):
         "produced", "geometry" (the inputs), "stride:<x>" (words per row of x: dst, a, b and the produced
         ACC), "set_end" (a data set's end sample), each a register stage; the products "padded:<x>" (taps
-        x Cp of x's channels), "acc_words" and "data_words" from registered multipliers on the same
-        operands (RegisteredMultiplier.LATENCY); "end:<x>" (one past x's last TMEM word) is the decoder's
+        x Cp of x's channels), "acc_words" and "data_words" from registered multipliers on those registered
+        sizes (one stage, then RegisteredMultiplier.LATENCY); "end:<x>" (one past x's last TMEM word) is the decoder's
         (``ends``, Decoder.RANGE_LATENCY after the entries), or its base plus span without ``m``."""
         cfg = self.cfg
 
@@ -98,10 +99,10 @@ class Checker(wiring.Component):
             inputs[f"stride:{name}"] = stride(cfg, x.cols)
         lanes_log2 = cfg.lanes.bit_length() - 1
         sizes = {name: stage(value, name.replace(":", "_")) for name, value in inputs.items()}
-        sizes["acc_words"] = product(self.produced.rows, inputs["stride:produced"], "acc_words")
-        sizes["data_words"] = product(inputs["set_end"], inputs["stride:dst"], "data_words")
+        sizes["acc_words"] = product(sizes["produced"].rows, sizes["stride:produced"], "acc_words")
+        sizes["data_words"] = product(sizes["set_end"], sizes["stride:dst"], "data_words")
         for name in ("dst", "a"):
-            taps_cp = product(self.geometry.taps, inputs[f"stride:{name}"], f"padded_{name}")
+            taps_cp = product(sizes["geometry"].taps, sizes[f"stride:{name}"], f"padded_{name}")
             sizes[f"padded:{name}"] = taps_cp << lanes_log2
         for name, x in entries.items():
             sizes[f"end:{name}"] = x.base + x.rows * inputs[f"stride:{name}"] if m is None else getattr(self.ends, name)

@@ -98,7 +98,8 @@ class Decoder(wiring.Component):
     and the ACC state after ``LATENCY`` cycles, the exponents (``dst_exp``, ``quant_exp``, the
     produced ACC's, the command's shifts), which follow them after ``EXP_LATENCY``, and the
     record's word ranges and operand ends (``ends``), which follow the entries after
-    ``RANGE_LATENCY`` (the sequencer's check covers them all: hw/sequencer.py).
+    ``RANGE_LATENCY``, and the command (``cmd``), whole after ``CMD_LATENCY`` (the sequencer's
+    check covers them all: hw/sequencer.py).
 
     ``uses`` (dst, a, b): the slots whose words or exponent the instruction
     touches (for the exponent write-back hazard); ``inner_a``/``inner_b``:
@@ -114,6 +115,9 @@ class Decoder(wiring.Component):
     EXP_LATENCY = LATENCY + 1
     #: cycles from the entries to the issue record's word ranges and the operands' ends
     RANGE_LATENCY = RegisteredMultiplier.LATENCY + 1
+    #: cycles from ``inst``, the entries and the ACC state to the whole command: its ACC shape two stages
+    #: after the geometry facts (registered, then its words per row), its exponent fields
+    CMD_LATENCY = max(LATENCY + 2, EXP_LATENCY)
 
     def __init__(self, cfg: CoreConfig):
         self.cfg = cfg
@@ -145,17 +149,22 @@ class Decoder(wiring.Component):
         facts and the taps, a registered multiplier's latency ahead of them."""
         cfg, inst, facts = self.cfg, self.inst, self.geometry
         g = key_layout()(inst.key)
-        pool_h, pool_w, shift = pool_shape(g)
+        pool_h, pool_w, _ = pool_shape(g)
         rounds = RegisteredMultiplier.LATENCY
+        assert rounds >= 2, "the key's copy and the early facts take a round's two cycles"
+        # the early facts from a copy of the key (the instruction register drives the whole sequencer: its
+        # route and the output size's adds do not share a cycle)
+        key = delayed(m, inst.key, 1, name="g_key")
+        pooling = delayed(m, inst.opcode.matches(*(op for op, spec in OPS.items() if spec.geometry == "pool")), 1,
+                          name="g_pooling")
+        gk = key_layout()(key)
         early = Signal(data.StructLayout({"batch": 5, "ho": 8, "wo": 8, "window_shift": 5, "legal": 1}),
                        name="g_early")
         m.d.sync += [
-            early.batch.eq(g.batch), early.ho.eq(out_height(g)), early.wo.eq(out_width(g)),
-            early.window_shift.eq(shift),
-            early.legal.eq(legal(g, pool=inst.opcode.matches(*(op for op, spec in OPS.items()
-                                                                  if spec.geometry == "pool")))),
+            early.batch.eq(gk.batch), early.ho.eq(out_height(gk)), early.wo.eq(out_width(gk)),
+            early.window_shift.eq(pool_shape(gk)[2]), early.legal.eq(legal(gk, pool=pooling)),
         ]
-        first = delayed(m, early, rounds - 1, name="g_first")
+        first = delayed(m, early, rounds - 2, name="g_first")
         image = registered_product(m, cfg, g.height, g.width, name="g_image")
         pooled = registered_product(m, cfg, pool_h, pool_w, name="g_pooled")
         taps = registered_product(m, cfg, g.kh, g.kw, name="g_taps")
@@ -243,10 +252,12 @@ class Decoder(wiring.Component):
                                  record.w_hi.eq(ends["dst"][:len(record.w_hi)] if spec.writes_dst else dst.base)]
         m.d.comb += [record.op.eq(opcode), record.dst.eq(inst.dst), record.wb_exp.eq(self.dst_exp)]
 
-        # the engine command
+        # the engine command; its ACC shape registered, then its words per row (CMD_LATENCY)
         cmd = self.cmd
-        acc_rows = Mux(record.producer, produced.rows, acc.rows)
-        acc_cols = Mux(record.producer, produced.cols, acc.cols)
+        acc_rows, acc_cols = Signal.like(acc.rows, name="cmd_acc_rows"), Signal.like(acc.cols, name="cmd_acc_cols")
+        m.d.sync += [acc_rows.eq(Mux(record.producer, produced.rows, acc.rows)),
+                     acc_cols.eq(Mux(record.producer, produced.cols, acc.cols))]
+        acc_stride = delayed(m, stride(cfg, acc_cols), 1, name="cmd_acc_stride")
         for name, entry in entries.items():
             field = getattr(cmd, name)
             m.d.comb += [field.base.eq(entry.base), field.rows.eq(entry.rows), field.cols.eq(entry.cols),
@@ -254,7 +265,8 @@ class Decoder(wiring.Component):
         m.d.comb += [
             cmd.op.eq(opcode), cmd.f0.eq(inst.f0), cmd.f1.eq(inst.f1), cmd.f2.eq(inst.f2), cmd.lr.eq(inst.lr),
             cmd.key.eq(Mux(inst.f4, xs32(self.step_base ^ inst.key), inst.key)),
-            cmd.acc_rows.eq(acc_rows), cmd.acc_cols.eq(acc_cols), cmd.acc_stride.eq(stride(cfg, acc_cols)),
+            cmd.acc_rows.eq(delayed(m, acc_rows, 1, name="cmd_acc_rows_late")),
+            cmd.acc_cols.eq(delayed(m, acc_cols, 1, name="cmd_acc_cols_late")), cmd.acc_stride.eq(acc_stride),
             cmd.shift_a.eq(delayed(m, exp_max - a.exp, 1, name="shift_a")),
             cmd.shift_b.eq(delayed(m, exp_max - b.exp, 1, name="shift_b")),
             cmd.shift.eq(Mux(opcode == Op.LOSS, a.exp,

@@ -86,11 +86,12 @@ def feed_request_layout(cfg: CoreConfig, width: int) -> data.StructLayout:
 
 
 def _source_layout(cfg: CoreConfig, width: int) -> data.StructLayout:
-    """A request before its row is gathered: the row (NONE, TAPS) or pixel and tap, and the word column."""
+    """A request before its row is gathered: the row (NONE, TAPS) or pixel and tap, the word column, and
+    the K position ``k`` (the request's ``steps`` follow from it a stage later)."""
     dim = dim_shape(cfg)
     return data.StructLayout({
         "request": feed_request_layout(cfg, width), "gather": Gather, "row": dim, "at": position_layout(cfg),
-        "th": 4, "tw": 4, "column": dim,
+        "th": 4, "tw": 4, "column": dim, "k": dim,
     })
 
 
@@ -234,16 +235,19 @@ class FeedAddresses(wiring.Component):
         return m
 
     def _gather_offsets(self, m, b):
-        """Stage C: the pixel coordinates a gather reads, before the bounds check.
+        """Stage C: the pixel coordinates a gather reads, before the bounds check, and the vectors a
+        plain fill yields (``steps`` + 1: the K block's columns left, at most L).
 
         IM2COL reads the input pixel under tap (th, tw) of output pixel (y, x): (y << s) + th - pad;
         COL2IM reads the output pixel whose tap (th, tw) covers input pixel (y, x): (y + pad - th) >> s.
         """
-        p, step = self.params, self.params.stride_log2
+        p, step, lanes = self.params, self.params.stride_log2, self.cfg.lanes
         y, x = b.at.y.as_signed(), b.at.x.as_signed()
         c = Signal(_offsets_layout(self.cfg, self.width))
+        remaining = p.depth - b.k
         m.d.comb += [c.request.eq(b.request), c.gather.eq(b.gather), c.row.eq(b.row), c.column.eq(b.column),
-                     c.image.eq(b.at.image)]
+                     c.image.eq(b.at.image),
+                     c.request.steps.eq(Mux(p.transposed, 0, Mux(remaining >= lanes, lanes - 1, remaining - 1)))]
         with m.If(b.gather == Gather.COL2IM):
             m.d.comb += [c.y.eq(y + p.pad_h - b.th), c.x.eq(x + p.pad_w - b.tw)]
         with m.Else():
@@ -316,14 +320,12 @@ class FeedAddresses(wiring.Component):
         last_k = Mux(plain_gather, last_cw & last_tap, k.last & (~taps_k | last_tap))
         hit = mode.none & (word == 0) & tags.hit(wsel)
         last_word = tr | hit | (word == width - 1) | row.last
-        remaining = p.depth - k0
 
         source = Signal(_source_layout(cfg, width))
         request = source.request
         m.d.comb += [
             request.hit.eq(hit), request.word.eq(word), request.last.eq(last_word), request.segment.eq(segment),
-            request.steps.eq(Mux(tr, 0, Mux(remaining >= lanes, lanes - 1, remaining - 1))),
-            source.gather.eq(gather), source.at.eq(walker.at), source.th.eq(th), source.tw.eq(tw),
+            source.gather.eq(gather), source.at.eq(walker.at), source.th.eq(th), source.tw.eq(tw), source.k.eq(k0),
         ]
         with m.Switch(Cat(tr, gather)):
             with m.Case(_mode(0, Gather.NONE)):                       # plain

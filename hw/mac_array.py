@@ -121,18 +121,25 @@ class MacArray(wiring.Component):
                     with m.If(last[r][c].take):
                         m.d.sync += held[r][c].eq(Mux(fire, kept + mul.p, kept))
 
-        selected = Array(Array(held_row) for held_row in held)[row]
+        # the readout's row select: each column's multiplexer has its own copy of ``row``, registered
+        # from the value the row takes next, so no one register fans out over every held accumulator
+        next_row = Signal.like(row)
+        m.d.sync += row.eq(next_row)
+        m.submodules.row_copies = row_copies = RegisterCopies(len(row), copies=cols)
+        m.d.comb += [next_row.eq(row), row_copies.i.eq(next_row)]
         for c in range(cols):
-            m.d.comb += self.o.payload.row[c].eq(selected[c])
+            m.d.comb += self.o.payload.row[c].eq(Array(held[r][c] for r in range(rows))[row_copies.o[c]])
         m.d.comb += [
             self.o.valid.eq(draining),
             self.o.payload.last.eq(row == rows - 1),
         ]
         with m.If(draining):
             with m.If(self.o.ready):
-                m.d.sync += row.eq(row + 1)
+                m.d.comb += next_row.eq(row + 1)
                 with m.If(row == rows - 1):
-                    m.d.sync += [draining.eq(0), row.eq(0)]
+                    m.d.sync += draining.eq(0)
+                    m.d.comb += next_row.eq(0)
         with m.Elif(take):
-            m.d.sync += [draining.eq(1), row.eq(0)]
+            m.d.sync += draining.eq(1)
+            m.d.comb += next_row.eq(0)
         return m

@@ -41,6 +41,7 @@ from .geometry import key_layout, out_height, out_width
 from .interfaces import EngineSignature, amem_addr_shape, dim_shape
 from .loop_counter import LoopCounter
 from .mac_array import MacArray
+from .multiplier import RegisteredMultiplier, size_multiplier
 from .operand_feeder import OperandFeeder
 from .reduction_tree import max_tree, tree_levels
 
@@ -62,13 +63,21 @@ class MatmulEngine(wiring.Component):
         self.overlap = overlap
         super().__init__(EngineSignature(cfg))
 
-    def _sizes(self, m, cmd):
-        """The key's sizes, registered from the latched command (PREPARE), so SETUP's paths hold one
-        multiply each: Ho, Wo, the taps KH*KW and the image H*W."""
-        g = key_layout()(cmd.key)
+    def _sizes(self, m, cmd, enable):
+        """The key's sizes by SETUP, so its paths hold one multiply each: Ho, Wo registered from the
+        latched command (PREPARE), the taps KH*KW and the image H*W on registered multipliers fed from
+        the command as it is accepted (``enable``: the accept and PREPARE cycles, so their products
+        hold through SETUP; no multiply between fabric flip-flops)."""
+        g, incoming = key_layout()(cmd.key), key_layout()(self.cmd.payload.key)
         sizes = Signal(data.StructLayout({"ho": 8, "wo": 8, "taps": 8, "image": 14}))
-        m.d.sync += [sizes.ho.eq(out_height(g)), sizes.wo.eq(out_width(g)), sizes.taps.eq(g.kh * g.kw),
-                     sizes.image.eq(g.height * g.width)]
+        ho, wo = Signal(8, name="sizes_ho"), Signal(8, name="sizes_wo")
+        m.d.sync += [ho.eq(out_height(g)), wo.eq(out_width(g))]
+        m.d.comb += [sizes.ho.eq(ho), sizes.wo.eq(wo)]
+        for name, a, b in (("taps", incoming.kh, incoming.kw), ("image", incoming.height, incoming.width)):
+            m.submodules[f"{name}_product"] = product = size_multiplier(self.cfg, a_bits=len(a) + 1,
+                                                                        b_bits=len(b) + 1)
+            m.d.comb += [product.a.eq(a), product.b.eq(b), product.en.eq(enable),
+                         getattr(sizes, name).eq(product.p.as_unsigned())]
         return sizes
 
     def _parameters(self, m, cmd, sizes, depth, params_a, params_b):
@@ -147,7 +156,8 @@ class MatmulEngine(wiring.Component):
 
         depth = Signal(dim)
         params_a, params_b = Signal(feed_params_layout(cfg)), Signal(feed_params_layout(cfg))
-        sizes = self._sizes(m, cmd)
+        assert RegisteredMultiplier.LATENCY == 2, "the key's products must arrive by SETUP, two cycles on"
+        sizes = self._sizes(m, cmd, accept | prepare)
         with m.If(setup):
             self._parameters(m, cmd, sizes, depth, params_a, params_b)
         m.d.comb += [feed_a.start.eq(start), feed_b.start.eq(start),

@@ -54,8 +54,9 @@ assert 2 + Checker.ENTRY_LATENCY <= Checker.LATENCY, "the checker would settle b
 #: instruction is latched
 assert 2 + Decoder.RANGE_LATENCY + 2 + IssueTracker.CONFLICT_LATENCY <= Checker.LATENCY + 1, \
     "the conflict check would answer for a stale record"
-#: ... and the command: its exponent fields (Decoder.EXP_LATENCY) then ``staged_cmd``, by the last CHECK cycle
-assert Decoder.EXP_LATENCY + 1 <= Checker.LATENCY, "the engine command would be stale at ISSUE"
+#: ... and the command: its exponent and ACC fields (Decoder.CMD_LATENCY) then ``staged_cmd``, by the last CHECK
+#: cycle
+assert Decoder.CMD_LATENCY + 1 <= Checker.LATENCY, "the engine command would be stale at ISSUE"
 #: ... and the tracker's registered ``must_wait``, after the instruction or the records changed
 assert IssueTracker.MUST_WAIT_LATENCY <= Checker.LATENCY, "CHECK would read a stale must_wait"
 #: ... and the tracker takes an issue ISSUE_LATENCY cycles late, from ``pending``, which CHECK changes no earlier

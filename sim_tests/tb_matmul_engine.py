@@ -57,21 +57,28 @@ def cycle_bound(cfg, m: int, n: int, k: int, f0: int, f1: int) -> int:
     A tile takes the longest of its k beats, the R rows of its readout plus
     the array's pipeline (MacArray.LATENCY; the readout overlaps the next
     tile) and its operands' TMEM reads: a transposed
-    operand reads one word per beat, a plain one the W words of its block per
-    L beats (double-buffered, so the reads overlap the beats); plus
-    TILE_CYCLES of hand-over.  Fill and drain take up to 2 L +
-    FeedAddresses.LATENCY + OperandFeeder.REQUEST_LATENCY + 15 cycles: the
-    command's setup, the feeders' address pipeline and request FIFO, the first
-    block's loads and the feeder's output register, the array and the readout
-    pipeline.  Measured on
-    random and edge shapes of small4x4, default and wide8x16: every MATMUL
-    within the bound.
+    operand reads one word per beat, a plain one the W words of a K block
+    while the array takes the block before (double-buffered), so each of its
+    K blocks takes the longer of its beats and the next block's W reads (a
+    short last block, K mod L beats, does not hide the next tile's first
+    fill); plus TILE_CYCLES of hand-over.  Fill and drain take up to 2 L +
+    FeedAddresses.PARAMS_LEAD + FeedAddresses.LATENCY +
+    OperandFeeder.REQUEST_LATENCY + 15 cycles: the command's setup, the
+    feeders' parameters, address pipeline and request FIFO, the first block's
+    loads and the feeder's output register, the array and the readout
+    pipeline.  Measured on random and edge shapes of small4x4, default and
+    wide8x16: every MATMUL within the bound.
     """
     rows, cols, lanes = cfg.array_rows, cfg.array_cols, cfg.lanes
     tiles = math.ceil(m / rows) * math.ceil(n / cols)
-    reads = [k if flag else math.ceil(k / lanes) * width for flag, width in ((f0, rows), (f1, cols))]
-    return (tiles * (max(k, rows + MacArray.LATENCY, *reads) + TILE_CYCLES) + 2 * lanes + FeedAddresses.LATENCY
-            + OperandFeeder.REQUEST_LATENCY + 15)
+
+    def plain(width):
+        full, rest = divmod(k, lanes)
+        return full * max(lanes, width) + (max(rest, width) if rest else 0)
+
+    reads = [k if flag else plain(width) for flag, width in ((f0, rows), (f1, cols))]
+    return (tiles * (max(k, rows + MacArray.LATENCY, *reads) + TILE_CYCLES) + 2 * lanes + FeedAddresses.PARAMS_LEAD
+            + FeedAddresses.LATENCY + OperandFeeder.REQUEST_LATENCY + 15)
 
 
 class PortMonitor:

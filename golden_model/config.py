@@ -246,6 +246,9 @@ CONFIGS: dict[str, CoreConfig] = {
     # bits in LUTs (the array takes 128 of the 85F's 156 MULT18X18D; docs/fpga.md)
     "wide8x16": CoreConfig(name="wide8x16", array_rows=8, array_cols=16, acc_elements=16384, unit_lanes=8,
                            logic_product_area=144),
+    # wide8x16 with the 85F's memory sizes (the board's TMEM, DMEM and 8,192 ACC elements, as ulx3s)
+    "ulx3s_wide": CoreConfig(name="ulx3s_wide", array_rows=8, array_cols=16, tmem_bytes=BOARD_TMEM_BYTES,
+                             data_bytes=BOARD_DATA_BYTES, unit_lanes=8, logic_product_area=144),
     "big16x16": CoreConfig(name="big16x16", array_rows=16, array_cols=16),      # FPGA size exploration (docs/fpga.md)
     "default_nearest": CoreConfig(name="default_nearest", grad_rounding="nearest", update_rounding="nearest"),
 }

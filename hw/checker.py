@@ -9,8 +9,9 @@ sizes derived in register stages (:meth:`Checker.sizes`): the inputs (the
 decoder's ACC shape and geometry facts) and every operand's words per row
 registered; the products (the padded taps, the ACC's and the data set's
 words) on registered multipliers fed from those registers (a MULT18X18D
-with its own registers on the ECP5); each operand's end (its base plus its span) from the decoder,
-which computes it for the issue record in the same stages; then the rules
+with its own registers on the ECP5); each operand's end (its base plus its
+span) from the decoder, which computes it for the issue record in the same
+stages; then the rules
 themselves; then ``error``, the first failing rule's status, registered (the
 opcode's check list is a priority multiplexer: unregistered, it ran from the
 instruction register into the sequencer's state), so no path holds a multiply
@@ -77,8 +78,9 @@ class Checker(wiring.Component):
         "produced", "geometry" (the inputs), "stride:<x>" (words per row of x: dst, a, b and the produced
         ACC), "set_end" (a data set's end sample), each a register stage; the products "padded:<x>" (taps
         x Cp of x's channels), "acc_words" and "data_words" from registered multipliers on those registered
-        sizes (one stage, then RegisteredMultiplier.LATENCY); "end:<x>" (one past x's last TMEM word) is the decoder's
-        (``ends``, Decoder.RANGE_LATENCY after the entries), or its base plus span without ``m``."""
+        sizes (one stage, then RegisteredMultiplier.LATENCY); "end:<x>" (one past x's last TMEM word) is
+        the decoder's (``ends``, Decoder.RANGE_LATENCY after the entries), or its base plus span without
+        ``m``."""
         cfg = self.cfg
 
         def stage(value, name):

@@ -39,6 +39,7 @@ def checker_inputs(decoder: Decoder, checker: "Checker", acc) -> list:
     entries) and the ACC state ``acc`` (rows, cols, exp)."""
     return [checker.acc.rows.eq(acc.rows), checker.acc.cols.eq(acc.cols), checker.acc_exp.eq(acc.exp),
             checker.produced.rows.eq(decoder.produced.rows), checker.produced.cols.eq(decoder.produced.cols),
+            checker.produced_words.eq(decoder.produced_words),
             checker.inner_a.eq(decoder.inner_a), checker.inner_b.eq(decoder.inner_b),
             checker.dst_exp.eq(decoder.dst_exp), checker.geometry.eq(decoder.geometry), checker.ends.eq(decoder.ends)]
 
@@ -51,7 +52,7 @@ class Checker(wiring.Component):
     LATENCY = Decoder.LATENCY + STAGES
     #: cycles from the table entries to ``error``: the decoder's operand ends or a registered product of their
     #: sizes, then the rules and ``error``
-    ENTRY_LATENCY = max(Decoder.RANGE_LATENCY, 1 + RegisteredMultiplier.LATENCY) + 2
+    ENTRY_LATENCY = max(Decoder.RANGE_LATENCY, Decoder.WORDS_LATENCY + 1 + RegisteredMultiplier.LATENCY) + 2
     assert Decoder.EXP_LATENCY + 2 <= LATENCY, "the decoder's exponents would reach the rules late"
     assert ENTRY_LATENCY <= LATENCY, "entries given with the instruction would reach the rules late"
 
@@ -62,7 +63,7 @@ class Checker(wiring.Component):
         super().__init__({
             "inst": In(instruction_layout()),
             "dst": In(entry), "a": In(entry), "b": In(entry),
-            "acc": In(shape), "produced": In(shape),
+            "acc": In(shape), "produced": In(shape), "produced_words": In(dim_shape(cfg)),
             "inner_a": In(dim_shape(cfg)), "inner_b": In(dim_shape(cfg)),
             "dst_exp": In(wide_exp_shape(cfg)),
             "acc_exp": In(wide_exp_shape(cfg)),
@@ -76,7 +77,7 @@ class Checker(wiring.Component):
     def sizes(self, m=None) -> dict:
         """The sizes the rules compare, registered when ``m`` is given (combinational without it):
         "produced", "geometry" (the inputs), "stride:<x>" (words per row of x: dst, a, b and the produced
-        ACC), "set_end" (a data set's end sample), each a register stage; the products "padded:<x>" (taps
+        ACC, the last the decoder's ``produced_words``), "set_end" (a data set's end sample), each a register stage; the products "padded:<x>" (taps
         x Cp of x's channels), "acc_words" and "data_words" from registered multipliers on those registered
         sizes (one stage, then RegisteredMultiplier.LATENCY); "end:<x>" (one past x's last TMEM word) is
         the decoder's (``ends``, Decoder.RANGE_LATENCY after the entries), or its base plus span without
@@ -96,7 +97,7 @@ class Checker(wiring.Component):
         entries = {"dst": self.dst, "a": self.a, "b": self.b}
         inputs = {"produced": self.produced, "geometry": self.geometry,
                   "set_end": self.inst.key[:16] + self.inst.key[16:],
-                  "stride:produced": stride(cfg, self.produced.cols)}
+                  "stride:produced": self.produced_words}
         for name, x in entries.items():
             inputs[f"stride:{name}"] = stride(cfg, x.cols)
         lanes_log2 = cfg.lanes.bit_length() - 1

@@ -98,8 +98,9 @@ class Decoder(wiring.Component):
     and the ACC state after ``LATENCY`` cycles, the exponents (``dst_exp``, ``quant_exp``, the
     produced ACC's, the command's shifts), which follow them after ``EXP_LATENCY``, and the
     record's word ranges and operand ends (``ends``), which follow the entries after
-    ``RANGE_LATENCY``, and the command (``cmd``), whole after ``CMD_LATENCY`` (the sequencer's
-    check covers them all: hw/sequencer.py).
+    ``RANGE_LATENCY``, the produced ACC's words per row (``produced_words``), which follow the
+    entries after ``WORDS_LATENCY`` (a CONV's with the facts), and the command (``cmd``), whole
+    after ``CMD_LATENCY`` (the sequencer's check covers them all: hw/sequencer.py).
 
     ``uses`` (dst, a, b): the slots whose words or exponent the instruction
     touches (for the exponent write-back hazard); ``inner_a``/``inner_b``:
@@ -115,6 +116,8 @@ class Decoder(wiring.Component):
     EXP_LATENCY = LATENCY + 1
     #: cycles from the entries to the issue record's word ranges and the operands' ends
     RANGE_LATENCY = RegisteredMultiplier.LATENCY + 1
+    #: cycles from the entries to ``produced_words`` (the operands' words per row, registered)
+    WORDS_LATENCY = 1
     #: cycles from ``inst``, the entries and the ACC state to the whole command: its ACC shape two stages
     #: after the geometry facts (registered, then its words per row), its exponent fields
     CMD_LATENCY = max(LATENCY + 2, EXP_LATENCY)
@@ -132,6 +135,7 @@ class Decoder(wiring.Component):
             "record": Out(issue_record_layout(cfg)),
             "produced": Out(data.StructLayout({"rows": dim_shape(cfg), "cols": dim_shape(cfg),
                                                "exp": wide_exp_shape(cfg)})),
+            "produced_words": Out(dim_shape(cfg)),
             "consumer": Out(1),
             "uses": Out(data.StructLayout({"dst": 1, "a": 1, "b": 1})),
             "inner_a": Out(dim_shape(cfg)), "inner_b": Out(dim_shape(cfg)),
@@ -210,9 +214,20 @@ class Decoder(wiring.Component):
         # a CONV's taps x Cp of B's channels, on a registered multiplier beside the facts (the taps are its
         # latency ahead of them), so the ACC shape and the command start from registers
         lanes_log2 = cfg.lanes.bit_length() - 1
-        padded_taps = registered_product(m, cfg, taps, stride(cfg, b.cols), name="padded_taps") << lanes_log2
+        padded_words = registered_product(m, cfg, taps, stride(cfg, b.cols), name="padded_taps")
+        padded_taps = padded_words << lanes_log2
         conv_rows = Mux(inst.f0, a.cols, Mux(inst.f1, dst.rows, facts.out_rows))
         conv_cols = Mux(inst.f0, padded_taps, Mux(inst.f1, dst.cols, b.rows))
+        # each shape's words per row (ceil(cols / lanes), the checker's ACC size) from the operands' own,
+        # registered (WORDS_LATENCY), so no carry follows the opcode's multiplexer; the padded taps are whole
+        # words: their count is the product, cut as ``produced.cols`` cuts the columns
+        dim_bits = dim_shape(cfg).width
+        words = {name: delayed(m, stride(cfg, value), self.WORDS_LATENCY, name=f"words_{name}")
+                 for name, value in (("a", a.cols), ("b", b.cols), ("b_rows", b.rows), ("dst", dst.cols))}
+        col_words = {"matmul": Mux(inst.f1, words["b"], words["b_rows"]), "a": words["a"], "scalar": 1,
+                     "conv": Mux(inst.f0, padded_words[:dim_bits - lanes_log2], Mux(inst.f1, words["dst"],
+                                                                                   words["b_rows"])),
+                     "pool": words["a"]}
         shapes = {"matmul": (mat_m, mat_n), "a": (a.rows, a.cols), "scalar": (1, 1), "conv": (conv_rows, conv_cols),
                   "pool": (facts.pool_rows, a.cols)}
         exp_max = Mux(a.exp > b.exp, a.exp, b.exp)
@@ -236,7 +251,8 @@ class Decoder(wiring.Component):
                     if spec.acc is Acc.PRODUCES:
                         rows, cols = shapes[spec.acc_shape]
                         m.d.comb += [produced.rows.eq(rows), produced.cols.eq(cols),
-                                     produced.exp.eq(exponents[spec.acc_exp])]
+                                     produced.exp.eq(exponents[spec.acc_exp]),
+                                     self.produced_words.eq(col_words[spec.acc_shape])]
                     if spec.dst_exp is not None:
                         m.d.comb += self.dst_exp.eq(dst_exponents[spec.dst_exp])
                     for slot in ("dst", "a", "b"):
@@ -252,8 +268,10 @@ class Decoder(wiring.Component):
                                  record.w_hi.eq(ends["dst"][:len(record.w_hi)] if spec.writes_dst else dst.base)]
         m.d.comb += [record.op.eq(opcode), record.dst.eq(inst.dst), record.wb_exp.eq(self.dst_exp)]
 
-        # the engine command; its ACC shape registered, then its words per row (CMD_LATENCY)
+        # the engine command; its ACC shape registered, then its words per row, and ADD's alignment shifts
+        # (max(A.exp, B.exp) - each) from the registered difference A.exp - B.exp (CMD_LATENCY)
         cmd = self.cmd
+        exp_diff = delayed(m, a.exp - b.exp, 1, name="exp_diff")
         acc_rows, acc_cols = Signal.like(acc.rows, name="cmd_acc_rows"), Signal.like(acc.cols, name="cmd_acc_cols")
         m.d.sync += [acc_rows.eq(Mux(record.producer, produced.rows, acc.rows)),
                      acc_cols.eq(Mux(record.producer, produced.cols, acc.cols))]
@@ -267,8 +285,8 @@ class Decoder(wiring.Component):
             cmd.key.eq(Mux(inst.f4, xs32(self.step_base ^ inst.key), inst.key)),
             cmd.acc_rows.eq(delayed(m, acc_rows, 1, name="cmd_acc_rows_late")),
             cmd.acc_cols.eq(delayed(m, acc_cols, 1, name="cmd_acc_cols_late")), cmd.acc_stride.eq(acc_stride),
-            cmd.shift_a.eq(delayed(m, exp_max - a.exp, 1, name="shift_a")),
-            cmd.shift_b.eq(delayed(m, exp_max - b.exp, 1, name="shift_b")),
+            cmd.shift_a.eq(delayed(m, Mux(exp_diff < 0, -exp_diff, 0), 1, name="shift_a")),
+            cmd.shift_b.eq(delayed(m, Mux(exp_diff > 0, exp_diff, 0), 1, name="shift_b")),
             cmd.shift.eq(Mux(opcode == Op.LOSS, a.exp,
                              dst.exp + inst.lr - Mux(opcode == Op.QUPDATE, self.quant_exp, a.exp))),
             cmd.sq_shift.eq(consumer_shift),

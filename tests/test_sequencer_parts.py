@@ -205,6 +205,77 @@ def test_decoder_and_checker_agree_with_the_golden_machine(config):
     assert {Status.OK, Status.SHAPE_MISMATCH, Status.TMEM_RANGE, Status.ILLEGAL_INSTRUCTION} <= statuses
 
 
+@pytest.mark.parametrize("config", ["small4x4", "wide8x16"])
+def test_the_acc_fit_counts_the_produced_words_of_every_matmul_form(config):
+    """MATMULs whose ACC (max_dim rows) fills AMEM exactly or by one word too many, in all four transpose
+    forms, B's other dimension far from N: the checker's words per row of the ACC (the decoder's
+    ``produced_words``) must be ceil(N / lanes) of the right operand dimension, or a status differs."""
+    cfg = get_config(config)
+    rows = cfg.max_dim
+    words = cfg.acc_words // rows
+    assert words >= 1 and (words * cfg.lanes + 1) <= cfg.max_dim, "the configuration leaves no boundary to test"
+    depth = 3
+    dut = DecodeAndCheck(cfg)
+    d, c = dut.decoder, dut.checker
+    seen = []
+
+    async def bench(ctx):
+        for f0 in (0, 1):
+            for f1 in (0, 1):
+                for n in (words * cfg.lanes, words * cfg.lanes + 1):
+                    machine = Machine(cfg)
+                    a_shape = (depth, rows) if f0 else (rows, depth)
+                    b_shape = (depth, n) if f1 else (n, depth)
+                    a = TensorEntry(0, *a_shape, 0)
+                    b = TensorEntry(a.rows * -(-a.cols // cfg.lanes), *b_shape, 0)
+                    machine.table[0], machine.table[1], machine.table[2] = TensorEntry(0, 1, 1, 0), a, b
+                    inst = isa.matmul(1, 2, bool(f0), bool(f1))
+                    ctx.set(d.inst.as_value(), inst.encode())
+                    for name, slot in (("dst", 0), ("a", 1), ("b", 2)):
+                        e = machine.table[slot]
+                        ctx.set(getattr(d, name), {"base": e.base, "rows": e.rows, "cols": e.cols, "exp": e.exp})
+                    await ctx.tick().repeat(Checker.LATENCY)
+                    want = golden_status(machine, inst)
+                    got = Status(ctx.get(c.error))
+                    assert got == want, f"{config} MATMUL f0={f0} f1={f1} N={n}: gateware {got.name}, golden {want.name}"
+                    seen.append(want)
+
+    simulate(dut, bench)
+    assert seen.count(Status.OK) == 4 and seen.count(Status.ACC_RANGE) == 4, seen
+
+
+@pytest.mark.parametrize("config", ["small4x4", "wide8x16"])
+def test_add_aligns_both_operands_to_the_coarser_exponent(config):
+    """ADD's alignment shifts in the command (max(A.exp, B.exp) minus each) for exponents on either side,
+    equal and at the range's ends, against the bench's command model."""
+    cfg = get_config(config)
+    rng = random.Random(SEED)
+    low, high = -(1 << (cfg.exp_bits - 1)), (1 << (cfg.exp_bits - 1)) - 1
+    pairs = [(0, 0), (-3, 5), (5, -3), (low, high), (high, low)] + [(rng.randint(low, high), rng.randint(low, high))
+                                                                     for _ in range(20)]
+    dut = DecodeAndCheck(cfg)
+    d, c = dut.decoder, dut.checker
+
+    async def bench(ctx):
+        for a_exp, b_exp in pairs:
+            machine = Machine(cfg)
+            machine.table[1], machine.table[2] = TensorEntry(0, 3, 5, a_exp), TensorEntry(40, 3, 5, b_exp)
+            inst = isa.add(1, 2)
+            ctx.set(d.inst.as_value(), inst.encode())
+            for name, slot in (("dst", 0), ("a", 1), ("b", 2)):
+                e = machine.table[slot]
+                ctx.set(getattr(d, name), {"base": e.base, "rows": e.rows, "cols": e.cols, "exp": e.exp})
+            await ctx.tick().repeat(Checker.LATENCY)
+            want = resolve(machine, inst)
+            assert Status(ctx.get(c.error)) == golden_status(machine, inst) == Status.OK
+            cmd = ctx.get(d.cmd)
+            for field in ("shift_a", "shift_b"):
+                assert getattr(cmd, field) == want[field], f"{config} A.exp {a_exp} B.exp {b_exp}: {field} " \
+                    f"{getattr(cmd, field)}, want {want[field]} (EOQ_SEED={SEED})"
+
+    simulate(dut, bench)
+
+
 def test_step_keys_follow_their_writes():
     """StepKeys' base is prng.step_base of the last seed and step written, LATENCY cycles after the write
     (and of seed 0, step 0 out of reset, as the golden machine starts)."""

@@ -77,11 +77,11 @@ class Checker(wiring.Component):
     def sizes(self, m=None) -> dict:
         """The sizes the rules compare, registered when ``m`` is given (combinational without it):
         "produced", "geometry" (the inputs), "stride:<x>" (words per row of x: dst, a, b and the produced
-        ACC, the last the decoder's ``produced_words``), "set_end" (a data set's end sample), each a register stage; the products "padded:<x>" (taps
-        x Cp of x's channels), "acc_words" and "data_words" from registered multipliers on those registered
-        sizes (one stage, then RegisteredMultiplier.LATENCY); "end:<x>" (one past x's last TMEM word) is
-        the decoder's (``ends``, Decoder.RANGE_LATENCY after the entries), or its base plus span without
-        ``m``."""
+        ACC, the last the decoder's ``produced_words``), "set_end" (a data set's end sample), each a
+        register stage; the products "padded:<x>" (taps x Cp of x's channels), "acc_words" and
+        "data_words" from registered multipliers on those registered sizes (one stage, then
+        RegisteredMultiplier.LATENCY); "end:<x>" (one past x's last TMEM word) is the decoder's (``ends``,
+        Decoder.RANGE_LATENCY after the entries), or its base plus span without ``m``."""
         cfg = self.cfg
 
         def stage(value, name):

@@ -78,6 +78,17 @@ class DecodeAndCheck(Elaboratable):
         m.d.comb += [c.inst.eq(d.inst), c.dst.eq(d.dst), c.a.eq(d.a), c.b.eq(d.b), *checker_inputs(d, c, d.acc)]
         return m
 
+    async def check(self, ctx, machine, inst):
+        """Present ``inst`` with the machine's entries of its slots (the ACC state as it is) and wait until
+        the checker has settled; return its status and the decoder's command."""
+        d = self.decoder
+        ctx.set(d.inst.as_value(), inst.encode())
+        for name in ("dst", "a", "b"):
+            e = machine.table[getattr(inst, name)]
+            ctx.set(getattr(d, name), {"base": e.base, "rows": e.rows, "cols": e.cols, "exp": e.exp})
+        await ctx.tick().repeat(Checker.LATENCY)
+        return Status(ctx.get(self.checker.error)), ctx.get(d.cmd)
+
 
 def random_case(cfg, rng):
     """A machine with random table entries and ACC, and a random instruction over them (often legal)."""
@@ -216,7 +227,6 @@ def test_the_acc_fit_counts_the_produced_words_of_every_matmul_form(config):
     assert words >= 1 and (words * cfg.lanes + 1) <= cfg.max_dim, "the configuration leaves no boundary to test"
     depth = 3
     dut = DecodeAndCheck(cfg)
-    d, c = dut.decoder, dut.checker
     seen = []
 
     async def bench(ctx):
@@ -230,13 +240,8 @@ def test_the_acc_fit_counts_the_produced_words_of_every_matmul_form(config):
                     b = TensorEntry(a.rows * -(-a.cols // cfg.lanes), *b_shape, 0)
                     machine.table[0], machine.table[1], machine.table[2] = TensorEntry(0, 1, 1, 0), a, b
                     inst = isa.matmul(1, 2, bool(f0), bool(f1))
-                    ctx.set(d.inst.as_value(), inst.encode())
-                    for name, slot in (("dst", 0), ("a", 1), ("b", 2)):
-                        e = machine.table[slot]
-                        ctx.set(getattr(d, name), {"base": e.base, "rows": e.rows, "cols": e.cols, "exp": e.exp})
-                    await ctx.tick().repeat(Checker.LATENCY)
+                    got, _ = await dut.check(ctx, machine, inst)
                     want = golden_status(machine, inst)
-                    got = Status(ctx.get(c.error))
                     assert got == want, f"{config} MATMUL f0={f0} f1={f1} N={n}: gateware {got.name}, golden {want.name}"
                     seen.append(want)
 
@@ -254,21 +259,15 @@ def test_add_aligns_both_operands_to_the_coarser_exponent(config):
     pairs = [(0, 0), (-3, 5), (5, -3), (low, high), (high, low)] + [(rng.randint(low, high), rng.randint(low, high))
                                                                      for _ in range(20)]
     dut = DecodeAndCheck(cfg)
-    d, c = dut.decoder, dut.checker
 
     async def bench(ctx):
         for a_exp, b_exp in pairs:
             machine = Machine(cfg)
             machine.table[1], machine.table[2] = TensorEntry(0, 3, 5, a_exp), TensorEntry(40, 3, 5, b_exp)
             inst = isa.add(1, 2)
-            ctx.set(d.inst.as_value(), inst.encode())
-            for name, slot in (("dst", 0), ("a", 1), ("b", 2)):
-                e = machine.table[slot]
-                ctx.set(getattr(d, name), {"base": e.base, "rows": e.rows, "cols": e.cols, "exp": e.exp})
-            await ctx.tick().repeat(Checker.LATENCY)
+            status, cmd = await dut.check(ctx, machine, inst)
             want = resolve(machine, inst)
-            assert Status(ctx.get(c.error)) == golden_status(machine, inst) == Status.OK
-            cmd = ctx.get(d.cmd)
+            assert status == golden_status(machine, inst) == Status.OK
             for field in ("shift_a", "shift_b"):
                 assert getattr(cmd, field) == want[field], f"{config} A.exp {a_exp} B.exp {b_exp}: {field} " \
                     f"{getattr(cmd, field)}, want {want[field]} (EOQ_SEED={SEED})"

@@ -4,17 +4,19 @@ DMEM holds ``cfg.data_words`` words of ``lanes`` int8 (sample s of a set
 whose rows take S words is words s*S .. s*S + S - 1), LMEM
 ``cfg.data_samples`` int8 labels.  The host writes both through the host
 link (WRITE_DATA, WRITE_LABELS) while the core is idle; the LOAD engine
-reads them through one synchronous read port each.  One physical copy each:
-a single read port maps to one block RAM array on ECP5.
+reads them through one read port each, pipelined (:class:`~hw.banked_memory.BankedMemory`:
+a word arrives :data:`DataMemory.READ_LATENCY` cycles after its read).  One
+physical copy each, in banks one DP16KD deep: DMEM's words (8 lanes, 64 bits)
+two DP16KD wide at 512 x 36, LMEM's labels one at 2048 x 9.
 """
 
 from amaranth import Module, signed
 from amaranth.lib import wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In
 
 from golden_model.config import CoreConfig
 
+from .banked_memory import BankedMemory
 from .interfaces import ReadPortSignature, WritePortSignature, data_addr_shape, label_addr_shape, tmem_word_layout
 
 
@@ -28,6 +30,11 @@ def data_ports(cfg: CoreConfig) -> dict:
 
 
 class DataMemory(wiring.Component):
+    #: Cycles from a read's ``en`` to its word (on both ports; the word is not held after).
+    READ_LATENCY = BankedMemory.READ_LATENCY
+    #: Words per bank: a DP16KD's depth at its widest (512 x 36) for DMEM, at 9 bits for LMEM.
+    DATA_BANK_WORDS, LABEL_BANK_WORDS = 512, 2048
+
     def __init__(self, cfg: CoreConfig):
         self.cfg = cfg
         super().__init__(data_ports(cfg))
@@ -35,10 +42,11 @@ class DataMemory(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg = self.cfg
-        m.submodules.dmem = dmem = Memory(shape=tmem_word_layout(cfg), depth=cfg.data_words, init=[])
-        m.submodules.lmem = lmem = Memory(shape=signed(8), depth=cfg.data_samples, init=[])
+        m.submodules.dmem = dmem = BankedMemory(shape=tmem_word_layout(cfg), depth=cfg.data_words,
+                                                bank_depth=self.DATA_BANK_WORDS)
+        m.submodules.lmem = lmem = BankedMemory(shape=signed(8), depth=cfg.data_samples,
+                                                bank_depth=self.LABEL_BANK_WORDS)
         for mem, read, write in ((dmem, self.data_r, self.data_w), (lmem, self.labels_r, self.labels_w)):
-            r, w = mem.read_port(), mem.write_port()
-            m.d.comb += [r.addr.eq(read.addr), r.en.eq(read.en), read.data.eq(r.data),
-                         w.addr.eq(write.addr), w.en.eq(write.en), w.data.eq(write.data)]
+            m.d.comb += [mem.r.addr.eq(read.addr), mem.r.en.eq(read.en), read.data.eq(mem.r.data),
+                         mem.w.addr.eq(write.addr), mem.w.en.eq(write.en), mem.w.data.eq(write.data)]
         return m

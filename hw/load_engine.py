@@ -14,12 +14,16 @@ command's key (golden ``Machine.batch_samples``):
 A feature LOAD copies the sample's words from DMEM, zeroing the lanes past
 dst's columns, and commits the cursor when done; a label LOAD (f0) writes
 the sample's label into lane 0 of the row's word and leaves the cursor.
-Two cycles per word (synchronous read, then write; the write is registered
-on its way to the memories and the last one lands in the ``done`` cycle).
+One read per cycle along a row: the reads travel through DMEM's pipeline
+(:data:`~hw.data_memory.DataMemory.READ_LATENCY` cycles) with their TMEM
+address, lane count and padding flag beside them, so the next row's sample
+is picked while the last words of a row are still on their way; the write is
+registered on its way to the memories, and ``done`` waits until the last one
+lands in its cycle.
 """
 
-from amaranth import Module, Mux, Signal, signed
-from amaranth.lib import wiring
+from amaranth import Cat, Module, Mux, Signal, signed
+from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from golden_model.config import CoreConfig
@@ -27,6 +31,7 @@ from golden_model.machine import CURSOR_BITS, NO_LABEL
 from golden_model.prng import tensor_mix
 from golden_model.shuffle import SHUFFLE_TENSOR_ID
 
+from .data_memory import DataMemory
 from .interfaces import (EngineSignature, ReadPortSignature, cursor_layout, data_addr_shape, dim_shape,
                          label_addr_shape, tmem_addr_shape, tmem_word_layout)
 from .prng import xs32
@@ -73,7 +78,15 @@ class LoadEngine(wiring.Component):
         # the cursor's end test, registered: the cursor moves at least two cycles before ROW reads it
         epoch_over = Signal()
         m.d.sync += epoch_over.eq(at.train >= count)
-        m.d.sync += self.tmem_w.en.eq(0)                # the TMEM write registered: the memories are far
+        # a read's TMEM word, lanes and padding travel beside it through DMEM's pipeline
+        read = data.StructLayout({"valid": 1, "pad": 1, "remaining": dim_shape(cfg), "addr": tmem_addr_shape(cfg)})
+        issued = Signal(read)
+        stages = [issued]
+        for stage in range(DataMemory.READ_LATENCY):
+            stages.append(Signal(read, name=f"read_{stage + 1}"))
+            m.d.sync += stages[-1].eq(stages[-2])
+        arriving = stages[-1]
+        in_flight = Cat(stage.valid for stage in stages[1:]).any()
         with m.If(self.cursor_w.en):
             m.d.sync += self.cursor.eq(self.cursor_w.value)
         with m.If(wait != 0):
@@ -96,10 +109,11 @@ class LoadEngine(wiring.Component):
             with m.State("ROW"):
                 m.d.sync += [word.eq(0), remaining.eq(cmd.dst.cols)]
                 with m.If(row == cmd.dst.rows):
-                    m.d.comb += self.done.eq(1)
-                    with m.If(~cmd.f0):
-                        m.d.sync += self.cursor.eq(at)
-                    m.next = "IDLE"
+                    with m.If(~in_flight):
+                        m.d.comb += self.done.eq(1)
+                        with m.If(~cmd.f0):
+                            m.d.sync += self.cursor.eq(at)
+                        m.next = "IDLE"
                 with m.Elif(cmd.f1 & epoch_over):                    # the epoch is over: the next one's key
                     m.d.sync += [at.train.eq(0), at.epoch.eq(at.epoch + 1), wait.eq(StepKeys.LATENCY)]
                     m.next = "KEY"
@@ -119,20 +133,22 @@ class LoadEngine(wiring.Component):
             with m.State("ADDRESS"):
                 m.d.sync += sample_word.eq(sample * cmd.dst.stride)
                 m.next = "READ"
-            with m.State("READ"):
-                m.d.comb += [self.data_r.en.eq(~pad & ~cmd.f0), self.labels_r.en.eq(~pad & cmd.f0)]
-                m.next = "WRITE"
-            with m.State("WRITE"):
-                m.d.sync += [self.tmem_w.en.eq(1), self.tmem_w.addr.eq(addr + word)]
-                with m.If(cmd.f0):
-                    m.d.sync += [self.tmem_w.data[0].eq(Mux(pad, NO_LABEL, self.labels_r.data))]
-                    m.d.sync += [self.tmem_w.data[lane].eq(0) for lane in range(1, lanes)]
-                with m.Else():
-                    for lane in range(lanes):
-                        m.d.sync += self.tmem_w.data[lane].eq(Mux(pad | (remaining <= lane), 0, self.data_r.data[lane]))
+            with m.State("READ"):                    # one word of the row per cycle into DMEM's pipeline
+                m.d.comb += [self.data_r.en.eq(~pad & ~cmd.f0), self.labels_r.en.eq(~pad & cmd.f0),
+                             issued.valid.eq(1), issued.pad.eq(pad), issued.remaining.eq(remaining),
+                             issued.addr.eq(addr + word)]
                 m.d.sync += [word.eq(word + 1), remaining.eq(remaining - lanes)]
-                m.next = "READ"
                 with m.If(word == cmd.dst.stride - 1):
                     m.d.sync += [row.eq(row + 1), addr.eq(addr + cmd.dst.stride)]
                     m.next = "ROW"
+
+        # the words as DMEM and LMEM return them, into TMEM
+        m.d.sync += [self.tmem_w.en.eq(arriving.valid), self.tmem_w.addr.eq(arriving.addr)]
+        with m.If(cmd.f0):
+            m.d.sync += [self.tmem_w.data[0].eq(Mux(arriving.pad, NO_LABEL, self.labels_r.data))]
+            m.d.sync += [self.tmem_w.data[lane].eq(0) for lane in range(1, lanes)]
+        with m.Else():
+            for lane in range(lanes):
+                m.d.sync += self.tmem_w.data[lane].eq(
+                    Mux(arriving.pad | (arriving.remaining <= lane), 0, self.data_r.data[lane]))
         return m

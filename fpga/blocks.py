@@ -53,7 +53,7 @@ COLUMNS = ("LUT4", "TRELLIS_FF", "CCU2C", "MULT18X18D", "DP16KD")
 
 #: block name -> its component for a configuration (every engine of hw.core.ENGINE_CLASSES, by its name)
 BLOCKS = {
-    "mac_array": MacArray,
+    "mac_array": lambda cfg: MacArray(cfg, overlap=True),      # as the MatmulEngine builds it
     **{f"{engine.name.lower()}_engine": cls for engine, cls in ENGINE_CLASSES.items()},
     "sequencer": Sequencer,
     "tensor_table": TensorTable,

@@ -1,11 +1,12 @@
 """Output-stationary int8 MAC array."""
 
-from amaranth import Array, Cat, Module, Mux, Signal
+from amaranth import Array, Cat, Module, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from golden_model.config import CoreConfig
 
+from .accumulate_adder import AccumulateAdder
 from .multiplier import RegisteredMultiplier
 from .register_copies import RegisterCopies
 from .rounding import acc_shape, data_shape
@@ -51,7 +52,9 @@ class MacArray(wiring.Component):
     :class:`~hw.multiplier.RegisteredMultiplier` (operands and product
     registered: the ECP5's DSP registers), and the accumulate adds it
     LATENCY cycles after the beat, with the beat's controls delayed beside
-    it.  Seen from the ports only the readout is LATENCY cycles later; the
+    it; the sum, the clear and the fire are one
+    :class:`~hw.accumulate_adder.AccumulateAdder` per PE (on the ECP5 a carry
+    chain with both gates in its own LUTs).  Seen from the ports only the readout is LATENCY cycles later; the
     sums are the same.  A drain is taken only when no readout is running or
     on its way through the pipeline (``busy``).
     """
@@ -111,15 +114,13 @@ class MacArray(wiring.Component):
             for c in range(cols):
                 m.submodules[f"mul_{r}_{c}"] = mul = RegisteredMultiplier(a_bits=cfg.data_bits, b_bits=cfg.data_bits)
                 m.d.comb += [mul.a.eq(self.i.payload.a[r]), mul.b.eq(self.i.payload.b[c])]
-                fire, clear = last[r][c].fire, last[r][c].clear
-                kept = Mux(clear, 0, acc[r][c])
-                with m.If(fire):
-                    m.d.sync += acc[r][c].eq(kept + mul.p)
-                with m.Elif(clear):
-                    m.d.sync += acc[r][c].eq(0)
+                m.submodules[f"add_{r}_{c}"] = add = AccumulateAdder(acc_bits=cfg.acc_bits, p_bits=len(mul.p))
+                m.d.comb += [add.acc.eq(acc[r][c]), add.p.eq(mul.p),
+                             add.clear.eq(last[r][c].clear), add.fire.eq(last[r][c].fire)]
+                m.d.sync += acc[r][c].eq(add.total)
                 if self.overlap:
                     with m.If(last[r][c].take):
-                        m.d.sync += held[r][c].eq(Mux(fire, kept + mul.p, kept))
+                        m.d.sync += held[r][c].eq(add.total)
 
         # the readout's row select: each column's multiplexer has its own copy of ``row``, registered
         # from the value the row takes next, so no one register fans out over every held accumulator

@@ -1,12 +1,20 @@
-"""The ECP5 cells the board build instantiates (MULT18X18D with registers, kept TRELLIS_FF copies) and that
+"""The ECP5 cells the board build instantiates (MULT18X18D with registers, kept TRELLIS_FF copies, the
+accumulators' CCU2C chains, proven equal to their plain form) and that
 synthesis keeps them: the simulated RTL has plain registers in their place, sim-netlist checks the cells."""
 
+import subprocess
+
 import pytest
+from amaranth import Const
 from amaranth.back import rtlil
+
+import hw.accumulate_adder
 
 from fpga.blocks import stat_script, synthesize_block
 from fpga.build import find_tools, get_platform
 from golden_model.config import get_config
+from sim_netlist.build import LATTICE_SHARE
+from hw.accumulate_adder import AccumulateAdder
 from hw.mac_array import MacArray
 from hw.multiplier import RegisteredMultiplier
 from hw.register_copies import RegisterCopies
@@ -45,3 +53,34 @@ def test_synthesis_keeps_the_array_s_control_copies_and_dsps(tmp_path, ecp5):
     assert result["cells"]["MULT18X18D"] == pes
     accumulators = pes * cfg.acc_bits
     assert result["cells"]["TRELLIS_FF"] >= accumulators + 3 * pes
+
+
+def _adder_miter(tmp_path, ecp5, acc_bits, p_bits) -> subprocess.CompletedProcess:
+    """yosys' SAT proof that the ECP5 AccumulateAdder (CCU2C cells, yosys' own models) equals the plain one."""
+    for name, platform in (("gold", None), ("gate", ecp5)):
+        adder = AccumulateAdder(acc_bits=acc_bits, p_bits=p_bits)
+        (tmp_path / f"{name}.il").write_text(rtlil.convert(adder, name=name, platform=platform))
+    models = " ".join(str(LATTICE_SHARE / model) for model in ("common_sim.vh", "ccu2c_sim.vh"))
+    script = (f"read_verilog {models}\nread_rtlil gold.il\nread_rtlil gate.il\n"
+              "setattr -mod -unset top gold gate\nhierarchy\nproc\nflatten -wb gate\n"   # CCU2C with its INITs
+              "miter -equiv -flatten -make_assert gold gate miter\nhierarchy -top miter\n"
+              "sat -verify -prove-asserts -show-inputs miter\n")
+    (tmp_path / "miter.ys").write_text(script)
+    return subprocess.run([find_tools()["YOSYS"], "-q", "-l", "miter.log", "miter.ys"], cwd=tmp_path,
+                          capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("acc_bits, p_bits", [(32, 16), (7, 3)])
+def test_the_accumulate_adder_s_carry_chain_equals_the_plain_sum(tmp_path, ecp5, acc_bits, p_bits):
+    board = rtlil.convert(AccumulateAdder(acc_bits=acc_bits, p_bits=p_bits), platform=ecp5)
+    assert board.count("cell \\CCU2C") == (acc_bits + 1) // 2 and "$add" not in board
+    proof = _adder_miter(tmp_path, ecp5, acc_bits, p_bits)
+    log = (tmp_path / "miter.log").read_text()
+    assert proof.returncode == 0 and "no model found: SUCCESS" in log, log[-3000:]
+
+
+def test_the_accumulate_adder_proof_fails_with_a_wrong_lut(tmp_path, ecp5, monkeypatch):
+    """The plain adder's INIT (A + B, the gates ignored) must not pass for the gated sum."""
+    monkeypatch.setattr(hw.accumulate_adder, "GATED_SUM_INIT", Const(0x96AA, 16))
+    proof = _adder_miter(tmp_path, ecp5, 8, 4)
+    assert proof.returncode != 0 and "proof did fail" in (tmp_path / "miter.log").read_text()

@@ -382,3 +382,34 @@ def test_issue_tracker_hazards_banks_and_write_back():
 def test_port_masks_follow_the_port_list():
     assert port_mask(PORTS) == (1 << len(PORTS)) - 1
     assert port_mask(("tmem_b",)) == 1 << PORTS.index("tmem_b")
+
+
+@pytest.mark.parametrize("config", ["small4x4", "wide8x16"])
+def test_load_checks_the_label_column_and_the_set_s_end(config):
+    """LOADs at the edges of their rules: a label LOAD into one column or two, a set that ends at the last
+    sample or one past it, that is empty, or whose rows of dst's width end at DMEM's last word or one past
+    it: the same status as the machine, with OK and each failure seen."""
+    cfg = get_config(config)
+    samples = cfg.data_samples
+    wide = cfg.max_dim                               # the widest rows: the fewest samples fit DMEM's words
+    fit = cfg.data_words // -(-wide // cfg.lanes)
+    cases = [(True, 1, 0, 4), (True, 2, 0, 4), (False, 3, samples - 5, 5), (False, 3, samples - 5, 6),
+             (False, 3, 0, 0), (True, 1, samples - 1, 2)]
+    if fit < samples:
+        cases += [(False, wide, fit - 2, 2), (False, wide, fit - 2, 3)]
+    dut = DecodeAndCheck(cfg)
+    seen = []
+
+    async def bench(ctx):
+        for labels, cols, base, count in cases:
+            machine = Machine(cfg)
+            machine.table[1] = TensorEntry(0, 2, cols, 0)
+            inst = Instruction(Op.LOAD, dst=1, f0=int(labels), f1=count % 2, key=base | count << 16)  # count 0 too
+            got, _ = await dut.check(ctx, machine, inst)
+            want = golden_status(machine, inst)
+            assert got == want, f"{config} LOAD labels={labels} {cols} columns, set ({base}, {count}): " \
+                                f"gateware {got.name}, golden {want.name}"
+            seen.append(want)
+
+    simulate(dut, bench)
+    assert Status.OK in seen and len(set(seen)) >= 2 and seen.count(Status.OK) < len(seen) - 2, seen

@@ -275,7 +275,9 @@ class Decoder(wiring.Component):
         acc_rows, acc_cols = Signal.like(acc.rows, name="cmd_acc_rows"), Signal.like(acc.cols, name="cmd_acc_cols")
         m.d.sync += [acc_rows.eq(Mux(record.producer, produced.rows, acc.rows)),
                      acc_cols.eq(Mux(record.producer, produced.cols, acc.cols))]
-        acc_stride = delayed(m, stride(cfg, acc_cols), 1, name="cmd_acc_stride")
+        # its words per row: the produced ACC's are the checker's (``produced_words``), a consumer's the ACC's
+        acc_stride = Signal.like(cmd.acc_stride, name="cmd_acc_stride")
+        m.d.sync += acc_stride.eq(Mux(record.producer, self.produced_words, stride(cfg, acc.cols)))
         for name, entry in entries.items():
             field = getattr(cmd, name)
             m.d.comb += [field.base.eq(entry.base), field.rows.eq(entry.rows), field.cols.eq(entry.cols),

@@ -115,7 +115,7 @@ def result_layout(cfg: CoreConfig) -> data.StructLayout:
 
 
 class ReadPortSignature(wiring.Signature):
-    """Synchronous read port, engine side: data valid the cycle after en."""
+    """Read port, engine side: data valid the cycle after en (DataMemory's: ``READ_LATENCY`` cycles after)."""
 
     def __init__(self, addr_shape, word_layout):
         super().__init__({

@@ -4,8 +4,8 @@
 
 The board build flattens the design, so its report has one total.  Here
 every block (:data:`BLOCKS`: the MAC array, each engine, the sequencer,
-the tensor table, the memories, the host link) is converted alone and run
-through the same script (fpga.netlist.synthesis_script, ending in ``stat``
+the tensor table, the memories, the data set's memories, the host link) is
+converted alone and run through the same script (fpga.netlist.synthesis_script, ending in ``stat``
 instead of a netlist), and its LUT4, FF, MULT18X18D and DP16KD are read
 from yosys' statistics.  A block alone is optimized without its neighbours
 (no constant crosses its ports), so the blocks add up to about, not
@@ -37,6 +37,7 @@ from amaranth.back import rtlil
 
 from golden_model.config import get_config
 from hw.core import ENGINE_CLASSES
+from hw.data_memory import DataMemory
 from hw.host_link import HostLink
 from hw.mac_array import MacArray
 from hw.memories import DataMemories
@@ -58,6 +59,7 @@ BLOCKS = {
     "sequencer": Sequencer,
     "tensor_table": TensorTable,
     "memories": lambda cfg: DataMemories(cfg, banks=2),
+    "data_memory": DataMemory,
     "host_link": HostLink,
 }
 #: blocks that are also part of another block (reported, not added to the sum)

@@ -12,7 +12,8 @@ class BankedMemory(wiring.Component):
     """``depth`` words of ``shape`` in banks of ``bank_depth`` words, one read and one write port.
 
     A read's word is on ``r.data`` :data:`READ_LATENCY` cycles after a cycle
-    with ``r.en`` (and only then: it is not held).  A write lands one cycle
+    with ``r.en`` (and only then: it is not held; ``r.en`` only marks the
+    read, the banks read every cycle).  A write lands one cycle
     after the cycle its ``w.en`` is high.
 
     An inferred memory deeper than a block RAM is read through a multiplexer
@@ -44,20 +45,21 @@ class BankedMemory(wiring.Component):
         m = Module()
         low = self.bank_depth.bit_length() - 1
         sizes = [min(self.bank_depth, self.depth - start) for start in range(0, self.depth, self.bank_depth)]
-        r_addr, r_en = Signal.like(self.r.addr), Signal()
+        r_addr = Signal.like(self.r.addr)
         w_addr, w_en, w_data = Signal.like(self.w.addr), Signal(), Signal.like(self.w.data)
-        m.d.sync += [r_addr.eq(self.r.addr), r_en.eq(self.r.en),
-                     w_addr.eq(self.w.addr), w_en.eq(self.w.en), w_data.eq(self.w.data)]
+        m.d.sync += [r_addr.eq(self.r.addr), w_addr.eq(self.w.addr), w_en.eq(self.w.en), w_data.eq(self.w.data)]
         r_bank = Signal(max(1, (len(sizes) - 1).bit_length()))       # one bit at least: no empty registers
         w_bank = Signal.like(r_bank)
         m.d.comb += [r_bank.eq(r_addr[low:]), w_bank.eq(w_addr[low:])]
 
-        read = []                          # each bank's word, registered beside it
+        # each bank's word, registered beside it; every bank reads every cycle (a read enable would cost
+        # a hold register and multiplexer per bank in the fabric: yosys' DP16KD mapping does not hold)
+        read = []
         for bank, size in enumerate(sizes):
             m.submodules[f"bank{bank}"] = mem = Memory(shape=self.shape, depth=size, init=[])
             rp, wp = mem.read_port(), mem.write_port()
             word = Signal.like(self.r.data, name=f"read{bank}")
-            m.d.comb += [rp.addr.eq(r_addr[:low]), rp.en.eq(r_en & (r_bank == bank)),
+            m.d.comb += [rp.addr.eq(r_addr[:low]),
                          wp.addr.eq(w_addr[:low]), wp.en.eq(w_en & (w_bank == bank)), wp.data.eq(w_data)]
             m.d.sync += word.eq(rp.data)
             read.append(word)

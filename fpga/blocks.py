@@ -5,8 +5,9 @@
 The board build flattens the design, so its report has one total.  Here
 every block (:data:`BLOCKS`: the MAC array, each engine, the sequencer,
 the tensor table, the memories, the data set's memories, the host link) is
-converted alone and run through the same script (fpga.netlist.synthesis_script, ending in ``stat``
-instead of a netlist), and its LUT4, FF, MULT18X18D and DP16KD are read
+converted alone and run through the same script
+(fpga.netlist.synthesis_script, ending in ``stat`` instead of a netlist),
+and its LUT4, FF, MULT18X18D and DP16KD are read
 from yosys' statistics.  A block alone is optimized without its neighbours
 (no constant crosses its ports), so the blocks add up to about, not
 exactly, the flattened total (the MAC array is reported alone and inside the

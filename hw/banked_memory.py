@@ -5,6 +5,7 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In
 
+from .delay import delayed
 from .interfaces import ReadPortSignature, WritePortSignature
 
 
@@ -64,17 +65,15 @@ class BankedMemory(wiring.Component):
             m.d.sync += word.eq(rp.data)
             read.append(word)
 
-        bank_at = [r_bank]                 # the read's bank number beside its word, stage by stage
-        for stage in range(3):
-            later = Signal.like(r_bank, name=f"bank_at{stage + 1}")
-            m.d.sync += later.eq(bank_at[-1])
-            bank_at.append(later)
+        # the read's bank number beside its word: at the group multiplexers, then at the last one
+        bank_at_groups = delayed(m, r_bank, 2, name="bank_at_groups")
+        bank_at_last = delayed(m, bank_at_groups, 1, name="bank_at_last")
         group_bits = self.GROUP.bit_length() - 1
         groups = []
         for first in range(0, len(read), self.GROUP):
             word = Signal.like(self.r.data, name=f"group{first // self.GROUP}")
             members = read[first:first + self.GROUP]
-            m.d.sync += word.eq(Array(members)[bank_at[2][:group_bits]] if len(members) > 1 else members[0])
+            m.d.sync += word.eq(Array(members)[bank_at_groups[:group_bits]] if len(members) > 1 else members[0])
             groups.append(word)
-        m.d.sync += self.r.data.eq(Array(groups)[bank_at[3][group_bits:]] if len(groups) > 1 else groups[0])
+        m.d.sync += self.r.data.eq(Array(groups)[bank_at_last[group_bits:]] if len(groups) > 1 else groups[0])
         return m

@@ -54,8 +54,8 @@ class MacArray(wiring.Component):
     LATENCY cycles after the beat, with the beat's controls delayed beside
     it; the sum, the clear and the fire are one
     :class:`~hw.accumulate_adder.AccumulateAdder` per PE (on the ECP5 a carry
-    chain with both gates in its own LUTs).  Seen from the ports only the readout is LATENCY cycles later; the
-    sums are the same.  A drain is taken only when no readout is running or
+    chain with both gates in its own LUTs).  Seen from the ports only the
+    readout is LATENCY cycles later; the sums are the same.  A drain is taken only when no readout is running or
     on its way through the pipeline (``busy``).
     """
 

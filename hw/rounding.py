@@ -98,6 +98,33 @@ def shift_or_flush(total: Value, dec: ShiftDecode, lane: int = None) -> Value:
     return Mux(dec.flush, 0, total >> (dec.shift if lane is None else dec.lane_shifts[lane]))
 
 
+def split_offset(offset: Value, dec: ShiftDecode, low_bits: int) -> tuple[Value, Value, Value]:
+    """What :func:`narrow_shift` keeps of a rounding offset ``o`` (0 <= o < 2**s): its ``low_bits`` low
+    bits, whether its bits ``low_bits .. s-1`` are all ones, and whether they are all zeros."""
+    high = offset[low_bits:dec.cfg.max_shift]
+    ones = (high | ~dec.mask[low_bits:]).all()
+    zeros = ~high.any()
+    return offset[:low_bits], ones, zeros
+
+
+def narrow_shift(low_sum: Value, ones: Value, zeros: Value, dec: ShiftDecode, lane: int, low_bits: int) -> Value:
+    """``(x + o) >> s`` (0 on flush) for an x of at most ``low_bits`` signed bits, from ``low_sum`` =
+    x + (o's low bits) (signed, ``low_bits + 2`` bits) and :func:`split_offset`'s flags, with s that
+    lane's copy.
+
+    For s <= low_bits, o has no high bits and the result is ``low_sum >> s``.  Above, ``c = low_sum >>
+    low_bits`` is -1, 0 or 1 and ``(x + o) >> s = (o_high + c) >> (s - low_bits)`` with o_high below
+    ``2**(s - low_bits)``: 1 when c = 1 and o_high is all ones, -1 when c = -1 and o_high is zero, else 0.
+    A narrow adder and shifter and two reductions in place of an ``s``-bit adder and shifter (the update
+    unit's gradients are int8 and its shifts reach 31).
+    """
+    s = dec.lane_shifts[lane]
+    negative, carry = low_sum[-1], low_sum[low_bits] & ~low_sum[-1]
+    high = Mux(carry & ones, 1, 0) - (negative & zeros)
+    low = low_sum >> s[:low_bits.bit_length()]
+    return Mux(dec.flush, 0, Mux(s > low_bits, high, low))
+
+
 def round_shift(x: Value, dec: ShiftDecode, stochastic: Value, r: Value) -> Value:
     """Golden ``round_shift(x, s, mode)`` for one element as a signed expression.
 
@@ -116,4 +143,5 @@ def round_shift_saturate(x: Value, dec: ShiftDecode, stochastic: Value, r: Value
 
 
 __all__ = ["WORD_BITS", "shift_bits", "shift_shape", "signed_shift_shape", "data_shape", "acc_shape",
-           "saturate", "ShiftDecode", "rounding_offset", "shift_or_flush", "round_shift", "round_shift_saturate"]
+           "saturate", "ShiftDecode", "rounding_offset", "shift_or_flush", "split_offset", "narrow_shift",
+           "round_shift", "round_shift_saturate"]

@@ -1,13 +1,13 @@
 """Weight update unit: golden ``update_weights`` on a stream of (w, g) pairs."""
 
-from amaranth import Cat, Module, Mux, Signal
+from amaranth import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data
 
 from golden_model.config import CoreConfig
 
 from .laned_unit import LanedStreamUnit
-from .rounding import (WORD_BITS, ShiftDecode, data_shape, rounding_offset, saturate, shift_or_flush, shift_shape,
-                       signed_shift_shape)
+from .rounding import (WORD_BITS, ShiftDecode, data_shape, narrow_shift, rounding_offset, saturate, shift_shape,
+                       signed_shift_shape, split_offset)
 
 
 def command_layout(cfg: CoreConfig) -> data.StructLayout:
@@ -70,10 +70,14 @@ class UpdateUnit(LanedStreamUnit):
         last = [Signal(name=f"s{stage}_last") for stage in (1, 2, 3)]
         w = [Signal(self.i.payload.w.shape(), name=f"s{stage}_w") for stage in (1, 2, 3)]
         s1_g = Signal(self.i.payload.g.shape())
-        offsets = [rounding_offset(g, decoded, stochastic, prng.words[lane])
+        # g's offset as narrow_shift needs it: its low bits, whether the rest is all ones or all zeros
+        low_bits = cfg.data_bits
+        offsets = [split_offset(rounding_offset(g, decoded, stochastic, prng.words[lane]), decoded, low_bits)
                    for lane, g in enumerate(self.i.payload.g)]
-        s1_offset = [Signal(offset.shape(), name=f"s1_offset{lane}") for lane, offset in enumerate(offsets)]
-        s2_down = [Signal((s1_g[lane] + s1_offset[lane]).shape(), name=f"s2_down{lane}") for lane in range(self.lanes)]
+        s1_low = [Signal(low_bits, name=f"s1_low{lane}") for lane in range(self.lanes)]
+        s1_ones = Signal(self.lanes)
+        s1_zeros = Signal(self.lanes)
+        s2_down = [Signal(signed(2 + low_bits), name=f"s2_down{lane}") for lane in range(self.lanes)]
         s2_up = [Signal((s1_g[lane] << left).shape(), name=f"s2_up{lane}") for lane in range(self.lanes)]
         s3_u = Signal(self.i.payload.g.shape())
         with m.If(advance):
@@ -82,8 +86,10 @@ class UpdateUnit(LanedStreamUnit):
             m.d.sync += [a.eq(b) for a, b in zip(valid[1:] + last[1:] + w[1:], valid[:-1] + last[:-1] + w[:-1])]
             for lane in range(self.lanes):
                 g = s1_g[lane]
-                m.d.sync += [s1_offset[lane].eq(offsets[lane]),
-                             s2_down[lane].eq(shift_or_flush(g + s1_offset[lane], decoded, lane)),
+                low, ones, zeros = offsets[lane]
+                m.d.sync += [s1_low[lane].eq(low), s1_ones[lane].eq(ones), s1_zeros[lane].eq(zeros),
+                             s2_down[lane].eq(narrow_shift(g + s1_low[lane], s1_ones[lane], s1_zeros[lane], decoded,
+                                                           lane, low_bits)),
                              s2_up[lane].eq(g << left),
                              s3_u[lane].eq(Mux(negative, saturate(s2_up[lane], cfg), saturate(s2_down[lane], cfg))),
                              self.o.payload.w[lane].eq(saturate(w[2][lane] - s3_u[lane], cfg))]

@@ -58,10 +58,13 @@ class ShiftDecode:
     ``lanes`` (registered only) gives each lane its own copy of the shift,
     registered like the decode, for :func:`shift_or_flush`: one register
     driving every lane's shifter was a route across the unit.
+    ``fit_width`` adds ``fit_mask``, bit j set iff j >= s + data_bits - 1:
+    the bits of a ``fit_width``-bit total that must all equal its sign for
+    ``total >> s`` to fit the data width (:func:`shift_saturate_parts`).
     """
 
     def __init__(self, m: Module, shift: Value, cfg: CoreConfig, name: str = "rshift", registered: bool = False,
-                 lanes: int = 0):
+                 lanes: int = 0, fit_width: int = 0):
         if lanes and not registered:
             raise ValueError("per-lane shift copies are registered: they need registered=True")
         n = cfg.max_shift
@@ -83,6 +86,9 @@ class ShiftDecode:
             self.nonzero.eq(shift != 0),
             self.flush.eq(shift > n),
         ]
+        if fit_width:
+            self.fit_mask = Signal(fit_width, name=f"{name}_fit_mask")
+            domain += self.fit_mask.eq(Cat(*(shift + (cfg.data_bits - 1) <= j for j in range(fit_width))))
 
 
 def rounding_offset(x: Value, dec: ShiftDecode, stochastic: Value, r: Value) -> Value:
@@ -98,18 +104,47 @@ def shift_or_flush(total: Value, dec: ShiftDecode, lane: int = None) -> Value:
     return Mux(dec.flush, 0, total >> (dec.shift if lane is None else dec.lane_shifts[lane]))
 
 
-def split_offset(offset: Value, dec: ShiftDecode, low_bits: int) -> tuple[Value, Value, Value]:
-    """What :func:`narrow_shift` keeps of a rounding offset ``o`` (0 <= o < 2**s): its ``low_bits`` low
-    bits, whether its bits ``low_bits .. s-1`` are all ones, and whether they are all zeros."""
-    high = offset[low_bits:dec.cfg.max_shift]
-    ones = (high | ~dec.mask[low_bits:]).all()
-    zeros = ~high.any()
-    return offset[:low_bits], ones, zeros
+def shift_saturate_parts(total: Value, dec: ShiftDecode, lane: int) -> tuple[Value, Value, Value]:
+    """``saturate(total >> s)`` (0 on flush) as the parts :func:`join_saturated` joins a register stage
+    later: the shifted value's low data bits, whether it fits the data width (``total``'s bits from
+    s + data_bits - 1 up all equal its sign: ``dec.fit_mask``), and its sign.  An 8-bit shifter and a
+    masked reduction in place of a shifter and compares as wide as the total."""
+    cfg = dec.cfg
+    if len(dec.fit_mask) != len(total):
+        raise ValueError(f"the decode's fit_mask has {len(dec.fit_mask)} bits for a {len(total)}-bit total")
+    sign = total[-1]
+    low = (total >> dec.lane_shifts[lane])[:cfg.data_bits]
+    fits = ~((total ^ sign.replicate(len(total))) & dec.fit_mask).any()
+    return Mux(dec.flush, 0, low), fits | dec.flush, sign & ~dec.flush
+
+
+def join_saturated(low: Value, fits: Value, negative: Value, cfg: CoreConfig) -> Value:
+    """The saturated value from :func:`shift_saturate_parts`' parts (data_shape; a value that fits the data
+    width is still clamped into the symmetric range)."""
+    joined = Mux(fits, saturate(low.as_signed(), cfg), Mux(negative, cfg.qmin, cfg.qmax))
+    return joined.as_signed()[:cfg.data_bits].as_signed()
+
+
+def narrow_offset(x: Value, dec: ShiftDecode, stochastic: Value, r: Value,
+                  low_bits: int) -> tuple[Value, Value, Value]:
+    """:func:`rounding_offset` ``o`` (0 <= o < 2**s) as :func:`narrow_shift` needs it: its ``low_bits``
+    low bits, whether its bits ``low_bits .. s-1`` are all ones, and whether they are all zeros.
+
+    Stochastic, those bits are r's under the mask.  Nearest, ``o = 2**(s-1) - [x<0]`` has high bits only
+    for s > low_bits, where ``x + o`` lies in [0, 2**s) for any x of ``low_bits`` signed bits: both flags
+    are 0 and the result is 0, so no wide subtraction is needed.
+    """
+    negative = (x < 0) & dec.nonzero
+    high_r, high_mask = r[low_bits:dec.cfg.max_shift], dec.mask[low_bits:]
+    low = Mux(stochastic, r[:low_bits] & dec.mask[:low_bits], dec.half[:low_bits] - negative)
+    ones = stochastic & (high_r | ~high_mask).all()
+    zeros = stochastic & ~(high_r & high_mask).any()
+    return low[:low_bits], ones, zeros
 
 
 def narrow_shift(low_sum: Value, ones: Value, zeros: Value, dec: ShiftDecode, lane: int, low_bits: int) -> Value:
     """``(x + o) >> s`` (0 on flush) for an x of at most ``low_bits`` signed bits, from ``low_sum`` =
-    x + (o's low bits) (signed, ``low_bits + 2`` bits) and :func:`split_offset`'s flags, with s that
+    x + (o's low bits) (signed, ``low_bits + 2`` bits) and :func:`narrow_offset`'s flags, with s that
     lane's copy.
 
     For s <= low_bits, o has no high bits and the result is ``low_sum >> s``.  Above, ``c = low_sum >>
@@ -143,5 +178,5 @@ def round_shift_saturate(x: Value, dec: ShiftDecode, stochastic: Value, r: Value
 
 
 __all__ = ["WORD_BITS", "shift_bits", "shift_shape", "signed_shift_shape", "data_shape", "acc_shape",
-           "saturate", "ShiftDecode", "rounding_offset", "shift_or_flush", "split_offset", "narrow_shift",
-           "round_shift", "round_shift_saturate"]
+           "saturate", "ShiftDecode", "rounding_offset", "shift_or_flush", "narrow_offset", "narrow_shift",
+           "shift_saturate_parts", "join_saturated", "round_shift", "round_shift_saturate"]

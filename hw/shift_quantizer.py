@@ -6,8 +6,8 @@ from amaranth.lib import data
 from golden_model.config import CoreConfig
 
 from .laned_unit import LanedStreamUnit
-from .rounding import (WORD_BITS, ShiftDecode, acc_shape, data_shape, rounding_offset, saturate, shift_or_flush,
-                       shift_shape)
+from .rounding import (WORD_BITS, ShiftDecode, acc_shape, data_shape, join_saturated, rounding_offset,
+                       shift_saturate_parts, shift_shape)
 from .sq_shift import SqShift
 
 
@@ -75,7 +75,8 @@ class ShiftQuantizer(LanedStreamUnit):
         stochastic = Signal()
         shift = Signal(shift_shape(cfg))
         magnitudes = Signal(cfg.acc_bits)    # OR of |x| over the tensor
-        decoded = ShiftDecode(m, shift, cfg, registered=True, lanes=self.lanes)
+        # the sum of pass 2 is one bit wider than an accumulator
+        decoded = ShiftDecode(m, shift, cfg, registered=True, lanes=self.lanes, fit_width=cfg.acc_bits + 1)
 
         values = [Mux(relu & (x < 0), 0, x) for x in self.i.payload.data]
 
@@ -91,7 +92,9 @@ class ShiftQuantizer(LanedStreamUnit):
         x1 = [Signal.like(x, name=f"x1_{lane}") for lane, x in enumerate(values)]
         off1 = [Signal(offset.shape(), name=f"offset1_{lane}") for lane, offset in enumerate(offsets)]
         sum2 = [Signal((x + o).shape(), name=f"sum2_{lane}") for lane, (x, o) in enumerate(zip(x1, off1))]
-        shifted3 = [Signal.like(total, name=f"shifted3_{lane}") for lane, total in enumerate(sum2)]
+        low3 = [Signal(cfg.data_bits, name=f"low3_{lane}") for lane in range(self.lanes)]
+        fits3 = Signal(self.lanes)
+        negative3 = Signal(self.lanes)
         valid = [Signal(name=f"valid{stage}") for stage in range(1, 4)]
         last = [Signal(name=f"last{stage}") for stage in range(1, 4)]
         with m.If(advance):
@@ -100,8 +103,10 @@ class ShiftQuantizer(LanedStreamUnit):
             for lane in range(self.lanes):
                 m.d.sync += [x1[lane].eq(values[lane]), off1[lane].eq(offsets[lane]),
                              sum2[lane].eq(x1[lane] + off1[lane]),
-                             shifted3[lane].eq(shift_or_flush(sum2[lane], decoded, lane)),
-                             self.o.payload.data[lane].eq(saturate(shifted3[lane], cfg))]
+                             Cat(low3[lane], fits3[lane], negative3[lane]).eq(
+                                 Cat(*shift_saturate_parts(sum2[lane], decoded, lane))),
+                             self.o.payload.data[lane].eq(join_saturated(low3[lane], fits3[lane], negative3[lane],
+                                                                         cfg))]
             m.d.sync += [self.o.valid.eq(valid[-1]), self.o.payload.last.eq(last[-1]),
                          self.o.payload.shift.eq(shift)]
         busy = Cat(*valid, self.o.valid).any()

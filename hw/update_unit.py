@@ -6,8 +6,8 @@ from amaranth.lib import data
 from golden_model.config import CoreConfig
 
 from .laned_unit import LanedStreamUnit
-from .rounding import (WORD_BITS, ShiftDecode, data_shape, narrow_shift, rounding_offset, saturate, shift_shape,
-                       signed_shift_shape, split_offset)
+from .rounding import (WORD_BITS, ShiftDecode, data_shape, narrow_offset, narrow_shift, saturate, shift_shape,
+                       signed_shift_shape)
 
 
 def command_layout(cfg: CoreConfig) -> data.StructLayout:
@@ -72,7 +72,7 @@ class UpdateUnit(LanedStreamUnit):
         s1_g = Signal(self.i.payload.g.shape())
         # g's offset as narrow_shift needs it: its low bits, whether the rest is all ones or all zeros
         low_bits = cfg.data_bits
-        offsets = [split_offset(rounding_offset(g, decoded, stochastic, prng.words[lane]), decoded, low_bits)
+        offsets = [narrow_offset(g, decoded, stochastic, prng.words[lane], low_bits)
                    for lane, g in enumerate(self.i.payload.g)]
         s1_low = [Signal(low_bits, name=f"s1_low{lane}") for lane in range(self.lanes)]
         s1_ones = Signal(self.lanes)

@@ -6,7 +6,9 @@ word of padding) into two banks of W words and emits the vectors: while one
 bank fills, ``o`` emits lane ``beat`` of the other's words (registered).  A plain
 operand's fill holds a block of W rows at one K block of L columns and emits
 L vectors (fewer for the last K block); a transposed operand's fill is one
-word per k, whose W lanes go to lane 0 of the W bank words.  A ``hit``
+word per k, whose segment of W lanes is the vector.  Words go into the banks
+whole (no multiplexer per stored bit): the emit picks lanes and zeros the
+words past a plain fill's last.  A ``hit``
 request re-arms a bank that still holds the fill.  Parameters are sampled
 continuously: hold them from ``PARAMS_LEAD`` cycles before ``start`` until
 the last vector has left.
@@ -73,36 +75,38 @@ class OperandFeeder(wiring.Component):
         with m.If(take & request.last):
             m.d.sync += wsel.eq(~wsel)
 
-        # capture: the read word (data valid the cycle after the read) goes into its bank
+        # capture: the read word (data valid the cycle after the read) goes whole into its bank word (a
+        # transposed fill is word 0); the bank keeps the fill's last word and segment for the emit
         d = Signal(data.StructLayout({"valid": 1, "bank": 1, "word": range(width), "last": 1, "zero": 1,
                                       "steps": range(lanes), "segment": range(max(segments, 2))}))
         m.d.sync += [d.valid.eq(take & ~request.hit), d.bank.eq(wsel), d.word.eq(request.word),
                      d.last.eq(request.last), d.zero.eq(request.zero), d.steps.eq(request.steps),
                      d.segment.eq(request.segment)]
         raw = Mux(d.zero, 0, self.mem.data.as_value())
-        chosen = raw if segments == 1 else Array(raw[s * width * bits:(s + 1) * width * bits]
-                                                 for s in range(segments))[d.segment]
-        tr = self.params.transposed
+        top = [Signal(range(width), name=f"top{b}") for b in range(2)]
+        segment = [Signal(range(max(segments, 2)), name=f"segment{b}") for b in range(2)]
         with m.If(d.valid):
             for b in range(2):
                 with m.If(d.bank == b):
                     for i in range(width):
-                        with m.If(tr):
-                            m.d.sync += bank[b][i].eq(chosen[i * bits:(i + 1) * bits])
-                        with m.Elif(d.word == i):
+                        with m.If(d.word == i):
                             m.d.sync += bank[b][i].eq(raw)
-                        if i:
-                            with m.Elif(d.last & (d.word < i)):
-                                m.d.sync += bank[b][i].eq(0)
                     with m.If(d.last):
-                        m.d.sync += [full[b].eq(1), steps[b].eq(d.steps)]
+                        m.d.sync += [full[b].eq(1), steps[b].eq(d.steps), top[b].eq(d.word),
+                                     segment[b].eq(d.segment)]
 
-        # emit: lane ``beat`` of the words of bank ``rsel``, through an output register (the lane
-        # multiplexer and the route to the array's multipliers each get a clock period)
+        # emit, through an output register (the lane multiplexer and the route to the array's multipliers
+        # each get a clock period): plain, lane ``beat`` of the words of bank ``rsel``, 0 past the fill's
+        # last word; transposed, the fill's segment of W lanes of its word
+        tr = self.params.transposed
+        words = [Mux(rsel, bank[1][i], bank[0][i]) for i in range(width)]
+        fill_top, fill_segment = Array(top)[rsel], Array(segment)[rsel]
         with m.If(taken):
             m.d.sync += self.o.valid.eq(emitting)
             for i in range(width):
-                m.d.sync += self.o.payload[i].eq(Mux(rsel, bank[1][i], bank[0][i]).word_select(beat, bits))
+                plain = Mux(i <= fill_top, words[i].word_select(beat, bits), 0)
+                lane = Array(words[0].word_select(s * width + i, bits) for s in range(segments))[fill_segment]
+                m.d.sync += self.o.payload[i].eq(Mux(tr, lane, plain))
         with m.If(pop):
             with m.If(freeing):
                 m.d.sync += [beat.eq(0), rsel.eq(~rsel)]

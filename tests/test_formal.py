@@ -16,10 +16,12 @@ from amaranth.lib.crc import catalog
 from amaranth.sim import Simulator
 
 import hw.link_parser
+import hw.shift_quantizer
+import hw.update_unit
 from hw.host_link import HostLink
 from formal import sby, spec
-from formal.checks import CHECKS, LINK_DEPTH, UU_DEPTH, build_design, get_check
-from formal.lanes import RoundingLaneCheck, UpdateUnitCheck
+from formal.checks import CHECKS, LINK_DEPTH, SQ_DEPTH, UU_DEPTH, build_design, get_check
+from formal.lanes import RoundingLaneCheck, ShiftQuantizerCheck, UpdateUnitCheck
 from formal.link_crc import TIMEOUT_CYCLES, LinkCrcCheck
 from golden_model import quant
 from golden_model.config import get_config
@@ -96,6 +98,35 @@ def test_update_unit_mutation_is_caught(tmp_path):
     design = UpdateUnitCheck(CFG, spec=mutated(update_weight=update_weight), free_timing=False)
     outcome = sby.run(design, mode="bmc", depth=UU_DEPTH, workdir=tmp_path / "m")
     assert outcome.status == "FAIL"
+
+
+@needs_tools
+@pytest.mark.parametrize("flag", [1, 2], ids=["all-ones", "all-zeros"])
+def test_update_unit_narrow_rounding_mutation_is_caught(flag, tmp_path, monkeypatch):
+    """The update unit's rounding on the gradient's width (hw.rounding.narrow_offset) with one of its
+    flags on the offset's high bits forced whenever rounding is stochastic is refuted."""
+    real = hw.update_unit.narrow_offset
+
+    def forced(x, dec, stochastic, r, low_bits):
+        parts = list(real(x, dec, stochastic, r, low_bits))
+        parts[flag] = stochastic
+        return tuple(parts)
+    monkeypatch.setattr(hw.update_unit, "narrow_offset", forced)
+    design = UpdateUnitCheck(CFG, free_timing=False)
+    outcome = sby.run(design, mode="bmc", depth=UU_DEPTH, workdir=tmp_path / "m")
+    assert outcome.status == "FAIL" and "failed assertion" in outcome.detail
+
+
+@needs_tools
+def test_shift_quantizer_unclamped_minus_128_is_caught(tmp_path, monkeypatch):
+    """The shift quantizer's saturation from the shifted value's low byte (hw.rounding.join_saturated)
+    without the clamp of -128 into the symmetric range is refuted."""
+    def unclamped(low, fits, negative, cfg):
+        return Mux(fits, low.as_signed(), Mux(negative, cfg.qmin, cfg.qmax)).as_signed()[:cfg.data_bits].as_signed()
+    monkeypatch.setattr(hw.shift_quantizer, "join_saturated", unclamped)
+    design = ShiftQuantizerCheck(CFG, free_timing=False)
+    outcome = sby.run(design, mode="bmc", depth=SQ_DEPTH, workdir=tmp_path / "m")
+    assert outcome.status == "FAIL" and "failed assertion" in outcome.detail
 
 
 @needs_tools

@@ -104,7 +104,8 @@ class OperandFeeder(wiring.Component):
         with m.If(taken):
             m.d.sync += self.o.valid.eq(emitting)
             for i in range(width):
-                plain = Mux(i <= fill_top, words[i].word_select(beat, bits), 0)
+                plain = words[i].word_select(beat, bits)
+                plain = Mux(fill_top >= i, plain, 0) if i else plain        # a fill has word 0
                 lane = Array(words[0].word_select(s * width + i, bits) for s in range(segments))[fill_segment]
                 m.d.sync += self.o.payload[i].eq(Mux(tr, lane, plain))
         with m.If(pop):

@@ -42,6 +42,17 @@ def xs32(x):
     return x
 
 
+def word_taps() -> list[list[int]]:
+    """For each bit of a random word ``xs32(xs32(x))``, the bits of x it XORs.
+
+    xs32 is linear over GF(2) (shifts and XORs), so the map is fixed by the images of the 32 unit
+    vectors.  Hardware builds the word as one XOR per bit over these taps (hw/prng.py), a flat tree of at
+    most 11 inputs where the two steps written out nest three levels of shifts.
+    """
+    columns = [int(xs32(xs32(np.uint32(1 << bit)))) for bit in range(32)]
+    return [[bit for bit in range(32) if columns[bit] >> out & 1] for out in range(32)]
+
+
 def check_word(name: str, value: int) -> None:
     """ValueError unless ``value`` is a 32-bit unsigned integer (a key, a mix, a seed, a step)."""
     if not 0 <= value <= MASK32:

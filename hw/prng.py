@@ -1,10 +1,10 @@
 """Hardware lanes of the counter-based generator of :mod:`golden_model.prng`."""
 
-from amaranth import Array, Const, Module, Signal
+from amaranth import Array, Cat, Const, Module, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from golden_model.prng import MASK32, PHI, XS32_SHIFTS
+from golden_model.prng import MASK32, PHI, XS32_SHIFTS, word_taps
 
 from .rounding import WORD_BITS
 
@@ -17,12 +17,17 @@ def xs32(x):
     return (x ^ (x << left2))[:WORD_BITS]
 
 
+def random_word(x):
+    """``xs32(xs32(x))``: one XOR per bit over :func:`golden_model.prng.word_taps`."""
+    return Cat(*(Cat(*(x[bit] for bit in taps)).xor() for taps in word_taps()))
+
+
 class RandomLanes(wiring.Component):
     """``lanes`` parallel lanes of ``r[i] = xs32(xs32(key + i*PHI))``.
 
     Lane l holds a counter ``key + (base + l)*PHI`` (mod 2**32) and drives
     ``words[l]`` = the golden ``random_words(key, ...)`` word of element index
-    ``base + l``.  ``load`` sets base = 0 for ``key`` (and wins over
+    ``base + l`` (:func:`random_word` of the counter).  ``load`` sets base = 0 for ``key`` (and wins over
     ``advance``); ``advance`` adds ``lanes`` to base, i.e. adds the constant
     ``lanes*PHI`` to every counter.  Words are combinational from the counters.
 
@@ -59,5 +64,5 @@ class RandomLanes(wiring.Component):
                 m.d.sync += counter.eq(self.key + ((lane * PHI) & MASK32))
             with m.Elif(self.advance):
                 m.d.sync += counter.eq(counter + step)
-            m.d.comb += self.words[lane].eq(xs32(xs32(counter)))
+            m.d.comb += self.words[lane].eq(random_word(counter))
         return m

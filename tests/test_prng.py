@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from golden_model.prng import (MASK32, PHI, STEP_MIX, random_words, step_base, step_key, tensor_key, tensor_mix, word_taps,
-                               xs32)
+from golden_model.prng import (MASK32, PHI, STEP_MIX, random_words, step_base, step_key, tensor_key, tensor_mix,
+                               word_taps, xs32)
 
 PROPS = settings(max_examples=200, deadline=None)
 keys = st.integers(0, MASK32)

@@ -65,6 +65,12 @@ def mutated(**functions):
     return types.SimpleNamespace(**{**{name: getattr(spec, name) for name in spec.__all__}, **functions})
 
 
+def refuted(design, depth: int, tmp_path) -> bool:
+    """The bounded check of ``design`` to ``depth`` fails on one of its assertions."""
+    outcome = sby.run(design, mode="bmc", depth=depth, workdir=tmp_path / "m")
+    return outcome.status == "FAIL" and "failed assertion" in outcome.detail
+
+
 def saturate_to_minus_128(x, cfg):
     return Mux(x > cfg.qmax, cfg.qmax, Mux(x < cfg.qmin - 1, cfg.qmin - 1, x))
 
@@ -84,8 +90,7 @@ def round_half_down(x, s, stochastic, r, cfg):
     {"shift_quantize": lambda x, s, st, r, cfg: spec.saturate(round_half_down(x, s, st, r, cfg), cfg)},
 ], ids=["saturate-to-128", "round-half-down"])
 def test_rounding_lane_mutation_is_caught(wrong, tmp_path):
-    outcome = sby.run(RoundingLaneCheck(CFG, spec=mutated(**wrong)), mode="bmc", depth=1, workdir=tmp_path / "m")
-    assert outcome.status == "FAIL" and "failed assertion" in outcome.detail
+    assert refuted(RoundingLaneCheck(CFG, spec=mutated(**wrong)), 1, tmp_path)
 
 
 @needs_tools
@@ -112,9 +117,7 @@ def test_update_unit_narrow_rounding_mutation_is_caught(flag, tmp_path, monkeypa
         parts[flag] = stochastic
         return tuple(parts)
     monkeypatch.setattr(hw.update_unit, "narrow_offset", forced)
-    design = UpdateUnitCheck(CFG, free_timing=False)
-    outcome = sby.run(design, mode="bmc", depth=UU_DEPTH, workdir=tmp_path / "m")
-    assert outcome.status == "FAIL" and "failed assertion" in outcome.detail
+    assert refuted(UpdateUnitCheck(CFG, free_timing=False), UU_DEPTH, tmp_path)
 
 
 @needs_tools
@@ -124,9 +127,7 @@ def test_shift_quantizer_unclamped_minus_128_is_caught(tmp_path, monkeypatch):
     def unclamped(low, fits, negative, cfg):
         return Mux(fits, low.as_signed(), Mux(negative, cfg.qmin, cfg.qmax)).as_signed()[:cfg.data_bits].as_signed()
     monkeypatch.setattr(hw.shift_quantizer, "join_saturated", unclamped)
-    design = ShiftQuantizerCheck(CFG, free_timing=False)
-    outcome = sby.run(design, mode="bmc", depth=SQ_DEPTH, workdir=tmp_path / "m")
-    assert outcome.status == "FAIL" and "failed assertion" in outcome.detail
+    assert refuted(ShiftQuantizerCheck(CFG, free_timing=False), SQ_DEPTH, tmp_path)
 
 
 @needs_tools

@@ -77,13 +77,11 @@ class ShiftDecode:
             self.lane_shifts = [copies.o[lane] for lane in range(lanes)]
         self.mask = Signal(n, name=f"{name}_mask")
         self.half = Signal(n, name=f"{name}_half")
-        self.nonzero = Signal(name=f"{name}_nonzero")
         self.flush = Signal(name=f"{name}_flush")
         domain = m.d.sync if registered else m.d.comb
         domain += [
             self.mask.eq(Cat(*(shift > j for j in range(n)))),
             self.half.eq(Cat(*(shift == j + 1 for j in range(n)))),
-            self.nonzero.eq(shift != 0),
             self.flush.eq(shift > n),
         ]
         if fit_width:
@@ -92,9 +90,10 @@ class ShiftDecode:
 
 
 def rounding_offset(x: Value, dec: ShiftDecode, stochastic: Value, r: Value) -> Value:
-    """What golden ``round_shift`` adds to x before shifting (signed): nearest ``2**(s-1) - [x<0]``,
-    stochastic ``r & (2**s - 1)`` (r: this element's generator word); nothing for s = 0."""
-    nearest_off = dec.half - ((x < 0) & dec.nonzero)              # signed: unsigned - unsigned
+    """What golden ``round_shift`` adds to x before shifting: nearest ``2**(s-1) - [x<0]`` (``mask >> 1``
+    = 2**(s-1) - 1 for x < 0, so no subtraction), stochastic ``r & (2**s - 1)`` (r: this element's
+    generator word); nothing for s = 0."""
+    nearest_off = Mux(x < 0, dec.mask >> 1, dec.half)
     stochastic_off = r[:dec.cfg.max_shift] & dec.mask             # unsigned, zero-extended by Mux
     return Mux(stochastic, stochastic_off, nearest_off)
 
@@ -134,9 +133,8 @@ def narrow_offset(x: Value, dec: ShiftDecode, stochastic: Value, r: Value,
     for s > low_bits, where ``x + o`` lies in [0, 2**s) for any x of ``low_bits`` signed bits: both flags
     are 0 and the result is 0, so no wide subtraction is needed.
     """
-    negative = (x < 0) & dec.nonzero
     high_r, high_mask = r[low_bits:dec.cfg.max_shift], dec.mask[low_bits:]
-    low = Mux(stochastic, r[:low_bits] & dec.mask[:low_bits], dec.half[:low_bits] - negative)
+    low = Mux(stochastic, r & dec.mask, Mux(x < 0, dec.mask >> 1, dec.half))
     ones = stochastic & (high_r | ~high_mask).all()
     zeros = stochastic & ~(high_r & high_mask).any()
     return low[:low_bits], ones, zeros

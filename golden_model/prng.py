@@ -45,12 +45,23 @@ def xs32(x):
 def word_taps() -> list[list[int]]:
     """For each bit of a random word ``xs32(xs32(x))``, the bits of x it XORs.
 
-    xs32 is linear over GF(2) (shifts and XORs), so the map is fixed by the images of the 32 unit
-    vectors.  Hardware builds the word as one XOR per bit over these taps (hw/prng.py), a flat tree of at
-    most 11 inputs where the two steps written out nest three levels of shifts.
+    xs32 is linear over GF(2) (shifts and XORs), so the map is fixed by the images of the 32 unit vectors:
+    each word bit is the XOR of at most 11 bits of x.
     """
     columns = [int(xs32(xs32(np.uint32(1 << bit)))) for bit in range(32)]
     return [[bit for bit in range(32) if columns[bit] >> out & 1] for out in range(32)]
+
+
+def word_moves() -> dict[int, int]:
+    """:func:`word_taps` grouped by distance: ``{d: mask}`` with the word the XOR over d of ``x & mask``
+    shifted left by d (right by -d), 18 terms.  Hardware builds the word so (hw/prng.py): yosys maps it to
+    flat XOR trees, where the two steps written out nest three levels of shifts (twice the LUTs), and the
+    solver of the unit proofs still reads it as words (per-bit XORs took it minutes instead of seconds)."""
+    moves: dict[int, int] = {}
+    for out, taps in enumerate(word_taps()):
+        for bit in taps:
+            moves[out - bit] = moves.get(out - bit, 0) | 1 << bit
+    return dict(sorted(moves.items()))
 
 
 def check_word(name: str, value: int) -> None:

@@ -1,10 +1,10 @@
 """Hardware lanes of the counter-based generator of :mod:`golden_model.prng`."""
 
-from amaranth import Array, Cat, Const, Module, Signal
+from amaranth import Array, Const, Module, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from golden_model.prng import MASK32, PHI, XS32_SHIFTS, word_taps
+from golden_model.prng import MASK32, PHI, XS32_SHIFTS, word_moves
 
 from .rounding import WORD_BITS
 
@@ -18,8 +18,11 @@ def xs32(x):
 
 
 def random_word(x):
-    """``xs32(xs32(x))``: one XOR per bit over :func:`golden_model.prng.word_taps`."""
-    return Cat(*(Cat(*(x[bit] for bit in taps)).xor() for taps in word_taps()))
+    """``xs32(xs32(x))`` as the XOR of :func:`golden_model.prng.word_moves`' masked shifts."""
+    word = 0
+    for distance, mask in word_moves().items():
+        word = word ^ ((x & mask) << distance if distance >= 0 else (x & mask) >> -distance)
+    return word[:WORD_BITS]
 
 
 class RandomLanes(wiring.Component):

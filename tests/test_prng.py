@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from golden_model.prng import (MASK32, PHI, STEP_MIX, random_words, step_base, step_key, tensor_key, tensor_mix,
-                               word_taps, xs32)
+                               word_moves, word_taps, xs32)
 
 PROPS = settings(max_examples=200, deadline=None)
 keys = st.integers(0, MASK32)
@@ -118,10 +118,20 @@ def test_prop_lane_decomposition(key, lanes, n):
 @PROPS
 @given(keys)
 def test_prop_word_taps_give_the_random_word(x):
-    """Each word bit is the XOR of x's bits at its taps (what hw/prng.py and formal/spec.py build)."""
+    """Each word bit is the XOR of x's bits at its taps."""
     word = 0
     for out, taps in enumerate(word_taps()):
         word |= (sum(x >> bit & 1 for bit in taps) & 1) << out
+    assert word == ref_xs32(ref_xs32(x))
+
+
+@PROPS
+@given(keys)
+def test_prop_word_moves_give_the_random_word(x):
+    """The word is the XOR of x's masked shifts (what hw/prng.py and formal/spec.py build)."""
+    word = 0
+    for distance, mask in word_moves().items():
+        word ^= ((x & mask) << distance if distance >= 0 else (x & mask) >> -distance) & MASK32
     assert word == ref_xs32(ref_xs32(x))
 
 

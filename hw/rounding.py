@@ -134,7 +134,7 @@ def narrow_offset(x: Value, dec: ShiftDecode, stochastic: Value, r: Value,
     are 0 and the result is 0, so no wide subtraction is needed.
     """
     high_r, high_mask = r[low_bits:dec.cfg.max_shift], dec.mask[low_bits:]
-    low = Mux(stochastic, r & dec.mask, Mux(x < 0, dec.mask >> 1, dec.half))
+    low = rounding_offset(x, dec, stochastic, r)
     ones = stochastic & (high_r | ~high_mask).all()
     zeros = stochastic & ~(high_r & high_mask).any()
     return low[:low_bits], ones, zeros

@@ -17,7 +17,7 @@ from golden_model.config import CoreConfig, get_config
 from hw.shift_quantizer import ShiftQuantizer
 from hw.update_unit import UpdateUnit
 
-from .lanes import RoundingLaneCheck, ShiftQuantizerCheck, UpdateUnitCheck
+from .lanes import GeneratorWordCheck, RoundingLaneCheck, ShiftQuantizerCheck, UpdateUnitCheck
 from .link_crc import LinkCrcCheck
 
 #: The rounding units depend on data_bits, acc_bits, max_shift and exp_bits only (equal in every
@@ -47,6 +47,8 @@ UU_DEPTH = 3 + UpdateUnit.LATENCY
 
 
 CHECKS: tuple[Check, ...] = (
+    Check("generator_word", "hw.prng.random_word(x) == xs32(xs32(x)) for every 32-bit x (the masked shifts "
+          "against the nested xorshift)", GeneratorWordCheck, UNIT_CONFIG, "bmc", 1, True),
     Check("rounding_lane", "round_shift_saturate == saturate(round_shift(x, s, mode)) for every x, s, mode, r",
           RoundingLaneCheck, UNIT_CONFIG, "bmc", 1, True),
     Check("shift_quantizer_fixed", "ShiftQuantizer lane == shift_quantize, every relu/explicit/shift/mode/key/x, "
@@ -58,11 +60,13 @@ CHECKS: tuple[Check, ...] = (
           lambda cfg: UpdateUnitCheck(cfg, free_timing=False), UNIT_CONFIG, "bmc", UU_DEPTH, True),
     Check("update_unit_fixed_cover", "its output is reached", lambda cfg: UpdateUnitCheck(cfg, free_timing=False),
           UNIT_CONFIG, "cover", UU_DEPTH, True),
-    Check("shift_quantizer", "as shift_quantizer_fixed, every handshake timing up to the depth",
+    Check("shift_quantizer", "as shift_quantizer_fixed, every handshake timing up to the depth, the generator "
+          "word abstracted to its counter (every r)",
           ShiftQuantizerCheck, UNIT_CONFIG, "bmc", SQ_DEPTH + 1, False),
     Check("shift_quantizer_cover", "its output is reached", ShiftQuantizerCheck, UNIT_CONFIG, "cover",
           SQ_DEPTH + 1, False),
-    Check("update_unit", "as update_unit_fixed, every handshake timing up to the depth",
+    Check("update_unit", "as update_unit_fixed, every handshake timing up to the depth, the generator word "
+          "abstracted to its counter (every r)",
           UpdateUnitCheck, UNIT_CONFIG, "bmc", UU_DEPTH + 2, False),
     Check("update_unit_cover", "its output is reached", UpdateUnitCheck, UNIT_CONFIG, "cover", UU_DEPTH + 2, False),
     Check("link_crc_quick", "HostLink commits nothing unless the last frame's CRC was right: every input "

@@ -38,13 +38,17 @@ class RandomLanes(wiring.Component):
     ``advance`` moves base: the number of valid elements in the current beat,
     so that beats of padded rows keep the flat element index.  n*PHI comes
     from a constant table (no multiplier).
+
+    ``word`` maps a counter to its word (:func:`random_word`); the formal
+    checks of the units' handshakes pass the identity (formal/lanes.py).
     """
 
-    def __init__(self, lanes: int, counted: bool = False):
+    def __init__(self, lanes: int, counted: bool = False, *, word=random_word):
         if lanes < 1:
             raise ValueError(f"lanes must be positive, got {lanes}")
         self.lanes = lanes
         self.counted = counted
+        self.word = word
         super().__init__({
             "key": In(WORD_BITS),
             "load": In(1),
@@ -67,5 +71,5 @@ class RandomLanes(wiring.Component):
                 m.d.sync += counter.eq(self.key + ((lane * PHI) & MASK32))
             with m.Elif(self.advance):
                 m.d.sync += counter.eq(counter + step)
-            m.d.comb += self.words[lane].eq(random_word(counter))
+            m.d.comb += self.words[lane].eq(self.word(counter))
         return m

@@ -6,6 +6,7 @@ from amaranth.lib import data
 from golden_model.config import CoreConfig
 
 from .laned_unit import LanedStreamUnit
+from .prng import random_word
 from .rounding import (WORD_BITS, ShiftDecode, acc_shape, data_shape, join_saturated, rounding_offset,
                        shift_saturate_parts, shift_shape)
 from .sq_shift import SqShift
@@ -59,12 +60,13 @@ class ShiftQuantizer(LanedStreamUnit):
     #: Cycles from an accepted pass-2 beat to its result on ``o`` (without back-pressure).
     LATENCY = 4
 
-    def __init__(self, cfg: CoreConfig, lanes: int, counted: bool = False, *, max_pass: bool = True):
+    def __init__(self, cfg: CoreConfig, lanes: int, counted: bool = False, *, max_pass: bool = True,
+                 word=random_word):
         self.max_pass = max_pass
         super().__init__(cfg, lanes, counted, command_layout(cfg),
                          inputs={"data": data.ArrayLayout(acc_shape(cfg), lanes)},
                          outputs={"data": data.ArrayLayout(data_shape(cfg), lanes), "last": 1,
-                                  "shift": shift_shape(cfg)})
+                                  "shift": shift_shape(cfg)}, word=word)
 
     def elaborate(self, platform):
         m = Module()

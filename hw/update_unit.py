@@ -6,6 +6,7 @@ from amaranth.lib import data
 from golden_model.config import CoreConfig
 
 from .laned_unit import LanedStreamUnit
+from .prng import random_word
 from .rounding import (WORD_BITS, ShiftDecode, data_shape, narrow_offset, narrow_shift, saturate, shift_shape,
                        signed_shift_shape)
 
@@ -42,10 +43,10 @@ class UpdateUnit(LanedStreamUnit):
     #: Cycles from an accepted beat to its new weights on ``o`` (without back-pressure).
     LATENCY = 4
 
-    def __init__(self, cfg: CoreConfig, lanes: int, counted: bool = False):
+    def __init__(self, cfg: CoreConfig, lanes: int, counted: bool = False, *, word=random_word):
         words = data.ArrayLayout(data_shape(cfg), lanes)
         super().__init__(cfg, lanes, counted, command_layout(cfg), inputs={"w": words, "g": words},
-                         outputs={"w": words, "last": 1})
+                         outputs={"w": words, "last": 1}, word=word)
 
     def elaborate(self, platform):
         m = Module()

@@ -21,7 +21,7 @@ import hw.update_unit
 from hw.host_link import HostLink
 from formal import sby, spec
 from formal.checks import CHECKS, LINK_DEPTH, SQ_DEPTH, UU_DEPTH, build_design, get_check
-from formal.lanes import RoundingLaneCheck, ShiftQuantizerCheck, UpdateUnitCheck
+from formal.lanes import GeneratorWordCheck, RoundingLaneCheck, ShiftQuantizerCheck, UpdateUnitCheck
 from formal.link_crc import TIMEOUT_CYCLES, LinkCrcCheck
 from golden_model import quant
 from golden_model.config import get_config
@@ -91,6 +91,16 @@ def round_half_down(x, s, stochastic, r, cfg):
 ], ids=["saturate-to-128", "round-half-down"])
 def test_rounding_lane_mutation_is_caught(wrong, tmp_path):
     assert refuted(RoundingLaneCheck(CFG, spec=mutated(**wrong)), 1, tmp_path)
+
+
+@needs_tools
+def test_generator_word_mutation_is_caught(tmp_path):
+    """An xorshift32 whose last step shifts left by 15 instead of 5 (a common variant) is refuted."""
+    def xs32(x):
+        x = (x ^ (x << 13))[:spec.WORD_BITS]
+        x = x ^ (x >> 17)
+        return (x ^ (x << 15))[:spec.WORD_BITS]
+    assert refuted(GeneratorWordCheck(CFG, spec=mutated(xs32=xs32)), 1, tmp_path)
 
 
 @needs_tools

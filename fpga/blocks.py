@@ -7,7 +7,7 @@ every block (:data:`BLOCKS`: the MAC array, each engine, the sequencer,
 the tensor table, the memories, the data set's memories, the host link) is
 converted alone and run through the same script
 (fpga.netlist.synthesis_script, ending in ``stat`` instead of a netlist),
-and its LUT4, FF, MULT18X18D and DP16KD are read
+and its LUT4, FF, LUT RAM (TRELLIS_DPR16X4, 16 x 4 bits each), MULT18X18D and DP16KD are read
 from yosys' statistics.  A block alone is optimized without its neighbours
 (no constant crosses its ports), so the blocks add up to about, not
 exactly, the flattened total (the MAC array is reported alone and inside the
@@ -51,7 +51,7 @@ from .netlist import TOP, synthesis_script
 ROOT = Path(__file__).resolve().parents[1]
 BLOCKS_ROOT = ROOT / "build" / "fpga" / "blocks"
 _WRITE_NETLIST = "write_verilog -noattr netlist.v"
-COLUMNS = ("LUT4", "TRELLIS_FF", "CCU2C", "MULT18X18D", "DP16KD")
+COLUMNS = ("LUT4", "TRELLIS_FF", "CCU2C", "TRELLIS_DPR16X4", "MULT18X18D", "DP16KD")
 
 #: block name -> its component for a configuration (every engine of hw.core.ENGINE_CLASSES, by its name)
 BLOCKS = {

@@ -6,9 +6,10 @@ word of padding) into two banks of W words and emits the vectors: while one
 bank fills, ``o`` emits lane ``beat`` of the other's words (registered).  A plain
 operand's fill holds a block of W rows at one K block of L columns and emits
 L vectors (fewer for the last K block); a transposed operand's fill is one
-word per k, whose segment of W lanes is the vector.  Words go into the banks
-whole (no multiplexer per stored bit): the emit picks lanes and zeros the
-words past a plain fill's last.  A ``hit``
+word per k, whose segment of W lanes is the vector.  The banks are
+:class:`~hw.skewed_banks.SkewedBanks` (LUT RAM, skewed so that a word's write
+and a vector's read touch each RAM once); the emit zeros the words past a
+plain fill's last.  A ``hit``
 request re-arms a bank that still holds the fill.  Parameters are sampled
 continuously: hold them from ``PARAMS_LEAD`` cycles before ``start`` until
 the last vector has left.
@@ -24,6 +25,7 @@ from golden_model.config import CoreConfig
 from .feed_addresses import FeedAddresses, feed_params_layout
 from .interfaces import ReadPortSignature, tmem_addr_shape, tmem_word_layout
 from .rounding import data_shape
+from .skewed_banks import SkewedBanks
 
 
 class OperandFeeder(wiring.Component):
@@ -62,7 +64,7 @@ class OperandFeeder(wiring.Component):
         wsel, rsel = Signal(), Signal()
         full = [Signal(name=f"full{b}") for b in range(2)]
         steps = [Signal(range(lanes), name=f"steps{b}") for b in range(2)]   # vectors in the bank - 1
-        bank = [[Signal(lanes * bits, name=f"bank{b}_{i}") for i in range(width)] for b in range(2)]
+        m.submodules.banks = banks = SkewedBanks(lanes=lanes, words=width, bits=bits)
         beat = Signal(range(lanes))
         emitting = Array(full)[rsel]
         taken = ~self.o.valid | self.o.ready                 # the output register is free or taken
@@ -75,22 +77,20 @@ class OperandFeeder(wiring.Component):
         with m.If(take & request.last):
             m.d.sync += wsel.eq(~wsel)
 
-        # capture: the read word (data valid the cycle after the read) goes whole into its bank word (a
+        # capture: the read word (data valid the cycle after the read) goes into its bank word (a
         # transposed fill is word 0); the bank keeps the fill's last word and segment for the emit
         d = Signal(data.StructLayout({"valid": 1, "bank": 1, "word": range(width), "last": 1, "zero": 1,
                                       "steps": range(lanes), "segment": range(max(segments, 2))}))
         m.d.sync += [d.valid.eq(take & ~request.hit), d.bank.eq(wsel), d.word.eq(request.word),
                      d.last.eq(request.last), d.zero.eq(request.zero), d.steps.eq(request.steps),
                      d.segment.eq(request.segment)]
-        raw = Mux(d.zero, 0, self.mem.data.as_value())
+        m.d.comb += [banks.w_en.eq(d.valid), banks.w_bank.eq(d.bank), banks.w_word.eq(d.word),
+                     banks.w_data.eq(Mux(d.zero, 0, self.mem.data.as_value()))]
         top = [Signal(range(width), name=f"top{b}") for b in range(2)]
         segment = [Signal(range(max(segments, 2)), name=f"segment{b}") for b in range(2)]
         with m.If(d.valid):
             for b in range(2):
                 with m.If(d.bank == b):
-                    for i in range(width):
-                        with m.If(d.word == i):
-                            m.d.sync += bank[b][i].eq(raw)
                     with m.If(d.last):
                         m.d.sync += [full[b].eq(1), steps[b].eq(d.steps), top[b].eq(d.word),
                                      segment[b].eq(d.segment)]
@@ -99,15 +99,16 @@ class OperandFeeder(wiring.Component):
         # each get a clock period): plain, lane ``beat`` of the words of bank ``rsel``, 0 past the fill's
         # last word; transposed, the fill's segment of W lanes of its word
         tr = self.params.transposed
-        words = [Mux(rsel, bank[1][i], bank[0][i]) for i in range(width)]
         fill_top, fill_segment = Array(top)[rsel], Array(segment)[rsel]
+        first_lane = (fill_segment * width)[:len(beat)] if segments > 1 else 0
+        m.d.comb += [banks.r_bank.eq(rsel), banks.r_transposed.eq(tr), banks.r_lane.eq(Mux(tr, first_lane, beat))]
         with m.If(taken):
             m.d.sync += self.o.valid.eq(emitting)
             for i in range(width):
-                plain = words[i].word_select(beat, bits)
-                plain = Mux(fill_top >= i, plain, 0) if i else plain        # a fill has word 0
-                lane = Array(words[0].word_select(s * width + i, bits) for s in range(segments))[fill_segment]
-                m.d.sync += self.o.payload[i].eq(Mux(tr, lane, plain))
+                kept = banks.r_data[i]
+                if i:                                                   # a fill has word 0
+                    kept = Mux(tr | (fill_top >= i), kept, 0)
+                m.d.sync += self.o.payload[i].eq(kept)
         with m.If(pop):
             with m.If(freeing):
                 m.d.sync += [beat.eq(0), rsel.eq(~rsel)]

@@ -68,7 +68,7 @@ class SkewedBanks(wiring.Component):
             m.d.comb += [
                 write.en.eq(self.w_en), write.addr.eq(Cat(self.w_word, self.w_bank)), write.data.eq(written[j]),
                 word.eq(Mux(self.r_transposed, 0, (j - self.r_lane)[:index_bits])),
-                read.addr.eq(Cat(word[:index_bits], self.r_bank)),
+                read.addr.eq(Cat(word, self.r_bank)),
             ]
             held.append(read.data)
         for i, value in enumerate(rotate(held, self.r_lane, right=True)[:words]):

@@ -53,6 +53,7 @@ def test_reads_match_a_model_of_the_banks(lanes, words):
     assert 0 < sum(checked) < len(checked)
 
 
+@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")   # the refused banks
 def test_rejects_shapes_it_cannot_skew():
     with pytest.raises(ValueError, match="words divide it"):
         SkewedBanks(lanes=8, words=3, bits=8)

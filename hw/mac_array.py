@@ -48,9 +48,12 @@ class MacArray(wiring.Component):
     drain and a clear with it wait together.  Costs R*C*acc_bits more
     registers.
 
-    Pipelined for the clock: each PE's product comes from a
-    :class:`~hw.multiplier.RegisteredMultiplier` (operands and product
-    registered: the ECP5's DSP registers), and the accumulate adds it
+    Pipelined for the clock: each PE's operands first pass a register of
+    their own (:class:`~hw.register_copies.RegisterCopies`: an operand drives
+    C or R multipliers spread over the chip's DSP rows, and one register with
+    that fan-out was the 128-MAC engine's critical route), then each PE's
+    product comes from a :class:`~hw.multiplier.RegisteredMultiplier`
+    (operands and product registered: the ECP5's DSP registers), and the accumulate adds it
     LATENCY cycles after the beat, with the beat's controls delayed beside
     it; the sum, the clear and the fire are one
     :class:`~hw.accumulate_adder.AccumulateAdder` per PE (on the ECP5 a carry
@@ -59,8 +62,9 @@ class MacArray(wiring.Component):
     on its way through the pipeline (``busy``).
     """
 
-    #: Cycles from an accepted beat to its product entering the accumulators.
-    LATENCY = RegisteredMultiplier.LATENCY
+    #: Cycles from an accepted beat to its product entering the accumulators: the operand copies, then
+    #: the multiplier.
+    LATENCY = 1 + RegisteredMultiplier.LATENCY
 
     def __init__(self, cfg: CoreConfig, overlap: bool = False):
         self.cfg = cfg
@@ -110,10 +114,20 @@ class MacArray(wiring.Component):
         m.d.comb += copies.i.eq(chain[-1])
         take = last[0][0].take
 
+        bits = cfg.data_bits
+        a_copies, b_copies = [], []
+        for r in range(rows):
+            m.submodules[f"a_copies_{r}"] = copy = RegisterCopies(bits, copies=cols)
+            m.d.comb += copy.i.eq(self.i.payload.a[r])
+            a_copies.append(copy.o)
+        for c in range(cols):
+            m.submodules[f"b_copies_{c}"] = copy = RegisterCopies(bits, copies=rows)
+            m.d.comb += copy.i.eq(self.i.payload.b[c])
+            b_copies.append(copy.o)
         for r in range(rows):
             for c in range(cols):
-                m.submodules[f"mul_{r}_{c}"] = mul = RegisteredMultiplier(a_bits=cfg.data_bits, b_bits=cfg.data_bits)
-                m.d.comb += [mul.a.eq(self.i.payload.a[r]), mul.b.eq(self.i.payload.b[c])]
+                m.submodules[f"mul_{r}_{c}"] = mul = RegisteredMultiplier(a_bits=bits, b_bits=bits)
+                m.d.comb += [mul.a.eq(a_copies[r][c]), mul.b.eq(b_copies[c][r])]
                 m.submodules[f"add_{r}_{c}"] = add = AccumulateAdder(acc_bits=cfg.acc_bits, p_bits=len(mul.p))
                 m.d.comb += [add.acc.eq(acc[r][c]), add.p.eq(mul.p),
                              add.clear.eq(last[r][c].clear), add.fire.eq(last[r][c].fire)]

@@ -47,13 +47,15 @@ def test_register_copies_are_kept_cells_on_ecp5(ecp5):
 
 
 def test_synthesis_keeps_the_array_s_control_copies_and_dsps(tmp_path, ecp5):
-    """yosys would merge identical flip-flops into one that drives every accumulator (a 14 ns route)."""
+    """yosys would merge identical flip-flops into one that drives every accumulator (a 14 ns route), and
+    each operand's copies (one per multiplier) into the one register that drives a row or column."""
     cfg = get_config("small4x4")
     result = synthesize_block("mac_array", cfg, stat_script("ulx3s", "85F"), tmp_path, find_tools()["YOSYS"], ecp5)
     pes = cfg.array_rows * cfg.array_cols
     assert result["cells"]["MULT18X18D"] == pes
     accumulators = pes * cfg.acc_bits
-    assert result["cells"]["TRELLIS_FF"] >= accumulators + 3 * pes
+    # the accumulators and their held copies (overlap), the controls' copies, the operands' copies
+    assert result["cells"]["TRELLIS_FF"] >= 2 * accumulators + 3 * pes + 2 * pes * cfg.data_bits
 
 
 def _adder_miter(tmp_path, ecp5, acc_bits, p_bits) -> subprocess.CompletedProcess:

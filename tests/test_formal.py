@@ -261,7 +261,7 @@ def test_parse_sby_log():
 
 
 def test_unknown_check_is_named():
-    with pytest.raises(ValueError, match="unknown check 'nope'; known: rounding_lane"):
+    with pytest.raises(ValueError, match="unknown check 'nope'; known: generator_word, rounding_lane"):
         get_check("nope")
 
 

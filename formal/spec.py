@@ -11,7 +11,7 @@ gateware == spec (proven) and spec == golden (sampled, every edge case).
 from amaranth import Const, Mux, Value, signed
 
 from golden_model.config import CoreConfig
-from golden_model.prng import MASK32, XS32_SHIFTS, word_moves
+from golden_model.prng import MASK32, XS32_SHIFTS, masked_shift_word
 
 WORD_BITS = MASK32.bit_length()
 
@@ -57,12 +57,9 @@ def xs32(x: Value) -> Value:
 
 def first_word(key: Value) -> Value:
     """golden ``prng.random_words(key, 1)[0]``: the word of element 0 (counter = key), as golden
-    ``prng.word_moves``' masked shifts (test_prng checks them against xs32(xs32(x)); written out nested
+    ``prng.masked_shift_word`` (test_prng checks them against xs32(xs32(x)); written out nested
     against the hardware's, the solver has to prove two XOR networks equal and takes minutes)."""
-    word = 0
-    for distance, mask in word_moves().items():
-        word = word ^ ((key & mask) << distance if distance >= 0 else (key & mask) >> -distance)
-    return word[:WORD_BITS]
+    return masked_shift_word(key)[:WORD_BITS]
 
 
 def shift_quantize(x: Value, shift: Value, stochastic: Value, r: Value, cfg: CoreConfig) -> Value:

@@ -64,6 +64,16 @@ def word_moves() -> dict[int, int]:
     return dict(sorted(moves.items()))
 
 
+def masked_shift_word(x):
+    """``xs32(xs32(x))`` as the XOR of :func:`word_moves`' masked shifts: for an int, or for an Amaranth value
+    (hw/prng.py, formal/spec.py; only ``&``, ``<<``, ``>>`` and ``^`` are used).  No bit above 31 is ever set,
+    but a value's width grows with the shifts: slice it to 32 bits."""
+    word = 0
+    for distance, mask in word_moves().items():
+        word = word ^ ((x & mask) << distance if distance >= 0 else (x & mask) >> -distance)
+    return word
+
+
 def check_word(name: str, value: int) -> None:
     """ValueError unless ``value`` is a 32-bit unsigned integer (a key, a mix, a seed, a step)."""
     if not 0 <= value <= MASK32:

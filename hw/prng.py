@@ -4,7 +4,7 @@ from amaranth import Array, Const, Module, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from golden_model.prng import MASK32, PHI, XS32_SHIFTS, word_moves
+from golden_model.prng import MASK32, PHI, XS32_SHIFTS, masked_shift_word
 
 from .rounding import WORD_BITS
 
@@ -19,10 +19,7 @@ def xs32(x):
 
 def random_word(x):
     """``xs32(xs32(x))`` as the XOR of :func:`golden_model.prng.word_moves`' masked shifts."""
-    word = 0
-    for distance, mask in word_moves().items():
-        word = word ^ ((x & mask) << distance if distance >= 0 else (x & mask) >> -distance)
-    return word[:WORD_BITS]
+    return masked_shift_word(x)[:WORD_BITS]
 
 
 class RandomLanes(wiring.Component):

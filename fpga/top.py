@@ -1,6 +1,7 @@
 """ULX3S top: EoqSystem behind the on-board FTDI UART, a PLL for the core clock, status LEDs.
 
     clk25 (G2) --EHXPLLL--> sync (``freq`` Hz), held in reset until the PLL locks
+    ~locked --AsyncFFSynchronizer--> DCCA --> sync's reset, on a primary clock net
     FTDI TXD -> uart.rx (M1) --UartRx--> 16-byte FIFO --> EoqSystem.rx
     EoqSystem.tx --UartTx--> uart.tx (L4) -> FTDI RXD
 
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 from amaranth import ClockDomain, ClockSignal, Elaboratable, Instance, Module, Signal
 from amaranth.lib import fifo, io, stream, wiring
-from amaranth.lib.cdc import ResetSynchronizer
+from amaranth.lib.cdc import AsyncFFSynchronizer
 
 from golden_model.config import CoreConfig
 from hw.interfaces import status_layout
@@ -81,7 +82,12 @@ class UlxTop(Elaboratable):
             i_PHASELOADREG=1, i_PLLWAKESYNC=0, i_ENCLKOP=0,
             **self.pll.instance_params(),
         )
-        m.submodules.reset_sync = ResetSynchronizer(~locked, domain="sync")
+        # The reset reaches some 24,000 flip-flops' LSR inputs.  nextpnr-ecp5 promotes only clocks to the
+        # global network, so as a fabric net the reset was the most congested net of the router's first
+        # iterations (docs/fpga.md); driven by a DCCA it rides a primary clock net instead.
+        reset = Signal()
+        m.submodules.reset_sync = AsyncFFSynchronizer(~locked, reset, o_domain="sync")
+        m.submodules.reset_buf = Instance("DCCA", i_CLKI=reset, i_CE=1, o_CLKO=cd_sync.rst)
         # No FREQUENCY NET for the core clock: after synthesis its net has no stable name, and nextpnr
         # derives the PLL output constraint itself from the 25 MHz input (clk25's Clock) and the divider
         # settings (it reports it as '$glbnet$clk' at the --freq target).

@@ -37,6 +37,7 @@ from amaranth_boards import ulx3s
 
 from golden_model.config import get_config
 
+from .congestion import HEATMAP_DIR, HEATMAP_PREFIX
 from .top import DEFAULT_BAUD, DEFAULT_FREQ, EchoSystem, UlxTop
 
 #: LUT mapping.  synth_ecp5 (yosys 0.70) always maps with ABC9, which stops on some builds of the core
@@ -254,6 +255,7 @@ class BuildOptions:
     threads, seed, router   nextpnr settings; lut_mapper: yosys' LUT mapping ("abc" or "abc9")
     timeout_min  give up on a tool step after this many minutes
     resynth      run yosys even if the netlist is unchanged; echo: the UART echo design instead of the core
+    heatmap      router2's congestion heatmaps in heat/ (``python -m fpga.congestion`` sums them)
     verbose      tool output on the console instead of build.log
     """
 
@@ -271,6 +273,7 @@ class BuildOptions:
     timeout_min: float | None = None
     resynth: bool = False
     echo: bool = False
+    heatmap: bool = False
     verbose: bool = False
 
 
@@ -282,6 +285,8 @@ def build(options: BuildOptions) -> dict:
     timeout_min = options.timeout_min
     if lut_mapper not in LUT_MAPPERS:
         raise BuildError(f"unknown LUT mapper {lut_mapper!r}; choose one of {', '.join(LUT_MAPPERS)}")
+    if options.heatmap and router != "router2":
+        raise BuildError(f"--heatmap needs router2 (nextpnr writes heatmaps from router2 only), not {router}")
     platform_cls = get_platform(board, options.device)
     device = normalize_device(options.device)
     cfg = get_config(config)
@@ -299,6 +304,11 @@ def build(options: BuildOptions) -> dict:
 
     synth = synth_overrides(lut_mapper)
     nextpnr_opts = f"--report report.json --timing-allow-fail --seed {seed} --threads {threads} --router {router}"
+    if options.heatmap:
+        heat = build_dir / HEATMAP_DIR
+        shutil.rmtree(heat, ignore_errors=True)
+        heat.mkdir()
+        nextpnr_opts += f" --router2-heatmap {HEATMAP_DIR}/{HEATMAP_PREFIX}"
     start = time.monotonic()
     with tool_environment(env):      # prepare() checks the tools through the same variables
         plan = platform_cls().prepare(top, name="top", nextpnr_opts=nextpnr_opts, ecppack_opts="--compress", **synth)
@@ -332,8 +342,11 @@ def build(options: BuildOptions) -> dict:
                                       timeout=timeout_min * 60 if timeout_min else None)
             except subprocess.TimeoutExpired:
                 _write_failure_report(build_dir, board, device, config, cfg, top, tool, "timeout")
+                where = (f"`python -m fpga.congestion {build_dir}` sums its heatmaps by block" if options.heatmap
+                         else "build with --heatmap to see which blocks' nets")
                 raise BuildError(f"{tool} did not finish within {timeout_min:g} min (for nextpnr usually routing "
-                                 f"congestion: see the overuse counts at the end of {build_dir / 'top.tim'})") from None
+                                 f"congestion: see the overuse counts at the end of {build_dir / 'top.tim'}; "
+                                 f"{where})") from None
             steps[tool] = round(time.monotonic() - step_start, 1)
             print(f"fpga.build: {tool} done in {steps[tool]:.0f} s", flush=True)
             if proc.returncode != 0:
@@ -440,6 +453,8 @@ def main(argv=None) -> int:
                         help="give up on a tool step after MIN minutes (default: no limit)")
     parser.add_argument("--echo", action="store_true",
                         help="UART echo design instead of the core (serial-link bring-up; builds in a minute)")
+    parser.add_argument("--heatmap", action="store_true",
+                        help="write router2's congestion heatmaps (read them with python -m fpga.congestion DIR)")
     parser.add_argument("-v", "--verbose", action="store_true", help="show tool output instead of build.log")
     args = parser.parse_args(argv)
     try:
@@ -447,7 +462,7 @@ def main(argv=None) -> int:
             board=args.board, device=args.device, config=args.config, freq_mhz=args.freq, baud=args.baud,
             out=Path(args.out), name=args.name, threads=args.threads, seed=args.seed, router=args.router,
             lut_mapper=args.lut_mapper, timeout_min=args.timeout, resynth=args.resynth, echo=args.echo,
-            verbose=args.verbose))
+            heatmap=args.heatmap, verbose=args.verbose))
         print(format_table(report))
         print(f"report: {Path(report['bitstream']).parent / 'fpga_report.json'}")
         check_report(report)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from fpga import build as fb
+from fpga import congestion
 from fpga.blocks import BLOCKS, stat_script, table
 from fpga.blocks import main as blocks_main
 from fpga import program as fp
@@ -448,8 +449,9 @@ def test_block_timing_places_with_the_seed_it_is_given(tmp_path, monkeypatch):
 def test_board_reset_rides_the_global_network(tmp_path):
     """The UART echo design through the board flow (about 10 s): the sync reset leaves its synchronizer through
     a DCCA, every flip-flop's LSR that the reset reaches is driven by that DCCA, and nextpnr routes it on a
-    global (as a fabric net, the core's 24,000-sink reset was the router's most congested net)."""
-    report = fb.build(fb.BuildOptions(echo=True, out=tmp_path, threads=1, timeout_min=10))
+    global (as a fabric net, the core's 24,000-sink reset was the router's most congested net).  Built with
+    --heatmap: fpga.congestion reads the heatmaps nextpnr wrote."""
+    report = fb.build(fb.BuildOptions(echo=True, out=tmp_path, threads=1, timeout_min=10, heatmap=True))
     build_dir = tmp_path / "ulx3s-85F-echo"
     cells = json.loads((build_dir / "top.json").read_text())["modules"]["top"]["cells"]
     (dcca,) = [cell for cell in cells.values() if cell["type"] == "DCCA"]
@@ -460,3 +462,10 @@ def test_board_reset_rides_the_global_network(tmp_path):
     log = (build_dir / "top.tim").read_text()
     assert "promoting clock net rst to global network" in log and "routing clock net rst using global" in log
     assert report["timing_met"]
+    last = congestion.iterations(build_dir)[-1]
+    assert f"router iteration {last}: overuse 0 over 0 nets" in congestion.summary(build_dir)
+
+
+def test_heatmap_needs_router2(tmp_path):
+    with pytest.raises(fb.BuildError, match="router2"):
+        fb.build(fb.BuildOptions(echo=True, out=tmp_path, router="router1", heatmap=True))

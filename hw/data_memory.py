@@ -6,8 +6,13 @@ whose rows take S words is words s*S .. s*S + S - 1), LMEM
 link (WRITE_DATA, WRITE_LABELS) while the core is idle; the LOAD engine
 reads them through one read port each, pipelined (:class:`~hw.banked_memory.BankedMemory`:
 a word arrives :data:`DataMemory.READ_LATENCY` cycles after its read).  One
-physical copy each, in banks one DP16KD deep: DMEM's words (8 lanes, 64 bits)
-two DP16KD wide at 512 x 36, LMEM's labels one at 2048 x 9.
+physical copy each, in banks one DP16KD deep at its narrowest, 2048 x 9:
+DMEM's words (8 lanes, 64 bits) eight DP16KD wide, a lane in each, LMEM's
+labels one.  At 512 x 36 (two DP16KD per 64-bit word) the same block RAMs
+made 29 banks whose 29 x 64 registered read bits all met at the bank
+multiplexers; at 2048 words per bank they are 8 banks and 512 bits, and the
+block RAMs' read data were the board router's most congested nets
+(docs/fpga.md, part 14).
 """
 
 from amaranth import Module, signed
@@ -32,8 +37,8 @@ def data_ports(cfg: CoreConfig) -> dict:
 class DataMemory(wiring.Component):
     #: Cycles from a read's ``en`` to its word (on both ports; the word is not held after).
     READ_LATENCY = BankedMemory.READ_LATENCY
-    #: Words per bank: a DP16KD's depth at its widest (512 x 36) for DMEM, at 9 bits for LMEM.
-    DATA_BANK_WORDS, LABEL_BANK_WORDS = 512, 2048
+    #: Words per bank: a DP16KD's depth at 9 bits wide (2048 x 9), for DMEM (a lane per block RAM) and LMEM.
+    DATA_BANK_WORDS, LABEL_BANK_WORDS = 2048, 2048
 
     def __init__(self, cfg: CoreConfig):
         self.cfg = cfg

@@ -256,8 +256,6 @@ class BuildOptions:
     timeout_min  give up on a tool step after this many minutes
     resynth      run yosys even if the netlist is unchanged; echo: the UART echo design instead of the core
     heatmap      router2's congestion heatmaps in heat/ (``python -m fpga.congestion`` sums them)
-    placer_density  the HeAP placer's largest cell density per bin (nextpnr --placer-heap-beta; None: 0.9,
-                 nextpnr's own); lower spreads the logic over more routing
     verbose      tool output on the console instead of build.log
     """
 
@@ -276,7 +274,6 @@ class BuildOptions:
     resynth: bool = False
     echo: bool = False
     heatmap: bool = False
-    placer_density: float | None = None
     verbose: bool = False
 
 
@@ -288,9 +285,6 @@ def build(options: BuildOptions) -> dict:
     timeout_min = options.timeout_min
     if lut_mapper not in LUT_MAPPERS:
         raise BuildError(f"unknown LUT mapper {lut_mapper!r}; choose one of {', '.join(LUT_MAPPERS)}")
-    density = options.placer_density
-    if density is not None and not 0.3 <= density <= 1.0:
-        raise BuildError(f"--placer-density must be in [0.3, 1.0] (nextpnr's default is 0.9), got {density:g}")
     if options.heatmap and router != "router2":
         raise BuildError(f"--heatmap needs router2 (nextpnr writes heatmaps from router2 only), not {router}")
     platform_cls = get_platform(board, options.device)
@@ -310,8 +304,6 @@ def build(options: BuildOptions) -> dict:
 
     synth = synth_overrides(lut_mapper)
     nextpnr_opts = f"--report report.json --timing-allow-fail --seed {seed} --threads {threads} --router {router}"
-    if density is not None:
-        nextpnr_opts += f" --placer-heap-beta {density:g}"
     if options.heatmap:
         heat = build_dir / HEATMAP_DIR
         shutil.rmtree(heat, ignore_errors=True)
@@ -377,7 +369,7 @@ def build(options: BuildOptions) -> dict:
         "design": "echo" if echo else "eoq_system", "lut_mapper": lut_mapper, "freq_mhz": round(top.freq / 1e6, 4),
         "baud": baud, "uart_divisor": top.divisor,
         "pll": {"clki_div": top.pll.clki_div, "clkfb_div": top.pll.clkfb_div, "clkop_div": top.pll.clkop_div},
-        **parsed, "source": source, "yosys_cells": _yosys_cells(build_dir), "seed": seed, "placer_density": density,
+        **parsed, "source": source, "yosys_cells": _yosys_cells(build_dir), "seed": seed,
         "seconds": round(seconds, 1),
         "step_seconds": steps,
         "bitstream": str(build_dir / "top.bit"),
@@ -461,9 +453,6 @@ def main(argv=None) -> int:
                         help="give up on a tool step after MIN minutes (default: no limit)")
     parser.add_argument("--echo", action="store_true",
                         help="UART echo design instead of the core (serial-link bring-up; builds in a minute)")
-    parser.add_argument("--placer-density", type=float, default=None, metavar="BETA",
-                        help="HeAP placer's largest density per bin, 0.3-1.0 (default: nextpnr's 0.9); lower "
-                             "spreads the logic when the router does not converge")
     parser.add_argument("--heatmap", action="store_true",
                         help="write router2's congestion heatmaps (read them with python -m fpga.congestion DIR)")
     parser.add_argument("-v", "--verbose", action="store_true", help="show tool output instead of build.log")
@@ -473,7 +462,7 @@ def main(argv=None) -> int:
             board=args.board, device=args.device, config=args.config, freq_mhz=args.freq, baud=args.baud,
             out=Path(args.out), name=args.name, threads=args.threads, seed=args.seed, router=args.router,
             lut_mapper=args.lut_mapper, timeout_min=args.timeout, resynth=args.resynth, echo=args.echo,
-            heatmap=args.heatmap, placer_density=args.placer_density, verbose=args.verbose))
+            heatmap=args.heatmap, verbose=args.verbose))
         print(format_table(report))
         print(f"report: {Path(report['bitstream']).parent / 'fpga_report.json'}")
         check_report(report)

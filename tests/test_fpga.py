@@ -364,26 +364,6 @@ def test_lut_mapper_choice_reaches_the_yosys_script(tmp_path, monkeypatch, mappe
         fb.build(fb.BuildOptions(config="small4x4", out=tmp_path, echo=True, lut_mapper="abc7"))
 
 
-def test_placer_density_reaches_nextpnr(tmp_path, monkeypatch):
-    failing = tmp_path / "failing-tool"
-    failing.write_text("#!/bin/sh\nexit 1\n")
-    failing.chmod(0o755)
-    monkeypatch.setattr(fb, "find_tools", lambda: dict.fromkeys(("YOSYS", "NEXTPNR_ECP5", "ECPPACK"), str(failing)))
-
-    def nextpnr_command(**settings):
-        with pytest.raises(fb.BuildError, match="yosys failed"):
-            fb.build(fb.BuildOptions(out=tmp_path, echo=True, **settings))
-        commands = json.loads((tmp_path / "ulx3s-85F-echo" / "build_top.json").read_text())["commands"]
-        return next(command for command in commands if command[0] == "nextpnr-ecp5")
-
-    command = nextpnr_command(placer_density=0.7)
-    assert command[command.index("--placer-heap-beta") + 1] == "0.7"
-    assert "--placer-heap-beta" not in nextpnr_command()
-    for bad in (0.1, 1.5):
-        with pytest.raises(fb.BuildError, match=r"--placer-density must be in \[0.3, 1.0\]"):
-            fb.build(fb.BuildOptions(out=tmp_path, echo=True, placer_density=bad))
-
-
 def test_build_leaves_the_tool_environment_as_it_was(tmp_path, monkeypatch):
     monkeypatch.delenv("YOSYS", raising=False)
     slow = tmp_path / "slow-tool"

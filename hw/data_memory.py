@@ -10,9 +10,9 @@ physical copy each, in banks one DP16KD deep at its narrowest, 2048 x 9:
 DMEM's words (8 lanes, 64 bits) eight DP16KD wide, a lane in each, LMEM's
 labels one.  At 512 x 36 (two DP16KD per 64-bit word) the same block RAMs
 made 29 banks whose 29 x 64 registered read bits all met at the bank
-multiplexers; at 2048 words per bank they are 8 banks and 512 bits, and the
-block RAMs' read data were the board router's most congested nets
-(docs/fpga.md, part 14).
+multiplexers, and DMEM held the largest share of the board router's
+overuse; at 2048 words per bank they are 8 banks (the last, partial one at
+512 x 36) and 512 bits (docs/fpga.md, part 14).
 """
 
 from amaranth import Module, signed

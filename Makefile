@@ -52,7 +52,7 @@ help:
 	@echo "make predict    classify the test split with WEIGHTS=FILE (saved by make train SAVE=FILE) [OUT=FILE.csv]"
 	@echo "make bench      benchmarks -> BENCH_OUT=$(BENCH_OUT)"
 	@echo "make rtl        Verilog for CONFIG=$(CONFIG) into build/rtl/"
-	@echo "make bitstream BOARD=ulx3s DEVICE=85F [CONFIG=ulx3s FREQ=MHz BAUD=N]  (docs/fpga.md)"
+	@echo "make bitstream BOARD=ulx3s DEVICE=85F [CONFIG=ulx3s FREQ=MHz BAUD=N PNR_SEED=N]  (docs/fpga.md)"
 	@echo "make sweep BOARD=ulx3s [CONFIG='a b' FREQS='30 40' SEEDS='1 2' JOBS=2]  build table -> build/fpga/sweep/sweep.md"
 	@echo "make blocks BOARD=ulx3s [CONFIG=ulx3s TIMING=MHz PNR_SEED=N]  LUT4/FF/DSP/block RAM per block of the core -> build/fpga/blocks/"
 	@echo "                TIMING=100: also each block's Fmax and critical path, placed and routed out of context"
@@ -93,13 +93,13 @@ lint: setup
 	verilator --lint-only -Wall sim_tests/verilator_waivers.vlt build/rtl/eoq_system.v
 
 bitstream: setup
-	$(PY) -m fpga.build --board $(BOARD) --device $(DEVICE) $(BITSTREAM_CONFIG) $(if $(FREQ),--freq $(FREQ)) $(if $(BAUD),--baud $(BAUD))
+	$(PY) -m fpga.build --board $(BOARD) --device $(DEVICE) $(BITSTREAM_CONFIG) $(if $(FREQ),--freq $(FREQ)) $(if $(BAUD),--baud $(BAUD)) $(if $(PNR_SEED),--seed $(PNR_SEED))
 
 blocks: setup
 	$(PY) -m fpga.blocks --board $(BOARD) --device $(DEVICE) $(BITSTREAM_CONFIG) $(if $(TIMING),--timing $(TIMING)) $(if $(PNR_SEED),--seed $(PNR_SEED))
 
 sweep: setup
-	$(PY) -m fpga.sweep --board $(BOARD) --device $(DEVICE) $(if $(CONFIG_GIVEN),--configs $(CONFIG)) --freqs $(or $(FREQS),30) --seeds $(or $(SEEDS),1) $(if $(JOBS),--jobs $(JOBS)) $(if $(TIMEOUT),--timeout $(TIMEOUT))
+	$(PY) -m fpga.sweep --board $(BOARD) --device $(DEVICE) $(if $(CONFIG_GIVEN),--configs $(CONFIG)) --freqs $(or $(FREQS),30) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(JOBS),--jobs $(JOBS)) $(if $(TIMEOUT),--timeout $(TIMEOUT))
 
 program: setup
 	$(PY) -m fpga.program --board $(BOARD)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from golden_model.config import get_config
 
-from .build import BOARD_CONFIGS, BuildError, BuildOptions, build
+from .build import BOARD_CONFIGS, DEFAULT_SEED, BuildError, BuildOptions, build
 
 #: The keys of a row (``row``), which ``--merge`` checks in the files it reads.
 ROW_KEYS = ("config", "macs", "freq_mhz", "seed", "LUT4", "TRELLIS_FF", "MULT18X18D", "DP16KD", "fmax_mhz", "met",
@@ -141,7 +141,8 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="85F")
     parser.add_argument("--configs", nargs="+", default=None, help="CONFIGS names (default: the board's)")
     parser.add_argument("--freqs", nargs="+", type=float, help="core clocks in MHz")
-    parser.add_argument("--seeds", nargs="+", type=int, default=[1], help="nextpnr placement seeds")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[DEFAULT_SEED],
+                        help=f"nextpnr placement seeds (default {DEFAULT_SEED}, fpga.build's)")
     parser.add_argument("--threads", type=int, default=1, help="nextpnr threads per build")
     parser.add_argument("--jobs", type=int, default=1, help="builds at once (each a process)")
     parser.add_argument("--timeout", type=float, default=None, metavar="MIN",

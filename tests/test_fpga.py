@@ -250,7 +250,7 @@ def test_sweep_jobs_build_points_at_once_and_keep_their_order(tmp_path, monkeypa
     from fpga import sweep
     monkeypatch.setattr(sweep, "point", _slow_first_point)
     out = tmp_path / "sweep"
-    assert sweep.main(["--configs", "ulx3s", "small4x4", "--freqs", "45", "--jobs", "2", "--out", str(out)]) == 0
+    assert sweep.main(["--configs", "ulx3s", "small4x4", "--freqs", "45", "--jobs", "2", "--seeds", "1", "--out", str(out)]) == 0
     assert "small4x4 at 45 MHz, seed 1: done (1 of 2)" in capsys.readouterr().out
     lines = (out / "sweep.md").read_text().splitlines()
     assert {r["commit"] for r in json.loads((out / "sweep.json").read_text())} == {sweep.source_commit()}
@@ -418,6 +418,15 @@ def test_make_blocks_passes_the_timing_clock():
                               capture_output=True, text=True).stdout
     assert "--timing 100" in dry("TIMING=100") and "--timing" not in dry()
     assert "--seed 3" in dry("TIMING=100", "PNR_SEED=3") and "--seed" not in dry("TIMING=100", "SEED=3")
+
+
+def test_make_bitstream_passes_the_placement_seed():
+    """PNR_SEED reaches nextpnr; the training SEED does not (fpga.build's own default seed applies)."""
+    def dry(*args):
+        return subprocess.run(["make", "-n", "bitstream", "BOARD=ulx3s", *args], cwd=Path(__file__).parents[1],
+                              capture_output=True, text=True).stdout
+    assert "--seed 5" in dry("PNR_SEED=5") and "--seed" not in dry("SEED=5")
+    assert fb.BuildOptions().seed == fb.DEFAULT_SEED
 
 
 def test_a_block_placed_and_routed_out_of_context_reports_its_fmax(tmp_path):

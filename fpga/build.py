@@ -58,8 +58,9 @@ DEVICES = ("12F", "25F", "45F", "85F")
 #: Hard blocks of each ECP5 device (Lattice FPGA-DS-02012): checked against yosys' netlist before nextpnr.
 DEVICE_BLOCKS = {"12F": {"DP16KD": 32, "MULT18X18D": 28}, "25F": {"DP16KD": 56, "MULT18X18D": 28},
                  "45F": {"DP16KD": 108, "MULT18X18D": 72}, "85F": {"DP16KD": 208, "MULT18X18D": 156}}
-#: nextpnr's placement seed unless told otherwise: the 8x8 board core (ulx3s) at 30 MHz routes with seed 2
-#: (55.56 MHz, part 14) while seed 1's router diverges (docs/fpga.md); any seed is as good in principle.
+#: nextpnr's placement seed unless told otherwise: the 8x8 board core (ulx3s) routes with seed 2 at 45 MHz
+#: (54.38 MHz) and at 30 (55.56), while seeds 1 and 3 diverge at 30 (part 14, docs/fpga.md); any seed is as
+#: good in principle.
 DEFAULT_SEED = 2
 #: The core configuration each board builds unless told otherwise (golden_model/config.py).
 BOARD_CONFIGS = {"ulx3s": "ulx3s"}

@@ -32,9 +32,10 @@ from hw.uart import UartRx, UartTx, uart_divisor
 
 from .pll import pll_params
 
-#: The core clock: the fastest PLL output (from 25 MHz) that divides 3 Mbaud exactly and that the
-#: 8x8 core meets on the 85F (docs/fpga.md).
-DEFAULT_FREQ = 30_000_000
+#: The core clock: a PLL output (from 25 MHz) that divides 3 Mbaud exactly (divisor 15) and that the 8x8
+#: board core meets on the 85F with fpga.build's default seed: routed at 54.38 MHz against this 45 MHz
+#: target (part 14, docs/fpga.md); 30 MHz before.
+DEFAULT_FREQ = 45_000_000
 DEFAULT_BAUD = 3_000_000
 OSC_FREQ = 25_000_000
 RX_FIFO_DEPTH = 16

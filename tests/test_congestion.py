@@ -8,10 +8,10 @@ from fpga import congestion
 def write_iteration(build_dir, iteration, nets, grid):
     heat = build_dir / congestion.HEATMAP_DIR
     heat.mkdir(exist_ok=True)
-    prefix = heat / congestion.HEATMAP_PREFIX
-    (heat / f"{prefix.name}_congestion_by_net_{iteration}.csv").write_text(
+    prefix = congestion.HEATMAP_PREFIX
+    (heat / f"{prefix}_congestion_by_net_{iteration}.csv").write_text(
         "".join(f"{name},{value}\n" for name, value in nets.items()))
-    (heat / f"{prefix.name}_congestion_by_coordinate_{iteration}.csv").write_text(
+    (heat / f"{prefix}_congestion_by_coordinate_{iteration}.csv").write_text(
         "".join(",".join(map(str, row)) + ",\n" for row in grid))
 
 

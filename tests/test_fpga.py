@@ -250,7 +250,8 @@ def test_sweep_jobs_build_points_at_once_and_keep_their_order(tmp_path, monkeypa
     from fpga import sweep
     monkeypatch.setattr(sweep, "point", _slow_first_point)
     out = tmp_path / "sweep"
-    assert sweep.main(["--configs", "ulx3s", "small4x4", "--freqs", "45", "--jobs", "2", "--seeds", "1", "--out", str(out)]) == 0
+    assert sweep.main(["--configs", "ulx3s", "small4x4", "--freqs", "45", "--jobs", "2", "--seeds", "1",
+                       "--out", str(out)]) == 0
     assert "small4x4 at 45 MHz, seed 1: done (1 of 2)" in capsys.readouterr().out
     lines = (out / "sweep.md").read_text().splitlines()
     assert {r["commit"] for r in json.loads((out / "sweep.json").read_text())} == {sweep.source_commit()}

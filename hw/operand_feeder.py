@@ -72,8 +72,10 @@ class OperandFeeder(wiring.Component):
         freeing = pop & (beat == Array(steps)[rsel])
         writable = ~Array(full)[wsel] | (freeing & (rsel == wsel))
         take = requests.r_rdy & writable & ~self.start
+        # the read is enabled by the request FIFO's head alone, not by ``take``: the array's stall then
+        # never reaches the TMEM address (a read that is not taken is read again, and its word not kept)
         m.d.comb += [requests.r_en.eq(take), self.mem.addr.eq(request.addr),
-                     self.mem.en.eq(take & ~request.hit & ~request.zero)]
+                     self.mem.en.eq(requests.r_rdy & ~request.hit & ~request.zero)]
         with m.If(take & request.last):
             m.d.sync += wsel.eq(~wsel)
 

@@ -31,6 +31,8 @@ SIM ?= verilator
 JOBS ?= 2
 STEPS ?= 5
 TIMING ?=
+# make bitstream gives up on a tool step after this many minutes (a diverging router runs on otherwise)
+BITSTREAM_TIMEOUT ?= 90
 # CONFIG given on the command line (or in the environment), not this file's default
 CONFIG_GIVEN := $(filter command line environment,$(origin CONFIG))
 # make sim-netlist runs the small core unless CONFIG is given
@@ -52,7 +54,7 @@ help:
 	@echo "make predict    classify the test split with WEIGHTS=FILE (saved by make train SAVE=FILE) [OUT=FILE.csv]"
 	@echo "make bench      benchmarks -> BENCH_OUT=$(BENCH_OUT)"
 	@echo "make rtl        Verilog for CONFIG=$(CONFIG) into build/rtl/"
-	@echo "make bitstream BOARD=ulx3s DEVICE=85F [CONFIG=ulx3s FREQ=MHz BAUD=N PNR_SEED=N]  (docs/fpga.md)"
+	@echo "make bitstream BOARD=ulx3s DEVICE=85F [CONFIG=ulx3s FREQ=MHz BAUD=N PNR_SEED=N TIMEOUT=90]  (docs/fpga.md)"
 	@echo "make sweep BOARD=ulx3s [CONFIG='a b' FREQS='30 40' SEEDS='1 2' JOBS=2]  build table -> build/fpga/sweep/sweep.md"
 	@echo "make blocks BOARD=ulx3s [CONFIG=ulx3s TIMING=MHz PNR_SEED=N]  LUT4/FF/DSP/block RAM per block of the core -> build/fpga/blocks/"
 	@echo "                TIMING=100: also each block's Fmax and critical path, placed and routed out of context"
@@ -93,7 +95,7 @@ lint: setup
 	verilator --lint-only -Wall sim_tests/verilator_waivers.vlt build/rtl/eoq_system.v
 
 bitstream: setup
-	$(PY) -m fpga.build --board $(BOARD) --device $(DEVICE) $(BITSTREAM_CONFIG) $(if $(FREQ),--freq $(FREQ)) $(if $(BAUD),--baud $(BAUD)) $(if $(PNR_SEED),--seed $(PNR_SEED))
+	$(PY) -m fpga.build --board $(BOARD) --device $(DEVICE) $(BITSTREAM_CONFIG) $(if $(FREQ),--freq $(FREQ)) $(if $(BAUD),--baud $(BAUD)) $(if $(PNR_SEED),--seed $(PNR_SEED)) --timeout $(or $(TIMEOUT),$(BITSTREAM_TIMEOUT))
 
 blocks: setup
 	$(PY) -m fpga.blocks --board $(BOARD) --device $(DEVICE) $(BITSTREAM_CONFIG) $(if $(TIMING),--timing $(TIMING)) $(if $(PNR_SEED),--seed $(PNR_SEED))

@@ -421,13 +421,15 @@ def test_make_blocks_passes_the_timing_clock():
     assert "--seed 3" in dry("TIMING=100", "PNR_SEED=3") and "--seed" not in dry("TIMING=100", "SEED=3")
 
 
-def test_make_bitstream_passes_the_placement_seed():
-    """PNR_SEED reaches nextpnr; the training SEED does not (fpga.build's own default seed applies)."""
+def test_make_bitstream_passes_the_placement_seed_and_a_time_limit():
+    """PNR_SEED reaches nextpnr; the training SEED does not (fpga.build's own default seed applies); a tool
+    step is stopped after 90 minutes unless TIMEOUT says otherwise."""
     def dry(*args):
         return subprocess.run(["make", "-n", "bitstream", "BOARD=ulx3s", *args], cwd=Path(__file__).parents[1],
                               capture_output=True, text=True).stdout
     assert "--seed 5" in dry("PNR_SEED=5") and "--seed" not in dry("SEED=5")
     assert fb.BuildOptions().seed == fb.DEFAULT_SEED
+    assert "--timeout 90" in dry() and "--timeout 40" in dry("TIMEOUT=40")
 
 
 def test_a_block_placed_and_routed_out_of_context_reports_its_fmax(tmp_path):

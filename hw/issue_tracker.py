@@ -33,7 +33,11 @@ check like an issue did.  Only ``bank`` is set at the issue itself: the
 engine may address the ACC from the cycle after its command was taken.
 
 When an engine finishes, its record is cleared, a producer's ACC maxima are
-taken from its result, and a pending exponent is written back to the table.
+taken from its result, and a pending exponent is written back to the table
+``EXP_WRITE_LATENCY`` cycles later (``exp_w`` is a register: the finish
+crosses the chip to the table's LUT RAM from a flip-flop).  ``must_wait``
+already answers for the cleared record by then, so the sequencer's checker
+restarts on ``exp_w.en`` and settles after the table holds the exponent.
 """
 
 import operator
@@ -58,6 +62,8 @@ class IssueTracker(wiring.Component):
     MUST_WAIT_LATENCY = 1
     #: cycles from ``issue`` to ``issued``, the cycle whose edge writes the records and the ACC state
     ISSUE_LATENCY = 1
+    #: cycles from a finish (``done`` of a record that writes an exponent) to its ``exp_w``
+    EXP_WRITE_LATENCY = 1
 
     def __init__(self, cfg: CoreConfig):
         self.cfg = cfg
@@ -119,8 +125,13 @@ class IssueTracker(wiring.Component):
                 m.d.sync += [r.eq(pending), r.valid.eq(1)]
             with m.Elif(self.done[index] & r.valid):
                 m.d.sync += r.valid.eq(0)
-                with m.If(r.writes_exp):
-                    m.d.comb += [self.exp_w.en.eq(1), self.exp_w.slot.eq(r.dst), self.exp_w.exp.eq(r.wb_exp)]
+        # the write-back, EXP_WRITE_LATENCY late: the finishing engines' record multiplexer is registered
+        # before it crosses to the table's write port (an issue never meets a finish on its engine: the
+        # record is invalid from the issue until ``issued``)
+        m.d.sync += self.exp_w.en.eq(0)
+        for index, r in enumerate(records):
+            with m.If(self.done[index] & r.valid & r.writes_exp):
+                m.d.sync += [self.exp_w.en.eq(1), self.exp_w.slot.eq(r.dst), self.exp_w.exp.eq(r.wb_exp)]
         # the finishing producer's maxima: one producer runs at a time (a producer waits in CHECK while one
         # runs: ``must_wait``), so at most one finish is a producer's and the maxima are an AND-OR over the
         # engines instead of a priority chain

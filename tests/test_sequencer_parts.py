@@ -366,11 +366,15 @@ def test_issue_tracker_hazards_banks_and_write_back():
         assert (ctx.get(dut.acc.maxabs), ctx.get(dut.acc.maxpos)) == (1000, 77)
         await ctx.tick().repeat(IssueTracker.MUST_WAIT_LATENCY)
         assert not ctx.get(dut.must_wait), "the consumer waited for a producer no longer running"
-        # the QUANT finishes: its exponent is written back in that cycle
+        # the QUANT finishes: its exponent is written back EXP_WRITE_LATENCY cycles later, once
         ctx.set(dut.done, 1 << Engine.QUANT)
+        for _ in range(IssueTracker.EXP_WRITE_LATENCY):
+            assert not ctx.get(dut.exp_w.en), "the write-back came early"
+            await ctx.tick()
+            ctx.set(dut.done, 0)
         assert ctx.get(dut.exp_w.en) and (ctx.get(dut.exp_w.slot), ctx.get(dut.exp_w.exp)) == (6, -3)
         await ctx.tick()
-        ctx.set(dut.done, 0)
+        assert not ctx.get(dut.exp_w.en), "the exponent was written back twice"
         ctx.set(dut.check, {"uses": {"dst": 0, "a": 1, "b": 0}, "dst": 0, "a": 6, "b": 0, "consumer": 1,
                             "producer": 0})
         await ctx.tick().repeat(IssueTracker.MUST_WAIT_LATENCY)

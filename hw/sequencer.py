@@ -65,6 +65,9 @@ assert IssueTracker.MUST_WAIT_LATENCY <= Checker.LATENCY, "CHECK would read a st
 assert IssueTracker.ISSUE_LATENCY < 3, "the tracker would record the next instruction's pending record"
 assert IssueTracker.ISSUE_LATENCY + IssueTracker.CONFLICT_LATENCY <= Checker.LATENCY + 1, \
     "the conflict check would answer before the records hold the last issue"
+#: ... and the tracker writes a finished instruction's exponent back EXP_WRITE_LATENCY cycles after the
+#: finish, which restarts the checker: that restart must come before the finish's own restart settles
+assert IssueTracker.EXP_WRITE_LATENCY < Checker.LATENCY, "the checker would settle on an exponent not yet written"
 
 
 class Sequencer(wiring.Component):

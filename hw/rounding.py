@@ -4,7 +4,7 @@ Used by :class:`hw.shift_quantizer.ShiftQuantizer` and
 :class:`hw.update_unit.UpdateUnit`, so both units round bit-exactly alike.
 """
 
-from amaranth import Cat, Module, Mux, Signal, Value, signed, unsigned
+from amaranth import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 
 from golden_model.config import CoreConfig
 from golden_model.prng import MASK32
@@ -98,6 +98,22 @@ def rounding_offset(x: Value, dec: ShiftDecode, stochastic: Value, r: Value) -> 
     return Mux(stochastic, stochastic_off, nearest_off)
 
 
+def rounding_addend(negative: Value, dec: ShiftDecode, stochastic: Value, r: Value) -> tuple[Value, Value]:
+    """:func:`rounding_offset` as an addend that does not depend on x and a carry that depends on its sign
+    only: nearest ``2**(s-1) - [x<0]`` is ``(mask >> 1) + [x >= 0 and s > 0]`` (``mask[0]`` is s > 0),
+    stochastic ``r & mask`` with no carry.  Each addend bit is then a function of r's bit and the tensor's
+    registers (one LUT4), and x's sign reaches one carry per lane instead of every offset bit."""
+    addend = Mux(stochastic, r[:dec.cfg.max_shift] & dec.mask, dec.mask >> 1)
+    return addend, ~stochastic & dec.mask[0] & ~negative
+
+
+def add_carry(a: Value, b: Value, carry: Value) -> Value:
+    """``a + b + carry`` (carry one bit) as one adder: the carry enters below both operands' bit 0 (``2a+1 +
+    2b+carry`` carries exactly ``carry`` into bit 1), so yosys maps one carry chain, not two adders."""
+    wide = Cat(Const(1, 1), a).as_signed() + Cat(carry, b)
+    return wide[1:].as_signed() if wide.shape().signed else wide[1:]
+
+
 def shift_or_flush(total: Value, dec: ShiftDecode, lane: int = None) -> Value:
     """``total >> s``, or 0 when s > cfg.max_shift (flush); with ``lane``, s is that lane's copy."""
     return Mux(dec.flush, 0, total >> (dec.shift if lane is None else dec.lane_shifts[lane]))
@@ -176,5 +192,6 @@ def round_shift_saturate(x: Value, dec: ShiftDecode, stochastic: Value, r: Value
 
 
 __all__ = ["WORD_BITS", "shift_bits", "shift_shape", "signed_shift_shape", "data_shape", "acc_shape",
-           "saturate", "ShiftDecode", "rounding_offset", "shift_or_flush", "narrow_offset", "narrow_shift",
-           "shift_saturate_parts", "join_saturated", "round_shift", "round_shift_saturate"]
+           "saturate", "ShiftDecode", "rounding_offset", "rounding_addend", "add_carry", "shift_or_flush",
+           "narrow_offset", "narrow_shift", "shift_saturate_parts", "join_saturated", "round_shift",
+           "round_shift_saturate"]

@@ -7,7 +7,7 @@ from golden_model.config import CoreConfig
 
 from .laned_unit import LanedStreamUnit
 from .prng import random_word
-from .rounding import (WORD_BITS, ShiftDecode, acc_shape, data_shape, join_saturated, rounding_offset,
+from .rounding import (WORD_BITS, ShiftDecode, acc_shape, add_carry, data_shape, join_saturated, rounding_addend,
                        shift_saturate_parts, shift_shape)
 from .sq_shift import SqShift
 
@@ -43,7 +43,8 @@ class ShiftQuantizer(LanedStreamUnit):
     word ``i`` of ``cmd.key`` for element i.
     Pass 2 is a pipeline of :data:`LATENCY` register stages, so that no
     clock period holds more than one of: the generator words and the
-    rounding offset, the 32-bit sum, the variable shift, the saturation
+    rounding addend (x-independent, with a carry from x's sign:
+    :func:`~hw.rounding.rounding_addend`), the 32-bit sum, the variable shift, the saturation
     (``o`` is the last stage).  All stages move together when ``o`` can
     take a beat (``o.ready`` or ``o`` empty); the next command is accepted
     once the pipeline is empty.  Pass 2 starts one cycle after the shift is
@@ -87,12 +88,14 @@ class ShiftQuantizer(LanedStreamUnit):
             m.submodules.sq_shift = sq_shift = SqShift(cfg)
             m.d.comb += sq_shift.peak.eq(magnitudes)
 
-        # pass 2's stages before ``o``: (x, offset), x + offset, the shifted sum; each with valid and last
+        # pass 2's stages before ``o``: (x, rounding addend and carry), their sum, the shifted sum; each with
+        # valid and last
         advance = ~self.o.valid | self.o.ready
         emit = Signal()                      # a pass-2 beat enters the pipeline
-        offsets = [rounding_offset(x, decoded, stochastic, prng.words[lane]) for lane, x in enumerate(values)]
+        addends = [rounding_addend(x < 0, decoded, stochastic, prng.words[lane]) for lane, x in enumerate(values)]
         x1 = [Signal.like(x, name=f"x1_{lane}") for lane, x in enumerate(values)]
-        off1 = [Signal(offset.shape(), name=f"offset1_{lane}") for lane, offset in enumerate(offsets)]
+        off1 = [Signal(offset.shape(), name=f"offset1_{lane}") for lane, (offset, _) in enumerate(addends)]
+        carry1 = [Signal(name=f"carry1_{lane}") for lane in range(self.lanes)]
         sum2 = [Signal((x + o).shape(), name=f"sum2_{lane}") for lane, (x, o) in enumerate(zip(x1, off1))]
         low3 = [Signal(cfg.data_bits, name=f"low3_{lane}") for lane in range(self.lanes)]
         fits3 = Signal(self.lanes)
@@ -103,8 +106,8 @@ class ShiftQuantizer(LanedStreamUnit):
             m.d.sync += [valid[0].eq(emit), last[0].eq(self.i.payload.last)]
             m.d.sync += [a.eq(b) for a, b in zip(valid[1:] + last[1:], valid[:-1] + last[:-1])]
             for lane in range(self.lanes):
-                m.d.sync += [x1[lane].eq(values[lane]), off1[lane].eq(offsets[lane]),
-                             sum2[lane].eq(x1[lane] + off1[lane]),
+                m.d.sync += [x1[lane].eq(values[lane]), Cat(off1[lane], carry1[lane]).eq(Cat(*addends[lane])),
+                             sum2[lane].eq(add_carry(x1[lane], off1[lane], carry1[lane])),
                              Cat(low3[lane], fits3[lane], negative3[lane]).eq(
                                  Cat(*shift_saturate_parts(sum2[lane], decoded, lane))),
                              self.o.payload.data[lane].eq(join_saturated(low3[lane], fits3[lane], negative3[lane],

@@ -110,7 +110,10 @@ def rounding_addend(negative: Value, dec: ShiftDecode, stochastic: Value, r: Val
 def add_carry(a: Value, b: Value, carry: Value) -> Value:
     """``a + b + carry`` (carry one bit) as one adder: the carry enters below both operands' bit 0 (``2a+1 +
     2b+carry`` carries exactly ``carry`` into bit 1), so yosys maps one carry chain, not two adders."""
-    wide = Cat(Const(1, 1), a).as_signed() + Cat(carry, b)
+    def below(bit, value):
+        joined = Cat(bit, value)
+        return joined.as_signed() if value.shape().signed else joined
+    wide = below(Const(1, 1), a) + below(carry, b)
     return wide[1:].as_signed() if wide.shape().signed else wide[1:]
 
 

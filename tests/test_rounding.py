@@ -27,8 +27,9 @@ def values(shape):
 def test_add_carry_is_a_plus_b_plus_carry(a_shape, b_shape):
     a, b, carry = Signal(a_shape), Signal(b_shape), Signal()
     m = Module()
-    total = Signal(add_carry(a, b, carry).shape())
-    m.d.comb += total.eq(add_carry(a, b, carry))
+    expression = add_carry(a, b, carry)
+    total = Signal(expression.shape())
+    m.d.comb += total.eq(expression)
 
     async def bench(ctx):
         for x, y, c in itertools.product(values(a_shape), values(b_shape), (0, 1)):

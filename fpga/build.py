@@ -59,8 +59,8 @@ DEVICES = ("12F", "25F", "45F", "85F")
 DEVICE_BLOCKS = {"12F": {"DP16KD": 32, "MULT18X18D": 28}, "25F": {"DP16KD": 56, "MULT18X18D": 28},
                  "45F": {"DP16KD": 108, "MULT18X18D": 72}, "85F": {"DP16KD": 208, "MULT18X18D": 156}}
 #: nextpnr's placement seed unless told otherwise: the 8x8 board core (ulx3s) routes with seed 2 at 45 MHz
-#: (54.38 MHz) and at 30 (55.56), while seeds 1 and 3 diverge at 30 (part 14, docs/fpga.md); any seed is as
-#: good in principle.
+#: (54.78 MHz) and at 55 (56.72; part 15), while seeds 1 and 3 diverged at 30 on part 14's netlist
+#: (docs/fpga.md); any seed is as good in principle.
 DEFAULT_SEED = 2
 #: The core configuration each board builds unless told otherwise (golden_model/config.py).
 BOARD_CONFIGS = {"ulx3s": "ulx3s"}

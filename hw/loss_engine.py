@@ -40,6 +40,7 @@ class LossEngine(wiring.Component):
         row_addr, read_addr = Signal(tmem_addr_shape(cfg)), Signal(tmem_addr_shape(cfg))
         word = Signal.like(self.tmem_a.data)
         label = Signal.like(unit.i.payload.label)
+        raw_label = Signal.like(self.tmem_b.data[0])    # registered before its range check: TMEM is across the chip
 
         m.d.comb += [self.tmem_a.addr.eq(read_addr), self.tmem_b.addr.eq(cmd.b.base + row),
                      unit.cmd.payload.rows.eq(self.cmd.payload.a.rows),
@@ -58,12 +59,11 @@ class LossEngine(wiring.Component):
                 m.d.comb += self.tmem_b.en.eq(1)
                 m.next = "LABEL_WAIT"
             with m.State("LABEL_WAIT"):
-                value = self.tmem_b.data[0]
-                m.d.sync += [label.eq(Mux((value >= 0) & (value < cmd.a.cols), value, cfg.max_features)),
-                             col.eq(0), lane.eq(0)]
+                m.d.sync += [raw_label.eq(self.tmem_b.data[0]), col.eq(0), lane.eq(0)]
                 m.next = "READ"
             with m.State("READ"):
                 m.d.comb += self.tmem_a.en.eq(1)
+                m.d.sync += label.eq(Mux((raw_label >= 0) & (raw_label < cmd.a.cols), raw_label, cfg.max_features))
                 m.next = "READ_WAIT"
             with m.State("READ_WAIT"):
                 m.d.sync += [word.eq(self.tmem_a.data), read_addr.eq(read_addr + 1)]

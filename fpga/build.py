@@ -371,7 +371,7 @@ def build(options: BuildOptions) -> dict:
     report = {
         "board": board, "device": device, "config": config, "array": f"{cfg.array_rows}x{cfg.array_cols}",
         "design": "echo" if echo else "eoq_system", "lut_mapper": lut_mapper, "freq_mhz": round(top.freq / 1e6, 4),
-        "baud": baud, "uart_divisor": top.divisor,
+        "baud": baud, "uart_bit_period": str(top.bit_period),
         "pll": {"clki_div": top.pll.clki_div, "clkfb_div": top.pll.clkfb_div, "clkop_div": top.pll.clkop_div},
         **parsed, "source": source, "yosys_cells": _yosys_cells(build_dir), "seed": seed,
         "seconds": round(seconds, 1),

@@ -28,7 +28,7 @@ from amaranth.lib.cdc import AsyncFFSynchronizer
 from golden_model.config import CoreConfig
 from hw.interfaces import status_layout
 from hw.system import EoqSystem
-from hw.uart import UartRx, UartTx, uart_divisor
+from hw.uart import UartRx, UartTx, bit_period
 
 from .pll import pll_params
 
@@ -66,7 +66,7 @@ class UlxTop(Elaboratable):
         self.pll = pll_params(OSC_FREQ, freq)
         self.freq = float(self.pll.fout)
         self.baud = baud
-        self.divisor = uart_divisor(self.freq, baud)     # ValueError for a bad pair, before any build
+        self.bit_period = bit_period(self.freq, baud)     # ValueError for a bad pair, before any build
         self.system = system
 
     def elaborate(self, platform):
@@ -98,8 +98,8 @@ class UlxTop(Elaboratable):
         uart = platform.request("uart", 0, dir="-")
         m.submodules.uart_rx_buf = uart_rx_buf = io.Buffer("i", uart.rx)
         m.submodules.uart_tx_buf = uart_tx_buf = io.Buffer("o", uart.tx)
-        m.submodules.uart_rx = urx = UartRx(self.divisor)
-        m.submodules.uart_tx = utx = UartTx(self.divisor)
+        m.submodules.uart_rx = urx = UartRx(self.bit_period)
+        m.submodules.uart_tx = utx = UartTx(self.bit_period)
         m.submodules.system = system = self.system if self.system is not None else EoqSystem(self.cfg)
         m.d.comb += [urx.line.eq(uart_rx_buf.i), uart_tx_buf.o.eq(utx.line)]
         # a few bytes of slack for the cycles the link spends executing a frame

@@ -1,6 +1,7 @@
 """fpga/: PLL parameters, report parsing, board/device errors, programming without a board; one slow real build."""
 
 import gc
+from fractions import Fraction
 import json
 import os
 import stat
@@ -52,12 +53,12 @@ def test_pll_unsupported(fout, match):
 
 
 @pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")   # the refused top
-def test_top_refuses_bad_baud_for_clock():
-    with pytest.raises(ValueError, match="off"):
-        UlxTop(get_config("small4x4"), freq=40e6, baud=3_000_000)
+def test_top_bit_period_for_clock():
+    with pytest.raises(ValueError, match="too slow"):
+        UlxTop(get_config("small4x4"), freq=10e6, baud=3_000_000)
     gc.collect()
-    top = UlxTop(get_config("small4x4"), freq=60e6, baud=3_000_000)
-    assert top.divisor == 20
+    top = UlxTop(get_config("small4x4"), freq=55e6, baud=3_000_000)
+    assert top.bit_period == Fraction(55, 3)
     del top
     gc.collect()
 

@@ -1,4 +1,4 @@
-"""hw.uart: divisor choice, TX -> RX loopback of random bytes, framing and overrun flags (Amaranth simulator).
+"""hw.uart: bit period choice, the bit timer's periods, TX -> RX loopback of random bytes, framing and overrun flags (Amaranth simulator).
 
 Every testbench waits a bounded number of cycles with plain ticks, so a failing
 DUT makes the bench give up and the test's assertion say what was missing; no
@@ -7,37 +7,48 @@ that matters: pytest's INTERNALERROR on Python 3.11).
 """
 
 import gc
+import math
 import random
 import sys
+from fractions import Fraction
 
 import pytest
 from amaranth import Module
 from amaranth.sim import Simulator
 
-from hw.uart import UartRx, UartTx, baud_error, uart_divisor
+from hw.uart import MAX_BAUD_ERROR, BitTimer, UartRx, UartTx, baud_error, bit_period
 
 
-@pytest.mark.parametrize("clk, baud, divisor", [
-    (48e6, 3_000_000, 16), (50e6, 3_000_000, 17), (50e6, 115_200, 434), (25e6, 1_000_000, 25),
-    (60e6, 3_000_000, 20), (12e6, 3_000_000, 4),
+@pytest.mark.parametrize("clk, baud, period", [
+    (48e6, 3_000_000, 16), (50e6, 3_000_000, Fraction(50, 3)), (50e6, 115_200, Fraction(50_000_000, 115_200)),
+    (25e6, 1_000_000, 25), (60e6, 3_000_000, 20), (12e6, 3_000_000, 4), (55e6, 3_000_000, Fraction(55, 3)),
+    (56.25e6, 3_000_000, Fraction(75, 4)),
 ])
-def test_divisor(clk, baud, divisor):
-    assert uart_divisor(clk, baud) == divisor
-    assert abs(baud_error(clk, baud)) <= 0.02
+def test_bit_period(clk, baud, period):
+    assert bit_period(clk, baud) == period
+    assert baud_error(clk, baud) == 0
 
 
-def test_divisor_near_limit_accepted():
-    assert uart_divisor(55e6, 3_000_000) == 18      # 3.056 Mbaud: 1.85 % fast, accepted
+def test_bit_period_keeps_a_small_denominator():
+    clk = 25e6 * 7 / 3                              # a PLL output that is not a whole number of Hz
+    period = bit_period(clk, 3_000_000)
+    assert period == Fraction(175, 9) and abs(baud_error(clk, 3_000_000)) < MAX_BAUD_ERROR
 
 
 @pytest.mark.parametrize("clk, baud, match", [
-    (40e6, 3_000_000, "off"),          # 13.33 -> 13: 2.56 %
     (8e6, 3_000_000, "too slow"),
     (50e6, 4_000_000, "out of range"),
+    (0, 3_000_000, "positive"),
 ])
-def test_divisor_refused(clk, baud, match):
+def test_bit_period_refused(clk, baud, match):
     with pytest.raises(ValueError, match=match):
-        uart_divisor(clk, baud)
+        bit_period(clk, baud)
+
+
+@pytest.mark.parametrize("period", [3, Fraction(7, 2), Fraction(1001, 100)])
+def test_uart_refuses_a_bad_period(period):
+    with pytest.raises(ValueError, match="bit period"):
+        UartTx(period)
 
 
 def _simulate(dut, *testbenches):
@@ -74,19 +85,19 @@ async def _receive(ctx, stream, into, count, cycles):
             into.append(payload)
 
 
-@pytest.mark.parametrize("divisor", [4, 7, 16, 17])
-def test_loopback(divisor):
-    rng = random.Random(divisor)
+@pytest.mark.parametrize("period", [4, 7, 16, 17, Fraction(50, 3), Fraction(55, 3), Fraction(75, 4)])
+def test_loopback(period):
+    rng = random.Random(str(period))
     data = [rng.randrange(256) for _ in range(24)] + [0x00, 0xFF, 0x55, 0xAA]
     m = Module()
-    m.submodules.tx = tx = UartTx(divisor)
-    m.submodules.rx = rx = UartRx(divisor)
+    m.submodules.tx = tx = UartTx(period)
+    m.submodules.rx = rx = UartRx(period)
     m.d.comb += rx.line.eq(tx.line)
     received, flags = [], {}
-    budget = (len(data) + 4) * 10 * divisor
+    budget = math.ceil((len(data) + 4) * 10 * period)
 
     async def sender(ctx):
-        await _send(ctx, tx.tx, data, 10 * divisor + 2)
+        await _send(ctx, tx.tx, data, math.ceil(10 * period) + 2)
 
     async def receiver(ctx):
         await _receive(ctx, rx.rx, received, len(data), budget)
@@ -123,6 +134,52 @@ def test_back_to_back_frames_take_ten_bits():
     assert rises[0] - falls[0] == 9 * divisor
 
 
+@pytest.mark.parametrize("period", [Fraction(55, 3), Fraction(75, 4), Fraction(50_000_000, 115_200)])
+def test_tx_bit_edges_stay_within_a_cycle(period):
+    """Back-to-back 0x55 frames toggle the line at every bit boundary: the k-th edge comes k periods
+    after the first, rounded to a whole cycle (never a cycle or more away), so the rate is exact."""
+    frames = 4 if period < 100 else 2
+    m = Module()
+    m.submodules.tx = tx = UartTx(period)
+    edges = []
+
+    async def bench(ctx):
+        ctx.set(tx.tx.payload, 0x55)
+        ctx.set(tx.tx.valid, 1)
+        previous = 1
+        for cycle in range(math.ceil((frames * 10 + 1) * period)):
+            await ctx.tick()
+            line = ctx.get(tx.line)
+            if line != previous:
+                edges.append(cycle)
+            previous = line
+
+    _simulate(m, bench)
+    assert len(edges) >= frames * 10
+    offsets = [edge - edges[0] - k * period for k, edge in enumerate(edges)]
+    assert all(-1 < offset < 1 for offset in offsets), f"bit edges off by {offsets}"
+
+
+@pytest.mark.parametrize("period", [4, 7, Fraction(55, 3), Fraction(9, 2) + 2])
+def test_bit_timer_periods(period):
+    """The ticks of a free-running timer: each period q or q + 1 cycles, d periods in q * d + r cycles."""
+    period = Fraction(period)
+    timer = BitTimer(period)
+    ticks = []
+
+    async def bench(ctx):
+        for cycle in range(math.ceil(3 * period.denominator * period) + 2):
+            if ctx.get(timer.tick):
+                ticks.append(cycle)
+            await ctx.tick()
+
+    _simulate(timer, bench)
+    gaps = [b - a for a, b in zip(ticks, ticks[1:])]
+    assert set(gaps) <= {math.floor(period), math.ceil(period)}
+    d = period.denominator
+    assert all(sum(gaps[i:i + d]) == period * d for i in range(0, len(gaps) - d + 1, d)), gaps
+
+
 async def _drive_frames(ctx, line, frames, bit_cycles):
     """Drive raw 10-bit frames (list of bit lists) on ``line`` with a fractional bit period."""
     t = 0.0
@@ -141,9 +198,9 @@ def _frame(byte, stop=1):
     return [0] + [(byte >> i) & 1 for i in range(8)] + [stop]
 
 
+@pytest.mark.parametrize("divisor", [16, Fraction(55, 3)])
 @pytest.mark.parametrize("skew", [-0.03, 0.03])
-def test_rx_tolerates_clock_skew(skew):
-    divisor = 16
+def test_rx_tolerates_clock_skew(skew, divisor):
     data = [0x5A, 0xFF, 0x00, 0x81, 0x3C]
     rx = UartRx(divisor)
     received = []

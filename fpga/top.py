@@ -32,11 +32,10 @@ from hw.uart import UartRx, UartTx, bit_period
 
 from .pll import pll_params
 
-#: The core clock: a PLL output (from 25 MHz) that divides 3 Mbaud exactly (divisor 15) and that the
-#: board cores meet on the 85F with fpga.build's default seed: the 8x8 routes at 54.78 MHz against this
-#: 45 MHz target (56.72 against 55), the 4x4 at 54.86 against 55 (part 15, docs/fpga.md); 30 MHz before
-#: part 14.
-DEFAULT_FREQ = 45_000_000
+#: The core clock: a PLL output (from 25 MHz) that both board cores meet on the 85F with fpga.build's
+#: default seed (part 16, docs/fpga.md); 3 Mbaud is 55/3 cycles per bit (hw.uart.BitTimer).  45 MHz at
+#: part 15 (an integer UART divisor), 30 MHz before part 14.
+DEFAULT_FREQ = 55_000_000
 DEFAULT_BAUD = 3_000_000
 OSC_FREQ = 25_000_000
 RX_FIFO_DEPTH = 16

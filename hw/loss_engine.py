@@ -40,7 +40,9 @@ class LossEngine(wiring.Component):
         row_addr, read_addr = Signal(tmem_addr_shape(cfg)), Signal(tmem_addr_shape(cfg))
         word = Signal.like(self.tmem_a.data)
         label = Signal.like(unit.i.payload.label)
-        raw_label = Signal.like(self.tmem_b.data[0])    # registered before its range check: TMEM is across the chip
+        # the label's range check in three registered steps (the TMEM read, the compare with this engine's
+        # own copy of the class count, the multiplexer): TMEM and the command register sit across the chip
+        raw_label, in_range, classes = Signal.like(self.tmem_b.data[0]), Signal(), Signal.like(cmd.a.cols)
 
         m.d.comb += [self.tmem_a.addr.eq(read_addr), self.tmem_b.addr.eq(cmd.b.base + row),
                      unit.cmd.payload.rows.eq(self.cmd.payload.a.rows),
@@ -53,7 +55,7 @@ class LossEngine(wiring.Component):
                 with m.If(self.cmd.valid):
                     m.d.comb += unit.cmd.valid.eq(1)           # the unit is idle whenever the engine is
                     m.d.sync += [cmd.eq(self.cmd.payload), row.eq(0), row_addr.eq(self.cmd.payload.a.base),
-                                 read_addr.eq(self.cmd.payload.a.base)]
+                                 read_addr.eq(self.cmd.payload.a.base), classes.eq(self.cmd.payload.a.cols)]
                     m.next = "LABEL"
             with m.State("LABEL"):
                 m.d.comb += self.tmem_b.en.eq(1)
@@ -63,10 +65,11 @@ class LossEngine(wiring.Component):
                 m.next = "READ"
             with m.State("READ"):
                 m.d.comb += self.tmem_a.en.eq(1)
-                m.d.sync += label.eq(Mux((raw_label >= 0) & (raw_label < cmd.a.cols), raw_label, cfg.max_features))
+                m.d.sync += in_range.eq((raw_label >= 0) & (raw_label < classes))
                 m.next = "READ_WAIT"
             with m.State("READ_WAIT"):
-                m.d.sync += [word.eq(self.tmem_a.data), read_addr.eq(read_addr + 1)]
+                m.d.sync += [word.eq(self.tmem_a.data), read_addr.eq(read_addr + 1),
+                             label.eq(Mux(in_range, raw_label, cfg.max_features))]
                 m.next = "FEED"
             with m.State("FEED"):
                 m.d.comb += unit.i.valid.eq(1)

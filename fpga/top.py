@@ -2,8 +2,8 @@
 
     clk25 (G2) --EHXPLLL--> sync (``freq`` Hz), held in reset until the PLL locks
     ~locked --AsyncFFSynchronizer--> DCCA --> sync's reset, on a primary clock net
-    FTDI TXD -> uart.rx (M1) --UartRx--> 16-byte FIFO --> EoqSystem.rx
-    EoqSystem.tx --UartTx--> uart.tx (L4) -> FTDI RXD
+    FTDI TXD -> uart.rx (M1) --SerialPort (UartRx, 16-byte FIFO)--> EoqSystem.rx
+    EoqSystem.tx --SerialPort (4-byte FIFO, UartTx)--> uart.tx (L4) -> FTDI RXD
 
 FTDI pins: only the ``uart`` resource is requested.  Its rx/tx are the data
 lines; its rts/dtr subsignals (M3/N1) get no buffer at all (requested with
@@ -22,13 +22,14 @@ LEDs (D0 nearest the FTDI ... D7):
 from __future__ import annotations
 
 from amaranth import ClockDomain, ClockSignal, Elaboratable, Instance, Module, Signal
-from amaranth.lib import fifo, io, stream, wiring
+from amaranth.lib import io, stream, wiring
 from amaranth.lib.cdc import AsyncFFSynchronizer
 
 from golden_model.config import CoreConfig
 from hw.interfaces import status_layout
+from hw.serial_port import SerialPort
 from hw.system import EoqSystem
-from hw.uart import UartRx, UartTx, bit_period
+from hw.uart import bit_period
 
 from .pll import pll_params
 
@@ -38,7 +39,6 @@ from .pll import pll_params
 DEFAULT_FREQ = 55_000_000
 DEFAULT_BAUD = 3_000_000
 OSC_FREQ = 25_000_000
-RX_FIFO_DEPTH = 16
 
 
 class EchoSystem(wiring.Component):
@@ -97,31 +97,25 @@ class UlxTop(Elaboratable):
         uart = platform.request("uart", 0, dir="-")
         m.submodules.uart_rx_buf = uart_rx_buf = io.Buffer("i", uart.rx)
         m.submodules.uart_tx_buf = uart_tx_buf = io.Buffer("o", uart.tx)
-        m.submodules.uart_rx = urx = UartRx(self.bit_period)
-        m.submodules.uart_tx = utx = UartTx(self.bit_period)
+        m.submodules.serial = serial = SerialPort(self.bit_period)
         m.submodules.system = system = self.system if self.system is not None else EoqSystem(self.cfg)
-        m.d.comb += [urx.line.eq(uart_rx_buf.i), uart_tx_buf.o.eq(utx.line)]
-        # a few bytes of slack for the cycles the link spends executing a frame
-        m.submodules.rx_fifo = rx_fifo = fifo.SyncFIFOBuffered(width=8, depth=RX_FIFO_DEPTH)
-        wiring.connect(m, urx.rx, rx_fifo.w_stream)
-        wiring.connect(m, rx_fifo.r_stream, system.rx)
-        wiring.connect(m, system.tx, utx.tx)
+        m.d.comb += [serial.line_in.eq(uart_rx_buf.i), uart_tx_buf.o.eq(serial.line_out)]
+        wiring.connect(m, serial.rx, system.rx)
+        wiring.connect(m, system.tx, serial.tx)
 
         # LEDs
         status = system.status
         error = status.code != 0
         heartbeat = Signal(max(int(self.freq).bit_length() - 1, 1))      # top bit: ~1 Hz
         m.d.sync += heartbeat.eq(heartbeat + 1)
-        link_error = Signal()
-        m.d.sync += link_error.eq(link_error | urx.overrun | urx.framing)
         stretch = 1 << max(1, int(self.freq // 20).bit_length())      # ~50 ms flashes
         rx_seen, tx_seen = Signal(range(stretch)), Signal(range(stretch))
-        for seen, fire in ((rx_seen, urx.rx.valid & urx.rx.ready), (tx_seen, utx.tx.valid & utx.tx.ready)):
+        for seen, fire in ((rx_seen, serial.rx_fire), (tx_seen, serial.tx_fire)):
             with m.If(fire):
                 m.d.sync += seen.eq(stretch - 1)
             with m.Elif(seen != 0):
                 m.d.sync += seen.eq(seen - 1)
-        leds = [heartbeat[-1], ~status.busy & ~error, status.busy, error, link_error,
+        leds = [heartbeat[-1], ~status.busy & ~error, status.busy, error, serial.error,
                 rx_seen != 0, tx_seen != 0, locked]
         for index, value in enumerate(leds):
             m.submodules[f"led_{index}"] = led = io.Buffer("o", platform.request("led", index, dir="-"))

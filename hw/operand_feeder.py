@@ -15,7 +15,7 @@ continuously: hold them from ``PARAMS_LEAD`` cycles before ``start`` until
 the last vector has left.
 """
 
-from amaranth import Array, Cat, Module, Mux, ResetInserter, Signal
+from amaranth import Array, Module, Mux, ResetInserter, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
@@ -34,8 +34,6 @@ class OperandFeeder(wiring.Component):
     REQUEST_DEPTH = 3
     #: cycles from a request leaving FeedAddresses to the feeder's taking it (the FIFO's write and output)
     REQUEST_LATENCY = 2
-    #: cycles from taking a request to its word in a bank: the TMEM read, then the word registered
-    CAPTURE_LATENCY = 2
     #: cycles the parameters must settle before ``start``
     PARAMS_LEAD = FeedAddresses.PARAMS_LEAD
 
@@ -72,9 +70,7 @@ class OperandFeeder(wiring.Component):
         taken = ~self.o.valid | self.o.ready                 # the output register is free or taken
         pop = emitting & taken
         freeing = pop & (beat == Array(steps)[rsel])
-        # a bank is writable once emitted, not while its fill's last word is still on the way (``arriving``)
-        arriving = [Signal(name=f"arriving{b}") for b in range(2)]
-        writable = ~(Array(full)[wsel] | Array(arriving)[wsel]) | (freeing & (rsel == wsel))
+        writable = ~Array(full)[wsel] | (freeing & (rsel == wsel))
         take = requests.r_rdy & writable & ~self.start
         # the read is enabled by the request FIFO's head alone, not by ``take``: the array's stall then
         # never reaches the TMEM address (a read that is not taken is read again, and its word not kept)
@@ -83,21 +79,15 @@ class OperandFeeder(wiring.Component):
         with m.If(take & request.last):
             m.d.sync += wsel.eq(~wsel)
 
-        # capture: the read word (data valid the cycle after the read) is registered where it arrives
-        # (TMEM sits across the chip), then goes into its bank word (a transposed fill is word 0); the
-        # bank keeps the fill's last word and segment for the emit
-        fill = data.StructLayout({"valid": 1, "bank": 1, "word": range(width), "last": 1, "zero": 1,
-                                  "steps": range(lanes), "segment": range(max(segments, 2))})
-        read, d = Signal(fill), Signal(fill)
-        word = Signal.like(self.mem.data.as_value())
-        m.d.sync += [read.valid.eq(take & ~request.hit), read.bank.eq(wsel), read.word.eq(request.word),
-                     read.last.eq(request.last), read.zero.eq(request.zero), read.steps.eq(request.steps),
-                     read.segment.eq(request.segment),
-                     d.eq(read), word.eq(Mux(read.zero, 0, self.mem.data.as_value()))]
+        # capture: the read word (data valid the cycle after the read) goes into its bank word (a
+        # transposed fill is word 0); the bank keeps the fill's last word and segment for the emit
+        d = Signal(data.StructLayout({"valid": 1, "bank": 1, "word": range(width), "last": 1, "zero": 1,
+                                      "steps": range(lanes), "segment": range(max(segments, 2))}))
+        m.d.sync += [d.valid.eq(take & ~request.hit), d.bank.eq(wsel), d.word.eq(request.word),
+                     d.last.eq(request.last), d.zero.eq(request.zero), d.steps.eq(request.steps),
+                     d.segment.eq(request.segment)]
         m.d.comb += [banks.w_en.eq(d.valid), banks.w_bank.eq(d.bank), banks.w_word.eq(d.word),
-                     banks.w_data.eq(word)]
-        for b in range(2):
-            m.d.comb += arriving[b].eq(Cat(*(stage.valid & stage.last & (stage.bank == b) for stage in (read, d))).any())
+                     banks.w_data.eq(Mux(d.zero, 0, self.mem.data.as_value()))]
         top = [Signal(range(width), name=f"top{b}") for b in range(2)]
         segment = [Signal(range(max(segments, 2)), name=f"segment{b}") for b in range(2)]
         with m.If(d.valid):
@@ -135,6 +125,6 @@ class OperandFeeder(wiring.Component):
                 with m.If(wsel == b):
                     m.d.sync += full[b].eq(1)
         with m.If(self.start):
-            m.d.sync += [rsel.eq(0), wsel.eq(0), beat.eq(0), read.valid.eq(0), d.valid.eq(0), self.o.valid.eq(0)]
+            m.d.sync += [rsel.eq(0), wsel.eq(0), beat.eq(0), d.valid.eq(0), self.o.valid.eq(0)]
             m.d.sync += [f.eq(0) for f in full]
         return m

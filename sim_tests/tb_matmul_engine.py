@@ -63,10 +63,10 @@ def cycle_bound(cfg, m: int, n: int, k: int, f0: int, f1: int) -> int:
     short last block, K mod L beats, does not hide the next tile's first
     fill); plus TILE_CYCLES of hand-over.  Fill and drain take up to 2 L +
     FeedAddresses.PARAMS_LEAD + FeedAddresses.LATENCY +
-    OperandFeeder.REQUEST_LATENCY + OperandFeeder.CAPTURE_LATENCY + 14
-    cycles: the command's setup, the feeders' parameters, address pipeline,
-    request FIFO and read capture, the first block's loads and the feeder's
-    output register, the array and the readout pipeline.  Measured on random and edge shapes of small4x4, default and
+    OperandFeeder.REQUEST_LATENCY + 15 cycles: the command's setup, the
+    feeders' parameters, address pipeline and request FIFO, the first block's
+    loads and the feeder's output register, the array and the readout
+    pipeline.  Measured on random and edge shapes of small4x4, default and
     wide8x16: every MATMUL within the bound.
     """
     rows, cols, lanes = cfg.array_rows, cfg.array_cols, cfg.lanes
@@ -78,7 +78,7 @@ def cycle_bound(cfg, m: int, n: int, k: int, f0: int, f1: int) -> int:
 
     reads = [k if flag else plain(width) for flag, width in ((f0, rows), (f1, cols))]
     return (tiles * (max(k, rows + MacArray.LATENCY, *reads) + TILE_CYCLES) + 2 * lanes + FeedAddresses.PARAMS_LEAD
-            + FeedAddresses.LATENCY + OperandFeeder.REQUEST_LATENCY + OperandFeeder.CAPTURE_LATENCY + 14)
+            + FeedAddresses.LATENCY + OperandFeeder.REQUEST_LATENCY + 15)
 
 
 class PortMonitor:

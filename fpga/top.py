@@ -33,10 +33,11 @@ from hw.uart import bit_period
 
 from .pll import pll_params
 
-#: The core clock: a PLL output (from 25 MHz) that both board cores meet on the 85F with fpga.build's
-#: default seed (part 16, docs/fpga.md); 3 Mbaud is 55/3 cycles per bit (hw.uart.BitTimer).  45 MHz at
-#: part 15 (an integer UART divisor), 30 MHz before part 14.
-DEFAULT_FREQ = 55_000_000
+#: The core clock: a PLL output (from 25 MHz) that the board cores meet on the 85F with fpga.build's
+#: default seed with some 20 % to spare (the 8x8 routed at 54.78 MHz against it at part 15).  55 MHz is
+#: met on some placements and not others (the 8x8 at 56.72 and 50.00 MHz, part 16, docs/fpga.md); the
+#: UART's rational bit period (hw.uart.BitTimer) no longer ties the clock to multiples of 3 MHz.
+DEFAULT_FREQ = 45_000_000
 DEFAULT_BAUD = 3_000_000
 OSC_FREQ = 25_000_000
 

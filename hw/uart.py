@@ -38,7 +38,8 @@ MIN_BIT_CYCLES: int = 4
 
 
 def bit_period(clk_freq: float, baud: int) -> Fraction:
-    """Clock cycles per bit for ``baud`` at ``clk_freq`` Hz; ValueError if the clock is too slow."""
+    """Clock cycles per bit for ``baud`` at ``clk_freq`` Hz; ValueError if the clock is too slow, or if no
+    period with a denominator of at most :data:`MAX_PERIOD_DENOMINATOR` is within :data:`MAX_BAUD_ERROR`."""
     if not 0 < baud <= MAX_BAUD:
         raise ValueError(f"baud rate {baud} out of range: 1 .. {MAX_BAUD}")
     if clk_freq <= 0:
@@ -49,8 +50,9 @@ def bit_period(clk_freq: float, baud: int) -> Fraction:
                          f"(needs at least {MIN_BIT_CYCLES} cycles per bit, i.e. {MIN_BIT_CYCLES * baud / 1e6:g} MHz)")
     error = abs(clk_freq / period - baud) / baud
     if error > MAX_BAUD_ERROR:
-        raise ValueError(f"baud rate {baud} at {clk_freq / 1e6:g} MHz: the bit period {period} cycles is "
-                         f"{100 * error:.3f} % off; choose a clock in whole Hz")
+        raise ValueError(f"baud rate {baud} at {clk_freq / 1e6:g} MHz: the nearest bit period with a denominator "
+                         f"of at most {MAX_PERIOD_DENOMINATOR}, {period} cycles, is {100 * error:.3f} % off (more "
+                         f"than {100 * MAX_BAUD_ERROR:g} %); choose a clock nearer such a multiple of the baud rate")
     return period
 
 

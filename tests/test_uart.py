@@ -39,6 +39,7 @@ def test_bit_period_keeps_a_small_denominator():
     (8e6, 3_000_000, "too slow"),
     (50e6, 4_000_000, "out of range"),
     (0, 3_000_000, "positive"),
+    (12.0228e6, 3_000_000, "denominator of at most 64, 4 cycles, is 0.190 % off"),
 ])
 def test_bit_period_refused(clk, baud, match):
     with pytest.raises(ValueError, match=match):

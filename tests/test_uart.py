@@ -1,4 +1,5 @@
-"""hw.uart: bit period choice, the bit timer's periods, TX -> RX loopback of random bytes, framing and overrun flags (Amaranth simulator).
+"""hw.uart and hw.serial_port: bit period choice, the bit timer's periods, TX -> RX loopback of random bytes,
+framing and overrun flags, bytes through the board's serial port and back (Amaranth simulator).
 
 Every testbench waits a bounded number of cycles with plain ticks, so a failing
 DUT makes the bench give up and the test's assertion say what was missing; no
@@ -8,15 +9,20 @@ that matters: pytest's INTERNALERROR on Python 3.11).
 
 import gc
 import math
+import os
 import random
 import sys
 from fractions import Fraction
 
 import pytest
 from amaranth import Module
+from amaranth.lib import wiring
 from amaranth.sim import Simulator
 
+from hw.serial_port import SerialPort
 from hw.uart import MAX_BAUD_ERROR, BitTimer, UartRx, UartTx, baud_error, bit_period
+
+SEED = int(os.environ.get("EOQ_SEED", random.randrange(2**31)))
 
 
 @pytest.mark.parametrize("clk, baud, period", [
@@ -258,3 +264,55 @@ def test_a_failing_bench_leaves_nothing_to_finalize(monkeypatch):
     assert received == []
     gc.collect()
     assert unraisable == []
+
+
+@pytest.mark.parametrize("period", [Fraction(55, 3), 15])
+def test_bytes_echo_through_the_serial_port(period):
+    """Random bytes from a host line at the exact rate (55 MHz, 3 Mbaud: 55/3 cycles per bit) through
+    SerialPort to an echoing system and back, decoded from the output line by sampling each bit at its
+    middle: a byte lost, reordered or corrupted anywhere on the way fails the comparison."""
+    rng = random.Random(SEED)
+    data = [rng.randrange(256) for _ in range(12)] + [0x00, 0xFF, 0x55]
+    m = Module()
+    m.submodules.port = port = SerialPort(period)
+    wiring.connect(m, port.rx, port.tx)                  # the system: an echo
+    line_out, fires = [], {"rx": 0, "tx": 0}
+
+    async def host(ctx):
+        await _drive_frames(ctx, port.line_in, [_frame(b) for b in data] + [[1] * 20], period)
+
+    async def listener(ctx):
+        for _ in range(math.ceil((len(data) + 3) * 10 * period)):
+            _, _, line, rx_fire, tx_fire = await ctx.tick().sample(port.line_out, port.rx_fire, port.tx_fire)
+            line_out.append(line)
+            fires["rx"] += rx_fire
+            fires["tx"] += tx_fire
+        fires["error"] = ctx.get(port.error)
+
+    _simulate(m, host, listener)
+    received, i = [], 0
+    while i < len(line_out):
+        if line_out[i] == 0:                                 # a start bit's falling edge
+            middles = [i + round((n + 0.5) * period) for n in range(10)]
+            if middles[-1] >= len(line_out):
+                break
+            bits = [line_out[c] for c in middles]
+            assert bits[0] == 0 and bits[9] == 1, f"frame at cycle {i}: {bits} (EOQ_SEED={SEED})"
+            received.append(sum(b << n for n, b in enumerate(bits[1:9])))
+            i = middles[9]
+        else:
+            i += 1
+    assert received == data, f"(EOQ_SEED={SEED})"
+    assert fires == {"rx": len(data), "tx": len(data), "error": 0}
+
+
+def test_serial_port_error_is_sticky_on_a_framing_error():
+    port = SerialPort(8)
+    seen = {}
+
+    async def host(ctx):
+        await _drive_frames(ctx, port.line_in, [_frame(0x00, stop=0), [1] * 30], 8)
+        seen["error"] = ctx.get(port.error)
+
+    _simulate(port, host)
+    assert seen == {"error": 1}

@@ -6,9 +6,18 @@
 
 Up to two engines run at once (hw/sequencer.py issues an instruction beside
 the one in flight when they share no memory port, ACC bank or TMEM words).
-Every engine port maps to one physical memory port (:data:`PORT_MAP`); the
-sequencer never lets two running engines use the same physical port, so each
-port is the OR of its engines' requests gated by their enables.  An issued
+Every engine port maps to one physical memory port (:data:`PORT_MAP`), and
+each physical port has an owner: the engine of the last instruction issued
+that holds the port (its opcode's ``ports``).  The sequencer never issues an
+instruction onto a port a running one holds, and an engine uses a port only
+between taking its command and its ``done``, so the owner is the only engine
+using the port.  The owner is a register set at the issue: a port's address
+and write data are selected by a flip-flop, not by the engines' enables (on
+the board an enable's logic, then the multiplexer it selected, then the
+route to the block RAMs was the critical path: docs/fpga.md, part 17).  A
+write port's enable is the OR of its engines'; the engine read ports read
+every cycle (every reader takes a word only in the cycle after it asked for
+it), port C while the core is busy, the host's reads otherwise.  An issued
 command reaches its engine through a register (a cycle later; the sequencer
 issues when the register is empty, so no path runs from an engine's ready
 back through the issue).  The host may
@@ -20,7 +29,7 @@ BUSY, and the core ignores such writes.
 
 from __future__ import annotations
 
-from amaranth import Cat, Module, Signal
+from amaranth import Array, Cat, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, flipped
 
@@ -58,6 +67,11 @@ PORT_MAP = {
 ENGINE_CLASSES = {Engine.MATMUL: MatmulEngine, Engine.QUANT: QuantEngine, Engine.VECTOR: VectorEngine,
                   Engine.UPDATE: UpdateEngine, Engine.LOSS: LossEngine, Engine.LOAD: LoadEngine}
 ENGINE_PORTS = ("tmem_a", "tmem_b", "tmem_w", "amem_r", "amem_w")
+
+
+def port_users(physical: str) -> list[tuple[Engine, str]]:
+    """The (engine, engine port) pairs wired to physical port ``physical``, in the order of its owner register."""
+    return [(kind, port) for kind in Engine for port in ENGINE_PORTS if PORT_MAP.get((kind, port)) == physical]
 
 
 def default_engines(cfg: CoreConfig) -> list[wiring.Component]:
@@ -136,18 +150,22 @@ class EoqCore(wiring.Component):
                          seq.result[index].eq(engine.result)]
             with m.If(engine.cmd.valid & engine.cmd.ready):
                 m.d.sync += staged_valid.eq(0)
-        # memory ports: each physical port ORs the requests of the engines mapped to it
+        # memory ports: each physical port carries the requests of its owner (see the module docstring)
+        issue = seq.cmd.valid & seq.cmd.ready
         for physical in PORTS:
             sink = getattr(mem, physical)
-            users = [(kind, getattr(engine, port)) for kind, engine in zip(Engine, self.engines)
-                     for port in ENGINE_PORTS if PORT_MAP.get((kind, port)) == physical]
-            for kind, source in users:
-                bank = seq.bank[kind] if physical.startswith("amem") else None
-                addr = Cat(source.addr, bank) if bank is not None else source.addr
-                with m.If(source.en):
-                    m.d.comb += [sink.en.eq(1), sink.addr.eq(addr)]
-                    if physical.endswith("_w"):
-                        m.d.comb += sink.data.eq(source.data)
-                if not physical.endswith("_w"):
-                    m.d.comb += source.data.eq(sink.data)
+            users = [(kind, getattr(self.engines[kind], port)) for kind, port in port_users(physical)]
+            owner = Signal(range(len(users)), name=f"{physical}_owner")
+            for index, (kind, _) in enumerate(users):
+                with m.If(issue & seq.ports[PORTS.index(physical)] & (seq.engine == kind)):
+                    m.d.sync += owner.eq(index)
+            bank = physical.startswith("amem")
+            m.d.comb += sink.addr.eq(Array(Cat(source.addr, seq.bank[kind]) if bank else source.addr
+                                           for kind, source in users)[owner])
+            if physical.endswith("_w"):
+                m.d.comb += [sink.data.eq(Array(source.data.as_value() for _, source in users)[owner]),
+                             sink.en.eq(Cat(source.en for _, source in users).any())]
+            else:
+                m.d.comb += sink.en.eq(busy if physical == "tmem_c" else 1)
+                m.d.comb += [source.data.eq(sink.data) for _, source in users]
         return m

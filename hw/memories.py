@@ -9,7 +9,7 @@ second AMEM read port and muxes on both write ports serve the host.
 
 from __future__ import annotations
 
-from amaranth import Module, unsigned
+from amaranth import Module, Mux, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In
@@ -34,8 +34,10 @@ class DataMemories(wiring.Component):
     """TMEM and AMEM with the physical engine ports and host ports.
 
     TMEM has three engine read ports (A, B, C) and one write port; the host
-    reads through port C (it reads only while no instruction runs, so the two
-    never meet).  AMEM holds ``banks`` ACC tensors (the core uses two, so a
+    reads through port C where the engine port's ``en`` is low (the core
+    holds it high while busy and the host reads only while it is not, so the
+    two never meet, and the port's address is selected by the core's
+    register, not by the host's enable).  AMEM holds ``banks`` ACC tensors (the core uses two, so a
     QUANT can read one while a product fills the other): its engine
     addresses carry the bank number above the word address.  A host write
     wins over an engine's in the same cycle; the core only lets the host
@@ -69,10 +71,8 @@ class DataMemories(wiring.Component):
             m.d.comb += [read.addr.eq(port.addr), read.en.eq(port.en), port.data.eq(read.data)]
         shared = tmem.read_port()
         m.d.comb += [self.tmem_c.data.eq(shared.data), self.host_tmem_r.data.eq(shared.data)]
-        with m.If(self.host_tmem_r.en):
-            m.d.comb += [shared.addr.eq(self.host_tmem_r.addr), shared.en.eq(1)]
-        with m.Else():
-            m.d.comb += [shared.addr.eq(self.tmem_c.addr), shared.en.eq(self.tmem_c.en)]
+        m.d.comb += [shared.addr.eq(Mux(self.tmem_c.en, self.tmem_c.addr, self.host_tmem_r.addr)),
+                     shared.en.eq(self.tmem_c.en | self.host_tmem_r.en)]
         twrite = tmem.write_port()
         with m.If(self.host_tmem_w.en):
             m.d.comb += [twrite.addr.eq(self.host_tmem_w.addr), twrite.data.eq(self.host_tmem_w.data),

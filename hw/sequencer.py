@@ -32,7 +32,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from golden_model.config import CoreConfig
-from golden_model.isa import Engine, Op, Status, status_bits
+from golden_model.isa import PORTS, Engine, Op, Status, status_bits
 
 from .checker import Checker, checker_inputs
 from .decoder import Decoder, issue_record_layout
@@ -86,6 +86,7 @@ class Sequencer(wiring.Component):
             "exp_w": Out(ExpWriteSignature(cfg)),
             "cmd": Out(stream.Signature(command_layout(cfg))),
             "engine": Out(range(engines)),
+            "ports": Out(len(PORTS)),
             "done": In(engines),
             "result": In(data.ArrayLayout(result_layout(cfg), engines)),
             "bank": Out(engines),
@@ -138,7 +139,7 @@ class Sequencer(wiring.Component):
         finished, results = Signal.like(self.done), Signal.like(self.result)   # registered: engines sit across
         m.d.sync += [finished.eq(self.done), results.eq(self.result)]          # the chip from the tracker
         m.d.comb += [
-            self.cmd.payload.eq(pending_cmd), self.engine.eq(pending_engine),
+            self.cmd.payload.eq(pending_cmd), self.engine.eq(pending_engine), self.ports.eq(pending.ports),
             tracker.pending.eq(pending), tracker.pending_engine.eq(pending_engine), tracker.pending_acc.eq(pending_acc),
             tracker.issue.eq(issue), tracker.done.eq(finished), tracker.result.eq(results),
             tracker.check.uses.eq(decoder.uses), tracker.check.dst.eq(inst.dst), tracker.check.a.eq(inst.a),

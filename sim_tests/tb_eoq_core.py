@@ -31,6 +31,7 @@ from host.device import GoldenDevice
 
 from .common import settings, start
 from .core_device import CoreDevice
+from .port_owners import watch_port_owners
 
 STEPS = 50
 CNN_STEPS = 20
@@ -196,6 +197,7 @@ async def instructions_match_machine(dut):
     s = settings(dut)
     rng = np.random.default_rng(s.seed)
     await start(dut)
+    watch_port_owners(dut)
     device = CoreDevice(dut, s.cfg)
     resident = rng.integers(-128, 128, size=(DATA_SAMPLES * words_per_row(s.cfg.max_features, s.cfg.lanes),
                                              s.cfg.lanes))
@@ -239,6 +241,7 @@ async def loads_match_machine(dut):
     rng = np.random.default_rng(s.seed)
     cfg = s.cfg
     await start(dut)
+    watch_port_owners(dut)
     device = CoreDevice(dut, cfg)
     resident = rng.integers(-128, 128, size=(DATA_SAMPLES * words_per_row(cfg.max_features, cfg.lanes), cfg.lanes))
     labels = rng.integers(-2, 12, size=DATA_SAMPLES)
@@ -281,6 +284,7 @@ async def errors_match_machine(dut):
     rng = np.random.default_rng(s.seed)
     cfg = s.cfg
     await start(dut)
+    watch_port_owners(dut)
     device = CoreDevice(dut, cfg)
     machine = Machine(cfg)
     shapes = [(4, 8), (3, 5), (1, 1), (cfg.max_dim, 2)]
@@ -381,6 +385,7 @@ async def training_step_op_by_op(dut):
     """One training step: every tensor the step writes equals the golden trace's, op by op."""
     s = settings(dut)
     await start(dut)
+    watch_port_owners(dut)
     device = CoreDevice(dut, s.cfg)
     data, reference = _data_and_models(s, s.seed % 1000)
     idx = np.random.default_rng(s.seed).choice(len(data.train_y), s.cfg.max_batch, replace=False)
@@ -420,6 +425,7 @@ async def fifty_steps_identical(dut):
     """50 training steps on the simulated core end with the golden model's weights, bit for bit."""
     s = settings(dut)
     await start(dut)
+    watch_port_owners(dut)
     device = CoreDevice(dut, s.cfg)
     data, reference = _data_and_models(s, s.seed % 1000)
     rng = np.random.default_rng(s.seed)
@@ -447,6 +453,7 @@ async def autonomous_epoch_identical(dut):
     evaluation: the core's weights, loss counters and progress equal the golden machine's."""
     s = settings(dut)
     await start(dut)
+    watch_port_owners(dut)
     device = CoreDevice(dut, s.cfg)
     data = load_digits_split()
     sets = (quantize_input(data.train_x, s.cfg), data.train_y, quantize_input(data.test_x, s.cfg), data.test_y)
@@ -504,6 +511,7 @@ async def conv_instructions_match_machine(dut):
     s = settings(dut)
     rng = np.random.default_rng(s.seed)
     await start(dut)
+    watch_port_owners(dut)
     device = CoreDevice(dut, s.cfg)
     for trial in range(4):
         shapes, program = _geometry_program(rng, s.cfg)
@@ -537,6 +545,7 @@ async def cnn_step_op_by_op(dut):
     tensor by tensor."""
     s = settings(dut)
     await start(dut)
+    watch_port_owners(dut)
     device = CoreDevice(dut, s.cfg)
     data, reference = _cnn(s)
     batch = largest_batch(reference, most=4, reuse=False)
@@ -590,6 +599,7 @@ async def cnn_twenty_steps_identical(dut):
     where TMEM is smaller; words reused by lifetime) end with the golden model's weights, bit for bit."""
     s = settings(dut)
     await start(dut)
+    watch_port_owners(dut)
     device = CoreDevice(dut, s.cfg)
     data, reference = _cnn(s)
     batch = largest_batch(reference)

@@ -2,8 +2,8 @@
 
 A :class:`~hw.feed_addresses.FeedAddresses` walks the operand and asks for
 one word per bank word (through a small FIFO); this component reads them (or writes zeros for a
-word of padding) into two banks of W words and emits the vectors: while one
-bank fills, ``o`` emits lane ``beat`` of the other's words (registered).  A plain
+word of padding), registers each word where it arrives and writes it into two banks of W words, and
+emits the vectors: while one bank fills, ``o`` emits lane ``beat`` of the other's words (registered).  A plain
 operand's fill holds a block of W rows at one K block of L columns and emits
 L vectors (fewer for the last K block); a transposed operand's fill is one
 word per k, whose segment of W lanes is the vector.  The banks are
@@ -79,15 +79,22 @@ class OperandFeeder(wiring.Component):
         with m.If(take & request.last):
             m.d.sync += wsel.eq(~wsel)
 
-        # capture: the read word (data valid the cycle after the read) goes into its bank word (a
-        # transposed fill is word 0); the bank keeps the fill's last word and segment for the emit
+        # capture: the read word (data valid the cycle after the read) is registered where it arrives (``w``:
+        # the route from TMEM's block RAM and the banks' write rotation each get a cycle) and goes into its
+        # bank word the cycle after (a transposed fill is word 0).  The bank is announced full when its last
+        # word arrives, a cycle before that word is in the bank, so a fill is as early as without the
+        # register: in that cycle the emit takes the last word from ``w`` (below)
         d = Signal(data.StructLayout({"valid": 1, "bank": 1, "word": range(width), "last": 1, "zero": 1,
                                       "steps": range(lanes), "segment": range(max(segments, 2))}))
         m.d.sync += [d.valid.eq(take & ~request.hit), d.bank.eq(wsel), d.word.eq(request.word),
                      d.last.eq(request.last), d.zero.eq(request.zero), d.steps.eq(request.steps),
                      d.segment.eq(request.segment)]
-        m.d.comb += [banks.w_en.eq(d.valid), banks.w_bank.eq(d.bank), banks.w_word.eq(d.word),
-                     banks.w_data.eq(Mux(d.zero, 0, self.mem.data.as_value()))]
+        w = Signal(data.StructLayout({"valid": 1, "bank": 1, "word": range(width),
+                                      "data": data.ArrayLayout(bits, lanes)}))
+        m.d.sync += [w.valid.eq(d.valid), w.bank.eq(d.bank), w.word.eq(d.word),
+                     w.data.eq(Mux(d.zero, 0, self.mem.data.as_value()))]
+        m.d.comb += [banks.w_en.eq(w.valid), banks.w_bank.eq(w.bank), banks.w_word.eq(w.word),
+                     banks.w_data.eq(w.data)]
         top = [Signal(range(width), name=f"top{b}") for b in range(2)]
         segment = [Signal(range(max(segments, 2)), name=f"segment{b}") for b in range(2)]
         with m.If(d.valid):
@@ -99,15 +106,19 @@ class OperandFeeder(wiring.Component):
 
         # emit, through an output register (the lane multiplexer and the route to the array's multipliers
         # each get a clock period): plain, lane ``beat`` of the words of bank ``rsel``, 0 past the fill's
-        # last word; transposed, the fill's segment of W lanes of its word
+        # last word; transposed, the fill's segment of W lanes of its word.  A word of bank ``rsel`` still
+        # in ``w`` is its fill's last (no other word of a full bank is in flight) and is taken from there
         tr = self.params.transposed
         fill_top, fill_segment = Array(top)[rsel], Array(segment)[rsel]
         first_lane = (fill_segment * width)[:len(beat)] if segments > 1 else 0
         m.d.comb += [banks.r_bank.eq(rsel), banks.r_transposed.eq(tr), banks.r_lane.eq(Mux(tr, first_lane, beat))]
+        in_flight = w.valid & (w.bank == rsel)
+        plain_lane = Array(w.data[lane] for lane in range(lanes))[beat]
         with m.If(taken):
             m.d.sync += self.o.valid.eq(emitting)
             for i in range(width):
-                kept = banks.r_data[i]
+                transposed_lane = Array(w.data[s * width + i] for s in range(segments))[fill_segment]
+                kept = Mux(in_flight & (tr | (w.word == i)), Mux(tr, transposed_lane, plain_lane), banks.r_data[i])
                 if i:                                                   # a fill has word 0
                     kept = Mux(tr | (fill_top >= i), kept, 0)
                 m.d.sync += self.o.payload[i].eq(kept)
@@ -125,6 +136,6 @@ class OperandFeeder(wiring.Component):
                 with m.If(wsel == b):
                     m.d.sync += full[b].eq(1)
         with m.If(self.start):
-            m.d.sync += [rsel.eq(0), wsel.eq(0), beat.eq(0), d.valid.eq(0), self.o.valid.eq(0)]
+            m.d.sync += [rsel.eq(0), wsel.eq(0), beat.eq(0), d.valid.eq(0), w.valid.eq(0), self.o.valid.eq(0)]
             m.d.sync += [f.eq(0) for f in full]
         return m

@@ -69,6 +69,11 @@ ENGINE_CLASSES = {Engine.MATMUL: MatmulEngine, Engine.QUANT: QuantEngine, Engine
 ENGINE_PORTS = ("tmem_a", "tmem_b", "tmem_w", "amem_r", "amem_w")
 
 
+def engine_name(kind: Engine) -> str:
+    """The engine's submodule name in the core (and its instance in the generated Verilog)."""
+    return f"{kind.name.lower()}_engine"
+
+
 def port_users(physical: str) -> list[tuple[Engine, str]]:
     """The (engine, engine port) pairs wired to physical port ``physical``, in the order of its owner register."""
     return [(kind, port) for kind in Engine for port in ENGINE_PORTS if PORT_MAP.get((kind, port)) == physical]
@@ -97,7 +102,7 @@ class EoqCore(wiring.Component):
         m.submodules.table = table = TensorTable(cfg)
         m.submodules.sequencer = seq = Sequencer(cfg)
         for kind, engine in zip(Engine, self.engines):
-            m.submodules[f"{kind.name.lower()}_engine"] = engine
+            m.submodules[engine_name(kind)] = engine
 
         busy = seq.status.busy
         # host side

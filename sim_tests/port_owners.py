@@ -14,11 +14,7 @@ import cocotb
 from cocotb.triggers import ReadOnly, RisingEdge
 
 from golden_model.isa import PORTS
-from hw.core import port_users
-
-
-def _engine_name(kind) -> str:
-    return f"{kind.name.lower()}_engine"
+from hw.core import engine_name, port_users
 
 
 async def _watch(dut, ports) -> None:
@@ -37,7 +33,7 @@ def watch_port_owners(dut) -> None:
     """Check each cycle, until the test ends, that only a port's owner enables it (the eoq_core top)."""
     ports = []
     for physical in PORTS:
-        users = [(f"{_engine_name(kind)}.{port}", getattr(getattr(dut, _engine_name(kind)), f"{port}__en"))
+        users = [(f"{engine_name(kind)}.{port}", getattr(getattr(dut, engine_name(kind)), f"{port}__en"))
                  for kind, port in port_users(physical)]
         ports.append((physical, getattr(dut, f"{physical}_owner"), users))
     cocotb.start_soon(_watch(dut, ports))

@@ -40,6 +40,12 @@ INT_LOSS = Arithmetic(loss="int")
 DATA_SAMPLES = 48
 
 
+async def _start(dut):
+    """Clock and reset, and the memory ports' owners watched for the rest of the test."""
+    await start(dut)
+    watch_port_owners(dut)
+
+
 def _layout(cfg, rng, shapes):
     """Slots 0..n-1 with the given shapes packed from word 0, random exponents."""
     entries, base = [], 0
@@ -196,8 +202,7 @@ async def instructions_match_machine(dut):
     fixed and step keys at a random seed and step: TMEM, exponents and status equal the machine's."""
     s = settings(dut)
     rng = np.random.default_rng(s.seed)
-    await start(dut)
-    watch_port_owners(dut)
+    await _start(dut)
     device = CoreDevice(dut, s.cfg)
     resident = rng.integers(-128, 128, size=(DATA_SAMPLES * words_per_row(s.cfg.max_features, s.cfg.lanes),
                                              s.cfg.lanes))
@@ -240,8 +245,7 @@ async def loads_match_machine(dut):
     s = settings(dut)
     rng = np.random.default_rng(s.seed)
     cfg = s.cfg
-    await start(dut)
-    watch_port_owners(dut)
+    await _start(dut)
     device = CoreDevice(dut, cfg)
     resident = rng.integers(-128, 128, size=(DATA_SAMPLES * words_per_row(cfg.max_features, cfg.lanes), cfg.lanes))
     labels = rng.integers(-2, 12, size=DATA_SAMPLES)
@@ -283,8 +287,7 @@ async def errors_match_machine(dut):
     s = settings(dut)
     rng = np.random.default_rng(s.seed)
     cfg = s.cfg
-    await start(dut)
-    watch_port_owners(dut)
+    await _start(dut)
     device = CoreDevice(dut, cfg)
     machine = Machine(cfg)
     shapes = [(4, 8), (3, 5), (1, 1), (cfg.max_dim, 2)]
@@ -384,8 +387,7 @@ def _data_and_models(s, seed):
 async def training_step_op_by_op(dut):
     """One training step: every tensor the step writes equals the golden trace's, op by op."""
     s = settings(dut)
-    await start(dut)
-    watch_port_owners(dut)
+    await _start(dut)
     device = CoreDevice(dut, s.cfg)
     data, reference = _data_and_models(s, s.seed % 1000)
     idx = np.random.default_rng(s.seed).choice(len(data.train_y), s.cfg.max_batch, replace=False)
@@ -424,8 +426,7 @@ async def training_step_op_by_op(dut):
 async def fifty_steps_identical(dut):
     """50 training steps on the simulated core end with the golden model's weights, bit for bit."""
     s = settings(dut)
-    await start(dut)
-    watch_port_owners(dut)
+    await _start(dut)
     device = CoreDevice(dut, s.cfg)
     data, reference = _data_and_models(s, s.seed % 1000)
     rng = np.random.default_rng(s.seed)
@@ -452,8 +453,7 @@ async def autonomous_epoch_identical(dut):
     """A whole training epoch of the digits on the resident data set (one LOOP), then the test set's
     evaluation: the core's weights, loss counters and progress equal the golden machine's."""
     s = settings(dut)
-    await start(dut)
-    watch_port_owners(dut)
+    await _start(dut)
     device = CoreDevice(dut, s.cfg)
     data = load_digits_split()
     sets = (quantize_input(data.train_x, s.cfg), data.train_y, quantize_input(data.test_x, s.cfg), data.test_y)
@@ -510,8 +510,7 @@ async def conv_instructions_match_machine(dut):
     and QUPDATE), POOL and UNPOOL on the core leave the machine's TMEM and exponents."""
     s = settings(dut)
     rng = np.random.default_rng(s.seed)
-    await start(dut)
-    watch_port_owners(dut)
+    await _start(dut)
     device = CoreDevice(dut, s.cfg)
     for trial in range(4):
         shapes, program = _geometry_program(rng, s.cfg)
@@ -544,8 +543,7 @@ async def cnn_step_op_by_op(dut):
     fit TMEM in words of their own): every activation, error and parameter equals the golden ResCNN's,
     tensor by tensor."""
     s = settings(dut)
-    await start(dut)
-    watch_port_owners(dut)
+    await _start(dut)
     device = CoreDevice(dut, s.cfg)
     data, reference = _cnn(s)
     batch = largest_batch(reference, most=4, reuse=False)
@@ -598,8 +596,7 @@ async def cnn_twenty_steps_identical(dut):
     """20 training steps of the ResNet at the largest batch the configuration holds (max_batch, or fewer
     where TMEM is smaller; words reused by lifetime) end with the golden model's weights, bit for bit."""
     s = settings(dut)
-    await start(dut)
-    watch_port_owners(dut)
+    await _start(dut)
     device = CoreDevice(dut, s.cfg)
     data, reference = _cnn(s)
     batch = largest_batch(reference)

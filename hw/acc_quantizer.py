@@ -46,16 +46,36 @@ def quantized_part_layout(cfg: CoreConfig) -> data.StructLayout:
                               "count": range(cfg.unit_width + 1), "part": part_shape(cfg), "last": 1})
 
 
+def acc_quantizer_signature(cfg: CoreConfig) -> wiring.Signature:
+    """The front end's ports, its own side (an engine that uses a shared one has them flipped)."""
+    return wiring.Signature({
+        "cmd": In(stream.Signature(acc_quantizer_command(cfg))),
+        "amem": Out(ReadPortSignature(amem_addr_shape(cfg), amem_word_layout(cfg))),
+        "mask": Out(ReadPortSignature(tmem_addr_shape(cfg), tmem_word_layout(cfg))),
+        "early": Out(1), "early_part": Out(part_shape(cfg)),
+        "o": Out(wiring.Signature({"valid": Out(1), "payload": Out(quantized_part_layout(cfg))})),
+    })
+
+
+def front_for(m: Module, engine: wiring.Component, cfg: CoreConfig):
+    """The AccQuantizer an engine drives: its own (a submodule) or, with ``engine.shared_front``, the
+    one behind its ``front`` port (the core's, shared by QUANT and UPDATE, which never run at once:
+    both hold TMEM port C and the TMEM write port)."""
+    if engine.shared_front:
+        return engine.front
+    m.submodules.front = front = AccQuantizer(cfg)
+    return front
+
+
+def forward_read(m: Module, request, port, *, when=1):
+    """The front's read ``request`` on an engine's read ``port`` (enabled only ``when``), its word back."""
+    m.d.comb += [port.addr.eq(request.addr), port.en.eq(request.en & when), request.data.eq(port.data)]
+
+
 class AccQuantizer(wiring.Component):
     def __init__(self, cfg: CoreConfig):
         self.cfg = cfg
-        super().__init__({
-            "cmd": In(stream.Signature(acc_quantizer_command(cfg))),
-            "amem": Out(ReadPortSignature(amem_addr_shape(cfg), amem_word_layout(cfg))),
-            "mask": Out(ReadPortSignature(tmem_addr_shape(cfg), tmem_word_layout(cfg))),
-            "early": Out(1), "early_part": Out(part_shape(cfg)),
-            "o": Out(wiring.Signature({"valid": Out(1), "payload": Out(quantized_part_layout(cfg))})),
-        })
+        super().__init__(acc_quantizer_signature(cfg))
 
     def elaborate(self, platform):
         m = Module()

@@ -29,13 +29,14 @@ BUSY, and the core ignores such writes.
 
 from __future__ import annotations
 
-from amaranth import Array, Cat, Module, Signal
+from amaranth import Array, Cat, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, flipped
 
 from golden_model.config import CoreConfig
 from golden_model.isa import PORTS, Engine
 
+from .acc_quantizer import AccQuantizer
 from .interfaces import CoreControlSignature
 from .data_memory import DataMemory
 from .load_engine import LoadEngine
@@ -79,9 +80,14 @@ def port_users(physical: str) -> list[tuple[Engine, str]]:
     return [(kind, port) for kind in Engine for port in ENGINE_PORTS if PORT_MAP.get((kind, port)) == physical]
 
 
+#: The engines that drive the core's one AccQuantizer (hw/acc_quantizer.py) instead of each its own.
+SHARED_FRONT = (Engine.QUANT, Engine.UPDATE)
+
+
 def default_engines(cfg: CoreConfig) -> list[wiring.Component]:
     """One engine of each kind, in golden_model.isa.Engine order."""
-    return [ENGINE_CLASSES[engine](cfg) for engine in Engine]
+    return [ENGINE_CLASSES[kind](cfg, shared_front=True) if kind in SHARED_FRONT else ENGINE_CLASSES[kind](cfg)
+            for kind in Engine]
 
 
 class EoqCore(wiring.Component):
@@ -103,6 +109,7 @@ class EoqCore(wiring.Component):
         m.submodules.sequencer = seq = Sequencer(cfg)
         for kind, engine in zip(Engine, self.engines):
             m.submodules[engine_name(kind)] = engine
+        self._share_front(m, mem)
 
         busy = seq.status.busy
         # host side
@@ -174,3 +181,25 @@ class EoqCore(wiring.Component):
                 m.d.comb += sink.en.eq(busy if physical == "tmem_c" else 1)
                 m.d.comb += [source.data.eq(sink.data) for _, source in users]
         return m
+
+    def _share_front(self, m, mem):
+        """One AccQuantizer for the engines of SHARED_FRONT: they share TMEM port C and the write port, so
+        never run at once.  The command is the one engine's that offers it; parts and flags go to both (each
+        takes them only while it runs); the front's reads go out through the running engine's ports (so the
+        ports' owners stay the engines) and its words come from the physical ports those are wired to."""
+        users = [self.engines[kind] for kind in SHARED_FRONT if getattr(self.engines[kind], "shared_front", False)]
+        if not users:
+            return
+        m.submodules.acc_quantizer = front = AccQuantizer(self.cfg)
+        payload = users[-1].front.cmd.payload
+        for user in reversed(users[:-1]):
+            payload = Mux(user.front.cmd.valid, user.front.cmd.payload, payload)
+        m.d.comb += [front.cmd.valid.eq(Cat(user.front.cmd.valid for user in users).any()),
+                     front.cmd.payload.eq(payload),
+                     front.amem.data.eq(mem.amem_r.data), front.mask.data.eq(mem.tmem_c.data)]
+        for user in users:
+            m.d.comb += [user.front.cmd.ready.eq(front.cmd.ready), user.front.early.eq(front.early),
+                         user.front.early_part.eq(front.early_part), user.front.o.valid.eq(front.o.valid),
+                         user.front.o.payload.eq(front.o.payload),
+                         user.front.amem.addr.eq(front.amem.addr), user.front.amem.en.eq(front.amem.en),
+                         user.front.mask.addr.eq(front.mask.addr), user.front.mask.en.eq(front.mask.en)]

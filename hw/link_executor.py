@@ -47,7 +47,7 @@ def executor_core_signature(cfg: CoreConfig) -> wiring.Signature:
 class BulkWriter(wiring.Component):
     """Copies ``count`` units (TMEM words, instructions, data words or labels: protocol.wire.Unit) from
     frame-buffer byte ADDRESS_BYTES on to ``address`` on, one unit per write; ``done`` pulses after the
-    last write."""
+    last write.  ``unit``, ``address`` and ``count`` are taken in the cycle of ``start``."""
 
     def __init__(self, cfg: CoreConfig):
         self.cfg = cfg
@@ -79,10 +79,10 @@ class BulkWriter(wiring.Component):
             m.d.comb += [target.addr.eq(address), target.data.eq(gather[:len(Value.cast(target.data))])]
         m.d.comb += self.buffer.addr.eq(index)
         with m.FSM():
-            with m.State("IDLE"):
+            with m.State("IDLE"):                # the settings follow the inputs: start enables no register
+                m.d.sync += [unit.eq(self.unit), address.eq(self.address), left.eq(self.count),
+                             index.eq(ADDRESS_BYTES), byte.eq(0)]
                 with m.If(self.start):
-                    m.d.sync += [unit.eq(self.unit), address.eq(self.address), left.eq(self.count),
-                                 index.eq(ADDRESS_BYTES), byte.eq(0)]
                     m.next = "READ"
             with m.State("READ"):                # one buffer byte per two cycles (synchronous read)
                 m.d.comb += self.buffer.en.eq(1)
@@ -176,12 +176,14 @@ class LinkExecutor(wiring.Component):
                 m.d.sync += answer.small.eq(payload)
             m.next = "ANSWER"
 
-        # the command table: known commands, those served while running, the fixed request lengths
+        # the command table: known commands, those served while running, the fixed request lengths, bulk units
         known, served, length_ok = Signal(), Signal(), Signal()
         with m.Switch(frame.cmd):
             for cmd, spec in COMMANDS.items():
                 with m.Case(cmd):
                     m.d.comb += [known.eq(1), served.eq(spec.while_running)]
+                    if spec.unit is not None:
+                        m.d.comb += bulk.unit.eq(spec.unit)
                     if spec.length is None:
                         m.d.comb += length_ok.eq((frame.length >= ADDRESS_BYTES) & frame.whole)
                     else:
@@ -276,7 +278,7 @@ class LinkExecutor(wiring.Component):
                         with m.Elif(frame.units == 0):
                             reply(LinkStatus.OK)
                         with m.Else():
-                            m.d.comb += [state.bulk.start.eq(1), state.bulk.unit.eq(spec.unit)]
+                            m.d.comb += state.bulk.start.eq(1)
                             m.next = "BULK"
             with m.Case(Cmd.READ_TMEM):
                 with m.If(fails.read_long):

@@ -2,10 +2,11 @@
 
 from amaranth import Module, Signal
 from amaranth.lib import wiring
+from amaranth.lib.wiring import In
 
 from golden_model.config import CoreConfig
 
-from .acc_quantizer import AccQuantizer
+from .acc_quantizer import acc_quantizer_signature, forward_read, front_for
 from .interfaces import EngineSignature, tmem_addr_shape
 from .word_parts import WordAssembler
 
@@ -21,19 +22,32 @@ class QuantEngine(wiring.Component):
     word is written in the done cycle (it lands at that cycle's closing edge).
     Latency: rows * acc_stride * unit_beats + 4 + ShiftQuantizer.LATENCY cycles
     from command to done.
+
+    ``shared_front``: the AccQuantizer is outside, behind the ``front`` port
+    (the core shares one with the UPDATE engine); the engine takes its parts
+    and asks for its reads only between its command and its ``done``.
     """
 
-    def __init__(self, cfg: CoreConfig):
+    def __init__(self, cfg: CoreConfig, *, shared_front: bool = False):
         self.cfg = cfg
-        super().__init__(EngineSignature(cfg))
+        self.shared_front = shared_front
+        members = dict(EngineSignature(cfg).members)
+        if shared_front:
+            members["front"] = In(acc_quantizer_signature(cfg))
+        super().__init__(members)
 
     def elaborate(self, platform):
         m = Module()
         cmd = self.cmd.payload
-        m.submodules.front = front = AccQuantizer(self.cfg)
+        front = front_for(m, self, self.cfg)
         m.submodules.words = words = WordAssembler(self.cfg)
-        wiring.connect(m, front.amem, wiring.flipped(self.amem_r))
-        wiring.connect(m, front.mask, wiring.flipped(self.tmem_a))
+        active = Signal()                               # between the command and done
+        forward_read(m, front.amem, self.amem_r, when=active)
+        forward_read(m, front.mask, self.tmem_a, when=active)
+        with m.If(self.cmd.valid & self.cmd.ready):
+            m.d.sync += active.eq(1)
+        with m.Elif(self.done):
+            m.d.sync += active.eq(0)
         write_addr = Signal(tmem_addr_shape(self.cfg))
         m.d.comb += [
             front.cmd.valid.eq(self.cmd.valid), self.cmd.ready.eq(front.cmd.ready),
@@ -42,9 +56,9 @@ class QuantEngine(wiring.Component):
             front.cmd.payload.shift.eq(cmd.sq_shift), front.cmd.payload.key.eq(cmd.key),
             front.cmd.payload.masked.eq(cmd.f2), front.cmd.payload.mask_base.eq(cmd.b.base),
             words.clear.eq(self.cmd.valid & self.cmd.ready),
-            words.i.valid.eq(front.o.valid), words.i.data.eq(front.o.payload.data),
+            words.i.valid.eq(front.o.valid & active), words.i.data.eq(front.o.payload.data),
             self.tmem_w.en.eq(words.o.valid), self.tmem_w.addr.eq(write_addr), self.tmem_w.data.eq(words.o.data),
-            self.done.eq(front.o.valid & front.o.payload.last),
+            self.done.eq(front.o.valid & front.o.payload.last & active),
         ]
         with m.If(self.cmd.valid & self.cmd.ready):
             m.d.sync += write_addr.eq(cmd.dst.base)

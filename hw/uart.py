@@ -88,7 +88,10 @@ class BitTimer(wiring.Component):
         d = self.period.denominator
         half = self.period.numerator // (2 * d)
         timer = Signal(range(q + 1))
-        m.d.comb += self.tick.eq(timer == 0)
+        # tick is a register (timer == 0 next cycle): a period and a half period are at least 2 cycles
+        tick = Signal(init=1)
+        m.d.comb += self.tick.eq(tick)
+        m.d.sync += tick.eq(~self.start & ~tick & (timer == 1))
         full = Signal(range(q + 1))
         if d == 1:
             m.d.comb += full.eq(q - 1)

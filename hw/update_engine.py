@@ -3,12 +3,13 @@
 
 from amaranth import Module, Mux, Signal
 from amaranth.lib import wiring
+from amaranth.lib.wiring import In
 
 from golden_model.config import CoreConfig
 from golden_model.isa import Op
 from golden_model.prng import UPDATE_KEY_SALT
 
-from .acc_quantizer import AccQuantizer
+from .acc_quantizer import acc_quantizer_signature, forward_read, front_for
 from .interfaces import EngineSignature, command_layout, tmem_addr_shape
 from .tensor_walker import TensorWalker
 from .update_unit import UpdateUnit
@@ -42,11 +43,19 @@ class UpdateEngine(wiring.Component):
     0 on the way in, so they stay 0; both generators advance by each part's
     valid lanes, giving the flat element index r * cols + c.  The last W word
     is written in the done cycle (it lands at that cycle's closing edge).
+
+    ``shared_front``: the AccQuantizer is outside, behind the ``front`` port
+    (the core shares one with the QUANT engine); the engine takes its parts
+    and asks for its ACC reads only during a QUPDATE.
     """
 
-    def __init__(self, cfg: CoreConfig):
+    def __init__(self, cfg: CoreConfig, *, shared_front: bool = False):
         self.cfg = cfg
-        super().__init__(EngineSignature(cfg))
+        self.shared_front = shared_front
+        members = dict(EngineSignature(cfg).members)
+        if shared_front:
+            members["front"] = In(acc_quantizer_signature(cfg))
+        super().__init__(members)
 
     def elaborate(self, platform):
         m = Module()
@@ -54,11 +63,11 @@ class UpdateEngine(wiring.Component):
         cmd = Signal(command_layout(cfg))               # the command, latched when accepted
         m.submodules.walk = walk = TensorWalker(cfg)
         m.submodules.unit = unit = UpdateUnit(cfg, cfg.unit_width, counted=True)
-        m.submodules.front = front = AccQuantizer(cfg)
+        front = front_for(m, self, cfg)
         m.submodules.words = words = WordAssembler(cfg)
-        wiring.connect(m, front.amem, wiring.flipped(self.amem_r))
+        fused = Signal()                                # a QUPDATE, from its command to its done
+        forward_read(m, front.amem, self.amem_r, when=fused)
 
-        fused = Signal()                                # QUPDATE
         w_addr, g_addr, write_addr = (Signal(tmem_addr_shape(cfg), name=name) for name in ("w_addr", "g_addr",
                                                                                           "write_addr"))
         # UPDATE: the words read this cycle arrive next cycle, with the part to take
@@ -135,5 +144,6 @@ class UpdateEngine(wiring.Component):
                 read_pair()
             with m.State("DRAIN"):
                 with m.If(self.done):
+                    m.d.sync += fused.eq(0)
                     m.next = "IDLE"
         return m

@@ -3,7 +3,7 @@
     python -m fpga.blocks --config ulx3s [--only loss_engine ...] [--out build/fpga/blocks] [--timing MHZ]
 
 The board build flattens the design, so its report has one total.  Here
-every block (:data:`BLOCKS`: the MAC array, each engine, the sequencer,
+every block (:data:`BLOCKS`: the MAC array, each engine, the shared ACC quantizer, the sequencer,
 the tensor table, the memories, the data set's memories, the host link) is
 converted alone and run through the same script
 (fpga.netlist.synthesis_script, ending in ``stat`` instead of a netlist),
@@ -37,7 +37,8 @@ from pathlib import Path
 from amaranth.back import rtlil
 
 from golden_model.config import get_config
-from hw.core import ENGINE_CLASSES
+from hw.acc_quantizer import AccQuantizer
+from hw.core import ENGINE_CLASSES, SHARED_FRONT, engine_name
 from hw.data_memory import DataMemory
 from hw.host_link import HostLink
 from hw.mac_array import MacArray
@@ -53,10 +54,18 @@ BLOCKS_ROOT = ROOT / "build" / "fpga" / "blocks"
 _WRITE_NETLIST = "write_verilog -noattr netlist.v"
 COLUMNS = ("LUT4", "TRELLIS_FF", "CCU2C", "TRELLIS_DPR16X4", "MULT18X18D", "DP16KD")
 
+
+def _engine(kind):
+    """The engine as the core builds it: those of SHARED_FRONT without the AccQuantizer (a block of its own)."""
+    cls = ENGINE_CLASSES[kind]
+    return (lambda cfg: cls(cfg, shared_front=True)) if kind in SHARED_FRONT else cls
+
+
 #: block name -> its component for a configuration (every engine of hw.core.ENGINE_CLASSES, by its name)
 BLOCKS = {
     "mac_array": lambda cfg: MacArray(cfg, overlap=True),      # as the MatmulEngine builds it
-    **{f"{engine.name.lower()}_engine": cls for engine, cls in ENGINE_CLASSES.items()},
+    **{engine_name(kind): _engine(kind) for kind in ENGINE_CLASSES},
+    "acc_quantizer": AccQuantizer,                              # shared by the QUANT and UPDATE engines
     "sequencer": Sequencer,
     "tensor_table": TensorTable,
     "memories": lambda cfg: DataMemories(cfg, banks=2),

@@ -15,9 +15,10 @@ UartRx
     ``overrun``   sticky; cleared by ``clear``.
     ``framing``   sticky: a stop bit was low (the byte is dropped).
 UartTx
-    ``tx``        bytes to send (In stream); taken when the line is idle.
+    ``tx``        bytes to send (In stream); one is held while another is
+                  shifted out, so frames follow back to back.
     ``line``      the serial output (idle high).
-    ``busy``      a byte is being shifted out.
+    ``busy``      a byte is held or being shifted out.
 """
 
 from __future__ import annotations
@@ -187,12 +188,17 @@ class UartTx(wiring.Component):
         frame = Signal(10, init=0x3FF)
         remaining = Signal(range(11))
 
+        # the next byte waits in ``held``, taken while the line is busy: ``ready`` is a flip-flop, so the
+        # sender's handshake (a FIFO's read logic across the chip) never reaches the line's own registers
+        held, held_valid = Signal(8), Signal()
+        m.d.comb += [self.busy.eq((remaining != 0) | held_valid), self.tx.ready.eq(~held_valid)]
+        with m.If(self.tx.valid & ~held_valid):
+            m.d.sync += [held.eq(self.tx.payload), held_valid.eq(1)]
         # the next frame may start right after the last cycle of the stop bit
         last = (remaining == 1) & timer.tick
-        m.d.comb += [self.busy.eq(remaining != 0), self.tx.ready.eq((remaining == 0) | last)]
-        with m.If(self.tx.ready & self.tx.valid):
+        with m.If(held_valid & ((remaining == 0) | last)):
             m.d.comb += timer.start.eq(1)
-            m.d.sync += [frame.eq((1 << 9) | (self.tx.payload << 1)), remaining.eq(10), self.line.eq(0)]
+            m.d.sync += [frame.eq((1 << 9) | (held << 1)), remaining.eq(10), self.line.eq(0), held_valid.eq(0)]
         with m.Elif((remaining != 0) & timer.tick):
             m.d.sync += remaining.eq(remaining - 1)
             with m.If(remaining == 1):

@@ -57,6 +57,11 @@ def acc_quantizer_signature(cfg: CoreConfig) -> wiring.Signature:
     })
 
 
+def front_user_members(cfg: CoreConfig, members: dict, shared_front: bool) -> dict:
+    """An engine's ports with, when ``shared_front``, the ``front`` port to the core's AccQuantizer."""
+    return {**members, "front": In(acc_quantizer_signature(cfg))} if shared_front else dict(members)
+
+
 def front_for(m: Module, engine: wiring.Component, cfg: CoreConfig):
     """The AccQuantizer an engine drives: its own (a submodule) or, with ``engine.shared_front``, the
     one behind its ``front`` port (the core's, shared by QUANT and UPDATE, which never run at once:

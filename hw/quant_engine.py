@@ -2,11 +2,10 @@
 
 from amaranth import Module, Signal
 from amaranth.lib import wiring
-from amaranth.lib.wiring import In
 
 from golden_model.config import CoreConfig
 
-from .acc_quantizer import acc_quantizer_signature, forward_read, front_for
+from .acc_quantizer import forward_read, front_for, front_user_members
 from .interfaces import EngineSignature, tmem_addr_shape
 from .word_parts import WordAssembler
 
@@ -31,10 +30,7 @@ class QuantEngine(wiring.Component):
     def __init__(self, cfg: CoreConfig, *, shared_front: bool = False):
         self.cfg = cfg
         self.shared_front = shared_front
-        members = dict(EngineSignature(cfg).members)
-        if shared_front:
-            members["front"] = In(acc_quantizer_signature(cfg))
-        super().__init__(members)
+        super().__init__(front_user_members(cfg, EngineSignature(cfg).members, shared_front))
 
     def elaborate(self, platform):
         m = Module()

@@ -32,13 +32,14 @@ import json
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 from amaranth.back import rtlil
 
 from golden_model.config import get_config
 from hw.acc_quantizer import AccQuantizer
-from hw.core import ENGINE_CLASSES, SHARED_FRONT, engine_name
+from hw.core import ENGINE_CLASSES, build_engine, engine_name
 from hw.data_memory import DataMemory
 from hw.host_link import HostLink
 from hw.mac_array import MacArray
@@ -55,16 +56,10 @@ _WRITE_NETLIST = "write_verilog -noattr netlist.v"
 COLUMNS = ("LUT4", "TRELLIS_FF", "CCU2C", "TRELLIS_DPR16X4", "MULT18X18D", "DP16KD")
 
 
-def _engine(kind):
-    """The engine as the core builds it: those of SHARED_FRONT without the AccQuantizer (a block of its own)."""
-    cls = ENGINE_CLASSES[kind]
-    return (lambda cfg: cls(cfg, shared_front=True)) if kind in SHARED_FRONT else cls
-
-
 #: block name -> its component for a configuration (every engine of hw.core.ENGINE_CLASSES, by its name)
 BLOCKS = {
     "mac_array": lambda cfg: MacArray(cfg, overlap=True),      # as the MatmulEngine builds it
-    **{engine_name(kind): _engine(kind) for kind in ENGINE_CLASSES},
+    **{engine_name(kind): partial(build_engine, kind) for kind in ENGINE_CLASSES},   # as the core builds them
     "acc_quantizer": AccQuantizer,                              # shared by the QUANT and UPDATE engines
     "sequencer": Sequencer,
     "tensor_table": TensorTable,

@@ -84,10 +84,14 @@ def port_users(physical: str) -> list[tuple[Engine, str]]:
 SHARED_FRONT = (Engine.QUANT, Engine.UPDATE)
 
 
+def build_engine(kind: Engine, cfg: CoreConfig) -> wiring.Component:
+    """The engine of ``kind`` as the core builds it (those of SHARED_FRONT without their own AccQuantizer)."""
+    return ENGINE_CLASSES[kind](cfg, shared_front=True) if kind in SHARED_FRONT else ENGINE_CLASSES[kind](cfg)
+
+
 def default_engines(cfg: CoreConfig) -> list[wiring.Component]:
     """One engine of each kind, in golden_model.isa.Engine order."""
-    return [ENGINE_CLASSES[kind](cfg, shared_front=True) if kind in SHARED_FRONT else ENGINE_CLASSES[kind](cfg)
-            for kind in Engine]
+    return [build_engine(kind, cfg) for kind in Engine]
 
 
 class EoqCore(wiring.Component):

@@ -41,7 +41,8 @@ class MacArray(wiring.Component):
 
     With ``overlap=True`` the drain copies the sums (including a beat
     accepted in the drain cycle) into a holding bank of R x C registers and
-    the readout streams from that copy, so the next tile's beats (and its
+    the readout streams from that copy, shifting it up its columns (no row
+    multiplexer: each held sum is wired to its neighbours only), so the next tile's beats (and its
     ``clear``) are accepted while the previous tile leaves: no bubble per
     tile when K > R + LATENCY.  ``i.ready`` then drops only while ``drain``
     is requested before the previous readout has finished; the beat, the
@@ -89,6 +90,7 @@ class MacArray(wiring.Component):
         rows, cols = cfg.array_rows, cfg.array_cols
         latency = self.LATENCY
         acc = [[Signal(acc_shape(cfg), name=f"acc_{r}_{c}") for c in range(cols)] for r in range(rows)]
+        totals = [[None] * cols for _ in range(rows)]
 
         # the controls travel beside the operands through the multipliers' registers; the last
         # stage is copied per PE, so no one flip-flop drives every accumulator's enable
@@ -132,18 +134,18 @@ class MacArray(wiring.Component):
                 m.d.comb += [add.acc.eq(acc[r][c]), add.p.eq(mul.p),
                              add.clear.eq(last[r][c].clear), add.fire.eq(last[r][c].fire)]
                 m.d.sync += acc[r][c].eq(add.total)
-                if self.overlap:
-                    with m.If(last[r][c].take):
-                        m.d.sync += held[r][c].eq(add.total)
+                totals[r][c] = add.total
 
-        # the readout's row select: each column's multiplexer has its own copy of ``row``, registered
-        # from the value the row takes next, so no one register fans out over every held accumulator
-        next_row = Signal.like(row)
-        m.d.sync += row.eq(next_row)
-        m.submodules.row_copies = row_copies = RegisterCopies(len(row), copies=cols)
-        m.d.comb += [next_row.eq(row), row_copies.i.eq(next_row)]
-        for c in range(cols):
-            m.d.comb += self.o.payload.row[c].eq(Array(held[r][c] for r in range(rows))[row_copies.o[c]])
+        # the readout: rows 0..R-1 leave one per accepted beat; ``next_row`` and ``next_draining`` are
+        # the values the two registers take next, so per-PE copies of them can be registered beside
+        # the loads they drive (no one register fans out over every accumulator)
+        next_row, next_draining = Signal.like(row), Signal()
+        m.d.sync += [row.eq(next_row), draining.eq(next_draining)]
+        m.d.comb += [next_row.eq(row), next_draining.eq(draining)]
+        if self.overlap:
+            self._shift_readout(m, held, totals, last, next_draining)
+        else:
+            self._mux_readout(m, held, next_row)
         m.d.comb += [
             self.o.valid.eq(draining),
             self.o.payload.last.eq(row == rows - 1),
@@ -152,9 +154,33 @@ class MacArray(wiring.Component):
             with m.If(self.o.ready):
                 m.d.comb += next_row.eq(row + 1)
                 with m.If(row == rows - 1):
-                    m.d.sync += draining.eq(0)
-                    m.d.comb += next_row.eq(0)
+                    m.d.comb += [next_draining.eq(0), next_row.eq(0)]
         with m.Elif(take):
-            m.d.sync += draining.eq(1)
-            m.d.comb += next_row.eq(0)
+            m.d.comb += [next_draining.eq(1), next_row.eq(0)]
         return m
+
+    def _shift_readout(self, m, held, totals, last, next_draining):
+        """The holding bank leaves as a shift register up each column: row 0 is on ``o``, and every
+        accepted beat moves each row one up.  Each held sum is wired to its PE and to the PE one row
+        on, never to a multiplexer gathering a column from across the chip's DSP rows."""
+        rows, cols = self.cfg.array_rows, self.cfg.array_cols
+        m.submodules.draining_copies = copies = RegisterCopies(1, copies=rows * cols)
+        m.d.comb += copies.i.eq(next_draining)
+        for r in range(rows):
+            for c in range(cols):
+                with m.If(last[r][c].take):
+                    m.d.sync += held[r][c].eq(totals[r][c])
+                if r + 1 < rows:
+                    with m.Elif(copies.o[r * cols + c] & self.o.ready):
+                        m.d.sync += held[r][c].eq(held[r + 1][c])
+        for c in range(cols):
+            m.d.comb += self.o.payload.row[c].eq(held[0][c])
+
+    def _mux_readout(self, m, held, next_row):
+        """Each column's row multiplexer (the accumulators themselves: the readout must not change
+        them) has its own copy of the row select, registered from the value the row takes next."""
+        rows, cols = self.cfg.array_rows, self.cfg.array_cols
+        m.submodules.row_copies = row_copies = RegisterCopies(len(next_row), copies=cols)
+        m.d.comb += row_copies.i.eq(next_row)
+        for c in range(cols):
+            m.d.comb += self.o.payload.row[c].eq(Array(held[r][c] for r in range(rows))[row_copies.o[c]])

@@ -63,7 +63,8 @@ def register(unit: Unit) -> Unit:
 
 
 register(Unit("random_lanes", lambda cfg, lanes: RandomLanes(lanes), has_lanes=True))
-register(Unit("mac_array", lambda cfg, lanes: MacArray(cfg)))
+register(Unit("mac_array", lambda cfg, lanes: MacArray(cfg, overlap=True)))      # as the MatmulEngine builds it
+register(Unit("mac_array_mux", lambda cfg, lanes: MacArray(cfg, overlap=False)))  # no holding bank
 register(Unit("shift_quantizer", lambda cfg, lanes: ShiftQuantizer(cfg, lanes), has_lanes=True))
 register(Unit("update_unit", lambda cfg, lanes: UpdateUnit(cfg, lanes), has_lanes=True))
 register(Unit("matmul_engine", lambda cfg, lanes: MatmulEngine(cfg)))

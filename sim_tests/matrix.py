@@ -16,6 +16,7 @@ MODES = ("nearest", "stochastic")
 BENCHES = {
     "random_lanes": ((None,), (None,)),
     "mac_array": ((None,), (None,)),
+    "mac_array_mux": ((None,), (None,)),
     "shift_quantizer": (MODES, MODES),
     "update_unit": (MODES, MODES),
     "vector_engine": ((None,), (None,)),

@@ -47,7 +47,7 @@ def geometry_facts_layout(cfg: CoreConfig) -> data.StructLayout:
 def acc_state_layout(cfg: CoreConfig) -> data.StructLayout:
     """The ACC tensor as the sequencer tracks it."""
     return data.StructLayout({"rows": dim_shape(cfg), "cols": dim_shape(cfg), "exp": wide_exp_shape(cfg),
-                              "maxabs": unsigned(cfg.acc_bits), "maxpos": unsigned(cfg.acc_bits)})
+                              "peak_abs": unsigned(cfg.acc_bits), "peak_pos": unsigned(cfg.acc_bits)})
 
 
 def word_end_shape(cfg: CoreConfig):
@@ -197,7 +197,7 @@ class Decoder(wiring.Component):
         # is rounding), or with QUANT's f3 the frozen dst.exp - ACC.exp (above max_shift it flushes)
         m.submodules.sq_shift = sq_shift = SqShift(cfg, pipelined=True)
         assert 1 + SqShift.LATENCY <= self.LATENCY, "the SQ shift must arrive by the geometry facts"
-        m.d.sync += sq_shift.peak.eq(Mux(inst.f0 & (opcode == Op.QUANT), acc.maxpos, acc.maxabs))
+        m.d.sync += sq_shift.peak.eq(Mux(inst.f0 & (opcode == Op.QUANT), acc.peak_pos, acc.peak_abs))
         sq = sq_shift.shift                             # registered peak, then SqShift's stages (LATENCY)
         frozen = inst.f3 & (opcode == Op.QUANT)
         frozen_shift = Signal(wide_exp_shape(cfg))

@@ -107,10 +107,13 @@ def command_layout(cfg: CoreConfig) -> data.StructLayout:
 
 
 def result_layout(cfg: CoreConfig) -> data.StructLayout:
-    """What a producer reports when done: the ACC maxima, max |x| and max(x, 0) over the valid elements."""
+    """What a producer reports when done: the ACC's peaks, the bitwise OR of |x| and of max(x, 0) over
+    the valid elements.  An OR has the bit length of the largest value it covers, and the bit length is
+    all the SQ shift rule reads (hw/sq_shift.py, golden ``quant.sq_shift``), so the engines OR their
+    magnitudes instead of comparing them."""
     return data.StructLayout({
-        "maxabs": unsigned(cfg.acc_bits),
-        "maxpos": unsigned(cfg.acc_bits),
+        "peak_abs": unsigned(cfg.acc_bits),
+        "peak_pos": unsigned(cfg.acc_bits),
     })
 
 

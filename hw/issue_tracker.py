@@ -32,7 +32,7 @@ after an issue at the earliest), and ``issued`` restarts the sequencer's
 check like an issue did.  Only ``bank`` is set at the issue itself: the
 engine may address the ACC from the cycle after its command was taken.
 
-When an engine finishes, its record is cleared, a producer's ACC maxima are
+When an engine finishes, its record is cleared, a producer's ACC peaks are
 taken from its result, and a pending exponent is written back to the table
 ``EXP_WRITE_LATENCY`` cycles later (``exp_w`` is a register: the finish
 crosses the chip to the table's LUT RAM from a flip-flop).  ``must_wait``
@@ -132,12 +132,12 @@ class IssueTracker(wiring.Component):
         for index, r in enumerate(records):
             with m.If(self.done[index] & r.valid & r.writes_exp):
                 m.d.sync += [self.exp_w.en.eq(1), self.exp_w.slot.eq(r.dst), self.exp_w.exp.eq(r.wb_exp)]
-        # the finishing producer's maxima: one producer runs at a time (a producer waits in CHECK while one
-        # runs: ``must_wait``), so at most one finish is a producer's and the maxima are an AND-OR over the
+        # the finishing producer's peaks: one producer runs at a time (a producer waits in CHECK while one
+        # runs: ``must_wait``), so at most one finish is a producer's and the peaks are an AND-OR over the
         # engines instead of a priority chain
         producing = [self.done[index] & r.valid & r.producer for index, r in enumerate(records)]
         with m.If(Cat(*producing).any()):
-            for name in ("maxabs", "maxpos"):
+            for name in ("peak_abs", "peak_pos"):
                 terms = [Mux(finishing, getattr(self.result[index], name), 0)
                          for index, finishing in enumerate(producing)]
                 m.d.sync += getattr(acc, name).eq(reduce(operator.or_, terms))

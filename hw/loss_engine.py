@@ -101,14 +101,14 @@ class LossEngine(wiring.Component):
                          counters.loss_bits.eq(counters.loss_bits + out.loss_bits)]
 
     def _collect(self, m, unit):
-        """Errors from the unit into ACC words, with the ACC maxima; ``done`` after the last word.  The
+        """Errors from the unit into ACC words, with the ACC peaks; ``done`` after the last word.  The
         unit's beats are registered, then their magnitudes, so the unit's last pass, the word's
-        write and the running compare each get a clock period."""
+        write and the running OR each get a clock period."""
         cfg, lanes = self.cfg, self.cfg.lanes
         lane = Signal(lanes, init=1)                # one-hot: each lane's multiplexer takes one flip-flop
         addr = Signal(amem_addr_shape(cfg))
         held = Signal(amem_word_layout(cfg))
-        maxabs, maxpos = Signal(cfg.acc_bits), Signal(cfg.acc_bits)
+        peak_abs, peak_pos = Signal(cfg.acc_bits), Signal(cfg.acc_bits)
         beat, beat_valid = Signal.like(unit.o.payload), Signal()
         m.d.sync += [beat.eq(unit.o.payload), beat_valid.eq(unit.o.valid)]
         error = beat.error
@@ -120,16 +120,15 @@ class LossEngine(wiring.Component):
             m.d.comb += merged[n].eq(Mux(lane[n], error, held[n]))
         write = Signal()                            # the ACC write registered: the memories sit across the chip
         m.d.comb += [unit.o.ready.eq(1), self.amem_w.en.eq(write),
-                     self.result.maxabs.eq(maxabs), self.result.maxpos.eq(maxpos)]
+                     self.result.peak_abs.eq(peak_abs), self.result.peak_pos.eq(peak_pos)]
         m.d.sync += [self.amem_w.addr.eq(addr), self.amem_w.data.eq(merged), write.eq(0)]
         finish = Signal()                           # the last word's write decided; written a cycle later
         m.d.sync += finish.eq(0)
         m.d.comb += self.done.eq(delayed(m, finish, 2, name="finish"))
         with m.If(self.cmd.valid & self.cmd.ready):
-            m.d.sync += [lane.eq(1), addr.eq(0), maxabs.eq(0), maxpos.eq(0)]
+            m.d.sync += [lane.eq(1), addr.eq(0), peak_abs.eq(0), peak_pos.eq(0)]
         with m.If(sized):
-            m.d.sync += [maxabs.eq(Mux(magnitude > maxabs, magnitude, maxabs)),
-                         maxpos.eq(Mux(positive > maxpos, positive, maxpos))]
+            m.d.sync += [peak_abs.eq(peak_abs | magnitude), peak_pos.eq(peak_pos | positive)]
         with m.If(beat_valid):
             m.d.sync += [held.eq(merged), lane.eq(lane.rotate_left(1))]
             with m.If(lane[lanes - 1] | beat.row_last):

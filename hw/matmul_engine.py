@@ -43,7 +43,7 @@ from .loop_counter import LoopCounter
 from .mac_array import MacArray
 from .multiplier import RegisteredMultiplier, size_multiplier
 from .operand_feeder import OperandFeeder
-from .reduction_tree import max_tree, tree_levels
+from .reduction_tree import or_tree, tree_levels
 
 
 class MatmulEngine(wiring.Component):
@@ -51,7 +51,7 @@ class MatmulEngine(wiring.Component):
 
     A is fetched on ``tmem_a``, B on ``tmem_b``; ACC rows leave the array's
     readout one AMEM word per array row on ``amem_w`` (rows past M are not
-    written; lanes past N are written but masked from the maxima).
+    written; lanes past N are written but masked from the peaks).
     ``overlap`` selects the array's overlapped readout; without it each tile
     costs up to R more cycles but the array needs R*C*acc_bits fewer registers.
     """
@@ -184,16 +184,16 @@ class MatmulEngine(wiring.Component):
         with m.Elif(fire):
             k.step()
 
-        # --- readout: array rows to AMEM words, maxima over the valid elements -------------
-        # Pipelined so the array's row multiplexer, the magnitudes, the lane maximum and the
-        # running maximum each get a clock period: (1) the row leaving the array, its AMEM
+        # --- readout: array rows to AMEM words, peaks over the valid elements -------------
+        # Pipelined so the array's row, the magnitudes, the lanes' OR and the
+        # running OR each get a clock period: (1) the row leaving the array, its AMEM
         # address and valid lanes are registered; (2) it is written to AMEM, and the valid
-        # lanes' |x| and max(x, 0) are registered; (3) their maxima over the lanes, one
-        # compare-select level per cycle; (4) the running maxima are updated.  done comes after (4).
+        # lanes' |x| and max(x, 0) are registered; (3) their peaks over the lanes, one
+        # OR level per cycle; (4) the running peaks are updated.  done comes after (4).
         aaddr = amem_addr_shape(cfg)
         out_m0, out_n0, out_row = Signal(dim), Signal(dim), Signal(dim.width + 1)
         m0_addr, nw, row_addr = Signal(aaddr), Signal(aaddr), Signal(aaddr)
-        maxabs, maxpos = Signal(cfg.acc_bits), Signal(cfg.acc_bits)
+        peak_abs, peak_pos = Signal(cfg.acc_bits), Signal(cfg.acc_bits)
         out = array.o.payload.row
         row_valid = out_row < n_rows
         lane_ok = [out_n0 + c < n_cols for c in range(cols)]
@@ -207,8 +207,8 @@ class MatmulEngine(wiring.Component):
             self.amem_w.addr.eq(w_addr),
             self.amem_w.en.eq(w_valid),
             self.amem_w.data.eq(w_row),
-            self.result.maxabs.eq(maxabs),
-            self.result.maxpos.eq(maxpos),
+            self.result.peak_abs.eq(peak_abs),
+            self.result.peak_pos.eq(peak_pos),
         ]
         mag_valid = Signal()
         mags = [Signal(cfg.acc_bits, name=f"mag_{c}") for c in range(cols)]
@@ -218,14 +218,14 @@ class MatmulEngine(wiring.Component):
             x = w_row[c]
             m.d.sync += [mags[c].eq(Mux(w_ok[c], Mux(x < 0, -x, x).as_unsigned(), 0)),
                          poss[c].eq(Mux(w_ok[c] & (x > 0), x.as_unsigned(), 0))]
-        row_abs, row_pos = max_tree(m, mags, name="abs"), max_tree(m, poss, name="pos")
+        row_abs, row_pos = or_tree(m, mags, name="abs"), or_tree(m, poss, name="pos")
         row_valid_3 = delayed(m, mag_valid, tree_levels(cols), name="row_valid")
 
         last_col_tile = out_n0 + cols >= n_cols
         last_tile = last_col_tile & (out_m0 + rows >= n_rows)
         with m.If(accept):
             m.d.sync += [out_m0.eq(0), out_n0.eq(0), out_row.eq(0), m0_addr.eq(0), nw.eq(0),
-                         row_addr.eq(0), maxabs.eq(0), maxpos.eq(0)]
+                         row_addr.eq(0), peak_abs.eq(0), peak_pos.eq(0)]
         with m.Elif(array.o.valid):
             with m.If(~array.o.payload.last):
                 m.d.sync += [out_row.eq(out_row + 1), row_addr.eq(row_addr + acc_stride)]
@@ -239,8 +239,5 @@ class MatmulEngine(wiring.Component):
             with m.If(array.o.payload.last & last_tile):
                 m.d.sync += finish.eq(1)
         with m.If(row_valid_3):         # never at accept: the engine is busy until the pipeline is empty
-            with m.If(row_abs > maxabs):
-                m.d.sync += maxabs.eq(row_abs)
-            with m.If(row_pos > maxpos):
-                m.d.sync += maxpos.eq(row_pos)
+            m.d.sync += [peak_abs.eq(peak_abs | row_abs), peak_pos.eq(peak_pos | row_pos)]
         return m

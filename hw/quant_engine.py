@@ -14,7 +14,7 @@ class QuantEngine(wiring.Component):
     """Executes QUANT: dst = saturate(round_shift(relu?(ACC), sq_shift, mode)), masked by B > 0 with f2.
 
     The SQ shift comes with the command (the sequencer takes it from the ACC
-    maxima: hw.sq_shift.SqShift), so no max pass over AMEM is needed.  An
+    peaks: hw.sq_shift.SqShift), so no max pass over AMEM is needed.  An
     :class:`AccQuantizer` streams the ACC words (masked by slot B read on
     ``tmem_a`` with f2) in parts, a :class:`WordAssembler` puts each quantized
     word together, and the engine writes it to dst, from dst.base on.  The last

@@ -1,12 +1,11 @@
-"""Registered reduction trees: the maximum or the sum of many values, one tree level per clock cycle.
+"""Registered reduction trees: the OR or the sum of many values, one tree level per clock cycle.
 
-A 32-bit compare and its select, or an add, fill a cycle at 100 MHz on the
-ECP5; a tree of them in one cycle was the engines' critical path.  Each level
+A tree of 32-bit adds or compares in one cycle was the engines' critical path.  Each level
 is registered, so the result comes :func:`tree_levels` cycles after its
 operands and a new set of operands can enter every cycle.
 """
 
-from amaranth import Module, Mux, Signal
+from amaranth import Module, Signal
 
 
 def tree_levels(count: int) -> int:
@@ -26,9 +25,10 @@ def _tree(m: Module, values, combine, name: str):
     return values[0]
 
 
-def max_tree(m: Module, values, *, name: str):
-    """Largest of the unsigned ``values``, :func:`tree_levels` cycles later."""
-    return _tree(m, values, lambda x, y: Mux(x > y, x, y), name)
+def or_tree(m: Module, values, *, name: str):
+    """Bitwise OR of the unsigned ``values``, :func:`tree_levels` cycles later: of magnitudes, a value
+    with the bit length of their maximum (all the SQ shift rule reads), without a compare."""
+    return _tree(m, values, lambda x, y: x | y, name)
 
 
 def sum_tree(m: Module, values, *, name: str):

@@ -15,22 +15,22 @@ once for each part of the word: the lanes are ``unit_width`` wide
            rounding with the command's shift_a / shift_b), a (SUM, POOL,
            UNPOOL), a if b > 0 else 0 (MASK); lanes past the word's valid
            count become 0, so a broadcast scalar never reaches pad lanes, the
-           maxima or the sums;
+           peaks or the sums;
   write    SCALE, ADD, POOL: the ACC word (a group of KH*KW words summed for
            POOL, per part), with its last part; MASK, UNPOOL: the TMEM word at
            dst, put together by a WordAssembler; SUM, DOT: the lane sum added
            to the running total.  Writes are registered on their way to the
            memories (they land a cycle later, before ``done``).
 
-The running max |x| / max(x, 0) follow the ACC words: the written word
-registered, its lane magnitudes, the lane maxima one tree level per cycle
-(hw/reduction_tree.py), then the running compare; the SUM / DOT lane sum is
+The running peaks (ORs of |x| and max(x, 0)) follow the ACC words: the written word
+registered, its lane magnitudes, the lane peaks one tree level per cycle
+(hw/reduction_tree.py), then the running OR; the SUM / DOT lane sum is
 a registered tree too.  ``done`` waits for them.  The word count and the
 walk's image size are registered products, ready two cycles after the
 command (state SIZE).
 
 SUM / DOT then write the total to lane 0 of AMEM word 0 (other lanes 0; the
-write lands in the ``done`` cycle) and take the maxima from it.  MASK reads every
+write lands in the ``done`` cycle) and take the peaks from it.  MASK reads every
 word before it writes it and later reads are at higher offsets, so it may
 write in place over A or B; UNPOOL's dst must not overlap A (its checks).
 """
@@ -44,7 +44,7 @@ from golden_model.isa import Op
 from .delay import delayed
 from .interfaces import EngineSignature, amem_addr_shape, command_layout
 from .multiplier import RegisteredMultiplier, size_multiplier
-from .reduction_tree import max_tree, sum_tree, tree_levels
+from .reduction_tree import or_tree, sum_tree, tree_levels
 from .register_copies import RegisterCopies
 from .rounding import WORD_BITS, ShiftDecode, rounding_offset, shift_or_flush
 from .vector_walk import VectorWalk, Walk, walk_request_layout
@@ -176,12 +176,12 @@ class VectorEngine(wiring.Component):
         summed, acc_word = self._window_sums(m, p2, p2_valid, values)
         last_part = p2.part == parts - 1
 
-        # --- maxima: the written words registered, their lane magnitudes, the lane maxima one tree level
-        # per cycle, then the running maxima (hw/reduction_tree.py) -------------------------------------
-        maxabs = Signal(unsigned(cfg.acc_bits))
-        maxpos = Signal(unsigned(cfg.acc_bits))
+        # --- peaks: the written words registered, their lane magnitudes, the lane peaks one tree level
+        # per cycle, then the running peaks (hw/reduction_tree.py) -------------------------------------
+        peak_abs = Signal(unsigned(cfg.acc_bits))
+        peak_pos = Signal(unsigned(cfg.acc_bits))
         total = Signal(signed(cfg.acc_bits))
-        m.d.comb += [self.result.maxabs.eq(maxabs), self.result.maxpos.eq(maxpos)]
+        m.d.comb += [self.result.peak_abs.eq(peak_abs), self.result.peak_pos.eq(peak_pos)]
         written, written_valid = Signal.like(summed), Signal()
         reduced = op.matches(Op.SUM, Op.DOT)
         m.d.sync += [written.eq(summed), written_valid.eq(p2_valid & p2.last & op.matches(Op.SCALE, Op.ADD, Op.POOL))]
@@ -190,11 +190,10 @@ class VectorEngine(wiring.Component):
         for lane in range(lanes):
             m.d.sync += [mags[lane].eq(_abs(written[lane], cfg.acc_bits)),
                          poss[lane].eq(Mux(written[lane] > 0, written[lane].as_unsigned(), 0))]
-        word_maxabs, word_maxpos = max_tree(m, mags, name="abs"), max_tree(m, poss, name="pos")
+        word_peak_abs, word_peak_pos = or_tree(m, mags, name="abs"), or_tree(m, poss, name="pos")
         word_valid = delayed(m, written_valid, 1 + tree_levels(lanes), name="word_valid")
         with m.If(word_valid):
-            m.d.sync += [maxabs.eq(Mux(word_maxabs > maxabs, word_maxabs, maxabs)),
-                         maxpos.eq(Mux(word_maxpos > maxpos, word_maxpos, maxpos))]
+            m.d.sync += [peak_abs.eq(peak_abs | word_peak_abs), peak_pos.eq(peak_pos | word_peak_pos)]
 
         # --- SUM, DOT: the word's lane sum, one tree level per cycle, into the running total ------------
         word_sum = sum_tree(m, [values[lane] for lane in range(lanes)], name="sum")
@@ -214,7 +213,7 @@ class VectorEngine(wiring.Component):
                          self.tmem_w.data.eq(tmem_word.o.data)]
 
         # --- control ----------------------------------------------------------
-        # the last word's running maxima are final in DONE, and its lane sum in the total in FINISH, when
+        # the last word's running peaks are final in DONE, and its lane sum in the total in FINISH, when
         # RUN leaves this many cycles after the word's write: the word registered, its magnitudes, the
         # tree, the running compare (the sum's tree and add are a cycle shorter)
         settled = delayed(m, p2_valid & p2.final, tree_levels(lanes) + 1, name="settled")
@@ -223,7 +222,7 @@ class VectorEngine(wiring.Component):
             with m.State("IDLE"):
                 m.d.comb += self.cmd.ready.eq(1)
                 with m.If(self.cmd.valid):
-                    m.d.sync += [cmd.eq(self.cmd.payload), maxabs.eq(0), maxpos.eq(0), total.eq(0)]
+                    m.d.sync += [cmd.eq(self.cmd.payload), peak_abs.eq(0), peak_pos.eq(0), total.eq(0)]
                     m.next = "SIZE"
             with m.State("SIZE"):                     # the word count and the image size: registered products
                 with m.If(sized):
@@ -238,8 +237,8 @@ class VectorEngine(wiring.Component):
                 with m.If(reduced):
                     m.d.sync += [self.amem_w.en.eq(1), self.amem_w.addr.eq(C(0, amem_addr_shape(cfg))),
                                  *(self.amem_w.data[lane].eq(total if lane == 0 else 0) for lane in range(cfg.lanes))]
-                    m.d.sync += [maxabs.eq(_abs(total, cfg.acc_bits)),
-                                 maxpos.eq(Mux(total > 0, total.as_unsigned(), 0))]
+                    m.d.sync += [peak_abs.eq(_abs(total, cfg.acc_bits)),
+                                 peak_pos.eq(Mux(total > 0, total.as_unsigned(), 0))]
                 m.next = "DONE"
             with m.State("DONE"):
                 m.d.comb += self.done.eq(1)

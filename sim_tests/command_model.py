@@ -22,11 +22,12 @@ def _tensor(machine: Machine, slot: int) -> dict:
             "stride": words_per_row(entry.cols, machine.cfg.lanes)}
 
 
-def acc_maxima(acc: np.ndarray) -> tuple[int, int]:
-    """(max |x|, max(x, 0)) over the ACC tensor, as unsigned accumulator-width values."""
-    if acc.size == 0:
-        return 0, 0
-    return int(np.abs(acc).max()), int(max(acc.max(), 0))
+def acc_peaks(acc: np.ndarray) -> tuple[int, int]:
+    """(OR of |x|, OR of max(x, 0)) over the ACC tensor, as unsigned accumulator-width values: the
+    engines' reported peaks (hw/interfaces.py ``result_layout``)."""
+    values = np.asarray(acc, dtype=np.int64).ravel()
+    return (int(np.bitwise_or.reduce(np.abs(values), initial=0)),
+            int(np.bitwise_or.reduce(np.maximum(values, 0), initial=0)))
 
 
 def resolve(machine: Machine, inst: Instruction) -> dict:

@@ -21,7 +21,7 @@ from golden_model.config import CoreConfig
 from golden_model.isa import Instruction
 from golden_model.machine import Machine, words_per_row
 from golden_model.quant import QTensor
-from sim_tests.command_model import acc_maxima, pack, resolve
+from sim_tests.command_model import acc_peaks, pack, resolve
 from hw.interfaces import amem_word_layout, result_layout, tmem_word_layout
 
 from .common import decode, encode, read_unsigned, start
@@ -167,7 +167,7 @@ class EngineBench:
         return np.array(words, dtype=np.int64).reshape(rows, stride * self.cfg.lanes)[:, :cols]
 
     async def check_acc(self, machine: Machine, result: dict | None = None, what: str = "") -> None:
-        """The DUT's ACC equals the machine's; with ``result``, the reported maxima too."""
+        """The DUT's ACC equals the machine's; with ``result``, the reported peaks too."""
         rows, cols = machine.acc.shape
         got = await self.acc(rows, cols)
         if not np.array_equal(got, machine.acc):
@@ -175,6 +175,6 @@ class EngineBench:
             raise AssertionError(f"{what} ACC differs first at {tuple(bad)}: DUT {got[tuple(bad)]} "
                                  f"golden {machine.acc[tuple(bad)]}")
         if result is not None:
-            maxabs, maxpos = acc_maxima(machine.acc)
-            assert (result["maxabs"], result["maxpos"]) == (maxabs, maxpos), \
-                f"{what} maxima DUT {result['maxabs']}, {result['maxpos']} golden {maxabs}, {maxpos}"
+            peak_abs, peak_pos = acc_peaks(machine.acc)
+            assert (result["peak_abs"], result["peak_pos"]) == (peak_abs, peak_pos), \
+                f"{what} peaks DUT {result['peak_abs']}, {result['peak_pos']} golden {peak_abs}, {peak_pos}"

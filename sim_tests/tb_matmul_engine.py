@@ -5,7 +5,7 @@ and K not multiples of the array or lane counts, K from 1 to the dense
 layers' limit), extreme values (all -128, all 127, mixed signs, zeros), 1x1
 and the largest shapes, the MATMULs of the reference network's training step
 (golden_model.program) on its tensor layout, and the three products of CONV
-over several geometries.  ACC and the reported maxima
+over several geometries.  ACC and the reported peaks
 are compared bit-exactly; cycle counts and array utilization are logged.
 
 Beyond the valid elements, every MATMUL is held to:
@@ -35,7 +35,7 @@ from golden_model.machine import words_per_row
 from hw.feed_addresses import FeedAddresses
 from hw.mac_array import MacArray
 from hw.operand_feeder import OperandFeeder
-from sim_tests.command_model import acc_maxima
+from sim_tests.command_model import acc_peaks
 from sim_tests.common import read_unsigned, settings
 from sim_tests.engine_bench import EngineBench, random_machine
 
@@ -121,7 +121,7 @@ class Bench:
         return m * -(-n // self.cfg.lanes) <= self.cfg.acc_words
 
     async def check_acc_words(self, machine: Machine, result: dict, label: str) -> None:
-        """The DUT's ACC words: valid lanes equal the machine's ACC, pad lanes 0, maxima the machine's."""
+        """The DUT's ACC words: valid lanes equal the machine's ACC, pad lanes 0, peaks the machine's."""
         rows, cols = machine.acc.shape
         lanes = self.cfg.lanes
         stride = words_per_row(cols, lanes)
@@ -136,9 +136,9 @@ class Bench:
             row, lane = np.argwhere(pad != 0)[0]
             raise AssertionError(f"{label}: pad lane {cols + lane} of ACC row {row} holds {pad[row, lane]}, not 0 "
                                  f"(a B vector element past N was not 0)")
-        maxabs, maxpos = acc_maxima(machine.acc)
-        assert (result["maxabs"], result["maxpos"]) == (maxabs, maxpos), \
-            f"{label}: maxima DUT {result['maxabs']}, {result['maxpos']} golden {maxabs}, {maxpos}"
+        peak_abs, peak_pos = acc_peaks(machine.acc)
+        assert (result["peak_abs"], result["peak_pos"]) == (peak_abs, peak_pos), \
+            f"{label}: peaks DUT {result['peak_abs']}, {result['peak_pos']} golden {peak_abs}, {peak_pos}"
 
     def check_ports(self, seen: dict[str, list[int]], operands, rows: int, cols: int, label: str) -> None:
         """TMEM reads within each operand's words, no TMEM write, each ACC word written once."""
@@ -156,7 +156,7 @@ class Bench:
                                  f"{len(written)} writes; outside or repeated: {odd[:8]}")
 
     async def matmul(self, machine: Machine, inst: isa.Instruction, what: str):
-        """Execute on DUT and golden machine; compare ACC words, maxima, ports and cycles; return cycles."""
+        """Execute on DUT and golden machine; compare ACC words, peaks, ports and cycles; return cycles."""
         macs_before = machine.useful_macs
         operands = [machine.table[inst.a], machine.table[inst.b]]        # MATMUL and CONV leave the table as is
         self.ports.start()
@@ -285,7 +285,7 @@ def conv_geometries(cfg, rng):
 @cocotb.test()
 async def convolutions(dut):
     """CONV forward, error and gradient on random images, kernels and channel counts (1 to 2 words, not
-    multiples of the lanes): ACC and maxima bit-exact against the golden machine."""
+    multiples of the lanes): ACC and peaks bit-exact against the golden machine."""
     b = await setup(dut)
     cfg, rng = b.cfg, b.s.rng
     for g in conv_geometries(cfg, rng):

@@ -5,7 +5,7 @@ slot and in place) on random and extreme tensors, every ADD alignment shift
 up to past the flush, POOL and UNPOOL over several windows, and the
 element-wise instructions of the reference network's programs
 (golden_model.program) on its tensor layout.  ACC,
-maxima and TMEM are compared bit-exactly; cycle counts are logged.
+peaks and TMEM are compared bit-exactly; cycle counts are logged.
 """
 
 import cocotb
@@ -85,7 +85,7 @@ async def random_tensors(dut):
         await b.eb.load(machine)
         await b.all_ops(machine, "random")
     for shape in ((16, 10), (2, b.cfg.lanes + 1)):
-        for scalar in (-128, 127):   # |bias| above every |A + bias|: pad lanes must not raise the maxima
+        for scalar in (-128, 127):   # |bias| above every |A + bias|: pad lanes must not raise the peaks
             machine = b.machine(shape, low=1, high=3) if scalar < 0 else b.machine(shape, low=-3, high=-1)
             machine.write_tensor(M, QTensor(np.full((1, 1), scalar, np.int8), machine.table[A].exp))
             await b.eb.load(machine)
@@ -173,7 +173,7 @@ def pool_geometries(cfg, rng):
 @cocotb.test()
 async def pooling(dut):
     """POOL (window sums into ACC) and UNPOOL (each pixel takes its window's word) on random images with
-    1..2 words of channels; ACC, maxima and TMEM compared, dst's neighbours untouched."""
+    1..2 words of channels; ACC, peaks and TMEM compared, dst's neighbours untouched."""
     b = await setup(dut)
     cfg = b.cfg
     for g in pool_geometries(cfg, b.s.rng):

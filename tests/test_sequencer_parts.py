@@ -24,7 +24,7 @@ from hw.issue_tracker import IssueTracker
 from hw.sq_shift import SqShift, bit_length
 from hw.step_keys import StepKeys
 from sim_tests.amaranth_sim import simulate
-from sim_tests.command_model import acc_maxima, resolve
+from sim_tests.command_model import acc_peaks, resolve
 
 SEED = int(os.environ.get("EOQ_SEED", random.randrange(2**31)))
 
@@ -183,11 +183,11 @@ def test_decoder_and_checker_agree_with_the_golden_machine(config):
         for trial in range(250):
             machine, inst = random_case(cfg, rng)
             entries = {name: machine.table[getattr(inst, name)] for name in ("dst", "a", "b")}
-            maxabs, maxpos = acc_maxima(machine.acc)
+            peak_abs, peak_pos = acc_peaks(machine.acc)
             legal = OPS[inst.op].engine is not None and not isa.illegal(inst.encode())
             want_cmd = resolve(machine, inst) if legal else None
             ctx.set(d.acc, {"rows": machine.acc.shape[0], "cols": machine.acc.shape[1], "exp": machine.acc_exp,
-                            "maxabs": maxabs, "maxpos": maxpos})
+                            "peak_abs": peak_abs, "peak_pos": peak_pos})
             ctx.set(d.step_base, step_base(machine.seed, machine.step))
             got, cmd = await dut.check(ctx, machine, inst)
             record = ctx.get(d.record)
@@ -358,12 +358,12 @@ def test_issue_tracker_hazards_banks_and_write_back():
                             "producer": 0})
         await ctx.tick().repeat(IssueTracker.MUST_WAIT_LATENCY)
         assert ctx.get(dut.must_wait)
-        # the product finishes: its maxima become the ACC's
-        ctx.set(dut.result, [{"maxabs": 1000, "maxpos": 77}] * len(Engine))
+        # the product finishes: its peaks become the ACC's
+        ctx.set(dut.result, [{"peak_abs": 1000, "peak_pos": 77}] * len(Engine))
         ctx.set(dut.done, 1 << Engine.MATMUL)
         await ctx.tick()
         ctx.set(dut.done, 0)
-        assert (ctx.get(dut.acc.maxabs), ctx.get(dut.acc.maxpos)) == (1000, 77)
+        assert (ctx.get(dut.acc.peak_abs), ctx.get(dut.acc.peak_pos)) == (1000, 77)
         await ctx.tick().repeat(IssueTracker.MUST_WAIT_LATENCY)
         assert not ctx.get(dut.must_wait), "the consumer waited for a producer no longer running"
         # the QUANT finishes: its exponent is written back EXP_WRITE_LATENCY cycles later, once

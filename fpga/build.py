@@ -257,6 +257,9 @@ class BuildOptions:
     config       golden_model.config.CONFIGS name (None: the board's, BOARD_CONFIGS)
     out, name    build directory out/name (default name <board>-<device>-<config>)
     threads, seed, router   nextpnr settings; lut_mapper: yosys' LUT mapping ("abc" or "abc9")
+    density      the placer's maximum placement density (nextpnr's --placer-heap-beta; None: its 0.9):
+                 lower spreads the cells over more of the chip, for a design whose router stalls on
+                 congestion
     timeout_min  give up on a tool step after this many minutes
     resynth      run yosys even if the netlist is unchanged; echo: the UART echo design instead of the core
     heatmap      router2's congestion heatmaps in heat/ (``python -m fpga.congestion`` sums them)
@@ -273,6 +276,7 @@ class BuildOptions:
     threads: int = 1
     seed: int = DEFAULT_SEED
     router: str = "router2"
+    density: float | None = None
     lut_mapper: str = "abc"
     timeout_min: float | None = None
     resynth: bool = False
@@ -289,6 +293,9 @@ def build(options: BuildOptions) -> dict:
     timeout_min = options.timeout_min
     if lut_mapper not in LUT_MAPPERS:
         raise BuildError(f"unknown LUT mapper {lut_mapper!r}; choose one of {', '.join(LUT_MAPPERS)}")
+    if options.density is not None and not 0.3 <= options.density <= 1.0:
+        raise BuildError(f"--density {options.density} is outside 0.3 .. 1.0 (the share of a region's cells "
+                         f"the placer may fill; nextpnr's default is 0.9)")
     if options.heatmap and router != "router2":
         raise BuildError(f"--heatmap needs router2 (nextpnr writes heatmaps from router2 only), not {router}")
     platform_cls = get_platform(board, options.device)
@@ -308,6 +315,8 @@ def build(options: BuildOptions) -> dict:
 
     synth = synth_overrides(lut_mapper)
     nextpnr_opts = f"--report report.json --timing-allow-fail --seed {seed} --threads {threads} --router {router}"
+    if options.density is not None:
+        nextpnr_opts += f" --placer-heap-beta {options.density}"
     if options.heatmap:
         heat = build_dir / HEATMAP_DIR
         shutil.rmtree(heat, ignore_errors=True)
@@ -373,7 +382,7 @@ def build(options: BuildOptions) -> dict:
         "design": "echo" if echo else "eoq_system", "lut_mapper": lut_mapper, "freq_mhz": round(top.freq / 1e6, 4),
         "baud": baud, "uart_bit_period": str(top.bit_period),
         "pll": {"clki_div": top.pll.clki_div, "clkfb_div": top.pll.clkfb_div, "clkop_div": top.pll.clkop_div},
-        **parsed, "source": source, "yosys_cells": _yosys_cells(build_dir), "seed": seed,
+        **parsed, "source": source, "yosys_cells": _yosys_cells(build_dir), "seed": seed, "density": options.density,
         "seconds": round(seconds, 1),
         "step_seconds": steps,
         "bitstream": str(build_dir / "top.bit"),
@@ -451,6 +460,9 @@ def main(argv=None) -> int:
     parser.add_argument("--resynth", action="store_true", help="run yosys even if the netlist is unchanged")
     parser.add_argument("--router", default="router2", choices=("router1", "router2"),
                         help="nextpnr router (router1 did not converge on the 8x8 core; see docs/fpga.md)")
+    parser.add_argument("--density", type=float, default=None, metavar="BETA",
+                        help="the placer's maximum placement density, 0.3 .. 1.0 (nextpnr --placer-heap-beta, "
+                             "default 0.9); lower spreads a congested design")
     parser.add_argument("--lut-mapper", default="abc", choices=LUT_MAPPERS,
                         help="yosys LUT mapping: classic abc (default) or synth_ecp5's ABC9, which hits an internal "
                              "yosys assertion on some builds of the core (see docs/fpga.md)")
@@ -466,7 +478,7 @@ def main(argv=None) -> int:
         report = build(BuildOptions(
             board=args.board, device=args.device, config=args.config, freq_mhz=args.freq, baud=args.baud,
             out=Path(args.out), name=args.name, threads=args.threads, seed=args.seed, router=args.router,
-            lut_mapper=args.lut_mapper, timeout_min=args.timeout, resynth=args.resynth, echo=args.echo,
+            density=args.density, lut_mapper=args.lut_mapper, timeout_min=args.timeout, resynth=args.resynth, echo=args.echo,
             heatmap=args.heatmap, verbose=args.verbose))
         print(format_table(report))
         print(f"report: {Path(report['bitstream']).parent / 'fpga_report.json'}")

@@ -366,6 +366,20 @@ def test_lut_mapper_choice_reaches_the_yosys_script(tmp_path, monkeypatch, mappe
         fb.build(fb.BuildOptions(config="small4x4", out=tmp_path, echo=True, lut_mapper="abc7"))
 
 
+def test_placement_density_reaches_nextpnr_and_is_checked(tmp_path, monkeypatch):
+    failing = tmp_path / "failing-tool"
+    failing.write_text("#!/bin/sh\nexit 1\n")
+    failing.chmod(0o755)
+    monkeypatch.setattr(fb, "find_tools", lambda: {"YOSYS": str(failing), "NEXTPNR_ECP5": str(failing),
+                                                   "ECPPACK": str(failing)})
+    with pytest.raises(fb.BuildError, match="yosys failed"):
+        fb.build(fb.BuildOptions(config="small4x4", out=tmp_path, echo=True, density=0.7))
+    script = (tmp_path / "ulx3s-85F-echo" / "build_top.sh").read_text()
+    assert "--placer-heap-beta 0.7" in script
+    with pytest.raises(fb.BuildError, match="--density 1.5 is outside 0.3 .. 1.0"):
+        fb.build(fb.BuildOptions(config="small4x4", out=tmp_path, echo=True, density=1.5))
+
+
 def test_build_leaves_the_tool_environment_as_it_was(tmp_path, monkeypatch):
     monkeypatch.delenv("YOSYS", raising=False)
     slow = tmp_path / "slow-tool"

@@ -58,7 +58,9 @@ class ShiftDecode:
     ``lanes`` (registered only) gives each lane its own copy of the shift,
     registered like the decode, for :func:`shift_or_flush`: one register
     driving every lane's shifter was a route across the unit; and its own
-    copy of ``fit_mask`` (the 8x8 core's critical path at 60 MHz, part 19).
+    copy of ``fit_mask``, registered from the decoded one, so a cycle after
+    it (the decode's compares and the route to the lanes each get a clock
+    period; the 8x8 core's critical path at 60 MHz, part 19).
     ``fit_width`` adds ``fit_mask``, bit j set iff j >= s + data_bits - 1:
     the bits of a ``fit_width``-bit total that must all equal its sign for
     ``total >> s`` to fit the data width (:func:`shift_saturate_parts`).
@@ -91,7 +93,7 @@ class ShiftDecode:
             domain += self.fit_mask.eq(fit_mask)
             if lanes:
                 m.submodules[f"{name}_fit_copies"] = fit_copies = RegisterCopies(fit_width, copies=lanes)
-                m.d.comb += fit_copies.i.eq(fit_mask)
+                m.d.comb += fit_copies.i.eq(self.fit_mask)
                 self.lane_fit_masks = [fit_copies.o[lane] for lane in range(lanes)]
 
 

@@ -147,7 +147,9 @@ class ShiftQuantizer(LanedStreamUnit):
                 with m.State("SHIFT"):
                     m.d.sync += shift.eq(sq_shift.shift)
                     m.next = "SETUP"
-            with m.State("SETUP"):                  # the registered shift decode follows the shift
+            # the registered shift decode follows the shift (SETUP); the lanes' copies of its fit mask
+            # come a cycle later, in time for the first beat's third stage (low3 / fits3)
+            with m.State("SETUP"):
                 m.next = "QUANTIZE"
             with m.State("QUANTIZE"):
                 m.d.comb += self.i.ready.eq(advance)

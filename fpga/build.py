@@ -478,8 +478,8 @@ def main(argv=None) -> int:
         report = build(BuildOptions(
             board=args.board, device=args.device, config=args.config, freq_mhz=args.freq, baud=args.baud,
             out=Path(args.out), name=args.name, threads=args.threads, seed=args.seed, router=args.router,
-            density=args.density, lut_mapper=args.lut_mapper, timeout_min=args.timeout, resynth=args.resynth, echo=args.echo,
-            heatmap=args.heatmap, verbose=args.verbose))
+            density=args.density, lut_mapper=args.lut_mapper, timeout_min=args.timeout, resynth=args.resynth,
+            echo=args.echo, heatmap=args.heatmap, verbose=args.verbose))
         print(format_table(report))
         print(f"report: {Path(report['bitstream']).parent / 'fpga_report.json'}")
         check_report(report)

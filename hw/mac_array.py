@@ -42,9 +42,9 @@ class MacArray(wiring.Component):
     With ``overlap=True`` the drain copies the sums (including a beat
     accepted in the drain cycle) into a holding bank of R x C registers and
     the readout streams from that copy, shifting it up its columns (no row
-    multiplexer: each held sum is wired to its neighbours only), so the next tile's beats (and its
-    ``clear``) are accepted while the previous tile leaves: no bubble per
-    tile when K > R + LATENCY.  ``i.ready`` then drops only while ``drain``
+    multiplexer: each held sum is wired to its neighbours only), so the next
+    tile's beats (and its ``clear``) are accepted while the previous tile
+    leaves: no bubble per tile when K > R + LATENCY.  ``i.ready`` then drops only while ``drain``
     is requested before the previous readout has finished; the beat, the
     drain and a clear with it wait together.  Costs R*C*acc_bits more
     registers.

@@ -133,15 +133,14 @@ def shift_or_flush(total: Value, dec: ShiftDecode, lane: int = None) -> Value:
 def shift_saturate_parts(total: Value, dec: ShiftDecode, lane: int) -> tuple[Value, Value, Value]:
     """``saturate(total >> s)`` (0 on flush) as the parts :func:`join_saturated` joins a register stage
     later: the shifted value's low data bits, whether it fits the data width (``total``'s bits from
-    s + data_bits - 1 up all equal its sign: ``dec.fit_mask``), and its sign.  An 8-bit shifter and a
-    masked reduction in place of a shifter and compares as wide as the total."""
+    s + data_bits - 1 up all equal its sign: the lane's copy of ``dec.fit_mask``), and its sign.  An
+    8-bit shifter and a masked reduction in place of a shifter and compares as wide as the total."""
     cfg = dec.cfg
     if len(dec.fit_mask) != len(total):
         raise ValueError(f"the decode's fit_mask has {len(dec.fit_mask)} bits for a {len(total)}-bit total")
     sign = total[-1]
     low = (total >> dec.lane_shifts[lane])[:cfg.data_bits]
-    fit_mask = dec.lane_fit_masks[lane] if dec.lane_fit_masks else dec.fit_mask
-    fits = ~((total ^ sign.replicate(len(total))) & fit_mask).any()
+    fits = ~((total ^ sign.replicate(len(total))) & dec.lane_fit_masks[lane]).any()
     return Mux(dec.flush, 0, low), fits | dec.flush, sign & ~dec.flush
 
 

@@ -163,11 +163,16 @@ def test_tools_from_venv():
     assert all(Path(p).name.startswith("yowasp-") for p in env.values())
 
 
+def fake_tools(tmp_path, monkeypatch, body: str) -> None:
+    """Every tool of the build (yosys, nextpnr, ecppack) replaced by one shell script running ``body``."""
+    tool = tmp_path / "fake-tool"
+    tool.write_text(f"#!/bin/sh\n{body}\n")
+    tool.chmod(0o755)
+    monkeypatch.setattr(fb, "find_tools", lambda: {name: str(tool) for name in ("YOSYS", "NEXTPNR_ECP5", "ECPPACK")})
+
+
 def test_tool_timeout_reports(tmp_path, monkeypatch):
-    slow = tmp_path / "slow-tool"
-    slow.write_text("#!/bin/sh\nsleep 30\n")
-    slow.chmod(0o755)
-    monkeypatch.setattr(fb, "find_tools", lambda: {"YOSYS": str(slow), "NEXTPNR_ECP5": str(slow), "ECPPACK": str(slow)})
+    fake_tools(tmp_path, monkeypatch, "sleep 30")
     with pytest.raises(fb.BuildError, match="yosys did not finish within 0.01 min"):
         fb.build(fb.BuildOptions(config="small4x4", freq_mhz=50, out=tmp_path, echo=True, timeout_min=0.01))
     saved = json.loads((tmp_path / "ulx3s-85F-echo" / "fpga_report.json").read_text())
@@ -353,11 +358,7 @@ def test_build_smallest_config(tmp_path):
 
 @pytest.mark.parametrize("mapper, classic", [("abc", True), ("abc9", False)])
 def test_lut_mapper_choice_reaches_the_yosys_script(tmp_path, monkeypatch, mapper, classic):
-    failing = tmp_path / "failing-tool"
-    failing.write_text("#!/bin/sh\nexit 1\n")
-    failing.chmod(0o755)
-    monkeypatch.setattr(fb, "find_tools", lambda: {"YOSYS": str(failing), "NEXTPNR_ECP5": str(failing),
-                                                   "ECPPACK": str(failing)})
+    fake_tools(tmp_path, monkeypatch, "exit 1")
     with pytest.raises(fb.BuildError, match="yosys failed"):
         fb.build(fb.BuildOptions(config="small4x4", out=tmp_path, echo=True, lut_mapper=mapper))
     script = (tmp_path / "ulx3s-85F-echo" / "top.ys").read_text()
@@ -367,11 +368,7 @@ def test_lut_mapper_choice_reaches_the_yosys_script(tmp_path, monkeypatch, mappe
 
 
 def test_placement_density_reaches_nextpnr_and_is_checked(tmp_path, monkeypatch):
-    failing = tmp_path / "failing-tool"
-    failing.write_text("#!/bin/sh\nexit 1\n")
-    failing.chmod(0o755)
-    monkeypatch.setattr(fb, "find_tools", lambda: {"YOSYS": str(failing), "NEXTPNR_ECP5": str(failing),
-                                                   "ECPPACK": str(failing)})
+    fake_tools(tmp_path, monkeypatch, "exit 1")
     with pytest.raises(fb.BuildError, match="yosys failed"):
         fb.build(fb.BuildOptions(config="small4x4", out=tmp_path, echo=True, density=0.7))
     script = (tmp_path / "ulx3s-85F-echo" / "build_top.sh").read_text()
@@ -382,10 +379,7 @@ def test_placement_density_reaches_nextpnr_and_is_checked(tmp_path, monkeypatch)
 
 def test_build_leaves_the_tool_environment_as_it_was(tmp_path, monkeypatch):
     monkeypatch.delenv("YOSYS", raising=False)
-    slow = tmp_path / "slow-tool"
-    slow.write_text("#!/bin/sh\nsleep 30\n")
-    slow.chmod(0o755)
-    monkeypatch.setattr(fb, "find_tools", lambda: {"YOSYS": str(slow), "NEXTPNR_ECP5": str(slow), "ECPPACK": str(slow)})
+    fake_tools(tmp_path, monkeypatch, "sleep 30")
     with pytest.raises(fb.BuildError):
         fb.build(fb.BuildOptions(config="small4x4", freq_mhz=50, out=tmp_path, echo=True, timeout_min=0.01))
     assert "YOSYS" not in os.environ
